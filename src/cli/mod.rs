@@ -1,0 +1,151 @@
+//! Command-line parsing, dispatch and exit codes.
+//!
+//! | code | meaning                                   |
+//! |------|-------------------------------------------|
+//! | 0    | success                                   |
+//! | 1    | a stage failed                            |
+//! | 2    | invalid `amt.toml` or command line        |
+//! | 3    | the project lock could not be taken       |
+//! | 4    | any other error (I/O, cache)              |
+//! | 130  | interrupted (Ctrl-C)                      |
+
+mod dag;
+mod gc;
+mod output;
+mod run;
+mod status;
+mod why;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use amt::config::Builtins;
+use amt::project::{Project, ProjectError};
+use clap::{Parser, Subcommand};
+
+/// amt: a content-hashed pipeline runner that rebuilds only what changed.
+#[derive(Parser)]
+#[command(name = "amt", version, about, long_about = None, max_term_width = 100)]
+struct Cli {
+    /// Run as if started in DIR.
+    #[arg(short = 'C', long = "project", global = true, value_name = "DIR")]
+    project: Option<PathBuf>,
+    /// Print only errors.
+    #[arg(short, long, global = true, conflicts_with = "json")]
+    quiet: bool,
+    /// Machine-readable output: JSON (one object per line for `run`).
+    #[arg(long, global = true)]
+    json: bool,
+    /// Also list fresh stages.
+    #[arg(short, long, global = true)]
+    verbose: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run stages (all by default) and whatever they depend on, if stale.
+    Run(run::Args),
+    /// Show whether each stage is fresh or stale, and why.
+    Status(status::Args),
+    /// Explain exactly what changed for a stage since it last ran.
+    Why(why::Args),
+    /// Print the stage graph.
+    Dag(dag::Args),
+    /// Remove cache entries that the current state does not use.
+    Gc(gc::Args),
+}
+
+/// How a command ended, mapped to the documented exit codes.
+pub enum Failure {
+    /// A stage failed.
+    Stage,
+    /// The user's input is invalid.
+    Input(anyhow::Error),
+    /// The project lock could not be taken.
+    Lock(anyhow::Error),
+    /// Interrupted by Ctrl-C.
+    Interrupted,
+    /// Anything else.
+    Other(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Other(e)
+    }
+}
+
+/// Output settings shared by all commands.
+#[derive(Clone, Copy)]
+pub struct Ui {
+    pub quiet: bool,
+    pub json: bool,
+    pub verbose: bool,
+}
+
+/// The stages built into this program. The music stages register here as
+/// they land (issues #3–#7); until then there are none.
+struct NoBuiltins;
+
+impl Builtins for NoBuiltins {
+    fn version(&self, _: &str) -> Option<String> {
+        None
+    }
+    fn names(&self) -> Vec<String> {
+        Vec::new()
+    }
+    fn command(&self, name: &str) -> String {
+        format!("amt stage {name}")
+    }
+}
+
+fn load_project(dir: Option<PathBuf>) -> Result<Project, Failure> {
+    let start = match dir {
+        Some(d) => d,
+        None => std::env::current_dir().map_err(|e| Failure::Other(e.into()))?,
+    };
+    let root = Project::discover(&start).map_err(|e| Failure::Input(e.into()))?;
+    Project::load(&root, &NoBuiltins).map_err(|e| match e {
+        ProjectError::Config(c) => Failure::Input(anyhow::Error::new(c)),
+        other => Failure::Input(other.into()),
+    })
+}
+
+/// Parses arguments, runs the command and returns its exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("AMT_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
+    let ui = Ui { quiet: cli.quiet, json: cli.json, verbose: cli.verbose };
+    let result = load_project(cli.project).and_then(|project| match cli.command {
+        Command::Run(args) => run::run(&project, args, ui),
+        Command::Status(args) => status::run(&project, args, ui),
+        Command::Why(args) => why::run(&project, args, ui),
+        Command::Dag(args) => dag::run(&project, args),
+        Command::Gc(args) => gc::run(&project, args, ui),
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Stage) => ExitCode::from(1),
+        Err(Failure::Input(e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Lock(e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(3)
+        }
+        Err(Failure::Other(e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(4)
+        }
+        Err(Failure::Interrupted) => {
+            eprintln!("interrupted");
+            ExitCode::from(130)
+        }
+    }
+}

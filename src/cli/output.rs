@@ -1,0 +1,148 @@
+//! Progress and results as the scheduler reports them: human lines (with
+//! spinners on a terminal), quiet, or JSON lines.
+
+use std::io::IsTerminal;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use amt::config::Stage;
+use amt::engine::{Change, StageError};
+use amt::exec;
+use amt::scheduler::{Outcome, Reporter, Summary};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use super::Ui;
+
+/// Lines of a failed stage's log shown on failure.
+const LOG_TAIL: usize = 30;
+
+/// Prints scheduler events according to the output settings.
+pub struct Printer {
+    ui: Ui,
+    log_dir: std::path::PathBuf,
+    bars: Option<MultiProgress>,
+    running: Mutex<Vec<(String, ProgressBar)>>,
+}
+
+impl Printer {
+    /// A printer; spinners appear only on an interactive stderr.
+    pub fn new(ui: Ui, log_dir: std::path::PathBuf) -> Self {
+        let bars = (!ui.quiet && !ui.json && std::io::stderr().is_terminal()).then(MultiProgress::new);
+        Self { ui, log_dir, bars, running: Mutex::new(Vec::new()) }
+    }
+
+    fn line(&self, text: String) {
+        match &self.bars {
+            Some(m) => {
+                let _ = m.println(text);
+            }
+            None => eprintln!("{text}"),
+        }
+    }
+
+    /// The final line: counts and elapsed time.
+    pub fn summary(&self, summary: &Summary, files_hashed: u64) {
+        let counts = summary.counts();
+        if self.ui.json {
+            println!(
+                "{}",
+                json!({"event": "summary", "counts": counts, "elapsed_ms": summary.elapsed.as_millis() as u64,
+                       "files_hashed": files_hashed, "failed": summary.failed()})
+            );
+        } else if !self.ui.quiet {
+            let parts: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
+            let parts = if parts.is_empty() { "nothing to do".to_owned() } else { parts.join(", ") };
+            eprintln!("{parts} in {}", human_duration(summary.elapsed));
+        }
+    }
+}
+
+impl Reporter for Printer {
+    fn started(&self, stage: &Stage, changes: &[Change]) {
+        let why = changes.first().map(Change::summary).unwrap_or_default();
+        if self.ui.json {
+            println!("{}", json!({"event": "started", "stage": stage.name.as_str(), "reason": why}));
+            return;
+        }
+        if self.ui.quiet {
+            return;
+        }
+        match &self.bars {
+            Some(m) => {
+                let bar = m.add(ProgressBar::new_spinner());
+                bar.set_style(ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("valid template"));
+                bar.set_message(format!("{} ({why})", stage.name));
+                bar.enable_steady_tick(Duration::from_millis(120));
+                self.running.lock().expect("printer lock poisoned").push((stage.name.to_string(), bar));
+            }
+            None => eprintln!("▶ {} ({why})", stage.name),
+        }
+    }
+
+    fn finished(&self, stage: &Stage, outcome: &Outcome) {
+        if let Some(pos) = self.running.lock().expect("printer lock poisoned").iter().position(|(n, _)| n == stage.name.as_str()) {
+            let (_, bar) = self.running.lock().expect("printer lock poisoned").remove(pos);
+            bar.finish_and_clear();
+        }
+        let name = stage.name.as_str();
+        if self.ui.json {
+            let mut ev = json!({"event": "finished", "stage": name, "outcome": outcome.label()});
+            match outcome {
+                Outcome::Ran { duration_ms } => ev["duration_ms"] = json!(duration_ms),
+                Outcome::WouldRun(c) | Outcome::WouldRestore(c) => {
+                    ev["reasons"] = json!(c.iter().map(Change::summary).collect::<Vec<_>>())
+                }
+                Outcome::Failed(e) => ev["error"] = json!(e.to_string()),
+                Outcome::Skipped(up) => ev["because"] = json!(up.as_str()),
+                _ => {}
+            }
+            println!("{ev}");
+            return;
+        }
+        let failed = !outcome.is_ok();
+        if self.ui.quiet && !failed {
+            return;
+        }
+        let text = match outcome {
+            Outcome::Fresh if !self.ui.verbose => return,
+            Outcome::Fresh => format!("✓ {name} is fresh"),
+            Outcome::Restored(m) => format!("↺ {name} restored from cache ({m:?})").to_lowercase(),
+            Outcome::Ran { duration_ms } => format!("✓ {name} ran in {}", human_duration(Duration::from_millis(*duration_ms))),
+            Outcome::WouldRun(c) => format!("• {name} would run: {}", reasons(c)),
+            Outcome::WouldRestore(c) => format!("• {name} would be restored from cache: {}", reasons(c)),
+            Outcome::Failed(StageError::Cancelled) => format!("✗ {name} cancelled"),
+            Outcome::Failed(e) => {
+                let mut t = format!("✗ {name} failed: {e}");
+                if matches!(e, StageError::Failed { .. }) {
+                    let tail = exec::tail(&self.log_dir.join(format!("{name}.log")), LOG_TAIL);
+                    if !tail.is_empty() {
+                        for l in tail.lines() {
+                            t.push_str(&format!("\n    │ {l}"));
+                        }
+                    }
+                }
+                t
+            }
+            Outcome::Skipped(up) => format!("- {name} skipped: upstream stage {up} failed"),
+            Outcome::NotStarted => format!("- {name} not started"),
+        };
+        self.line(text);
+    }
+}
+
+fn reasons(changes: &[Change]) -> String {
+    changes.iter().map(Change::summary).collect::<Vec<_>>().join("; ")
+}
+
+/// `850ms`, `12.3s`, `4m05s`.
+pub fn human_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        format!("{:.1}s", d.as_secs_f64())
+    } else {
+        format!("{}m{:02}s", ms / 60_000, (ms / 1000) % 60)
+    }
+}

@@ -1,0 +1,133 @@
+//! `amt run`: bring stages up to date.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use amt::engine::{Engine, StageError};
+use amt::exec::Processes;
+use amt::lock;
+use amt::project::Project;
+use amt::scheduler::{self, Options, Outcome};
+use anyhow::Context;
+
+use super::output::Printer;
+use super::{Failure, Ui};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Stages to bring up to date (default: all), with everything upstream of them.
+    stages: Vec<String>,
+    /// Show what would happen without running or restoring anything.
+    #[arg(short = 'n', long)]
+    dry_run: bool,
+    /// Rerun the named stages (all, if none are named) even when fresh.
+    #[arg(short, long)]
+    force: bool,
+    /// Also run everything downstream of the named stages.
+    #[arg(short, long)]
+    downstream: bool,
+    /// CPU slots for parallel stages [default: number of cores].
+    #[arg(short, long, value_name = "N")]
+    jobs: Option<usize>,
+    /// After a failure, keep running stages that do not depend on it.
+    #[arg(short, long)]
+    keep_going: bool,
+    /// Seconds to wait for another amt process to release the project.
+    #[arg(long, value_name = "SECS", default_value_t = 600.0)]
+    lock_timeout: f64,
+}
+
+pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
+    let targets = project.resolve(&args.stages).map_err(|e| Failure::Input(anyhow::anyhow!(e)))?;
+    let all: Vec<usize> = (0..project.pipeline.stages.len()).collect();
+    let named = if targets.is_empty() { all.clone() } else { targets };
+    let selection = if args.downstream {
+        let down: Vec<usize> = project.dag.with_downstream(&named).into_iter().collect();
+        project.dag.with_upstream(&down)
+    } else {
+        project.dag.with_upstream(&named)
+    };
+    let force: BTreeSet<usize> = if args.force {
+        if args.downstream { project.dag.with_downstream(&named) } else { named.iter().copied().collect() }
+    } else {
+        BTreeSet::new()
+    };
+
+    let cache = project.cache_dir();
+    let _lock = if args.dry_run {
+        None
+    } else {
+        let timeout = Duration::from_secs_f64(args.lock_timeout.max(0.0));
+        let quiet = ui.quiet || ui.json;
+        let lock = lock::acquire(&cache.join("lock"), timeout, |holder| {
+            if !quiet {
+                eprintln!("waiting for the project lock, held by {} …", holder.0);
+            }
+        })
+        .map_err(|e| Failure::Lock(e.into()))?;
+        Some(lock)
+    };
+
+    let engine = Engine::open(project);
+    if !args.dry_run {
+        engine.store.clean_tmp().context("cleaning the cache's staging directory")?;
+    }
+    install_interrupt_handler(Arc::clone(&engine.processes));
+
+    let opts = Options {
+        jobs: args.jobs.unwrap_or_else(default_jobs),
+        force,
+        dry_run: args.dry_run,
+        keep_going: args.keep_going,
+        gpus: available_gpus(),
+        mem: total_memory(),
+    };
+    let printer = Printer::new(ui, engine.log_path(&project.pipeline.stages[0]).parent().map(ToOwned::to_owned).unwrap_or_default());
+    let summary = scheduler::run(&engine, &selection, &opts, &printer);
+    let files_hashed = engine.hash_stats.files();
+    printer.summary(&summary, files_hashed);
+
+    engine.stat.save().context("saving the stat cache")?;
+    if engine.processes.is_cancelled() {
+        return Err(Failure::Interrupted);
+    }
+    let cancelled = summary.outcomes.iter().any(|(_, o)| matches!(o, Outcome::Failed(StageError::Cancelled)));
+    match (summary.failed(), cancelled) {
+        (_, true) => Err(Failure::Interrupted),
+        (true, _) => Err(Failure::Stage),
+        _ => Ok(()),
+    }
+}
+
+/// On Ctrl-C or SIGTERM, stop every running stage (SIGTERM, then SIGKILL).
+fn install_interrupt_handler(processes: Arc<Processes>) {
+    let _ = ctrlc::set_handler(move || {
+        let processes = Arc::clone(&processes);
+        std::thread::spawn(move || processes.cancel());
+    });
+}
+
+fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// GPUs: `AMT_GPUS`, else the entries of `CUDA_VISIBLE_DEVICES`, else the NVIDIA driver's count.
+fn available_gpus() -> u32 {
+    if let Some(n) = std::env::var("AMT_GPUS").ok().and_then(|v| v.parse().ok()) {
+        return n;
+    }
+    if let Ok(v) = std::env::var("CUDA_VISIBLE_DEVICES") {
+        return v.split(',').filter(|s| !s.trim().is_empty()).count() as u32;
+    }
+    std::fs::read_dir("/proc/driver/nvidia/gpus").map_or(0, |d| d.count() as u32)
+}
+
+/// Physical memory in bytes, from /proc/meminfo (0: unknown, no limit).
+fn total_memory() -> u64 {
+    let info = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    info.lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}

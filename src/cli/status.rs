@@ -1,0 +1,89 @@
+//! `amt status`: each stage fresh or stale, with the first reason.
+
+use std::collections::BTreeSet;
+
+use amt::engine::{Change, Engine};
+use amt::project::Project;
+use amt::scheduler::{self, Options, Outcome, Reporter, Summary};
+use anyhow::Context;
+use serde_json::json;
+
+use super::{Failure, Ui};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Stages to show (default: all).
+    stages: Vec<String>,
+}
+
+struct Silent;
+
+impl Reporter for Silent {
+    fn started(&self, _: &amt::config::Stage, _: &[Change]) {}
+    fn finished(&self, _: &amt::config::Stage, _: &Outcome) {}
+}
+
+/// Checks stages without changing anything (a dry run over the selection).
+pub fn check_all(engine: &Engine<'_>, selection: &BTreeSet<usize>) -> Summary {
+    let opts = Options {
+        jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        force: BTreeSet::new(),
+        dry_run: true,
+        keep_going: true,
+        gpus: u32::MAX,
+        mem: 0,
+    };
+    scheduler::run(engine, selection, &opts, &Silent)
+}
+
+/// The state word and reasons shown for an outcome.
+pub fn describe(outcome: &Outcome) -> (&'static str, Vec<String>) {
+    match outcome {
+        Outcome::Fresh => ("fresh", vec![]),
+        Outcome::WouldRun(c) => ("stale", c.iter().map(Change::summary).collect()),
+        Outcome::WouldRestore(c) => {
+            let mut r: Vec<String> = c.iter().map(Change::summary).collect();
+            r.push("cached: will be restored".into());
+            ("stale", r)
+        }
+        Outcome::Failed(e) => ("error", vec![e.to_string()]),
+        other => ("unknown", vec![other.label().to_owned()]),
+    }
+}
+
+pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
+    let targets = project.resolve(&args.stages).map_err(|e| Failure::Input(anyhow::anyhow!(e)))?;
+    let selection: BTreeSet<usize> =
+        if targets.is_empty() { (0..project.pipeline.stages.len()).collect() } else { project.dag.with_upstream(&targets) };
+    let engine = Engine::open(project);
+    let summary = check_all(&engine, &selection);
+    engine.stat.save().context("saving the stat cache")?;
+
+    let shown: Vec<(usize, &Outcome)> = summary
+        .outcomes
+        .iter()
+        .filter(|(i, _)| targets.is_empty() || targets.contains(i))
+        .map(|(i, o)| (*i, o))
+        .collect();
+    let stages = &project.pipeline.stages;
+    if ui.json {
+        let rows: Vec<_> = shown
+            .iter()
+            .map(|(i, o)| {
+                let (state, reasons) = describe(o);
+                json!({"stage": stages[*i].name.as_str(), "state": state, "reasons": reasons})
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows).context("encoding status")?);
+        return Ok(());
+    }
+    let width = shown.iter().map(|(i, _)| stages[*i].name.as_str().len()).max().unwrap_or(5).max(5);
+    println!("{:<width$}  {:<6}  REASON", "STAGE", "STATE");
+    for (i, o) in shown {
+        let (state, reasons) = describe(o);
+        let reason = reasons.first().cloned().unwrap_or_default();
+        let more = if reasons.len() > 1 { format!(" (+{} more: amt why {})", reasons.len() - 1, stages[i].name) } else { String::new() };
+        println!("{:<width$}  {:<6}  {reason}{more}", stages[i].name.as_str(), state);
+    }
+    Ok(())
+}

@@ -1,0 +1,454 @@
+//! `amt.toml`: parsing and validation into a typed [`Pipeline`].
+//!
+//! Every error names the file, line and column and the offending key, and an
+//! unknown key comes with the nearest valid one as a suggestion.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::names::{NameError, ProjectPath, StageName};
+
+/// The manifest's file name.
+pub const MANIFEST: &str = "amt.toml";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    #[serde(default)]
+    params: toml::Table,
+    #[serde(default)]
+    stages: BTreeMap<Spanned<String>, Spanned<RawStage>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStage {
+    cmd: Option<Spanned<String>>,
+    builtin: Option<Spanned<String>>,
+    #[serde(default)]
+    deps: Vec<Spanned<String>>,
+    #[serde(default)]
+    outs: Vec<Spanned<String>>,
+    #[serde(default)]
+    metrics: Vec<Spanned<String>>,
+    #[serde(default)]
+    params: Vec<Spanned<String>>,
+    #[serde(default)]
+    env: Vec<Spanned<String>>,
+    cpus: Option<Spanned<u32>>,
+    gpus: Option<Spanned<u32>>,
+    mem: Option<Spanned<String>>,
+}
+
+/// How a stage is executed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Run {
+    /// A shell command, run with `sh -c` from the project root.
+    Shell(String),
+    /// A stage built into the program, with its code version.
+    Builtin { name: String, version: String, command: String },
+}
+
+/// What a stage asks of the machine while it runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Resources {
+    /// CPU slots (of `-j`); at least 1.
+    pub cpus: u32,
+    /// GPUs.
+    pub gpus: u32,
+    /// Memory in bytes; 0 means unspecified.
+    pub mem: u64,
+}
+
+/// One validated stage.
+#[derive(Clone, Debug)]
+pub struct Stage {
+    /// Its name.
+    pub name: StageName,
+    /// What to execute.
+    pub run: Run,
+    /// Files and directories it reads.
+    pub deps: Vec<ProjectPath>,
+    /// Files and directories it must produce (metrics included).
+    pub outs: Vec<ProjectPath>,
+    /// The subset of `outs` that hold metrics.
+    pub metrics: Vec<ProjectPath>,
+    /// Dotted parameter keys whose values enter the fingerprint.
+    pub params: Vec<String>,
+    /// Environment variables whose values enter the fingerprint.
+    pub env: Vec<String>,
+    /// Scheduling needs.
+    pub resources: Resources,
+}
+
+/// A validated pipeline: stages sorted by name, and the parameter tree.
+#[derive(Clone, Debug)]
+pub struct Pipeline {
+    /// `[params]`.
+    pub params: toml::Table,
+    /// The stages, sorted by name.
+    pub stages: Vec<Stage>,
+}
+
+impl Pipeline {
+    /// Finds a stage by name.
+    pub fn stage(&self, name: &str) -> Option<&Stage> {
+        self.stages.iter().find(|s| s.name.as_str() == name)
+    }
+}
+
+/// Stages implemented by the program itself. The engine knows only their
+/// names, the version of their code and how to invoke them.
+pub trait Builtins: Sync {
+    /// The code version of a built-in stage, or `None` if there is no such stage.
+    fn version(&self, name: &str) -> Option<String>;
+    /// All built-in stage names, for suggestions.
+    fn names(&self) -> Vec<String>;
+    /// The command line that runs the stage.
+    fn command(&self, name: &str) -> String;
+}
+
+/// An `amt.toml` that cannot be used, located as precisely as possible.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    /// The manifest file.
+    pub file: PathBuf,
+    /// 1-based line and column, when the problem has a location.
+    pub at: Option<(usize, usize)>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.at {
+            Some((line, col)) => write!(f, "{}:{line}:{col}: {}", self.file.display(), self.message),
+            None => write!(f, "{}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+/// Loads and validates `amt.toml` from `path`.
+pub fn load(path: &Path, builtins: &dyn Builtins) -> Result<Pipeline, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.to_owned(),
+        at: None,
+        message: format!("cannot read: {e}"),
+    })?;
+    parse(path, &text, builtins)
+}
+
+/// Parses and validates manifest text; `file` is used in messages.
+pub fn parse(file: &Path, text: &str, builtins: &dyn Builtins) -> Result<Pipeline, ConfigError> {
+    let src = Source { file, text };
+    let raw: RawManifest = toml::from_str(text).map_err(|e| src.toml_error(&e))?;
+    let mut stages = Vec::new();
+    for (name, raw_stage) in raw.stages {
+        stages.push(src.stage(&name, raw_stage, &raw.params, builtins)?);
+    }
+    check_outs(&src, &stages)?;
+    Ok(Pipeline { params: raw.params, stages })
+}
+
+struct Source<'a> {
+    file: &'a Path,
+    text: &'a str,
+}
+
+impl Source<'_> {
+    fn error(&self, offset: Option<usize>, message: impl Into<String>) -> ConfigError {
+        let at = offset.map(|o| line_col(self.text, o));
+        ConfigError { file: self.file.to_owned(), at, message: message.into() }
+    }
+
+    fn toml_error(&self, e: &toml::de::Error) -> ConfigError {
+        let offset = e.span().map(|s| s.start);
+        let message = e.message().trim().to_owned();
+        let message = match unknown_field(&message) {
+            Some((field, expected)) => {
+                let table = offset.and_then(|o| self.table_at(o)).unwrap_or_else(|| "the top level".into());
+                let mut m = format!("unknown key `{field}` in {table}");
+                if let Some(s) = suggest(&field, expected.iter().map(String::as_str)) {
+                    m.push_str(&format!("; did you mean `{s}`?"));
+                } else {
+                    m.push_str(&format!("; expected one of {}", expected.join(", ")));
+                }
+                m
+            }
+            None => message,
+        };
+        self.error(offset, message)
+    }
+
+    /// The `[table]` header in force at `offset`, for messages.
+    fn table_at(&self, offset: usize) -> Option<String> {
+        self.text[..offset.min(self.text.len())]
+            .lines()
+            .rev()
+            .map(str::trim)
+            .find(|l| l.starts_with('['))
+            .map(|l| l.split('#').next().unwrap_or(l).trim().to_owned())
+    }
+
+    fn path(&self, stage: &str, key: &str, p: &Spanned<String>) -> Result<ProjectPath, ConfigError> {
+        ProjectPath::parse(p.get_ref()).map_err(|e| {
+            let why = match e {
+                NameError::Absolute(_) | NameError::ParentDir(_) => format!("{e} (an out or dep outside the project)"),
+                _ => e.to_string(),
+            };
+            self.error(Some(p.span().start), format!("stages.{stage}.{key}: {why}"))
+        })
+    }
+
+    fn stage(
+        &self,
+        name: &Spanned<String>,
+        raw: Spanned<RawStage>,
+        params: &toml::Table,
+        builtins: &dyn Builtins,
+    ) -> Result<Stage, ConfigError> {
+        let stage_at = Some(name.span().start);
+        let stage_name =
+            StageName::parse(name.get_ref()).map_err(|e| self.error(stage_at, format!("stages.{}: {e}", name.get_ref())))?;
+        let n = stage_name.as_str();
+        let raw = raw.into_inner();
+
+        let run = match (raw.cmd, raw.builtin) {
+            (Some(cmd), None) => Run::Shell(cmd.into_inner()),
+            (None, Some(b)) => {
+                let version = builtins.version(b.get_ref()).ok_or_else(|| {
+                    let names = builtins.names();
+                    let mut m = format!("stages.{n}.builtin: no built-in stage is called `{}`", b.get_ref());
+                    match suggest(b.get_ref(), names.iter().map(String::as_str)) {
+                        Some(s) => m.push_str(&format!("; did you mean `{s}`?")),
+                        None if names.is_empty() => m.push_str("; this build has none"),
+                        None => m.push_str(&format!("; available: {}", names.join(", "))),
+                    }
+                    self.error(Some(b.span().start), m)
+                })?;
+                let command = builtins.command(b.get_ref());
+                Run::Builtin { name: b.into_inner(), version, command }
+            }
+            (Some(cmd), Some(_)) => {
+                return Err(self.error(Some(cmd.span().start), format!("stages.{n}: set `cmd` or `builtin`, not both")));
+            }
+            (None, None) => {
+                return Err(self.error(stage_at, format!("stages.{n}: a stage needs `cmd` (a shell command) or `builtin`")));
+            }
+        };
+
+        let deps = raw.deps.iter().map(|p| self.path(n, "deps", p)).collect::<Result<Vec<_>, _>>()?;
+        let metrics = raw.metrics.iter().map(|p| self.path(n, "metrics", p)).collect::<Result<Vec<_>, _>>()?;
+        let mut outs = raw.outs.iter().map(|p| self.path(n, "outs", p)).collect::<Result<Vec<_>, _>>()?;
+        outs.extend(metrics.iter().cloned());
+
+        for (dep, raw_dep) in deps.iter().zip(&raw.deps) {
+            if let Some(out) = outs.iter().find(|o| o.overlaps(dep)) {
+                return Err(self.error(
+                    Some(raw_dep.span().start),
+                    format!("stages.{n}: dep `{dep}` overlaps the stage's own out `{out}`"),
+                ));
+            }
+        }
+
+        for p in &raw.params {
+            if lookup(params, p.get_ref()).is_none() {
+                let keys = param_keys(params);
+                let mut m = format!("stages.{n}.params: `{}` is not defined in [params]", p.get_ref());
+                if let Some(s) = suggest(p.get_ref(), keys.iter().map(String::as_str)) {
+                    m.push_str(&format!("; did you mean `{s}`?"));
+                }
+                return Err(self.error(Some(p.span().start), m));
+            }
+        }
+
+        for v in &raw.env {
+            let ok = !v.get_ref().is_empty()
+                && v.get_ref().chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !v.get_ref().starts_with(|c: char| c.is_ascii_digit());
+            if !ok {
+                return Err(self.error(Some(v.span().start), format!("stages.{n}.env: `{}` is not a variable name", v.get_ref())));
+            }
+        }
+
+        let cpus = raw.cpus.as_ref().map_or(1, |c| *c.get_ref());
+        if cpus == 0 {
+            let at = raw.cpus.as_ref().map(|c| c.span().start);
+            return Err(self.error(at, format!("stages.{n}.cpus: must be at least 1")));
+        }
+        let mem = match &raw.mem {
+            Some(m) => parse_size(m.get_ref()).ok_or_else(|| {
+                self.error(Some(m.span().start), format!("stages.{n}.mem: `{}` is not a size like 512M or 4G", m.get_ref()))
+            })?,
+            None => 0,
+        };
+        let resources = Resources { cpus, gpus: raw.gpus.map_or(0, |g| g.into_inner()), mem };
+
+        Ok(Stage {
+            name: stage_name,
+            run,
+            deps,
+            outs,
+            metrics,
+            params: raw.params.into_iter().map(Spanned::into_inner).collect(),
+            env: raw.env.into_iter().map(Spanned::into_inner).collect(),
+            resources,
+        })
+    }
+}
+
+/// Two stages may not claim the same output, nor one inside another's.
+fn check_outs(src: &Source<'_>, stages: &[Stage]) -> Result<(), ConfigError> {
+    let mut claimed: Vec<(&ProjectPath, &StageName)> = Vec::new();
+    for stage in stages {
+        for out in &stage.outs {
+            if let Some((other, owner)) = claimed.iter().find(|(o, _)| o.overlaps(out)) {
+                let what = if *other == out { "the same out" } else { "overlapping outs" };
+                let at = src.text.find(&format!("[stages.{}]", stage.name));
+                return Err(src.error(
+                    at,
+                    format!("stages `{owner}` and `{}` claim {what}: `{other}` and `{out}`", stage.name),
+                ));
+            }
+            claimed.push((out, &stage.name));
+        }
+    }
+    Ok(())
+}
+
+/// Finds a dotted key (`train.lr`) in a parameter table.
+pub fn lookup<'t>(params: &'t toml::Table, key: &str) -> Option<&'t toml::Value> {
+    let mut parts = key.split('.');
+    let mut value = params.get(parts.next()?)?;
+    for part in parts {
+        value = value.as_table()?.get(part)?;
+    }
+    Some(value)
+}
+
+/// Every dotted key in a parameter table, tables included.
+pub fn param_keys(params: &toml::Table) -> Vec<String> {
+    fn walk(prefix: &str, t: &toml::Table, out: &mut Vec<String>) {
+        for (k, v) in t {
+            let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+            if let toml::Value::Table(sub) = v {
+                walk(&key, sub, out);
+            }
+            out.push(key);
+        }
+    }
+    let mut out = Vec::new();
+    walk("", params, &mut out);
+    out.sort();
+    out
+}
+
+/// The closest candidate to `word`, if any is close enough to be a typo.
+pub fn suggest<'c>(word: &str, candidates: impl Iterator<Item = &'c str>) -> Option<&'c str> {
+    candidates
+        .map(|c| (strsim::jaro_winkler(word, c), c))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+/// Parses serde's "unknown field `x`, expected one of `a`, `b`" message.
+fn unknown_field(message: &str) -> Option<(String, Vec<String>)> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (field, rest) = rest.split_once('`')?;
+    let expected = rest.split('`').skip(1).step_by(2).map(str::to_owned).collect();
+    Some((field.to_owned(), expected))
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+/// Parses `512M`, `4G`, `1.5GiB` or plain bytes.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let num: f64 = num.trim().parse().ok()?;
+    let scale: u64 = match unit.trim().to_ascii_uppercase().trim_end_matches("IB").trim_end_matches('B') {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        "T" => 1 << 40,
+        _ => return None,
+    };
+    (num >= 0.0).then(|| (num * scale as f64) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct NoBuiltins;
+    impl Builtins for NoBuiltins {
+        fn version(&self, _: &str) -> Option<String> {
+            None
+        }
+        fn names(&self) -> Vec<String> {
+            vec![]
+        }
+        fn command(&self, _: &str) -> String {
+            String::new()
+        }
+    }
+
+    fn err(text: &str) -> String {
+        parse(Path::new("amt.toml"), text, &NoBuiltins).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn unknown_keys_name_the_line_and_suggest() {
+        let e = err("[stages.a]\ncmd = \"true\"\ndepz = [\"x\"]\n");
+        assert!(e.starts_with("amt.toml:3:1: unknown key `depz` in [stages.a]; did you mean `deps`?"), "{e}");
+    }
+
+    #[test]
+    fn syntax_errors_have_a_location() {
+        let e = err("[stages.a\ncmd = 1\n");
+        assert!(e.starts_with("amt.toml:1:"), "{e}");
+    }
+
+    #[test]
+    fn params_must_exist() {
+        let e = err("[params]\ntrain.lr = 1\n[stages.a]\ncmd = \"true\"\nparams = [\"train.lrr\"]\n");
+        assert!(e.contains("amt.toml:5:") && e.contains("did you mean `train.lr`?"), "{e}");
+    }
+
+    #[test]
+    fn outs_must_be_unique_and_inside() {
+        let e = err("[stages.a]\ncmd = \"x\"\nouts = [\"o\"]\n[stages.b]\ncmd = \"y\"\nouts = [\"o/sub\"]\n");
+        assert!(e.contains("stages `a` and `b` claim overlapping outs"), "{e}");
+        let e = err("[stages.a]\ncmd = \"x\"\nouts = [\"../o\"]\n");
+        assert!(e.contains("amt.toml:3:9") && e.contains("contains `..`"), "{e}");
+    }
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("512M"), Some(512 << 20));
+        assert_eq!(parse_size("1.5GiB"), Some(3 << 29));
+        assert_eq!(parse_size("12"), Some(12));
+        assert_eq!(parse_size("lots"), None);
+    }
+
+    #[test]
+    fn dotted_lookup() {
+        let t: toml::Table = toml::from_str("[train]\nlr = 3e-4\n[model]\nlayers = 2").unwrap();
+        assert_eq!(lookup(&t, "train.lr").and_then(|v| v.as_float()), Some(3e-4));
+        assert!(lookup(&t, "train").is_some());
+        assert!(lookup(&t, "train.x").is_none());
+        assert_eq!(param_keys(&t), ["model", "model.layers", "train", "train.lr"]);
+    }
+}

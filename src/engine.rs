@@ -1,0 +1,370 @@
+//! Deciding what each stage needs, and doing it: leave it (fresh), restore its
+//! outputs from the cache, or execute it and record the result.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use crate::config::{Run, Stage, lookup};
+use crate::digest::{ActionKey, Digest};
+use crate::exec::{self, Job, Processes};
+use crate::fingerprint::{Inputs, canonical};
+use crate::fsutil::remove_path;
+use crate::names::{ProjectPath, StageName};
+use crate::project::Project;
+use crate::state::{Origin, StageRecord, StateDir};
+use crate::statcache::StatCache;
+use crate::store::{ActionResult, LinkMethod, OutRecord, Store, StoreError};
+use crate::tree::{Entry, HashStats, TreeError, TreeHasher};
+
+/// Why a stage is not fresh. `amt status` shows the first; `amt why` all.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// No record: the stage never ran here.
+    NeverRun,
+    /// `--force`.
+    Forced,
+    /// The command text changed.
+    Command { old: String, new: String },
+    /// A built-in stage's code version changed.
+    CodeVersion { old: Option<String>, new: Option<String> },
+    /// A declared environment variable changed.
+    Env { var: String, old: Option<String>, new: Option<String> },
+    /// A declared parameter changed (canonical JSON, `None` when not declared before/now).
+    Param { key: String, old: Option<String>, new: Option<String> },
+    /// A dep's content changed, or the dep was added or removed.
+    Dep { path: ProjectPath, old: Option<Entry>, new: Option<Entry> },
+    /// A declared out is missing from the workspace.
+    OutMissing(ProjectPath),
+    /// A declared out was modified after it was recorded.
+    OutModified(ProjectPath),
+    /// The list of declared outs changed.
+    OutsDeclared,
+    /// An upstream stage will run first, so the inputs are not known yet.
+    Upstream(StageName),
+}
+
+impl Change {
+    /// One line for humans.
+    pub fn summary(&self) -> String {
+        match self {
+            Change::NeverRun => "never run".into(),
+            Change::Forced => "forced".into(),
+            Change::Command { .. } => "command changed".into(),
+            Change::CodeVersion { old, new } => format!(
+                "code version changed: {} → {}",
+                old.as_deref().unwrap_or("none"),
+                new.as_deref().unwrap_or("none")
+            ),
+            Change::Env { var, .. } => format!("env {var} changed"),
+            Change::Param { key, old: None, .. } => format!("param {key} added"),
+            Change::Param { key, new: None, .. } => format!("param {key} removed"),
+            Change::Param { key, old: Some(o), new: Some(n) } => format!("param {key} changed: {o} → {n}"),
+            Change::Dep { path, old: None, .. } => format!("dep {path} added"),
+            Change::Dep { path, new: None, .. } => format!("dep {path} removed"),
+            Change::Dep { path, .. } => format!("dep {path} changed"),
+            Change::OutMissing(p) => format!("out {p} missing"),
+            Change::OutModified(p) => format!("out {p} modified"),
+            Change::OutsDeclared => "declared outs changed".into(),
+            Change::Upstream(s) => format!("upstream stage {s} is stale"),
+        }
+    }
+}
+
+/// What a stage needs, as found by [`Engine::check`].
+#[derive(Debug)]
+pub enum Decision {
+    /// Its outputs are in the workspace and match its inputs.
+    Fresh,
+    /// Its outputs for these inputs are in the cache.
+    Restore(ActionResult),
+    /// It must execute.
+    Run,
+}
+
+/// The outcome of checking a stage.
+#[derive(Debug)]
+pub struct Check {
+    /// The stage's current inputs.
+    pub inputs: Inputs,
+    /// Their action key.
+    pub key: ActionKey,
+    /// What to do.
+    pub decision: Decision,
+    /// Why it is not fresh (empty when fresh).
+    pub changes: Vec<Change>,
+    dep_manifests: Vec<(Digest, Vec<u8>)>,
+}
+
+impl Check {
+    /// The listings of the stage's directory deps, keyed by digest.
+    pub fn dep_manifests(&self) -> &[(Digest, Vec<u8>)] {
+        &self.dep_manifests
+    }
+}
+
+/// Something went wrong while handling a stage.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    #[error("{0}")]
+    Tree(#[from] TreeError),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("cannot start the command: {0}")]
+    Spawn(std::io::Error),
+    #[error("the command failed ({status}); log: {log}")]
+    Failed { status: String, log: String },
+    #[error("the command exited 0 but did not produce its declared out `{0}`")]
+    MissingOut(ProjectPath),
+    #[error("cannot write {what}: {source}")]
+    Io { what: String, source: std::io::Error },
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// Shared, thread-safe context for checking and running stages.
+pub struct Engine<'p> {
+    /// The project.
+    pub project: &'p Project,
+    /// The cache.
+    pub store: Store,
+    /// The stage records.
+    pub state: StateDir,
+    /// The stat cache.
+    pub stat: StatCache,
+    /// Files read while hashing.
+    pub hash_stats: HashStats,
+    /// Running processes, shared with the interrupt handler.
+    pub processes: Arc<Processes>,
+}
+
+impl<'p> Engine<'p> {
+    /// Opens the engine's cache and state for a project.
+    pub fn open(project: &'p Project) -> Self {
+        let cache = project.cache_dir();
+        Self {
+            project,
+            store: Store::new(&cache),
+            state: StateDir::new(&cache.join("state")),
+            stat: StatCache::load(&cache.join("stat").join("v1")),
+            hash_stats: HashStats::default(),
+            processes: Arc::new(Processes::default()),
+        }
+    }
+
+    fn root(&self) -> &Path {
+        &self.project.root
+    }
+
+    /// A hasher over the project's files.
+    pub fn hasher(&self) -> TreeHasher<'_> {
+        TreeHasher::new(self.root(), &self.stat, &self.hash_stats)
+    }
+
+    /// Where a stage's log goes.
+    pub fn log_path(&self, stage: &Stage) -> std::path::PathBuf {
+        self.store.root().join("logs").join(format!("{}.log", stage.name))
+    }
+
+    /// Computes a stage's current inputs from the workspace.
+    pub fn inputs(&self, stage: &Stage, hasher: &TreeHasher<'_>) -> Result<(Inputs, Vec<(Digest, Vec<u8>)>), TreeError> {
+        let (command, code_version) = match &stage.run {
+            Run::Shell(cmd) => (cmd.clone(), None),
+            Run::Builtin { name, version, .. } => (format!("builtin {name}"), Some(version.clone())),
+        };
+        let env = stage.env.iter().map(|v| (v.clone(), std::env::var(v).ok())).collect();
+        let params = stage
+            .params
+            .iter()
+            .filter_map(|k| lookup(&self.project.pipeline.params, k).map(|v| (k.clone(), canonical(v))))
+            .collect();
+        let mut deps = BTreeMap::new();
+        let mut manifests = Vec::new();
+        for dep in &stage.deps {
+            let hashed = hasher.hash(dep)?;
+            deps.insert(dep.clone(), hashed.entry);
+            manifests.extend(hashed.manifests);
+        }
+        Ok((Inputs { command, code_version, env, params, deps }, manifests))
+    }
+
+    /// Decides what a stage needs. `force` skips both the freshness check and the cache.
+    pub fn check(&self, stage: &Stage, force: bool) -> Result<Check, StageError> {
+        let hasher = self.hasher();
+        let (inputs, dep_manifests) = self.inputs(stage, &hasher)?;
+        let key = inputs.action_key();
+        let record = self.state.load(&stage.name);
+        let mut changes = match &record {
+            Some(r) => diff_inputs(&r.inputs, &inputs),
+            None => vec![Change::NeverRun],
+        };
+        if let Some(r) = &record
+            && changes.is_empty()
+        {
+            changes = self.out_changes(stage, &r.outs, &hasher);
+        }
+        let decision = if force {
+            changes.insert(0, Change::Forced);
+            Decision::Run
+        } else if changes.is_empty() {
+            Decision::Fresh
+        } else {
+            match self.store.get_action(&key) {
+                Some(result) if self.usable(stage, &result) => Decision::Restore(result),
+                _ => Decision::Run,
+            }
+        };
+        Ok(Check { inputs, key, decision, changes, dep_manifests })
+    }
+
+    /// Compares the workspace outs against what was recorded.
+    fn out_changes(&self, stage: &Stage, recorded: &[OutRecord], hasher: &TreeHasher<'_>) -> Vec<Change> {
+        if recorded.iter().map(|o| &o.path).ne(stage.outs.iter()) {
+            return vec![Change::OutsDeclared];
+        }
+        recorded
+            .iter()
+            .filter_map(|out| match hasher.hash(&out.path) {
+                Ok(h) if h.entry == out.entry => None,
+                Ok(_) => Some(Change::OutModified(out.path.clone())),
+                Err(_) => Some(Change::OutMissing(out.path.clone())),
+            })
+            .collect()
+    }
+
+    /// A cached result is usable when it has the stage's outs and all their objects.
+    fn usable(&self, stage: &Stage, result: &ActionResult) -> bool {
+        result.outs.iter().map(|o| &o.path).eq(stage.outs.iter())
+            && result.outs.iter().all(|o| self.store.is_complete(&o.entry))
+    }
+
+    /// Puts a cached result's outputs into the workspace and records it.
+    pub fn restore(&self, stage: &Stage, check: Check, result: ActionResult) -> Result<LinkMethod, StageError> {
+        let hasher = self.hasher();
+        let mut method = LinkMethod::Reflink;
+        for out in &result.outs {
+            let already_there = hasher.hash(&out.path).is_ok_and(|h| h.entry == out.entry);
+            if !already_there {
+                method = method.max(self.store.restore(&out.entry, &out.path.to_fs(self.root()))?);
+            }
+        }
+        self.record(stage, check, result.outs, Origin::Restored, 0)?;
+        Ok(method)
+    }
+
+    /// Executes a stage's command, then stores and records its outputs.
+    pub fn execute(&self, stage: &Stage, check: Check) -> Result<u64, StageError> {
+        for out in &stage.outs {
+            let abs = out.to_fs(self.root());
+            remove_path(&abs).map_err(|source| StageError::Io { what: format!("out `{out}`"), source })?;
+            if let Some(parent) = abs.parent() {
+                std::fs::create_dir_all(parent).map_err(|source| StageError::Io { what: format!("the parent of `{out}`"), source })?;
+            }
+        }
+        let command = match &stage.run {
+            Run::Shell(cmd) => cmd.clone(),
+            Run::Builtin { command, .. } => command.clone(),
+        };
+        let env = self.stage_env(stage, &check.inputs);
+        let log = self.log_path(stage);
+        let job = Job { command: &command, dir: self.root(), env: &env, log: &log };
+        let started = Instant::now();
+        let status = exec::run(&job, &self.processes).map_err(StageError::Spawn)?;
+        let duration_ms = started.elapsed().as_millis() as u64;
+        if self.processes.is_cancelled() {
+            return Err(StageError::Cancelled);
+        }
+        if !status.success() {
+            return Err(StageError::Failed { status: exec::describe(&status), log: log.display().to_string() });
+        }
+
+        let hasher = self.hasher();
+        let mut outs = Vec::with_capacity(stage.outs.len());
+        for out in &stage.outs {
+            let hashed = match hasher.hash(out) {
+                Ok(h) => h,
+                Err(TreeError::Missing(_)) => return Err(StageError::MissingOut(out.clone())),
+                Err(e) => return Err(e.into()),
+            };
+            self.store.ingest(self.root(), out, &hashed.entry, &hashed.manifests)?;
+            outs.push(OutRecord { path: out.clone(), entry: hashed.entry });
+        }
+        self.store.put_action(&check.key, &ActionResult { stage: stage.name.clone(), outs: outs.clone() })?;
+        self.record(stage, check, outs, Origin::Ran, duration_ms)?;
+        Ok(duration_ms)
+    }
+
+    /// The variables a command sees: its stage, the project root and its params.
+    fn stage_env(&self, stage: &Stage, inputs: &Inputs) -> Vec<(String, String)> {
+        let mut env = vec![
+            ("AMT_STAGE".to_owned(), stage.name.to_string()),
+            ("AMT_PROJECT_ROOT".to_owned(), self.root().display().to_string()),
+        ];
+        let params: serde_json::Map<String, serde_json::Value> = inputs
+            .params
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::from_str(v).unwrap_or(serde_json::Value::String(v.clone()))))
+            .collect();
+        env.push(("AMT_PARAMS".to_owned(), serde_json::Value::Object(params).to_string()));
+        for (k, v) in &inputs.params {
+            let var: String = k.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
+            let plain = serde_json::from_str::<String>(v).unwrap_or_else(|_| v.clone());
+            env.push((format!("AMT_PARAM_{var}"), plain));
+        }
+        env
+    }
+
+    /// Writes the stage record, and keeps the deps' manifests so `why` can diff them later.
+    fn record(&self, stage: &Stage, check: Check, outs: Vec<OutRecord>, origin: Origin, duration_ms: u64) -> Result<(), StageError> {
+        for (digest, bytes) in &check.dep_manifests {
+            self.store.put_bytes(digest, bytes)?;
+        }
+        let recorded_at_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let record = StageRecord {
+            stage: stage.name.clone(),
+            action_key: check.key,
+            inputs: check.inputs,
+            outs,
+            origin,
+            recorded_at_ms,
+            duration_ms,
+        };
+        self.state
+            .save(&record)
+            .map_err(|source| StageError::Io { what: format!("the record of stage `{}`", stage.name), source })
+    }
+}
+
+/// Every difference between recorded and current inputs, in a stable order.
+pub fn diff_inputs(old: &Inputs, new: &Inputs) -> Vec<Change> {
+    let mut changes = Vec::new();
+    if old.command != new.command {
+        changes.push(Change::Command { old: old.command.clone(), new: new.command.clone() });
+    }
+    if old.code_version != new.code_version {
+        changes.push(Change::CodeVersion { old: old.code_version.clone(), new: new.code_version.clone() });
+    }
+    for (var, old_v, new_v) in merged(&old.env, &new.env) {
+        if old_v != new_v {
+            changes.push(Change::Env { var: var.clone(), old: old_v.cloned().flatten(), new: new_v.cloned().flatten() });
+        }
+    }
+    for (key, old_v, new_v) in merged(&old.params, &new.params) {
+        if old_v != new_v {
+            changes.push(Change::Param { key: key.clone(), old: old_v.cloned(), new: new_v.cloned() });
+        }
+    }
+    for (path, old_e, new_e) in merged(&old.deps, &new.deps) {
+        if old_e != new_e {
+            changes.push(Change::Dep { path: path.clone(), old: old_e.copied(), new: new_e.copied() });
+        }
+    }
+    changes
+}
+
+/// The union of two maps' keys with both values.
+fn merged<'a, K: Ord, V>(a: &'a BTreeMap<K, V>, b: &'a BTreeMap<K, V>) -> Vec<(&'a K, Option<&'a V>, Option<&'a V>)> {
+    let keys: std::collections::BTreeSet<&K> = a.keys().chain(b.keys()).collect();
+    keys.into_iter().map(|k| (k, a.get(k), b.get(k))).collect()
+}

@@ -1,0 +1,148 @@
+//! The action key: a blake3 digest over everything that can change a stage's
+//! outputs, and nothing else.
+//!
+//! | input          | why it is in the key                          |
+//! |----------------|-----------------------------------------------|
+//! | command        | a different command computes something else   |
+//! | code version   | a built-in stage's implementation changed     |
+//! | env values     | declared variables steer the command          |
+//! | param values   | declared parameters steer the command         |
+//! | dep digests    | the data changed (directories as Merkle trees)|
+//!
+//! Output paths, resources, timestamps and the machine are deliberately left
+//! out, so an identical action run anywhere shares its cache entry.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::{ActionKey, Digest};
+use crate::names::ProjectPath;
+use crate::tree::Entry;
+
+/// Prefixes the hashed bytes so a future scheme can never collide with this one.
+const DOMAIN: &[u8] = b"amt-action-v1\0";
+
+/// The inputs of one stage execution, in canonical form.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Inputs {
+    /// The shell command, or `builtin NAME` for a built-in stage.
+    pub command: String,
+    /// The built-in stage's code version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code_version: Option<String>,
+    /// Declared environment variables; `None` when unset.
+    #[serde(default)]
+    pub env: BTreeMap<String, Option<String>>,
+    /// Declared parameters as canonical JSON text.
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+    /// Every dependency's kind and digest.
+    #[serde(default)]
+    pub deps: BTreeMap<ProjectPath, Entry>,
+}
+
+impl Inputs {
+    /// The action key of these inputs.
+    pub fn action_key(&self) -> ActionKey {
+        let mut bytes = DOMAIN.to_vec();
+        // BTreeMaps serialise in key order, so this encoding is canonical.
+        bytes.extend(serde_json::to_vec(self).expect("inputs serialise"));
+        ActionKey(Digest::of_bytes(&bytes))
+    }
+}
+
+/// Canonical JSON for a parameter value: tables with sorted keys, floats in
+/// shortest round-trip form, so `3e-4` and `0.0003` hash alike.
+pub fn canonical(value: &toml::Value) -> String {
+    let mut out = String::new();
+    write_canonical(value, &mut out);
+    out
+}
+
+fn write_canonical(value: &toml::Value, out: &mut String) {
+    use toml::Value::*;
+    match value {
+        String(s) => out.push_str(&serde_json::to_string(s).expect("strings serialise")),
+        Integer(i) => write!(out, "{i}").expect("writing to a String"),
+        Float(f) if f.is_nan() => out.push_str("\"nan\""),
+        Float(f) if f.is_infinite() => out.push_str(if *f > 0.0 { "\"inf\"" } else { "\"-inf\"" }),
+        Float(f) => write!(out, "{f:?}").expect("writing to a String"),
+        Boolean(b) => write!(out, "{b}").expect("writing to a String"),
+        Datetime(d) => out.push_str(&serde_json::to_string(&d.to_string()).expect("strings serialise")),
+        Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        Table(t) => {
+            out.push('{');
+            let mut keys: Vec<_> = t.keys().collect();
+            keys.sort();
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&serde_json::to_string(k).expect("strings serialise"));
+                out.push(':');
+                write_canonical(&t[k], out);
+            }
+            out.push('}');
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tree::Kind;
+
+    fn inputs() -> Inputs {
+        Inputs {
+            command: "python train.py".into(),
+            code_version: None,
+            env: BTreeMap::new(),
+            params: BTreeMap::from([("train.lr".into(), "0.0003".into())]),
+            deps: BTreeMap::from([(
+                ProjectPath::parse("data").unwrap(),
+                Entry { kind: Kind::Dir, digest: Digest::of_bytes(b"d") },
+            )]),
+        }
+    }
+
+    #[test]
+    fn every_input_changes_the_key() {
+        let base = inputs().action_key();
+        let mut i = inputs();
+        i.command.push(' ');
+        assert_ne!(i.action_key(), base);
+        let mut i = inputs();
+        i.code_version = Some("2".into());
+        assert_ne!(i.action_key(), base);
+        let mut i = inputs();
+        i.env.insert("SEED".into(), None);
+        assert_ne!(i.action_key(), base);
+        let mut i = inputs();
+        i.params.insert("train.lr".into(), "0.001".into());
+        assert_ne!(i.action_key(), base);
+        let mut i = inputs();
+        i.deps.values_mut().for_each(|e| e.digest = Digest::of_bytes(b"e"));
+        assert_ne!(i.action_key(), base);
+        assert_eq!(inputs().action_key(), base);
+    }
+
+    #[test]
+    fn canonical_values_ignore_spelling_and_key_order() {
+        let a: toml::Table = toml::from_str("x = { b = 3e-4, a = [1, \"s\"] }").unwrap();
+        let b: toml::Table = toml::from_str("x = { a = [1, \"s\"], b = 0.0003 }").unwrap();
+        assert_eq!(canonical(&a["x"]), canonical(&b["x"]));
+        assert_eq!(canonical(&a["x"]), r#"{"a":[1,"s"],"b":0.0003}"#);
+    }
+}

@@ -1,0 +1,22 @@
+//! amt's engine: a content-hashed DAG runner in the style of make and bazel.
+//!
+//! It knows stages, files, hashes, parameters and processes, and nothing about
+//! music; the music lives in `stages/`.
+
+pub mod config;
+pub mod dag;
+pub mod digest;
+pub mod engine;
+pub mod exec;
+pub mod explain;
+pub mod fingerprint;
+pub mod fsutil;
+pub mod gc;
+pub mod lock;
+pub mod names;
+pub mod project;
+pub mod scheduler;
+pub mod statcache;
+pub mod state;
+pub mod store;
+pub mod tree;

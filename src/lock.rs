@@ -1,0 +1,98 @@
+//! The project lock: one `amt run` (or `gc`) at a time per project.
+//!
+//! It is an advisory `flock` on `cache/lock`. The kernel drops it when the
+//! holder dies, however it dies, so a lock can never be left stale by a killed
+//! process. A second run waits, saying who holds the lock, up to a timeout.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Who holds the lock, as they wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder(pub String);
+
+/// Taking the lock failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("another amt process ({holder}) still holds {path} after {waited:?}; try again later or raise --lock-timeout")]
+    Timeout { path: String, holder: String, waited: Duration },
+    #[error("cannot lock {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+}
+
+/// The held lock; dropping it releases the lock.
+#[derive(Debug)]
+pub struct ProjectLock {
+    _file: File,
+}
+
+/// Takes the lock at `path`, waiting up to `timeout`. `on_wait` is called once,
+/// with the holder, if the lock is busy.
+pub fn acquire(path: &Path, timeout: Duration, on_wait: impl FnOnce(&Holder)) -> Result<ProjectLock, LockError> {
+    let io = |source| LockError::Io { path: path.display().to_string(), source };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).map_err(io)?;
+    let start = Instant::now();
+    let mut on_wait = Some(on_wait);
+    loop {
+        match file.try_lock() {
+            Ok(()) => break,
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let holder = read_holder(&mut file);
+                if let Some(f) = on_wait.take() {
+                    f(&holder);
+                }
+                if start.elapsed() >= timeout {
+                    return Err(LockError::Timeout {
+                        path: path.display().to_string(),
+                        holder: holder.0,
+                        waited: timeout,
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(50).min(timeout));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+        }
+    }
+    let me = format!("pid {}", std::process::id());
+    file.set_len(0).map_err(io)?;
+    file.rewind().map_err(io)?;
+    file.write_all(me.as_bytes()).map_err(io)?;
+    Ok(ProjectLock { _file: file })
+}
+
+fn read_holder(file: &mut File) -> Holder {
+    let mut s = String::new();
+    let _ = file.rewind().and_then(|_| file.read_to_string(&mut s));
+    let s = s.trim();
+    Holder(if s.is_empty() { "unknown process".to_owned() } else { s.to_owned() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_taker_waits_then_times_out_naming_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock");
+        let _held = acquire(&path, Duration::ZERO, |_| {}).unwrap();
+        let mut waited_on = None;
+        let err = acquire(&path, Duration::from_millis(120), |h| waited_on = Some(h.clone())).unwrap_err();
+        let me = format!("pid {}", std::process::id());
+        assert_eq!(waited_on, Some(Holder(me.clone())));
+        assert!(err.to_string().contains(&me), "{err}");
+    }
+
+    #[test]
+    fn dropping_releases() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock");
+        drop(acquire(&path, Duration::ZERO, |_| {}).unwrap());
+        acquire(&path, Duration::ZERO, |_| {}).unwrap();
+    }
+}

@@ -1,0 +1,81 @@
+//! A project: the directory holding `amt.toml`, its validated pipeline and graph.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::{self, Builtins, ConfigError, MANIFEST, Pipeline};
+use crate::dag::{Dag, DagError};
+
+/// A loaded, validated project.
+pub struct Project {
+    /// The directory holding `amt.toml`.
+    pub root: PathBuf,
+    /// The validated pipeline.
+    pub pipeline: Pipeline,
+    /// Its stage graph.
+    pub dag: Dag,
+}
+
+/// Finding or loading a project failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectError {
+    #[error("no {MANIFEST} in {0} or any parent directory")]
+    NotFound(PathBuf),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+impl Project {
+    /// Finds `amt.toml` in `start` or its ancestors.
+    pub fn discover(start: &Path) -> Result<PathBuf, ProjectError> {
+        start
+            .ancestors()
+            .find(|dir| dir.join(MANIFEST).is_file())
+            .map(Path::to_owned)
+            .ok_or_else(|| ProjectError::NotFound(start.to_owned()))
+    }
+
+    /// Loads and validates the project rooted at `root`.
+    pub fn load(root: &Path, builtins: &dyn Builtins) -> Result<Self, ProjectError> {
+        let manifest = root.join(MANIFEST);
+        let pipeline = config::load(&manifest, builtins)?;
+        let dag = Dag::build(&pipeline, root).map_err(|e| dag_error(&manifest, e))?;
+        Ok(Self { root: root.to_owned(), pipeline, dag })
+    }
+
+    /// The cache directory (`<root>/cache`).
+    pub fn cache_dir(&self) -> PathBuf {
+        self.root.join("cache")
+    }
+
+    /// Resolves stage names given on the command line.
+    pub fn resolve(&self, names: &[String]) -> Result<Vec<usize>, String> {
+        names
+            .iter()
+            .map(|n| {
+                self.pipeline.stages.iter().position(|s| s.name.as_str() == n).ok_or_else(|| {
+                    let all = self.pipeline.stages.iter().map(|s| s.name.as_str());
+                    match config::suggest(n, all) {
+                        Some(s) => format!("no stage is called `{n}`; did you mean `{s}`?"),
+                        None => format!("no stage is called `{n}`"),
+                    }
+                })
+            })
+            .collect()
+    }
+}
+
+/// Locates a graph error in the manifest so it reads like the other config errors.
+fn dag_error(manifest: &Path, e: DagError) -> ConfigError {
+    let text = std::fs::read_to_string(manifest).unwrap_or_default();
+    let offset = match &e {
+        DagError::MissingDep { stage, dep } => text
+            .find(&format!("[stages.{stage}]"))
+            .and_then(|s| text[s..].find(&format!("\"{dep}")).map(|o| s + o)),
+        DagError::Cycle(stages) => text.find(&format!("[stages.{}]", stages[0])),
+    };
+    let at = offset.map(|o| {
+        let before = &text[..o];
+        (before.matches('\n').count() + 1, before.rsplit('\n').next().map_or(0, str::len) + 1)
+    });
+    ConfigError { file: manifest.to_owned(), at, message: e.to_string() }
+}
