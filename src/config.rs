@@ -186,7 +186,9 @@ impl Source<'_> {
 
     /// The `[table]` header in force at `offset`, for messages.
     fn table_at(&self, offset: usize) -> Option<String> {
-        self.text[..offset.min(self.text.len())]
+        let offset = offset.min(self.text.len());
+        let line_end = self.text[offset..].find('\n').map_or(self.text.len(), |n| offset + n);
+        self.text[..line_end]
             .lines()
             .rev()
             .map(str::trim)

@@ -174,11 +174,12 @@ impl<'p> Engine<'p> {
             Run::Builtin { name, version, .. } => (format!("builtin {name}"), Some(version.clone())),
         };
         let env = stage.env.iter().map(|v| (v.clone(), std::env::var(v).ok())).collect();
-        let params = stage
-            .params
-            .iter()
-            .filter_map(|k| lookup(&self.project.pipeline.params, k).map(|v| (k.clone(), canonical(v))))
-            .collect();
+        let mut params = BTreeMap::new();
+        for key in &stage.params {
+            if let Some(value) = lookup(&self.project.pipeline.params, key) {
+                flatten_param(key, value, &mut params);
+            }
+        }
         let mut deps = BTreeMap::new();
         let mut manifests = Vec::new();
         for dep in &stage.deps {
@@ -301,12 +302,12 @@ impl<'p> Engine<'p> {
             ("AMT_STAGE".to_owned(), stage.name.to_string()),
             ("AMT_PROJECT_ROOT".to_owned(), self.root().display().to_string()),
         ];
-        let params: serde_json::Map<String, serde_json::Value> = inputs
-            .params
-            .iter()
-            .map(|(k, v)| (k.clone(), serde_json::from_str(v).unwrap_or(serde_json::Value::String(v.clone()))))
-            .collect();
-        env.push(("AMT_PARAMS".to_owned(), serde_json::Value::Object(params).to_string()));
+        let mut params = serde_json::Value::Object(serde_json::Map::new());
+        for (key, v) in &inputs.params {
+            let value = serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.clone()));
+            insert_dotted(&mut params, key, value);
+        }
+        env.push(("AMT_PARAMS".to_owned(), params.to_string()));
         for (k, v) in &inputs.params {
             let var: String = k.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
             let plain = serde_json::from_str::<String>(v).unwrap_or_else(|_| v.clone());
@@ -333,6 +334,41 @@ impl<'p> Engine<'p> {
         self.state
             .save(&record)
             .map_err(|source| StageError::Io { what: format!("the record of stage `{}`", stage.name), source })
+    }
+}
+
+/// Enters a parameter into the inputs leaf by leaf, so a change to one value
+/// inside a declared table is reported by its own dotted key.
+fn flatten_param(key: &str, value: &toml::Value, into: &mut BTreeMap<String, String>) {
+    match value {
+        toml::Value::Table(t) if !t.is_empty() => {
+            for (k, v) in t {
+                flatten_param(&format!("{key}.{k}"), v, into);
+            }
+        }
+        _ => {
+            into.insert(key.to_owned(), canonical(value));
+        }
+    }
+}
+
+/// Sets `a.b.c` in a JSON object, creating the nested objects on the way.
+fn insert_dotted(root: &mut serde_json::Value, key: &str, value: serde_json::Value) {
+    let mut node = root;
+    let mut parts = key.split('.').peekable();
+    while let Some(part) = parts.next() {
+        let map = match node {
+            serde_json::Value::Object(m) => m,
+            other => {
+                *other = serde_json::Value::Object(serde_json::Map::new());
+                other.as_object_mut().expect("just made an object")
+            }
+        };
+        if parts.peek().is_none() {
+            map.insert(part.to_owned(), value);
+            return;
+        }
+        node = map.entry(part.to_owned()).or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
     }
 }
 

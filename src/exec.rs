@@ -70,6 +70,17 @@ pub fn run(job: &Job<'_>, processes: &Processes) -> io::Result<ExitStatus> {
         .stdout(log.try_clone()?)
         .stderr(log)
         .process_group(0);
+    // If amt itself dies (even by SIGKILL), the kernel kills the stage's shell too,
+    // so an orphan can never write outputs behind the next run's back.
+    // SAFETY: prctl is async-signal-safe and touches only the new process.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
     // Registering under the lock means cancel() either sees this group or runs
     // before it exists, in which case we refuse to start.
     let mut child = {

@@ -130,6 +130,7 @@ pub fn run(engine: &Engine<'_>, selection: &BTreeSet<usize>, opts: &Options, rep
     let mut slots: BTreeMap<usize, Slot> = order.iter().map(|&i| (i, Slot::Waiting)).collect();
     let (mut cpus_free, mut gpus_free, mut mem_free) = (jobs, opts.gpus, opts.mem);
     let mut failed = false;
+    let mut stale_upstream: BTreeMap<usize, StageName> = BTreeMap::new();
     let (tx, rx) = mpsc::channel::<Msg>();
 
     std::thread::scope(|scope| {
@@ -155,10 +156,12 @@ pub fn run(engine: &Engine<'_>, selection: &BTreeSet<usize>, opts: &Options, rep
                     settled.push((i, Outcome::Skipped(stages[*bad].name.clone())));
                 } else if stopping {
                     settled.push((i, Outcome::NotStarted));
-                } else if let Some(up) = ups.iter().find(|u| matches!(outcome_of(u), Outcome::WouldRun(_))) {
-                    // Dry run: the upstream outputs are not known yet.
-                    settled.push((i, Outcome::WouldRun(vec![Change::Upstream(stages[*up].name.clone())])));
                 } else if cpus_free > 0 {
+                    // Dry run: an upstream stage that would run leaves this one's inputs unknown;
+                    // it is still checked against the workspace to report its own changes.
+                    if let Some(up) = ups.iter().find(|u| matches!(outcome_of(u), Outcome::WouldRun(_))) {
+                        stale_upstream.insert(i, stages[*up].name.clone());
+                    }
                     cpus_free -= 1;
                     slots.insert(i, Slot::Checking);
                     let (tx, force) = (tx.clone(), opts.force.contains(&i));
@@ -224,7 +227,16 @@ pub fn run(engine: &Engine<'_>, selection: &BTreeSet<usize>, opts: &Options, rep
                 Msg::Checked(i, result) => {
                     cpus_free += 1;
                     match result {
+                        // Dry run: the upstream stage would create what is missing now.
+                        Err(_) if stale_upstream.contains_key(&i) => {
+                            (i, Outcome::WouldRun(vec![Change::Upstream(stale_upstream[&i].clone())]))
+                        }
                         Err(e) => (i, Outcome::Failed(e)),
+                        Ok(mut check) if stale_upstream.contains_key(&i) => {
+                            check.changes.retain(|c| !matches!(c, Change::NeverRun));
+                            check.changes.push(Change::Upstream(stale_upstream[&i].clone()));
+                            (i, Outcome::WouldRun(check.changes))
+                        }
                         Ok(check) => match check.decision {
                             Decision::Fresh => (i, Outcome::Fresh),
                             Decision::Restore(_) if opts.dry_run => (i, Outcome::WouldRestore(check.changes)),

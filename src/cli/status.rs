@@ -83,7 +83,8 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
         let (state, reasons) = describe(o);
         let reason = reasons.first().cloned().unwrap_or_default();
         let more = if reasons.len() > 1 { format!(" (+{} more: amt why {})", reasons.len() - 1, stages[i].name) } else { String::new() };
-        println!("{:<width$}  {:<6}  {reason}{more}", stages[i].name.as_str(), state);
+        let row = format!("{:<width$}  {:<6}  {reason}{more}", stages[i].name.as_str(), state);
+        println!("{}", row.trim_end());
     }
     Ok(())
 }
