@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The main job: build amt and run the demo pipeline on the bundled corpus.
+# Safe to repeat; a second run is a no-op.
+source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
+ensure_rust
+log "building amt (release)"
+cargo build --release --locked --manifest-path "$AMT_REPO/Cargo.toml"
+log "running the pipeline"
+cd "$AMT_REPO"
+"$CARGO_TARGET_DIR/release/amt" run "$@"
+echo
+echo "report:  $AMT_REPO/artifacts/report.md"
+echo "metrics: $AMT_REPO/artifacts/metrics.json"

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Sets up what the tests need and runs the whole test suite. Safe to repeat.
+source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
+ensure_rust
+cd "$AMT_REPO"
+log "running the tests"
+cargo test --locked --no-fail-fast "$@"
