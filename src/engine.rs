@@ -162,9 +162,14 @@ impl<'p> Engine<'p> {
         TreeHasher::new(self.root(), &self.stat, &self.hash_stats)
     }
 
+    /// Where stage logs go.
+    pub fn log_dir(&self) -> std::path::PathBuf {
+        self.store.root().join("logs")
+    }
+
     /// Where a stage's log goes.
     pub fn log_path(&self, stage: &Stage) -> std::path::PathBuf {
-        self.store.root().join("logs").join(format!("{}.log", stage.name))
+        self.log_dir().join(format!("{}.log", stage.name))
     }
 
     /// Computes a stage's current inputs from the workspace.

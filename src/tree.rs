@@ -215,23 +215,27 @@ impl<'a> TreeHasher<'a> {
         abs: &Path,
         manifests: &Mutex<Vec<(Digest, Vec<u8>)>>,
     ) -> Result<Entry, TreeError> {
-        let mut names = Vec::new();
+        let mut items = Vec::new();
         for item in fs::read_dir(abs).map_err(io_err(abs))? {
             let item = item.map_err(io_err(abs))?;
             let name = item.file_name().into_string().map_err(|_| TreeError::BadName(item.path()))?;
             if name.contains('\n') {
                 return Err(TreeError::BadName(item.path()));
             }
-            names.push(name);
+            items.push((name, item));
         }
-        names.sort_unstable();
-        let entries = names
+        items.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let entries = items
             .into_par_iter()
-            .map(|name| {
-                let child_abs = abs.join(&name);
-                let child_rel = format!("{rel}/{name}");
-                let meta = fs::metadata(&child_abs).map_err(io_err(&child_abs))?;
-                let entry = self.hash_meta(&child_rel, &child_abs, &meta, manifests)?;
+            .map(|(name, item)| {
+                let child_abs = item.path();
+                // fstatat on the open directory is cheaper than resolving the whole
+                // path again; only symbolic links need a second, following stat.
+                let mut meta = item.metadata().map_err(io_err(&child_abs))?;
+                if meta.file_type().is_symlink() {
+                    meta = fs::metadata(&child_abs).map_err(io_err(&child_abs))?;
+                }
+                let entry = self.hash_meta(&format!("{rel}/{name}"), &child_abs, &meta, manifests)?;
                 Ok((name, entry))
             })
             .collect::<Result<Vec<_>, TreeError>>()?;

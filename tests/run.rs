@@ -320,3 +320,12 @@ fn bad_stage_names_on_the_command_line_get_a_suggestion() {
     let run = p.amt(&["run", "dubble"]).expect_code(2);
     assert!(run.stderr.contains("no stage is called `dubble`; did you mean `double`?"), "{}", run.stderr);
 }
+
+#[test]
+fn an_empty_pipeline_has_nothing_to_do() {
+    let p = TestProject::new("[params]\nx = 1\n");
+    let run = p.amt(&["run"]).expect_code(0);
+    assert!(run.stderr.contains("nothing to do"), "{}", run.stderr);
+    p.amt(&["status"]).expect_code(0);
+    p.amt(&["dag"]).expect_code(0);
+}

@@ -81,9 +81,11 @@ impl Reporter for Printer {
     }
 
     fn finished(&self, stage: &Stage, outcome: &Outcome) {
-        if let Some(pos) = self.running.lock().expect("printer lock poisoned").iter().position(|(n, _)| n == stage.name.as_str()) {
-            let (_, bar) = self.running.lock().expect("printer lock poisoned").remove(pos);
-            bar.finish_and_clear();
+        {
+            let mut running = self.running.lock().expect("printer lock poisoned");
+            if let Some(pos) = running.iter().position(|(n, _)| n == stage.name.as_str()) {
+                running.remove(pos).1.finish_and_clear();
+            }
         }
         let name = stage.name.as_str();
         if self.ui.json {

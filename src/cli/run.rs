@@ -83,7 +83,7 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
         gpus: available_gpus(),
         mem: total_memory(),
     };
-    let printer = Printer::new(ui, engine.log_path(&project.pipeline.stages[0]).parent().map(ToOwned::to_owned).unwrap_or_default());
+    let printer = Printer::new(ui, engine.log_dir());
     let summary = scheduler::run(&engine, &selection, &opts, &printer);
     let files_hashed = engine.hash_stats.files();
     printer.summary(&summary, files_hashed);
