@@ -4,4 +4,4 @@ source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 ensure_rust
 cd "$AMT_REPO"
 log "running the tests"
-cargo test --locked --no-fail-fast "$@"
+cargo test --workspace --locked --no-fail-fast "$@"

@@ -30,9 +30,9 @@ struct RawStage {
     cmd: Option<Spanned<String>>,
     builtin: Option<Spanned<String>>,
     #[serde(default)]
-    deps: Vec<Spanned<String>>,
+    deps: RawPaths,
     #[serde(default)]
-    outs: Vec<Spanned<String>>,
+    outs: RawPaths,
     #[serde(default)]
     metrics: Vec<Spanned<String>>,
     #[serde(default)]
@@ -42,6 +42,54 @@ struct RawStage {
     cpus: Option<Spanned<u32>>,
     gpus: Option<Spanned<u32>>,
     mem: Option<Spanned<String>>,
+}
+
+/// `deps` or `outs`: a list of paths, or a table binding role names to paths
+/// (which built-in stages use to find their inputs and outputs).
+#[derive(Default)]
+enum RawPaths {
+    #[default]
+    Empty,
+    List(Vec<Spanned<String>>),
+    Named(Vec<(String, Spanned<String>)>),
+}
+
+impl RawPaths {
+    fn paths(&self) -> Vec<&Spanned<String>> {
+        match self {
+            RawPaths::Empty => Vec::new(),
+            RawPaths::List(v) => v.iter().collect(),
+            RawPaths::Named(v) => v.iter().map(|(_, p)| p).collect(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RawPaths {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Paths;
+        impl<'de> serde::de::Visitor<'de> for Paths {
+            type Value = RawPaths;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of paths, or a table of role = path")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<RawPaths, A::Error> {
+                let mut v = Vec::new();
+                while let Some(p) = seq.next_element::<Spanned<String>>()? {
+                    v.push(p);
+                }
+                Ok(RawPaths::List(v))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<RawPaths, A::Error> {
+                let mut v = Vec::new();
+                while let Some((role, p)) = map.next_entry::<String, Spanned<String>>()? {
+                    v.push((role, p));
+                }
+                v.sort_by(|a, b| a.0.cmp(&b.0));
+                Ok(RawPaths::Named(v))
+            }
+        }
+        d.deserialize_any(Paths)
+    }
 }
 
 /// How a stage is executed.
@@ -75,6 +123,10 @@ pub struct Stage {
     pub deps: Vec<ProjectPath>,
     /// Files and directories it must produce (metrics included).
     pub outs: Vec<ProjectPath>,
+    /// Role names bound to deps (`deps = { corpus = "data" }`), sorted by role.
+    pub dep_roles: Option<Vec<(String, ProjectPath)>>,
+    /// Role names bound to outs, sorted by role.
+    pub out_roles: Option<Vec<(String, ProjectPath)>>,
     /// The subset of `outs` that hold metrics.
     pub metrics: Vec<ProjectPath>,
     /// Dotted parameter keys whose values enter the fingerprint.
@@ -243,12 +295,19 @@ impl Source<'_> {
             }
         };
 
-        let deps = raw.deps.iter().map(|p| self.path(n, "deps", p)).collect::<Result<Vec<_>, _>>()?;
+        let raw_deps = raw.deps.paths();
+        let deps = raw_deps.iter().map(|p| self.path(n, "deps", p)).collect::<Result<Vec<_>, _>>()?;
         let metrics = raw.metrics.iter().map(|p| self.path(n, "metrics", p)).collect::<Result<Vec<_>, _>>()?;
-        let mut outs = raw.outs.iter().map(|p| self.path(n, "outs", p)).collect::<Result<Vec<_>, _>>()?;
+        let mut outs = raw.outs.paths().iter().map(|p| self.path(n, "outs", p)).collect::<Result<Vec<_>, _>>()?;
+        let roles = |raw: &RawPaths, paths: &[ProjectPath]| match raw {
+            RawPaths::Named(v) => Some(v.iter().map(|(role, _)| role.clone()).zip(paths.iter().cloned()).collect()),
+            _ => None,
+        };
+        let dep_roles = roles(&raw.deps, &deps);
+        let out_roles = roles(&raw.outs, &outs);
         outs.extend(metrics.iter().cloned());
 
-        for (dep, raw_dep) in deps.iter().zip(&raw.deps) {
+        for (dep, raw_dep) in deps.iter().zip(&raw_deps) {
             if let Some(out) = outs.iter().find(|o| o.overlaps(dep)) {
                 return Err(self.error(
                     Some(raw_dep.span().start),
@@ -295,6 +354,8 @@ impl Source<'_> {
             run,
             deps,
             outs,
+            dep_roles,
+            out_roles,
             metrics,
             params: raw.params.into_iter().map(Spanned::into_inner).collect(),
             env: raw.env.into_iter().map(Spanned::into_inner).collect(),

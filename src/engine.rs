@@ -167,6 +167,12 @@ impl<'p> Engine<'p> {
         self.store.root().join("logs")
     }
 
+    /// A directory that survives between runs of a stage, for resumable work.
+    /// It is neither an input nor an output, so it never enters the action key.
+    pub fn scratch_dir(&self, stage: &Stage) -> std::path::PathBuf {
+        self.store.root().join("scratch").join(stage.name.as_str())
+    }
+
     /// Where a stage's log goes.
     pub fn log_path(&self, stage: &Stage) -> std::path::PathBuf {
         self.log_dir().join(format!("{}.log", stage.name))
@@ -192,7 +198,13 @@ impl<'p> Engine<'p> {
             deps.insert(dep.clone(), hashed.entry);
             manifests.extend(hashed.manifests);
         }
-        Ok((Inputs { command, code_version, env, params, deps }, manifests))
+        let mut roles = BTreeMap::new();
+        for (kind, bindings) in [("deps", &stage.dep_roles), ("outs", &stage.out_roles)] {
+            for (role, path) in bindings.iter().flatten() {
+                roles.insert(format!("{kind}.{role}"), path.to_string());
+            }
+        }
+        Ok((Inputs { command, code_version, env, params, deps, roles }, manifests))
     }
 
     /// Decides what a stage needs. `force` skips both the freshness check and the cache.
@@ -272,6 +284,9 @@ impl<'p> Engine<'p> {
             Run::Shell(cmd) => cmd.clone(),
             Run::Builtin { command, .. } => command.clone(),
         };
+        let scratch = self.scratch_dir(stage);
+        std::fs::create_dir_all(&scratch)
+            .map_err(|source| StageError::Io { what: format!("scratch directory {}", scratch.display()), source })?;
         let env = self.stage_env(stage, &check.inputs);
         let log = self.log_path(stage);
         let job = Job { command: &command, dir: self.root(), env: &env, log: &log };
@@ -303,9 +318,20 @@ impl<'p> Engine<'p> {
 
     /// The variables a command sees: its stage, the project root and its params.
     fn stage_env(&self, stage: &Stage, inputs: &Inputs) -> Vec<(String, String)> {
+        let bindings = |roles: &Option<Vec<(String, ProjectPath)>>, paths: &[ProjectPath]| match roles {
+            Some(named) => serde_json::Value::Object(
+                named.iter().map(|(r, p)| (r.clone(), serde_json::Value::String(p.to_string()))).collect(),
+            ),
+            None => serde_json::Value::Array(paths.iter().map(|p| serde_json::Value::String(p.to_string())).collect()),
+        };
+        let plain_outs: Vec<ProjectPath> = stage.outs.iter().filter(|o| !stage.metrics.contains(o)).cloned().collect();
         let mut env = vec![
             ("AMT_STAGE".to_owned(), stage.name.to_string()),
             ("AMT_PROJECT_ROOT".to_owned(), self.root().display().to_string()),
+            ("AMT_SCRATCH".to_owned(), self.scratch_dir(stage).display().to_string()),
+            ("AMT_DEPS".to_owned(), bindings(&stage.dep_roles, &stage.deps).to_string()),
+            ("AMT_OUTS".to_owned(), bindings(&stage.out_roles, &plain_outs).to_string()),
+            ("AMT_METRICS".to_owned(), bindings(&None, &stage.metrics).to_string()),
         ];
         let mut params = serde_json::Value::Object(serde_json::Map::new());
         for (key, v) in &inputs.params {

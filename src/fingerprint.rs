@@ -8,6 +8,7 @@
 //! | env values     | declared variables steer the command          |
 //! | param values   | declared parameters steer the command         |
 //! | dep digests    | the data changed (directories as Merkle trees)|
+//! | role bindings  | a path now plays another part for the stage   |
 //!
 //! Output paths, resources, timestamps and the machine are deliberately left
 //! out, so an identical action run anywhere shares its cache entry.
@@ -42,6 +43,9 @@ pub struct Inputs {
     /// Every dependency's kind and digest.
     #[serde(default)]
     pub deps: BTreeMap<ProjectPath, Entry>,
+    /// Named bindings (`deps.corpus` → path), which tell a stage what each path is for.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub roles: BTreeMap<String, String>,
 }
 
 impl Inputs {
@@ -114,6 +118,7 @@ mod tests {
                 ProjectPath::parse("data").unwrap(),
                 Entry { kind: Kind::Dir, digest: Digest::of_bytes(b"d") },
             )]),
+            roles: BTreeMap::new(),
         }
     }
 
@@ -134,6 +139,9 @@ mod tests {
         assert_ne!(i.action_key(), base);
         let mut i = inputs();
         i.deps.values_mut().for_each(|e| e.digest = Digest::of_bytes(b"e"));
+        assert_ne!(i.action_key(), base);
+        let mut i = inputs();
+        i.roles.insert("deps.corpus".into(), "data".into());
         assert_ne!(i.action_key(), base);
         assert_eq!(inputs().action_key(), base);
     }

@@ -29,7 +29,7 @@ fn unknown_top_level_table() {
 
 #[test]
 fn wrong_type() {
-    insta::assert_snapshot!(error("[stages.a]\ncmd = \"true\"\ndeps = \"data\"\n"), @r#"error: [ROOT]/amt.toml:3:8: invalid type: string "data", expected a sequence"#);
+    insta::assert_snapshot!(error("[stages.a]\ncmd = \"true\"\ndeps = \"data\"\n"), @r#"error: [ROOT]/amt.toml:3:8: invalid type: string "data", expected a list of paths, or a table of role = path"#);
 }
 
 #[test]
@@ -76,8 +76,8 @@ fn stage_without_a_command() {
 
 #[test]
 fn unknown_builtin() {
-    insta::assert_snapshot!(error("[stages.a]\nbuiltin = \"collect\"\nouts = [\"m\"]\n"),
-        @"error: [ROOT]/amt.toml:2:11: stages.a.builtin: no built-in stage is called `collect`; this build has none");
+    insta::assert_snapshot!(error("[stages.a]\nbuiltin = \"colect\"\nouts = [\"m\"]\n"),
+        @"error: [ROOT]/amt.toml:2:11: stages.a.builtin: no built-in stage is called `colect`; did you mean `collect`?");
 }
 
 #[test]

@@ -13,6 +13,7 @@ mod dag;
 mod gc;
 mod output;
 mod run;
+mod stage;
 mod status;
 mod why;
 
@@ -55,6 +56,8 @@ enum Command {
     Dag(dag::Args),
     /// Remove cache entries that the current state does not use.
     Gc(gc::Args),
+    /// Run a built-in stage (amt runs this for `builtin = "…"` stages).
+    Stage(stage::Args),
 }
 
 /// How a command ended, mapped to the documented exit codes.
@@ -85,19 +88,19 @@ pub struct Ui {
     pub verbose: bool,
 }
 
-/// The stages built into this program. The music stages register here as
-/// they land (issues #3–#7); until then there are none.
-struct NoBuiltins;
+/// The stages built into this program (from `stages/`), as the engine sees them.
+struct StageRegistry;
 
-impl Builtins for NoBuiltins {
-    fn version(&self, _: &str) -> Option<String> {
-        None
+impl Builtins for StageRegistry {
+    fn version(&self, name: &str) -> Option<String> {
+        amt_stages::builtin(name).map(|b| b.version.to_owned())
     }
     fn names(&self) -> Vec<String> {
-        Vec::new()
+        amt_stages::BUILTINS.iter().map(|b| b.name.to_owned()).collect()
     }
     fn command(&self, name: &str) -> String {
-        format!("amt stage {name}")
+        let exe = std::env::current_exe().map_or_else(|_| "amt".to_owned(), |p| p.display().to_string());
+        format!("'{}' stage {name}", exe.replace('\'', "'\\''"))
     }
 }
 
@@ -107,7 +110,7 @@ fn load_project(dir: Option<PathBuf>) -> Result<Project, Failure> {
         None => std::env::current_dir().map_err(|e| Failure::Other(e.into()))?,
     };
     let root = Project::discover(&start).map_err(|e| Failure::Input(e.into()))?;
-    Project::load(&root, &NoBuiltins).map_err(|e| match e {
+    Project::load(&root, &StageRegistry).map_err(|e| match e {
         ProjectError::Config(c) => Failure::Input(anyhow::Error::new(c)),
         other => Failure::Input(other.into()),
     })
@@ -121,7 +124,11 @@ pub fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let ui = Ui { quiet: cli.quiet, json: cli.json, verbose: cli.verbose };
+    if let Command::Stage(args) = cli.command {
+        return stage::run(args);
+    }
     let result = load_project(cli.project).and_then(|project| match cli.command {
+        Command::Stage(_) => unreachable!("handled above"),
         Command::Run(args) => run::run(&project, args, ui),
         Command::Status(args) => status::run(&project, args, ui),
         Command::Why(args) => why::run(&project, args, ui),
