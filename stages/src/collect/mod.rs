@@ -1,0 +1,162 @@
+//! The collect stage: walk a folder of MIDI files, parse them in parallel, and
+//! write one metadata row per good file and one reject row per bad one.
+
+pub mod table;
+pub mod title;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use rayon::prelude::*;
+use serde::Deserialize;
+
+use crate::midi::{self, Features};
+
+/// `[params] collect.*`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// Files larger than this many MiB are rejected without being parsed.
+    #[serde(default = "default_max_file_mib")]
+    pub max_file_mib: f64,
+}
+
+fn default_max_file_mib() -> f64 {
+    64.0
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Self { max_file_mib: default_max_file_mib() }
+    }
+}
+
+/// One parsed file.
+#[derive(Clone, Debug)]
+pub struct Piece {
+    /// Path relative to the corpus root, `/`-separated.
+    pub path: String,
+    /// blake3 of the file's bytes, in hex.
+    pub digest: String,
+    /// The folder name, if the file is not at the root.
+    pub artist: Option<String>,
+    /// The cleaned file name.
+    pub title: String,
+    /// Size in bytes.
+    pub file_bytes: u64,
+    /// The musical features.
+    pub features: Features,
+}
+
+/// A file that was not used, and exactly why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reject {
+    /// Path relative to the corpus root.
+    pub path: String,
+    /// Size in bytes (0 if unknown).
+    pub file_bytes: u64,
+    /// `unreadable`, `oversize`, `not-midi`, `truncated`, `corrupt` or `no-notes`.
+    pub kind: String,
+    /// A precise human-readable reason.
+    pub reason: String,
+}
+
+/// What a scan found, both sorted by path.
+#[derive(Debug, Default)]
+pub struct Collected {
+    pub pieces: Vec<Piece>,
+    pub rejects: Vec<Reject>,
+}
+
+/// MIDI files under `root` (`.mid`/`.midi` in any case), sorted by relative path.
+pub fn find_midi_files(root: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
+    let mut files = Vec::new();
+    for entry in walkdir::WalkDir::new(root).follow_links(true) {
+        let entry = entry.map_err(std::io::Error::other)?;
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let is_midi = entry
+            .path()
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| e.eq_ignore_ascii_case("mid") || e.eq_ignore_ascii_case("midi"));
+        if is_midi {
+            let rel = entry.path().strip_prefix(root).map_err(std::io::Error::other)?;
+            let rel = rel.to_string_lossy().replace(std::path::MAIN_SEPARATOR, "/");
+            files.push((rel, entry.into_path()));
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Reads and analyses one file.
+pub fn analyze_file(rel: &str, abs: &Path, max_bytes: u64) -> Result<Piece, Reject> {
+    let reject = |file_bytes, kind: &str, reason: String| Reject { path: rel.to_owned(), file_bytes, kind: kind.to_owned(), reason };
+    let len = std::fs::metadata(abs).map_err(|e| reject(0, "unreadable", e.to_string()))?.len();
+    if len > max_bytes {
+        return Err(reject(len, "oversize", format!("{len} bytes is over the limit of {max_bytes}")));
+    }
+    let bytes = std::fs::read(abs).map_err(|e| reject(len, "unreadable", e.to_string()))?;
+    let score = midi::parse(&bytes).map_err(|e| reject(len, e.kind(), e.to_string()))?;
+    if score.notes.is_empty() {
+        let open = score.pairing.unclosed_note_ons;
+        let why = if open > 0 { format!("no complete notes ({open} note-ons never released)") } else { "no notes".to_owned() };
+        return Err(reject(len, "no-notes", why));
+    }
+    let file_name = rel.rsplit('/').next().unwrap_or(rel);
+    Ok(Piece {
+        path: rel.to_owned(),
+        digest: blake3::hash(&bytes).to_hex().to_string(),
+        artist: title::artist(rel),
+        title: title::clean_title(file_name),
+        file_bytes: len,
+        features: midi::features(&score),
+    })
+}
+
+/// Scans a corpus in parallel.
+pub fn scan(root: &Path, params: &Params) -> std::io::Result<Collected> {
+    let max_bytes = (params.max_file_mib * 1024.0 * 1024.0) as u64;
+    let files = find_midi_files(root)?;
+    let results: Vec<Result<Piece, Reject>> =
+        files.par_iter().map(|(rel, abs)| analyze_file(rel, abs, max_bytes)).collect();
+    let mut collected = Collected::default();
+    for r in results {
+        match r {
+            Ok(p) => collected.pieces.push(p),
+            Err(r) => collected.rejects.push(r),
+        }
+    }
+    Ok(collected)
+}
+
+/// The stage: scans `deps.corpus` and writes `midi.parquet` and `rejects.parquet` into `outs.dir`.
+pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let params: Params = ctx.params("collect")?;
+    let corpus = ctx.dep("corpus")?;
+    let out = ctx.out("dir")?;
+    let started = Instant::now();
+    let collected = scan(&corpus, &params).with_context(|| format!("scanning {}", corpus.display()))?;
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    table::write_pieces(&out.join("midi.parquet"), &collected.pieces)?;
+    table::write_rejects(&out.join("rejects.parquet"), &collected.rejects)?;
+    let mut kinds: std::collections::BTreeMap<&str, usize> = Default::default();
+    for r in &collected.rejects {
+        *kinds.entry(r.kind.as_str()).or_default() += 1;
+    }
+    let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    println!(
+        "collect: {} pieces, {} rejected{} in {:.2}s",
+        collected.pieces.len(),
+        collected.rejects.len(),
+        if kinds.is_empty() { String::new() } else { format!(" ({})", kinds.join(", ")) },
+        started.elapsed().as_secs_f64()
+    );
+    for r in &collected.rejects {
+        println!("  rejected {}: {}", r.path, r.reason);
+    }
+    Ok(())
+}

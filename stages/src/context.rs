@@ -1,0 +1,79 @@
+//! What a built-in stage receives from the engine: its params and the paths
+//! bound to its dep and out roles, read from the environment amt sets.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, anyhow, bail};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+/// The inputs of one built-in stage run.
+#[derive(Clone, Debug)]
+pub struct StageContext {
+    /// The project root; every bound path is relative to it.
+    pub root: PathBuf,
+    /// A directory that survives between runs, for resumable work (HTTP caches, checkpoints).
+    pub scratch: PathBuf,
+    params: Value,
+    deps: Value,
+    outs: Value,
+}
+
+fn json_var(name: &str) -> anyhow::Result<Value> {
+    match std::env::var(name) {
+        Ok(text) => serde_json::from_str(&text).with_context(|| format!("${name} is not valid JSON")),
+        Err(_) => Ok(Value::Null),
+    }
+}
+
+impl StageContext {
+    /// Reads `AMT_PROJECT_ROOT`, `AMT_SCRATCH`, `AMT_PARAMS`, `AMT_DEPS` and `AMT_OUTS`.
+    pub fn from_env() -> anyhow::Result<Self> {
+        let root = std::env::var_os("AMT_PROJECT_ROOT")
+            .map(PathBuf::from)
+            .ok_or_else(|| anyhow!("AMT_PROJECT_ROOT is not set: built-in stages run under `amt run`"))?;
+        let scratch = std::env::var_os("AMT_SCRATCH").map(PathBuf::from).unwrap_or_else(|| root.join("cache/scratch"));
+        Ok(Self { root, scratch, params: json_var("AMT_PARAMS")?, deps: json_var("AMT_DEPS")?, outs: json_var("AMT_OUTS")? })
+    }
+
+    /// A context built directly, for tests and library callers.
+    pub fn new(root: PathBuf, scratch: PathBuf, params: Value, deps: Value, outs: Value) -> Self {
+        Self { root, scratch, params, deps, outs }
+    }
+
+    /// The `[params] TABLE.*` values, with defaults for what is not set.
+    /// Unknown keys are errors that name them.
+    pub fn params<T: DeserializeOwned + Default>(&self, table: &str) -> anyhow::Result<T> {
+        match self.params.get(table) {
+            None | Some(Value::Null) => Ok(T::default()),
+            Some(v) => serde_json::from_value(v.clone()).with_context(|| format!("invalid [params] {table}")),
+        }
+    }
+
+    fn bound(&self, what: &str, bindings: &Value, role: &str) -> anyhow::Result<Option<PathBuf>> {
+        match bindings {
+            Value::Object(map) => match map.get(role) {
+                Some(Value::String(p)) => Ok(Some(self.root.join(p))),
+                Some(other) => bail!("{what}.{role} must be a path, not {other}"),
+                None => Ok(None),
+            },
+            Value::Null => Ok(None),
+            _ => bail!("this built-in stage needs named {what}, like `{what} = {{ {role} = \"path\" }}`"),
+        }
+    }
+
+    /// The path bound to a dep role; an error names the role if it is missing.
+    pub fn dep(&self, role: &str) -> anyhow::Result<PathBuf> {
+        self.bound("deps", &self.deps, role)?.ok_or_else(|| anyhow!("this built-in stage needs `deps = {{ {role} = \"…\" }}`"))
+    }
+
+    /// The path bound to a dep role, if any.
+    pub fn optional_dep(&self, role: &str) -> anyhow::Result<Option<PathBuf>> {
+        self.bound("deps", &self.deps, role)
+    }
+
+    /// The path bound to an out role; an error names the role if it is missing.
+    pub fn out(&self, role: &str) -> anyhow::Result<PathBuf> {
+        self.bound("outs", &self.outs, role)?.ok_or_else(|| anyhow!("this built-in stage needs `outs = {{ {role} = \"…\" }}`"))
+    }
+}

@@ -1,0 +1,113 @@
+//! Key finding by correlating a pitch-class profile with rotated key profiles
+//! (the Krumhansl–Schmuckler method).
+
+/// Pitch-class names with flats, as pretty_midi spells keys.
+pub const PITCH_CLASSES: [&str; 12] = ["C", "Db", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"];
+
+/// A key profile: weights for the 12 degrees of a major and a minor key.
+#[derive(Clone, Copy, Debug)]
+pub struct Profiles {
+    pub major: [f64; 12],
+    pub minor: [f64; 12],
+}
+
+/// Krumhansl & Kessler (1982) probe-tone ratings.
+pub const KRUMHANSL_KESSLER: Profiles = Profiles {
+    major: [6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88],
+    minor: [6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17],
+};
+
+/// Aarden–Essen weights, which music21's `analyze('key')` uses.
+pub const AARDEN_ESSEN: Profiles = Profiles {
+    major: [17.7661, 0.145624, 14.9265, 0.160186, 19.8049, 11.3587, 0.291248, 22.062, 0.145624, 8.15494, 0.232998, 4.95122],
+    minor: [18.2648, 0.737619, 14.0499, 16.8599, 0.702494, 14.4362, 0.702494, 18.6161, 4.56621, 1.93186, 7.37619, 1.75623],
+};
+
+/// A key: tonic pitch class (0 = C) and mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Key {
+    pub tonic: u8,
+    pub minor: bool,
+}
+
+impl Key {
+    /// The key a MIDI key-signature event names (`sharps` < 0 for flats).
+    pub fn from_signature(sharps: i8, minor: bool) -> Self {
+        let major_tonic = (i32::from(sharps) * 7).rem_euclid(12) as u8;
+        Self { tonic: if minor { (major_tonic + 9) % 12 } else { major_tonic }, minor }
+    }
+
+    /// `"Bb Major"` / `"E minor"`, as pretty_midi writes key names.
+    pub fn name(&self) -> String {
+        format!("{} {}", PITCH_CLASSES[self.tonic as usize], if self.minor { "minor" } else { "Major" })
+    }
+
+    /// `"B-flat major"`-free plain words for captions: `"Bb major"`, `"E minor"`.
+    pub fn words(&self) -> String {
+        format!("{} {}", PITCH_CLASSES[self.tonic as usize], if self.minor { "minor" } else { "major" })
+    }
+
+    /// The relative major or minor.
+    pub fn relative(&self) -> Self {
+        if self.minor { Self { tonic: (self.tonic + 3) % 12, minor: false } } else { Self { tonic: (self.tonic + 9) % 12, minor: true } }
+    }
+}
+
+fn pearson(a: &[f64; 12], b: &[f64; 12]) -> f64 {
+    let ma = a.iter().sum::<f64>() / 12.0;
+    let mb = b.iter().sum::<f64>() / 12.0;
+    let (mut num, mut da, mut db) = (0.0, 0.0, 0.0);
+    for i in 0..12 {
+        num += (a[i] - ma) * (b[i] - mb);
+        da += (a[i] - ma).powi(2);
+        db += (b[i] - mb).powi(2);
+    }
+    if da == 0.0 || db == 0.0 { 0.0 } else { num / (da * db).sqrt() }
+}
+
+/// The best-correlated key for a pitch-class histogram, with its correlation.
+/// `None` when the histogram is empty. Ties go to the lower tonic, major first.
+pub fn estimate(histogram: &[f64; 12], profiles: &Profiles) -> Option<(Key, f64)> {
+    if histogram.iter().all(|&w| w == 0.0) {
+        return None;
+    }
+    let mut best: Option<(Key, f64)> = None;
+    for minor in [false, true] {
+        let profile = if minor { &profiles.minor } else { &profiles.major };
+        for tonic in 0..12u8 {
+            let rotated: [f64; 12] = std::array::from_fn(|pc| profile[(pc + 12 - tonic as usize) % 12]);
+            let r = pearson(histogram, &rotated);
+            if best.is_none_or(|(_, b)| r > b) {
+                best = Some((Key { tonic, minor }, r));
+            }
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_name_keys_like_pretty_midi() {
+        assert_eq!(Key::from_signature(-2, false).name(), "Bb Major");
+        assert_eq!(Key::from_signature(1, true).name(), "E minor");
+        assert_eq!(Key::from_signature(6, false).name(), "F# Major");
+        assert_eq!(Key::from_signature(-6, false).name(), "F# Major");
+        assert_eq!(Key::from_signature(0, true).relative(), Key::from_signature(0, false));
+    }
+
+    #[test]
+    fn a_scale_finds_its_key() {
+        // D major scale, tonic weighted.
+        let mut h = [0.0; 12];
+        for (pc, w) in [(2, 3.0), (4, 1.0), (6, 1.5), (7, 1.0), (9, 2.0), (11, 1.0), (1, 1.0)] {
+            h[pc] = w;
+        }
+        let (key, r) = estimate(&h, &KRUMHANSL_KESSLER).unwrap();
+        assert_eq!(key, Key { tonic: 2, minor: false });
+        assert!(r > 0.8);
+        assert!(estimate(&[0.0; 12], &KRUMHANSL_KESSLER).is_none());
+    }
+}
