@@ -1,8 +1,11 @@
 //! Key finding by correlating a pitch-class profile with rotated key profiles
 //! (the Krumhansl–Schmuckler method).
 
-/// Pitch-class names with flats, as pretty_midi spells keys.
-pub const PITCH_CLASSES: [&str; 12] = ["C", "Db", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"];
+/// Tonic names of major keys, as pretty_midi spells them.
+pub const MAJOR_TONICS: [&str; 12] = ["C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B"];
+
+/// Tonic names of minor keys, as pretty_midi spells them.
+pub const MINOR_TONICS: [&str; 12] = ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "G#", "A", "Bb", "B"];
 
 /// A key profile: weights for the 12 degrees of a major and a minor key.
 #[derive(Clone, Copy, Debug)]
@@ -37,14 +40,18 @@ impl Key {
         Self { tonic: if minor { (major_tonic + 9) % 12 } else { major_tonic }, minor }
     }
 
-    /// `"Bb Major"` / `"E minor"`, as pretty_midi writes key names.
-    pub fn name(&self) -> String {
-        format!("{} {}", PITCH_CLASSES[self.tonic as usize], if self.minor { "minor" } else { "Major" })
+    fn tonic_name(&self) -> &'static str {
+        if self.minor { MINOR_TONICS[self.tonic as usize] } else { MAJOR_TONICS[self.tonic as usize] }
     }
 
-    /// `"B-flat major"`-free plain words for captions: `"Bb major"`, `"E minor"`.
+    /// `"Bb Major"` / `"C# minor"`, as pretty_midi writes key names.
+    pub fn name(&self) -> String {
+        format!("{} {}", self.tonic_name(), if self.minor { "minor" } else { "Major" })
+    }
+
+    /// Plain words for captions: `"Bb major"`, `"C# minor"`.
     pub fn words(&self) -> String {
-        format!("{} {}", PITCH_CLASSES[self.tonic as usize], if self.minor { "minor" } else { "major" })
+        format!("{} {}", self.tonic_name(), if self.minor { "minor" } else { "major" })
     }
 
     /// The relative major or minor.
@@ -93,8 +100,9 @@ mod tests {
     fn signatures_name_keys_like_pretty_midi() {
         assert_eq!(Key::from_signature(-2, false).name(), "Bb Major");
         assert_eq!(Key::from_signature(1, true).name(), "E minor");
-        assert_eq!(Key::from_signature(6, false).name(), "F# Major");
-        assert_eq!(Key::from_signature(-6, false).name(), "F# Major");
+        assert_eq!(Key::from_signature(6, false).name(), "Gb Major");
+        assert_eq!(Key::from_signature(-6, false).name(), "Gb Major");
+        assert_eq!(Key::from_signature(4, true).name(), "C# minor");
         assert_eq!(Key::from_signature(0, true).relative(), Key::from_signature(0, false));
     }
 
