@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 /// Each built-in stage and the source paths (under `src/`) its behaviour depends on.
 const STAGES: &[(&str, &[&str])] = &[
     ("COLLECT", &["collect", "midi", "table.rs", "context.rs"]),
+    ("DESCRIBE", &["describe", "collect/table.rs", "table.rs", "context.rs"]),
 ];
 
 fn files(path: &Path, out: &mut Vec<PathBuf>) {

@@ -46,7 +46,13 @@ impl StageContext {
     pub fn params<T: DeserializeOwned + Default>(&self, table: &str) -> anyhow::Result<T> {
         match self.params.get(table) {
             None | Some(Value::Null) => Ok(T::default()),
-            Some(v) => serde_json::from_value(v.clone()).with_context(|| format!("invalid [params] {table}")),
+            Some(v) => serde_path_to_error::deserialize(v.clone()).map_err(|e| {
+                // Name the full dotted key of the offending table, e.g. `describe.captions`.
+                let at = e.path().to_string();
+                let key = if at == "." { table.to_owned() } else { format!("{table}.{at}") };
+                let key = key.rsplit_once('.').map_or(key.as_str(), |(t, _)| t).to_owned();
+                anyhow!("invalid [params] {key}: {}", e.inner())
+            }),
         }
     }
 

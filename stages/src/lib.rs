@@ -5,6 +5,7 @@
 
 pub mod collect;
 pub mod context;
+pub mod describe;
 pub mod midi;
 pub mod table;
 
@@ -23,12 +24,20 @@ pub struct Builtin {
 }
 
 /// Every built-in stage.
-pub const BUILTINS: &[Builtin] = &[Builtin {
-    name: "collect",
-    version: env!("AMT_CODE_COLLECT"),
-    summary: "MIDI metadata of a folder of MIDI files (midi.parquet, rejects.parquet)",
-    run: collect::run,
-}];
+pub const BUILTINS: &[Builtin] = &[
+    Builtin {
+        name: "collect",
+        version: env!("AMT_CODE_COLLECT"),
+        summary: "MIDI metadata of a folder of MIDI files (midi.parquet, rejects.parquet)",
+        run: collect::run,
+    },
+    Builtin {
+        name: "describe",
+        version: env!("AMT_CODE_DESCRIBE"),
+        summary: "a text for every piece from captions, a file or Wikipedia (texts.parquet)",
+        run: describe::run,
+    },
+];
 
 /// Finds a built-in stage by name.
 pub fn builtin(name: &str) -> Option<&'static Builtin> {

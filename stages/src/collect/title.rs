@@ -2,8 +2,8 @@
 
 /// The title from a file name: the extension goes, a trailing Lakh duplicate
 /// suffix such as `.1` goes, `_` and `.` become spaces, and runs of spaces
-/// collapse. A number that is the whole title ("1999") or follows a space
-/// ("Op. 59 No. 3") stays.
+/// collapse. Numbers stay: a whole-number title ("1999"), one after a space
+/// ("No. 3") and a dotted one ("BWV 1.6").
 pub fn clean_title(file_name: &str) -> String {
     let stem = match file_name.rfind('.') {
         Some(i) if file_name[i + 1..].eq_ignore_ascii_case("mid") || file_name[i + 1..].eq_ignore_ascii_case("midi") => {
@@ -12,11 +12,23 @@ pub fn clean_title(file_name: &str) -> String {
         _ => file_name,
     };
     let stem = strip_duplicate_suffix(stem);
-    let spaced: String = stem.chars().map(|c| if c == '_' || c == '.' { ' ' } else { c }).collect();
+    let chars: Vec<char> = stem.chars().collect();
+    let spaced: String = chars
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| {
+            // A dot between digits is a number ("BWV 1.6", "Op. 2.3"), not a separator.
+            let in_number = c == '.'
+                && i > 0
+                && chars[i - 1].is_ascii_digit()
+                && chars.get(i + 1).is_some_and(|n| n.is_ascii_digit());
+            if c == '_' || (c == '.' && !in_number) { ' ' } else { c }
+        })
+        .collect();
     spaced.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// `Song.1` → `Song`; `1999`, `No. 3` and `v1.2` (digits on both sides) are kept.
+/// `Song.1` → `Song`; `1999`, `No. 3` and `1.2` (digits on both sides) are kept.
 fn strip_duplicate_suffix(stem: &str) -> &str {
     let Some(dot) = stem.rfind('.') else { return stem };
     let (head, digits) = (&stem[..dot], &stem[dot + 1..]);
@@ -46,7 +58,8 @@ mod tests {
         assert_eq!(clean_title("Symphony No. 5.mid"), "Symphony No 5");
         assert_eq!(clean_title("Op. 59 No. 3.midi"), "Op 59 No 3");
         assert_eq!(clean_title("Take.5.mid"), "Take");
-        assert_eq!(clean_title("Track 1.2.mid"), "Track 1 2");
+        assert_eq!(clean_title("Track 1.2.mid"), "Track 1.2");
+        assert_eq!(clean_title("Chorale BWV 1.6.mid"), "Chorale BWV 1.6");
         assert_eq!(clean_title("Mr._Brightside.mid"), "Mr Brightside");
     }
 

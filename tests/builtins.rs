@@ -1,0 +1,72 @@
+//! Built-in stages run through the engine like any command, with named roles,
+//! params and their code version in the key.
+
+mod common;
+
+use common::TestProject;
+
+const PIPELINE: &str = r#"
+[params]
+describe.captions.seed = 1
+
+[stages.collect]
+builtin = "collect"
+deps = { corpus = "corpus" }
+outs = { dir = "out/collect" }
+
+[stages.describe]
+builtin = "describe"
+params = ["describe"]
+deps = { pieces = "out/collect/midi.parquet" }
+outs = { dir = "out/texts" }
+"#;
+
+fn project(manifest: &str) -> TestProject {
+    let p = TestProject::new(manifest);
+    let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/corpus/mma/MMA Tango");
+    for entry in std::fs::read_dir(demo).unwrap().flatten() {
+        let dst = p.path(&format!("corpus/MMA Tango/{}", entry.file_name().to_string_lossy()));
+        std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+        std::fs::copy(entry.path(), dst).unwrap();
+    }
+    p
+}
+
+#[test]
+fn built_in_stages_run_cache_and_rerun_only_what_their_params_touch() {
+    let p = project(PIPELINE);
+    let out = p.run_ok(&[]);
+    assert_eq!((out["collect"].as_str(), out["describe"].as_str()), ("ran", "ran"));
+    assert!(p.exists("out/collect/midi.parquet") && p.exists("out/texts/texts.parquet"));
+    assert!(p.read("cache/logs/collect.log").contains("collect: 3 pieces, 0 rejected"));
+    assert!(p.run_ok(&[]).values().all(|o| o == "fresh"));
+
+    p.write("amt.toml", &PIPELINE.replace("seed = 1", "seed = 2"));
+    let out = p.run_ok(&[]);
+    assert_eq!((out["collect"].as_str(), out["describe"].as_str()), ("fresh", "ran"));
+    let why = p.amt(&["why", "describe"]).expect_code(0).stdout;
+    assert!(why.contains("describe is fresh"), "{why}");
+}
+
+#[test]
+fn a_built_in_stage_names_a_missing_role() {
+    let p = project("[stages.collect]\nbuiltin = \"collect\"\ndeps = [\"corpus\"]\nouts = [\"out\"]\n");
+    let run = p.amt(&["run"]).expect_code(1);
+    assert!(run.stderr.contains("this built-in stage needs named deps, like `deps = { corpus = \"path\" }`"), "{}", run.stderr);
+}
+
+#[test]
+fn a_built_in_stage_rejects_unknown_params_by_name() {
+    let p = project(&PIPELINE.replace("seed = 1", "seeed = 1"));
+    let run = p.amt(&["run"]).expect_code(1);
+    assert!(run.stderr.contains("invalid [params] describe.captions: unknown field `seeed`, expected one of"), "{}", run.stderr);
+}
+
+#[test]
+fn stage_list_shows_code_versions() {
+    let p = TestProject::new("");
+    let out = p.amt(&["stage", "--list"]).expect_code(0).stdout;
+    let names: Vec<&str> = out.lines().map(|l| l.split_whitespace().next().unwrap()).collect();
+    assert_eq!(names, ["collect", "describe"]);
+    assert!(out.lines().all(|l| l.split_whitespace().nth(1).is_some_and(|v| v.len() == 16)), "{out}");
+}
