@@ -164,6 +164,21 @@ pub trait Builtins: Sync {
     fn command(&self, name: &str) -> String;
 }
 
+/// A registry with no built-in stages: the engine on its own.
+pub struct NoBuiltins;
+
+impl Builtins for NoBuiltins {
+    fn version(&self, _: &str) -> Option<String> {
+        None
+    }
+    fn names(&self) -> Vec<String> {
+        Vec::new()
+    }
+    fn command(&self, _: &str) -> String {
+        String::new()
+    }
+}
+
 /// An `amt.toml` that cannot be used, located as precisely as possible.
 #[derive(Debug, thiserror::Error)]
 pub struct ConfigError {
@@ -454,19 +469,6 @@ pub fn parse_size(s: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    struct NoBuiltins;
-    impl Builtins for NoBuiltins {
-        fn version(&self, _: &str) -> Option<String> {
-            None
-        }
-        fn names(&self) -> Vec<String> {
-            vec![]
-        }
-        fn command(&self, _: &str) -> String {
-            String::new()
-        }
-    }
 
     fn err(text: &str) -> String {
         parse(Path::new("amt.toml"), text, &NoBuiltins).unwrap_err().to_string()

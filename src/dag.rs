@@ -169,23 +169,10 @@ fn find_cycle(graph: &DiGraph<usize, ()>) -> Option<Vec<usize>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Builtins, parse};
-
-    struct None_;
-    impl Builtins for None_ {
-        fn version(&self, _: &str) -> Option<String> {
-            None
-        }
-        fn names(&self) -> Vec<String> {
-            vec![]
-        }
-        fn command(&self, _: &str) -> String {
-            String::new()
-        }
-    }
+    use crate::config::{NoBuiltins, parse};
 
     fn pipeline(text: &str) -> Pipeline {
-        parse(Path::new("amt.toml"), text, &None_).unwrap()
+        parse(Path::new("amt.toml"), text, &NoBuiltins).unwrap()
     }
 
     #[test]

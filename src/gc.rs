@@ -53,27 +53,28 @@ pub fn collect(store: &Store, state: &StateDir, max_size: Option<u64>, dry_run: 
     let objects = store.objects();
     let object_size: std::collections::HashMap<Digest, u64> = objects.iter().map(|(d, p)| (*d, size_of(p))).collect();
     let mut actions = store.action_keys();
-    let used = |live: &HashSet<Digest>| live.iter().filter_map(|d| object_size.get(d)).sum::<u64>();
+    let objects_bytes = |live: &HashSet<Digest>| live.iter().filter_map(|d| object_size.get(d)).sum::<u64>();
 
     if let Some(cap) = max_size {
         // Newest first: keep unreachable results while everything still fits.
         actions.sort_by_key(|(_, p)| std::cmp::Reverse(mtime_of(p)));
-        let mut total = used(&live_objects) + live_actions.len() as u64 * 1024;
+        let mut actions_bytes: u64 =
+            actions.iter().filter(|(k, _)| live_actions.contains(k)).map(|(_, p)| size_of(p)).sum();
         for (key, path) in &actions {
             if live_actions.contains(key) {
                 continue;
             }
             let Some(result) = store.get_action(key) else { continue };
-            let mut extra = live_objects.clone();
+            let mut with_this = live_objects.clone();
             for out in &result.outs {
-                store.reachable(&out.entry, &mut extra);
+                store.reachable(&out.entry, &mut with_this);
             }
-            let grown = used(&extra) + size_of(path) + (total - used(&live_objects));
-            if grown > cap {
+            let with_this_actions = actions_bytes + size_of(path);
+            if objects_bytes(&with_this) + with_this_actions > cap {
                 break;
             }
-            total = grown;
-            live_objects = extra;
+            live_objects = with_this;
+            actions_bytes = with_this_actions;
             live_actions.insert(*key);
         }
     }

@@ -104,4 +104,22 @@ mod tests {
         let e = format!("{:#}", read_texts(&csv).unwrap_err());
         assert!(e.contains("t.csv:3: `a.mid` already has a text"), "{e}");
     }
+
+    #[test]
+    fn parquet_reads_with_an_optional_url_column() {
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("t.parquet");
+        let batch = arrow::record_batch::RecordBatch::try_from_iter(vec![
+            ("path", Arc::new(StringArray::from(vec!["a.mid", "b.mid"])) as arrow::array::ArrayRef),
+            ("text", Arc::new(StringArray::from(vec!["one", "two"])) as arrow::array::ArrayRef),
+            ("url", Arc::new(StringArray::from(vec![Some("https://x/a"), None])) as arrow::array::ArrayRef),
+        ])
+        .unwrap();
+        crate::table::write_parquet(&file, batch).unwrap();
+        let t = read_texts(&file).unwrap();
+        assert_eq!(t["a.mid"].url.as_deref(), Some("https://x/a"));
+        assert_eq!(t["b.mid"], UserText { path: "b.mid".into(), text: "two".into(), url: None });
+        assert!(format!("{:#}", read_texts(&dir.path().join("t.txt")).unwrap_err()).contains("must be .csv, .jsonl or .parquet"));
+    }
 }
