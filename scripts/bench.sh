@@ -3,6 +3,7 @@
 # AMT_BENCH_RUNS sets the repetitions per case (default 10 for amt, 3 for DVC).
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 ensure_rust
+ensure_torch
 ensure_venv bench
 export AMT_BENCH_DVC="$AMT_VENV/bin/dvc" AMT_BENCH_PYTHON="$AMT_VENV/bin/python"
 cd "$AMT_REPO"

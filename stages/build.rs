@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 const STAGES: &[(&str, &[&str])] = &[
     ("COLLECT", &["collect", "midi", "table.rs", "context.rs"]),
     ("DESCRIBE", &["describe", "collect/table.rs", "table.rs", "context.rs"]),
+    ("EMBED", &["embed", "table.rs", "context.rs"]),
+    ("CLUSTER", &["cluster", "embed/mod.rs", "table.rs", "context.rs"]),
 ];
 
 fn files(path: &Path, out: &mut Vec<PathBuf>) {
@@ -24,6 +26,10 @@ fn files(path: &Path, out: &mut Vec<PathBuf>) {
 }
 
 fn main() {
+    // torch-sys puts no usable rpath on binaries; add one for this package's tests and benches.
+    if let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") {
+        println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
+    }
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let lock = manifest.join("../Cargo.lock");
     println!("cargo:rerun-if-changed={}", lock.display());

@@ -67,6 +67,40 @@ fn stage_list_shows_code_versions() {
     let p = TestProject::new("");
     let out = p.amt(&["stage", "--list"]).expect_code(0).stdout;
     let names: Vec<&str> = out.lines().map(|l| l.split_whitespace().next().unwrap()).collect();
-    assert_eq!(names, ["collect", "describe"]);
+    assert_eq!(names, ["collect", "describe", "embed", "cluster"]);
     assert!(out.lines().all(|l| l.split_whitespace().nth(1).is_some_and(|v| v.len() == 16)), "{out}");
+}
+
+#[test]
+fn process_embeds_once_and_reclusters_when_only_cluster_params_change() {
+    let manifest = format!(
+        "{PIPELINE}{}",
+        r#"
+[stages.embed]
+builtin = "embed"
+params = ["embed"]
+deps = { texts = "out/texts/texts.parquet", model = "models/all-MiniLM-L6-v2" }
+outs = { dir = "out/embed" }
+
+[stages.process]
+builtin = "cluster"
+params = ["cluster"]
+deps = { embeddings = "out/embed/embeddings.parquet", info = "out/embed/embed.json" }
+outs = { dir = "out/cluster" }
+"#
+    )
+    .replace("describe.captions.seed = 1", "describe.captions.seed = 1\nembed.threads = 2\ncluster.k = 2\ncluster.seed = 0");
+    let p = project(&manifest);
+    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/all-MiniLM-L6-v2");
+    assert!(model.join("model.safetensors").exists(), "scripts/test.sh installs the model");
+    std::os::unix::fs::symlink(model.parent().unwrap(), p.path("models")).unwrap();
+
+    let out = p.run_ok(&["process"]);
+    assert_eq!(out.keys().collect::<Vec<_>>(), ["collect", "describe", "embed", "process"]);
+    assert!(out.values().all(|o| o == "ran"), "{out:?}");
+    assert!(p.exists("out/cluster/centroids.json") && p.exists("out/cluster/tokens.parquet"));
+
+    p.write("amt.toml", &manifest.replace("cluster.seed = 0", "cluster.seed = 1"));
+    let out = p.run_ok(&["process"]);
+    assert_eq!((out["embed"].as_str(), out["process"].as_str()), ("fresh", "ran"), "{out:?}");
 }

@@ -3,9 +3,11 @@
 //! Each stage is a library function plus an entry in [`BUILTINS`], which the
 //! `amt` binary exposes as `amt stage NAME` and registers with the engine.
 
+pub mod cluster;
 pub mod collect;
 pub mod context;
 pub mod describe;
+pub mod embed;
 pub mod midi;
 pub mod table;
 
@@ -36,6 +38,18 @@ pub const BUILTINS: &[Builtin] = &[
         version: env!("AMT_CODE_DESCRIBE"),
         summary: "a text for every piece from captions, a file or Wikipedia (texts.parquet)",
         run: describe::run,
+    },
+    Builtin {
+        name: "embed",
+        version: env!("AMT_CODE_EMBED"),
+        summary: "BERT sentence embeddings of the texts (embeddings.parquet, embed.json)",
+        run: embed::run,
+    },
+    Builtin {
+        name: "cluster",
+        version: env!("AMT_CODE_CLUSTER"),
+        summary: "k-means semantic tokens (tokens.parquet, centroids.json, report.json)",
+        run: cluster::run,
     },
 ];
 

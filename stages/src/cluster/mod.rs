@@ -1,0 +1,151 @@
+//! The cluster stage: k-means over the sentence embeddings gives every piece a
+//! semantic token. The centroids are saved with the model name and dimension,
+//! so generation can map a new sentence to its nearest token.
+
+pub mod kmeans;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use arrow::array::{ArrayRef, Float64Array, StringArray, UInt32Array};
+use arrow::record_batch::RecordBatch;
+use serde::{Deserialize, Serialize};
+
+use crate::embed::{EmbedInfo, read_embeddings};
+use crate::table::write_parquet;
+pub use kmeans::{Clustering, KSearch, cluster};
+
+/// `[params] cluster.*`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterParams {
+    /// A fixed number of clusters; when absent, `k` is chosen by silhouette over `k_min..=k_max`.
+    #[serde(default)]
+    pub k: Option<usize>,
+    #[serde(default = "two")]
+    pub k_min: usize,
+    #[serde(default = "ten")]
+    pub k_max: usize,
+    /// Seed for initialisation and silhouette sampling.
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default = "iters")]
+    pub max_iter: u64,
+    /// Restarts; the run with the lowest inertia wins.
+    #[serde(default = "ten")]
+    pub n_init: usize,
+    /// Points used to estimate the silhouette (all of them if fewer).
+    #[serde(default = "sample")]
+    pub silhouette_sample: usize,
+}
+
+fn two() -> usize {
+    2
+}
+fn ten() -> usize {
+    10
+}
+fn iters() -> u64 {
+    300
+}
+fn sample() -> usize {
+    2000
+}
+
+impl Default for ClusterParams {
+    fn default() -> Self {
+        serde_json::from_value(serde_json::json!({})).expect("all fields have defaults")
+    }
+}
+
+/// The saved model: enough to map a new embedding to its token.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Centroids {
+    /// The embedding model the centroids live in.
+    pub model: String,
+    pub dim: usize,
+    pub pooling: crate::embed::Pooling,
+    pub normalize: bool,
+    pub seed: u64,
+    /// `k` rows of `dim` values.
+    pub centroids: Vec<Vec<f32>>,
+}
+
+impl Centroids {
+    /// Loads `centroids.json`.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let c: Self = serde_json::from_slice(&std::fs::read(path).with_context(|| format!("reading {}", path.display()))?)
+            .with_context(|| format!("parsing {}", path.display()))?;
+        if c.centroids.iter().any(|v| v.len() != c.dim) {
+            bail!("{}: a centroid does not have {} values", path.display(), c.dim);
+        }
+        Ok(c)
+    }
+
+    /// The nearest centroid (the semantic token) and the Euclidean distance to it.
+    pub fn nearest(&self, v: &[f32]) -> (u32, f64) {
+        let mut best = (0u32, f64::INFINITY);
+        for (i, c) in self.centroids.iter().enumerate() {
+            let d: f64 = c.iter().zip(v).map(|(a, b)| (f64::from(*a) - f64::from(*b)).powi(2)).sum();
+            if d < best.1 {
+                best = (i as u32, d);
+            }
+        }
+        (best.0, best.1.sqrt())
+    }
+}
+
+/// `report.json`: how the clustering came out.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Report {
+    pub k: usize,
+    pub silhouette: Option<f64>,
+    pub inertia: f64,
+    pub sizes: Vec<usize>,
+    /// The silhouette of every `k` tried, when `k` was searched.
+    pub search: Vec<KSearch>,
+}
+
+/// The stage: `deps = { embeddings = ".../embeddings.parquet", info = ".../embed.json" }`, `outs = { dir = "…" }`.
+pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
+    let params: ClusterParams = ctx.params("cluster")?;
+    let info_path = ctx.dep("info")?;
+    let info: EmbedInfo = serde_json::from_slice(&std::fs::read(&info_path).with_context(|| format!("reading {}", info_path.display()))?)
+        .with_context(|| format!("parsing {}", info_path.display()))?;
+    let rows = read_embeddings(&ctx.dep("embeddings")?)?;
+    let vectors: Vec<Vec<f32>> = rows.iter().map(|(_, v)| v.clone()).collect();
+    let started = std::time::Instant::now();
+    let result = cluster(&vectors, &params)?;
+
+    let out = ctx.out("dir")?;
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        ("path", Arc::new(StringArray::from_iter_values(rows.iter().map(|(p, _)| p)))),
+        ("token", Arc::new(UInt32Array::from_iter_values(result.labels.iter().copied()))),
+        ("distance", Arc::new(Float64Array::from_iter_values(result.distances.iter().copied()))),
+    ];
+    write_parquet(&out.join("tokens.parquet"), RecordBatch::try_from_iter(columns)?)?;
+    let centroids = Centroids {
+        model: info.model,
+        dim: info.dim,
+        pooling: info.pooling,
+        normalize: info.normalize,
+        seed: params.seed,
+        centroids: result.centroids.clone(),
+    };
+    std::fs::write(out.join("centroids.json"), serde_json::to_vec(&centroids)?)?;
+    let report = Report { k: result.k, silhouette: result.silhouette, inertia: result.inertia, sizes: result.sizes(), search: result.search };
+    let mut json = serde_json::to_vec_pretty(&report)?;
+    json.push(b'\n');
+    std::fs::write(out.join("report.json"), json)?;
+    println!(
+        "cluster: {} embeddings into k = {} (silhouette {}), sizes {:?}, in {:.2}s",
+        rows.len(),
+        report.k,
+        report.silhouette.map_or("n/a".into(), |s| format!("{s:.4}")),
+        report.sizes,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

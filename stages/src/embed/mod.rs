@@ -1,0 +1,162 @@
+//! The embed stage: a sentence embedding for every text, from a BERT model
+//! directory named in amt.toml (all-MiniLM-L6-v2 by default).
+
+pub mod bert;
+pub mod encode;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use arrow::array::{Array, ArrayRef, FixedSizeListArray, Float32Array, StringArray};
+use arrow::datatypes::{DataType, Field};
+use arrow::record_batch::RecordBatch;
+use serde::{Deserialize, Serialize};
+
+pub use encode::{Encoder, Pooling};
+
+use crate::table::{column, read_parquet, write_parquet};
+
+/// `[params] embed.*`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbedParams {
+    /// `mean` (default, L2-normalised) or `cls`.
+    #[serde(default)]
+    pub pooling: Pooling,
+    /// L2-normalise the vectors.
+    #[serde(default = "yes")]
+    pub normalize: bool,
+    /// Texts per forward pass.
+    #[serde(default = "default_batch")]
+    pub batch_size: usize,
+    /// Torch threads on CPU (0: one per core).
+    #[serde(default)]
+    pub threads: usize,
+    /// `auto` (CUDA when present), `cpu` or `cuda`.
+    #[serde(default = "auto")]
+    pub device: String,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_batch() -> usize {
+    32
+}
+fn auto() -> String {
+    "auto".into()
+}
+
+impl Default for EmbedParams {
+    fn default() -> Self {
+        Self { pooling: Pooling::Mean, normalize: true, batch_size: default_batch(), threads: 0, device: auto() }
+    }
+}
+
+/// Picks the torch device and sets the CPU thread count explicitly, since
+/// OpenMP's defaults make timings erratic on shared machines.
+pub fn device(name: &str, threads: usize) -> anyhow::Result<tch::Device> {
+    let threads = if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
+    tch::set_num_threads(threads as i32);
+    match name {
+        "auto" => Ok(tch::Device::cuda_if_available()),
+        "cpu" => Ok(tch::Device::Cpu),
+        "cuda" if tch::Cuda::is_available() => Ok(tch::Device::Cuda(0)),
+        "cuda" => anyhow::bail!("device = \"cuda\" but CUDA is not available"),
+        other => anyhow::bail!("device `{other}` is not one of auto, cpu, cuda"),
+    }
+}
+
+/// What `embed.json` records about a run.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct EmbedInfo {
+    pub model: String,
+    pub dim: usize,
+    pub pooling: Pooling,
+    pub normalize: bool,
+    pub texts: usize,
+    pub unique_texts: usize,
+    pub truncated_texts: usize,
+    pub pieces_without_text: usize,
+}
+
+/// Writes `embeddings.parquet`: path, text digest, and the vector as FixedSizeList<f32>.
+pub fn write_embeddings(path: &Path, rows: &[(String, String, Vec<f32>)], dim: usize) -> anyhow::Result<()> {
+    let values = Float32Array::from_iter_values(rows.iter().flat_map(|r| r.2.iter().copied()));
+    let item = Arc::new(Field::new("item", DataType::Float32, false));
+    let vectors = FixedSizeListArray::try_new(item, dim as i32, Arc::new(values), None)?;
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        ("path", Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.0)))),
+        ("text_digest", Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.1)))),
+        ("embedding", Arc::new(vectors)),
+    ];
+    write_parquet(path, RecordBatch::try_from_iter(columns)?)
+}
+
+/// Reads `embeddings.parquet` back as (path, vector) pairs.
+pub fn read_embeddings(path: &Path) -> anyhow::Result<Vec<(String, Vec<f32>)>> {
+    let mut out = Vec::new();
+    for batch in read_parquet(path)? {
+        let paths = column::<StringArray>(&batch, "path", path)?;
+        let vectors = column::<FixedSizeListArray>(&batch, "embedding", path)?;
+        for i in 0..batch.num_rows() {
+            let v = vectors.value(i);
+            let v = v.as_any().downcast_ref::<Float32Array>().context("embedding values are not f32")?;
+            out.push((paths.value(i).to_owned(), v.values().to_vec()));
+        }
+    }
+    Ok(out)
+}
+
+/// The stage: `deps = { texts = ".../texts.parquet", model = "models/…" }`, `outs = { dir = "…" }`.
+pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
+    let params: EmbedParams = ctx.params("embed")?;
+    let model_dir = ctx.dep("model")?;
+    let texts_path = ctx.dep("texts")?;
+    let mut texts: Vec<(String, String)> = Vec::new();
+    let mut without = 0;
+    for batch in read_parquet(&texts_path)? {
+        let paths = column::<StringArray>(&batch, "path", &texts_path)?;
+        let text = column::<StringArray>(&batch, "text", &texts_path)?;
+        for i in 0..batch.num_rows() {
+            if text.is_null(i) {
+                without += 1;
+            } else {
+                texts.push((paths.value(i).to_owned(), text.value(i).to_owned()));
+            }
+        }
+    }
+    let device = device(&params.device, params.threads)?;
+    let started = std::time::Instant::now();
+    let encoder = Encoder::load(&model_dir, device, params.pooling, params.normalize)
+        .with_context(|| format!("loading the model in {}", model_dir.display()))?;
+    let refs: Vec<&str> = texts.iter().map(|(_, t)| t.as_str()).collect();
+    let encoded = encoder.encode(&refs, params.batch_size)?;
+    let rows: Vec<(String, String, Vec<f32>)> = texts
+        .iter()
+        .zip(encoded.vectors)
+        .map(|((p, t), v)| (p.clone(), blake3::hash(t.as_bytes()).to_hex().to_string(), v))
+        .collect();
+    let out = ctx.out("dir")?;
+    write_embeddings(&out.join("embeddings.parquet"), &rows, encoder.dim())?;
+    let model = model_dir.file_name().map_or_else(|| model_dir.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let info = EmbedInfo {
+        model,
+        dim: encoder.dim(),
+        pooling: params.pooling,
+        normalize: params.normalize,
+        texts: rows.len(),
+        unique_texts: encoded.unique,
+        truncated_texts: encoded.truncated,
+        pieces_without_text: without,
+    };
+    let mut json = serde_json::to_vec_pretty(&info)?;
+    json.push(b'\n');
+    std::fs::write(out.join("embed.json"), json)?;
+    println!(
+        "embed: {} texts ({} distinct, {} truncated at {} tokens, {} pieces without text) with {} on {:?} in {:.2}s",
+        info.texts, info.unique_texts, info.truncated_texts, encoder.max_length, without, info.model, device, started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
