@@ -1,15 +1,23 @@
 #!/usr/bin/env bash
-# Runs the benchmarks against their peers (DVC, symusic), installed into the venv. Safe to repeat.
+# Runs the benchmarks against their peers (DVC, symusic, sentence-transformers,
+# scikit-learn), installed into venvs. Safe to repeat.
 # AMT_BENCH_RUNS sets the repetitions per case (default 10 for amt, 3 for DVC).
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 ensure_rust
 ensure_torch
 ensure_venv bench
-export AMT_BENCH_DVC="$AMT_VENV/bin/dvc" AMT_BENCH_PYTHON="$AMT_VENV/bin/python"
+ensure_venv ref
+export AMT_BENCH_DVC="$AMT_HOME/venv-bench/bin/dvc" AMT_BENCH_PYTHON="$AMT_HOME/venv-bench/bin/python"
+export AMT_BENCH_REF_PYTHON="$AMT_HOME/venv-ref/bin/python"
 cd "$AMT_REPO"
 case "${1:-all}" in
     engine) cargo bench --locked -p amt --bench engine -- "${@:2}" ;;
     collect) cargo bench --locked -p amt-stages --bench collect ;;
-    all) cargo bench --locked -p amt --bench engine && cargo bench --locked -p amt-stages --bench collect ;;
-    *) echo "usage: scripts/bench.sh [engine [CASE…] | collect | all]" >&2; exit 2 ;;
+    process) cargo bench --locked -p amt-stages --bench process ;;
+    all)
+        cargo bench --locked -p amt --bench engine
+        cargo bench --locked -p amt-stages --bench collect
+        cargo bench --locked -p amt-stages --bench process
+        ;;
+    *) echo "usage: scripts/bench.sh [engine [CASE…] | collect | process | all]" >&2; exit 2 ;;
 esac

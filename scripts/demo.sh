@@ -5,7 +5,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 ensure_rust
 ensure_torch
 log "building amt (release)"
-cargo build --release --locked --manifest-path "$AMT_REPO/Cargo.toml"
+cargo build --release --locked --workspace --manifest-path "$AMT_REPO/Cargo.toml"
 log "running the pipeline"
 cd "$AMT_REPO"
 "$CARGO_TARGET_DIR/release/amt" run "$@"

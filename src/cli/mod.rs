@@ -88,19 +88,20 @@ pub struct Ui {
     pub verbose: bool,
 }
 
-/// The stages built into this program (from `stages/`), as the engine sees them.
+/// The built-in stages (from `stages/`), as the engine sees them: names and
+/// code versions from the registry, run by the `amt-stage` binary.
 struct StageRegistry;
 
 impl Builtins for StageRegistry {
     fn version(&self, name: &str) -> Option<String> {
-        amt_stages::builtin(name).map(|b| b.version.to_owned())
+        amt_registry::builtin(name).map(|b| b.version.to_owned())
     }
     fn names(&self) -> Vec<String> {
-        amt_stages::BUILTINS.iter().map(|b| b.name.to_owned()).collect()
+        amt_registry::BUILTINS.iter().map(|b| b.name.to_owned()).collect()
     }
     fn command(&self, name: &str) -> String {
-        let exe = std::env::current_exe().map_or_else(|_| "amt".to_owned(), |p| p.display().to_string());
-        format!("'{}' stage {name}", exe.replace('\'', "'\\''"))
+        let exe = stage::stage_binary().display().to_string();
+        format!("'{}' {name}", exe.replace('\'', "'\\''"))
     }
 }
 

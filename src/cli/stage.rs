@@ -1,6 +1,9 @@
-//! `amt stage NAME`: runs a built-in stage with the inputs amt passes in the
-//! environment. `amt run` invokes it; users rarely need to.
+//! `amt stage NAME`: runs a built-in stage. The stages live in the
+//! `amt-stage` binary next to `amt`, so that `amt` itself never loads their
+//! heavy dependencies (libtorch); this command hands over to it.
 
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(clap::Args)]
@@ -13,25 +16,25 @@ pub struct Args {
     list: bool,
 }
 
+/// The `amt-stage` binary installed beside the running `amt`.
+pub fn stage_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("amt"));
+    exe.with_file_name(amt_registry::STAGE_BINARY)
+}
+
 pub fn run(args: Args) -> ExitCode {
     if args.list {
-        for b in amt_stages::BUILTINS {
+        for b in amt_registry::BUILTINS {
             println!("{:<10} {}  {}", b.name, b.version, b.summary);
         }
         return ExitCode::SUCCESS;
     }
     let name = args.name.unwrap_or_default();
-    let Some(builtin) = amt_stages::builtin(&name) else {
-        let names: Vec<&str> = amt_stages::BUILTINS.iter().map(|b| b.name).collect();
-        eprintln!("error: no built-in stage is called `{name}` (available: {})", names.join(", "));
-        return ExitCode::from(2);
-    };
-    let result = amt_stages::StageContext::from_env().and_then(|ctx| (builtin.run)(&ctx));
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: stage {name}: {e:#}");
-            ExitCode::from(1)
-        }
-    }
+    let binary = stage_binary();
+    let err = std::process::Command::new(&binary).arg(&name).exec();
+    eprintln!(
+        "error: cannot run {}: {err} (it is built with the workspace: cargo build --workspace)",
+        binary.display()
+    );
+    ExitCode::from(4)
 }

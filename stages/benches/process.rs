@@ -1,0 +1,157 @@
+//! Embedding throughput against sentence-transformers, and k-means time and
+//! inertia against scikit-learn: the same 1024 texts, the same model files,
+//! the same thread count, measured in the same run.
+//!
+//! Run with `scripts/bench.sh process`, which provides the reference venv
+//! (`AMT_BENCH_REF_PYTHON`). `AMT_BENCH_THREADS` sets the threads (default 2).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+use amt_stages::cluster::{ClusterParams, cluster};
+use amt_stages::embed::{Encoder, Pooling, device};
+
+const RUNS: usize = 3;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// 1024 distinct captions of varied length.
+fn texts() -> Vec<String> {
+    let moods = ["calm", "melancholic", "joyful", "dark", "lively", "wistful", "gentle", "driving"];
+    let forms = ["waltz", "reel", "jig", "chorale", "march", "tango", "ballad", "nocturne"];
+    let keys = ["C major", "A minor", "D major", "B minor"];
+    let tails = [
+        "",
+        " with a slow introduction",
+        " for strings, woodwinds and a soft rhythm section, building to a loud final chorus",
+        ", played at a steady 120 BPM in 4/4 time by a small ensemble of fiddle, flute, guitar and bodhran",
+    ];
+    let mut out = Vec::new();
+    for (i, m) in moods.iter().enumerate() {
+        for f in forms {
+            for k in keys {
+                for t in tails {
+                    out.push(format!("A {m} {f} in {k}{t}, take {i}."));
+                }
+            }
+        }
+    }
+    out.truncate(1024);
+    out
+}
+
+fn python(script: &str, args: &[String]) -> Option<String> {
+    let py = std::env::var_os("AMT_BENCH_REF_PYTHON").map(PathBuf::from)?;
+    let out = Command::new(py).arg("-c").arg(script).args(args).env("HF_HUB_OFFLINE", "1").output().ok()?;
+    if !out.status.success() {
+        eprintln!("python failed: {}", String::from_utf8_lossy(&out.stderr));
+        return None;
+    }
+    Some(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+const ST: &str = r#"
+import sys, time, json, statistics, torch
+from sentence_transformers import SentenceTransformer
+torch.set_num_threads(int(sys.argv[2]))
+texts = json.load(open(sys.argv[3]))
+model = SentenceTransformer(sys.argv[1], device="cpu")
+model.encode(texts[:32], batch_size=32)
+runs = []
+for _ in range(int(sys.argv[4])):
+    t = time.perf_counter()
+    model.encode(texts, batch_size=32, normalize_embeddings=True)
+    runs.append(time.perf_counter() - t)
+print(statistics.median(runs))
+"#;
+
+const SKLEARN: &str = r#"
+import sys, time, statistics, numpy as np, threadpoolctl
+from sklearn.cluster import KMeans
+x = np.fromfile(sys.argv[1], dtype=np.float32).reshape(-1, int(sys.argv[2])).astype(np.float64)
+runs, inertia = [], None
+with threadpoolctl.threadpool_limits(int(sys.argv[4])):
+    for _ in range(int(sys.argv[5])):
+        t = time.perf_counter()
+        km = KMeans(n_clusters=int(sys.argv[3]), n_init=10, max_iter=300, tol=1e-4, random_state=0, algorithm="lloyd").fit(x)
+        runs.append(time.perf_counter() - t)
+        inertia = km.inertia_
+print(statistics.median(runs), inertia)
+"#;
+
+fn main() {
+    let threads: usize = std::env::var("AMT_BENCH_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(2);
+    let model = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/all-MiniLM-L6-v2");
+    let texts = texts();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let dir = tempfile::tempdir().expect("temp dir");
+
+    println!("# process benchmark: {} texts, {threads} threads, median of {RUNS} runs", texts.len());
+    println!();
+    let encoder = Encoder::load(&model, device("cpu", threads).expect("cpu"), Pooling::Mean, true).expect("model");
+    encoder.encode(&refs[..32], 32).expect("warm-up");
+    let mut vectors = Vec::new();
+    let ours = median(
+        (0..RUNS)
+            .map(|_| {
+                let t = Instant::now();
+                vectors = encoder.encode(&refs, 32).expect("encode").vectors;
+                t.elapsed().as_secs_f64()
+            })
+            .collect(),
+    );
+    let texts_file = dir.path().join("texts.json");
+    std::fs::write(&texts_file, serde_json::to_vec(&texts).expect("json")).expect("write");
+    let theirs = python(ST, &[model.display().to_string(), threads.to_string(), texts_file.display().to_string(), RUNS.to_string()])
+        .and_then(|s| s.parse::<f64>().ok());
+    let n = texts.len() as f64;
+    println!("| embedding (all-MiniLM-L6-v2, CPU) | sentences/s |");
+    println!("|---|---:|");
+    println!("| amt (tch) | {:.0} |", n / ours);
+    match theirs {
+        Some(t) => {
+            println!("| sentence-transformers | {:.0} |", n / t);
+            println!();
+            println!("amt / sentence-transformers: {:.2}×", t / ours);
+        }
+        None => println!("| sentence-transformers | not measured (set AMT_BENCH_REF_PYTHON) |"),
+    }
+
+    println!();
+    println!("| k-means, k = 16, 10 inits, on these {} × {} embeddings | seconds | inertia |", vectors.len(), vectors[0].len());
+    println!("|---|---:|---:|");
+    let params = ClusterParams { k: Some(16), seed: 0, n_init: 10, max_iter: 300, ..ClusterParams::default() };
+    let mut inertia = 0.0;
+    let ours = median(
+        (0..RUNS)
+            .map(|_| {
+                let t = Instant::now();
+                inertia = cluster(&vectors, &params).expect("cluster").inertia;
+                t.elapsed().as_secs_f64()
+            })
+            .collect(),
+    );
+    println!("| amt (linfa) | {:.3} | {inertia:.4} |", ours);
+    let raw = dir.path().join("x.f32");
+    let mut f = std::fs::File::create(&raw).expect("create");
+    for v in &vectors {
+        for x in v {
+            f.write_all(&x.to_le_bytes()).expect("write");
+        }
+    }
+    drop(f);
+    let sk = python(SKLEARN, &[raw.display().to_string(), vectors[0].len().to_string(), "16".into(), threads.to_string(), RUNS.to_string()]);
+    match sk.as_deref().map(|s| s.split_whitespace().map(|x| x.parse::<f64>().unwrap_or(f64::NAN)).collect::<Vec<_>>()) {
+        Some(v) if v.len() == 2 => {
+            println!("| scikit-learn KMeans (lloyd) | {:.3} | {:.4} |", v[0], v[1]);
+            println!();
+            println!("time amt / scikit-learn: {:.2}×; inertia amt / scikit-learn: {:.4}", ours / v[0], inertia / v[1]);
+        }
+        _ => println!("| scikit-learn KMeans | not measured (set AMT_BENCH_REF_PYTHON) | |"),
+    }
+}

@@ -1,0 +1,35 @@
+//! `amt-stage NAME`: runs one built-in stage with the inputs that `amt run`
+//! passes in the environment (`AMT_PARAMS`, `AMT_DEPS`, `AMT_OUTS`, …).
+//! `amt-stage --list` prints the stages and their code versions.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.as_slice() {
+        [flag] if flag == "--list" => {
+            for b in amt_stages::BUILTINS {
+                println!("{:<10} {}  {}", b.name, b.version, b.summary);
+            }
+            ExitCode::SUCCESS
+        }
+        [name] => {
+            let Some(run) = amt_stages::runner(name) else {
+                let names: Vec<&str> = amt_stages::BUILTINS.iter().map(|b| b.name).collect();
+                eprintln!("error: no built-in stage is called `{name}` (available: {})", names.join(", "));
+                return ExitCode::from(2);
+            };
+            match amt_stages::StageContext::from_env().and_then(|ctx| run(&ctx)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: stage {name}: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        _ => {
+            eprintln!("usage: amt-stage NAME | amt-stage --list");
+            ExitCode::from(2)
+        }
+    }
+}
