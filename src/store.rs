@@ -264,37 +264,34 @@ impl Store {
 
     /// Every stored action key.
     pub fn action_keys(&self) -> Vec<(ActionKey, PathBuf)> {
-        let base = self.root.join("ac").join(ALGORITHM);
-        let mut keys = Vec::new();
-        for entry in walkdir::WalkDir::new(&base).min_depth(2).max_depth(2).into_iter().flatten() {
-            let (Some(dir), Some(name)) = (
-                entry.path().parent().and_then(|p| p.file_name()).and_then(|n| n.to_str()),
-                entry.file_name().to_str().and_then(|n| n.strip_suffix(".json")),
-            ) else {
-                continue;
-            };
-            if let Ok(d) = format!("{dir}{name}").parse::<Digest>() {
-                keys.push((ActionKey(d), entry.path().to_owned()));
-            }
-        }
-        keys
+        fanout(&self.root.join("ac").join(ALGORITHM))
+            .into_iter()
+            .filter_map(|(name, path)| Some((ActionKey(name.strip_suffix(".json")?.parse().ok()?), path)))
+            .collect()
     }
 
     /// Every stored object with its path.
     pub fn objects(&self) -> Vec<(Digest, PathBuf)> {
-        let base = self.root.join("cas").join(ALGORITHM);
-        let mut objects = Vec::new();
-        for entry in walkdir::WalkDir::new(&base).min_depth(2).max_depth(2).into_iter().flatten() {
-            let dir = entry.path().parent().and_then(|p| p.file_name()).and_then(|n| n.to_str());
-            let name = entry.file_name().to_str();
-            if let (Some(dir), Some(name)) = (dir, name)
-                && let Ok(d) = format!("{dir}{name}").parse::<Digest>()
-            {
-                objects.push((d, entry.path().to_owned()));
-            }
-        }
-        objects
+        fanout(&self.root.join("cas").join(ALGORITHM))
+            .into_iter()
+            .filter_map(|(name, path)| Some((name.parse().ok()?, path)))
+            .collect()
     }
+}
+
+/// The files of a two-level `ab/cdef…` layout, each with its name rejoined (`abcdef…`).
+fn fanout(base: &Path) -> Vec<(String, PathBuf)> {
+    walkdir::WalkDir::new(base)
+        .min_depth(2)
+        .max_depth(2)
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| {
+            let dir = entry.path().parent()?.file_name()?.to_str()?.to_owned();
+            let name = entry.file_name().to_str()?.to_owned();
+            Some((dir + &name, entry.into_path()))
+        })
+        .collect()
 }
 
 /// `ioctl(FICLONE)`: share the source's blocks copy-on-write (btrfs, XFS, …).
