@@ -5,6 +5,12 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // Die with the process that started us (amt's `sh -c`), so a stage never
+    // outlives a killed `amt run` and writes outputs behind the next run's back.
+    // SAFETY: prctl with PR_SET_PDEATHSIG only changes this process's own settings.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.as_slice() {
         [flag] if flag == "--list" => {
