@@ -10,6 +10,7 @@ pub mod describe;
 pub mod embed;
 pub mod midi;
 pub mod table;
+pub mod tokenizer;
 
 pub use context::StageContext;
 

@@ -53,6 +53,11 @@ impl TempoMap {
         s + Self::span(self.division, tick - start, tempo)
     }
 
+    /// Every tempo change as `(tick, BPM)`, starting with the tempo at tick 0.
+    pub fn changes(&self) -> impl Iterator<Item = (u64, f64)> + '_ {
+        self.segments.iter().map(|&(tick, us, _)| (tick, 60e6 / f64::from(us)))
+    }
+
     /// The tempo in effect at tick 0, in BPM.
     pub fn first_bpm(&self) -> f64 {
         60e6 / self.segments[0].1 as f64

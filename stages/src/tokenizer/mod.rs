@@ -1,0 +1,54 @@
+//! amt's MIDI tokenizer: REMI+ style, lossless on its grid, with a
+//! conditioning prefix, and a decoder that never fails.
+//!
+//! A sequence is `prefix (BOS … SEP) + music + EOS`. Music tokens are
+//! `Bar`, `Position`, `Program` (drums included), `Pitch`, `Velocity` (binned),
+//! `Duration` (on the grid), `Tempo` (binned) and `TimeSig`.
+
+pub mod decode;
+pub mod encode;
+pub mod grid;
+pub mod prefix;
+pub mod vocab;
+
+pub use decode::Decoded;
+pub use prefix::Conditioning;
+pub use vocab::{Config, Token, Vocab};
+
+use crate::midi::Score;
+
+/// The tokenizer: a vocabulary and the rules to use it.
+#[derive(Clone, Debug)]
+pub struct Tokenizer {
+    pub vocab: Vocab,
+}
+
+impl Tokenizer {
+    /// A tokenizer for a configuration.
+    pub fn new(config: Config) -> Self {
+        Self { vocab: Vocab::new(config) }
+    }
+
+    /// `prefix + music + EOS` for a score.
+    pub fn encode(&self, score: &Score, conditioning: &Conditioning) -> Vec<u16> {
+        let mut ids = conditioning.tokens(&self.vocab);
+        ids.extend(encode::encode_music(&self.vocab, score));
+        ids.push(self.vocab.id(Token::Eos));
+        ids
+    }
+
+    /// The notes, tempi and meters in any token sequence.
+    pub fn decode(&self, ids: &[u16]) -> Decoded {
+        decode::decode_tokens(&self.vocab, ids)
+    }
+
+    /// Any token sequence as a valid MIDI file.
+    pub fn to_midi(&self, ids: &[u16]) -> Vec<u8> {
+        decode::to_midi(&self.vocab, &self.decode(ids))
+    }
+
+    /// The text of each token, for snapshots and debugging.
+    pub fn texts(&self, ids: &[u16]) -> Vec<String> {
+        ids.iter().map(|&id| self.vocab.token(id).map_or_else(|| format!("<{id}?>"), |t| t.text())).collect()
+    }
+}

@@ -1,0 +1,72 @@
+//! The conditioning prefix: `BOS, Semantic, CondTempo, CondKey, CondTimeSig,
+//! CondInstrument × n, SEP`. Unknown attributes get their N/A token, so the
+//! prefix always has the same length and shape.
+
+use crate::midi::Features;
+
+use super::grid::nearest_time_signature;
+use super::vocab::{TEMPO_CLASSES, Token, Vocab};
+
+/// What a piece (or a prompt) asks for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Conditioning {
+    /// The k-means semantic token of its text.
+    pub semantic: Option<u32>,
+    /// Index into the caption tempo classes (0 = below 40 BPM).
+    pub tempo_class: Option<u32>,
+    /// Tonic pitch class, + 12 for minor.
+    pub key: Option<u32>,
+    pub time_signature: Option<(u8, u32)>,
+    /// Instrument families (program / 8, 16 for drums), most played first.
+    pub instruments: Vec<u8>,
+}
+
+/// The caption tempo class of a BPM.
+pub fn tempo_class(bpm: f64) -> u32 {
+    TEMPO_CLASSES.iter().filter(|&&b| bpm >= b).count() as u32
+}
+
+impl Conditioning {
+    /// The attributes of a piece from its features.
+    pub fn from_features(f: &Features, semantic: Option<u32>, instruments: usize) -> Self {
+        let mut families: Vec<(u8, f64)> = Vec::new();
+        for &(program, secs) in &f.program_seconds {
+            let family = program / 8;
+            match families.iter_mut().find(|(fam, _)| *fam == family) {
+                Some(e) => e.1 += secs,
+                None => families.push((family, secs)),
+            }
+        }
+        if f.has_drums {
+            families.push((16, f.drum_seconds));
+        }
+        families.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        Self {
+            semantic,
+            tempo_class: Some(tempo_class(f.mean_tempo_bpm)),
+            key: f.estimated_key.map(|(k, _)| u32::from(k.tonic) + if k.minor { 12 } else { 0 }),
+            time_signature: f.time_signatures.first().and_then(|ts| {
+                let (n, d) = ts.split_once('/')?;
+                Some(nearest_time_signature(n.parse().ok()?, d.parse().ok()?))
+            }),
+            instruments: families.into_iter().map(|(f, _)| f).take(instruments).collect(),
+        }
+    }
+
+    /// The prefix's token ids.
+    pub fn tokens(&self, vocab: &Vocab) -> Vec<u16> {
+        let semantic = self.semantic.filter(|&s| s < vocab.config.semantic_tokens);
+        let mut t = vec![
+            Token::Bos,
+            Token::Semantic(semantic),
+            Token::CondTempo(self.tempo_class),
+            Token::CondKey(self.key.filter(|&k| k < 24)),
+            Token::CondTimeSig(self.time_signature),
+        ];
+        for i in 0..vocab.config.prefix_instruments {
+            t.push(Token::CondInstrument(self.instruments.get(i).copied().filter(|&f| f <= 16)));
+        }
+        t.push(Token::Sep);
+        t.into_iter().map(|t| vocab.id(t)).collect()
+    }
+}
