@@ -14,10 +14,12 @@ case "${1:-all}" in
     engine) cargo bench --locked -p amt --bench engine -- "${@:2}" ;;
     collect) cargo bench --locked -p amt-stages --bench collect ;;
     process) cargo bench --locked -p amt-stages --bench process ;;
+    tokenize) cargo bench --locked -p amt-stages --bench tokenize ;;
     all)
         cargo bench --locked -p amt --bench engine
         cargo bench --locked -p amt-stages --bench collect
         cargo bench --locked -p amt-stages --bench process
+        cargo bench --locked -p amt-stages --bench tokenize
         ;;
-    *) echo "usage: scripts/bench.sh [engine [CASE…] | collect | process | all]" >&2; exit 2 ;;
+    *) echo "usage: scripts/bench.sh [engine [CASE…] | collect | process | tokenize | all]" >&2; exit 2 ;;
 esac

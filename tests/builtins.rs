@@ -67,7 +67,7 @@ fn stage_list_shows_code_versions() {
     let p = TestProject::new("");
     let out = p.amt(&["stage", "--list"]).expect_code(0).stdout;
     let names: Vec<&str> = out.lines().map(|l| l.split_whitespace().next().unwrap()).collect();
-    assert_eq!(names, ["collect", "describe", "embed", "cluster"]);
+    assert_eq!(names, ["collect", "describe", "embed", "cluster", "prepare"]);
     assert!(out.lines().all(|l| l.split_whitespace().nth(1).is_some_and(|v| v.len() == 16)), "{out}");
 }
 

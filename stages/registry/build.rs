@@ -11,6 +11,7 @@ const STAGES: &[(&str, &[&str])] = &[
     ("DESCRIBE", &["describe", "collect/table.rs", "table.rs", "context.rs"]),
     ("EMBED", &["embed", "table.rs", "context.rs"]),
     ("CLUSTER", &["cluster", "embed/mod.rs", "table.rs", "context.rs"]),
+    ("PREPARE", &["prepare", "tokenizer", "midi", "collect/mod.rs", "table.rs", "context.rs"]),
 ];
 
 fn files(path: &Path, out: &mut Vec<PathBuf>) {

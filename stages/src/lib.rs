@@ -9,6 +9,7 @@ pub mod context;
 pub mod describe;
 pub mod embed;
 pub mod midi;
+pub mod prepare;
 pub mod table;
 pub mod tokenizer;
 
@@ -26,6 +27,7 @@ pub fn runner(name: &str) -> Option<Runner> {
         "describe" => Some(describe::run),
         "embed" => Some(embed::run),
         "cluster" => Some(cluster::run),
+        "prepare" => Some(prepare::run),
         _ => None,
     }
 }

@@ -37,6 +37,11 @@ pub const BUILTINS: &[BuiltinInfo] = &[
         version: env!("AMT_CODE_CLUSTER"),
         summary: "k-means semantic tokens (tokens.parquet, centroids.json, report.json)",
     },
+    BuiltinInfo {
+        name: "prepare",
+        version: env!("AMT_CODE_PREPARE"),
+        summary: "token windows split into train/val/test shards (vocab.json, *.parquet)",
+    },
 ];
 
 /// Finds a built-in stage by name.

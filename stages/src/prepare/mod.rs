@@ -1,0 +1,216 @@
+//! The prepare stage: token sequences ready for training. Every piece is
+//! tokenized with its conditioning prefix, cut into fixed-length windows that
+//! each repeat the prefix, and assigned to train, val or test by a hash of its
+//! path, so the split is deterministic and augmented copies of a piece stay in
+//! its split. Augmentation (train only): transposition, which rewrites the key
+//! token, and tempo scaling, which rewrites the tempo tokens.
+
+pub mod augment;
+pub mod split;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use arrow::array::{ArrayRef, Float32Array, Int8Array, ListBuilder, StringArray, UInt16Builder, UInt32Array};
+use arrow::record_batch::RecordBatch;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::collect::find_midi_files;
+use crate::midi::{self, features};
+use crate::table::{column, read_parquet, write_parquet};
+use crate::tokenizer::{Conditioning, Config, Token, Tokenizer};
+pub use split::{Split, split_of};
+
+/// `[params] prepare.*`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrepareParams {
+    /// Tokens per window, prefix included (the model's context).
+    #[serde(default = "context")]
+    pub context: usize,
+    #[serde(default = "tenth")]
+    pub val_fraction: f64,
+    #[serde(default = "tenth")]
+    pub test_fraction: f64,
+    /// Salt for the split hash.
+    #[serde(default)]
+    pub split_seed: u64,
+    /// Semitone shifts added to the training split (0 is always included).
+    #[serde(default)]
+    pub transpose: Vec<i8>,
+    /// Tempo factors added to the training split (1.0 is always included).
+    #[serde(default)]
+    pub tempo_scales: Vec<f64>,
+}
+
+fn context() -> usize {
+    256
+}
+fn tenth() -> f64 {
+    0.1
+}
+
+impl Default for PrepareParams {
+    fn default() -> Self {
+        serde_json::from_value(serde_json::json!({})).expect("all fields have defaults")
+    }
+}
+
+/// One training window.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Window {
+    pub path: String,
+    pub index: u32,
+    pub transpose: i8,
+    pub tempo_scale: f32,
+    pub tokens: Vec<u16>,
+}
+
+/// Cuts `prefix + music + EOS` into windows of `context` tokens, each starting
+/// with the prefix; the last is padded.
+pub fn windows(ids: &[u16], prefix_len: usize, context: usize, pad: u16) -> Vec<Vec<u16>> {
+    let body = context.saturating_sub(prefix_len).max(1);
+    let (prefix, music) = ids.split_at(prefix_len.min(ids.len()));
+    music
+        .chunks(body)
+        .map(|chunk| {
+            let mut w = Vec::with_capacity(context);
+            w.extend_from_slice(prefix);
+            w.extend_from_slice(chunk);
+            w.resize(context.max(w.len()), pad);
+            w
+        })
+        .collect()
+}
+
+/// `prepare.json`: what went where.
+#[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Summary {
+    pub pieces: BTreeMap<String, usize>,
+    pub windows: BTreeMap<String, usize>,
+    pub tokens: usize,
+    pub skipped: Vec<String>,
+    pub vocab_size: usize,
+    pub context: usize,
+}
+
+/// Tokenizes and windows every piece; returns the windows per split.
+pub fn prepare(
+    corpus: &Path,
+    semantic: &HashMap<String, u32>,
+    params: &PrepareParams,
+    tok: &Tokenizer,
+) -> anyhow::Result<(BTreeMap<Split, Vec<Window>>, Summary)> {
+    let files = find_midi_files(corpus).with_context(|| format!("scanning {}", corpus.display()))?;
+    let pad = tok.vocab.id(Token::Pad);
+    let prefix_len = Conditioning::default().tokens(&tok.vocab).len();
+    let results: Vec<Result<(Split, Vec<Window>), String>> = files
+        .par_iter()
+        .map(|(rel, abs)| {
+            let bytes = std::fs::read(abs).map_err(|e| format!("{rel}: {e}"))?;
+            let score = midi::parse(&bytes).map_err(|e| format!("{rel}: {e}"))?;
+            if score.notes.is_empty() {
+                return Err(format!("{rel}: no notes"));
+            }
+            let split = split_of(rel, params.split_seed, params.val_fraction, params.test_fraction);
+            let mut variants = vec![(0i8, 1.0f64)];
+            if split == Split::Train {
+                for &k in params.transpose.iter().filter(|&&k| k != 0) {
+                    variants.push((k, 1.0));
+                }
+                for &s in params.tempo_scales.iter().filter(|&&s| s != 1.0 && s > 0.0) {
+                    variants.push((0, s));
+                }
+            }
+            let mut out = Vec::new();
+            for (k, s) in variants {
+                let Some(variant) = augment::variant(&score, k, s) else { continue };
+                let f = features(&variant);
+                let cond = Conditioning::from_features(&f, semantic.get(rel).copied(), tok.vocab.config.prefix_instruments);
+                let ids = tok.encode(&variant, &cond);
+                for (i, w) in windows(&ids, prefix_len, params.context, pad).into_iter().enumerate() {
+                    out.push(Window { path: rel.clone(), index: i as u32, transpose: k, tempo_scale: s as f32, tokens: w });
+                }
+            }
+            Ok((split, out))
+        })
+        .collect();
+    let mut by_split: BTreeMap<Split, Vec<Window>> = [Split::Train, Split::Val, Split::Test].into_iter().map(|s| (s, Vec::new())).collect();
+    let mut summary = Summary { vocab_size: tok.vocab.len(), context: params.context, ..Summary::default() };
+    for r in results {
+        match r {
+            Ok((split, windows)) => {
+                *summary.pieces.entry(split.name().into()).or_default() += 1;
+                *summary.windows.entry(split.name().into()).or_default() += windows.len();
+                summary.tokens += windows.iter().map(|w| w.tokens.len()).sum::<usize>();
+                by_split.get_mut(&split).expect("all splits present").extend(windows);
+            }
+            Err(e) => summary.skipped.push(e),
+        }
+    }
+    Ok((by_split, summary))
+}
+
+/// Writes one shard: path, window, transpose, tempo_scale, tokens (List<UInt16>).
+pub fn write_shard(path: &Path, windows: &[Window]) -> anyhow::Result<()> {
+    let mut tokens = ListBuilder::new(UInt16Builder::new());
+    for w in windows {
+        tokens.values().append_slice(&w.tokens);
+        tokens.append(true);
+    }
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        ("path", Arc::new(StringArray::from_iter_values(windows.iter().map(|w| &w.path)))),
+        ("window", Arc::new(UInt32Array::from_iter_values(windows.iter().map(|w| w.index)))),
+        ("transpose", Arc::new(Int8Array::from_iter_values(windows.iter().map(|w| w.transpose)))),
+        ("tempo_scale", Arc::new(Float32Array::from_iter_values(windows.iter().map(|w| w.tempo_scale)))),
+        ("tokens", Arc::new(tokens.finish())),
+    ];
+    write_parquet(path, RecordBatch::try_from_iter(columns)?)
+}
+
+fn read_semantic(path: &Path) -> anyhow::Result<HashMap<String, u32>> {
+    let mut out = HashMap::new();
+    for batch in read_parquet(path)? {
+        let paths = column::<StringArray>(&batch, "path", path)?;
+        let tokens = column::<UInt32Array>(&batch, "token", path)?;
+        for i in 0..batch.num_rows() {
+            out.insert(paths.value(i).to_owned(), tokens.value(i));
+        }
+    }
+    Ok(out)
+}
+
+/// The stage: `deps = { corpus = "…", tokens = ".../tokens.parquet" }`, `outs = { dir = "…" }`.
+pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
+    let params: PrepareParams = ctx.params("prepare")?;
+    let tok = Tokenizer::new(Config::default());
+    let semantic = read_semantic(&ctx.dep("tokens")?)?;
+    let started = std::time::Instant::now();
+    let (by_split, summary) = prepare(&ctx.dep("corpus")?, &semantic, &params, &tok)?;
+    let out = ctx.out("dir")?;
+    for (split, windows) in &by_split {
+        write_shard(&out.join(format!("{}.parquet", split.name())), windows)?;
+    }
+    let write_json = |name: &str, value: serde_json::Value| -> anyhow::Result<()> {
+        let mut bytes = serde_json::to_vec_pretty(&value)?;
+        bytes.push(b'\n');
+        std::fs::write(out.join(name), bytes).with_context(|| format!("writing {name}"))
+    };
+    write_json("vocab.json", serde_json::to_value(tok.vocab.file())?)?;
+    write_json("prepare.json", serde_json::to_value(&summary)?)?;
+    println!(
+        "prepare: {:?} pieces, {:?} windows of {} tokens, {} skipped, in {:.2}s",
+        summary.pieces,
+        summary.windows,
+        params.context,
+        summary.skipped.len(),
+        started.elapsed().as_secs_f64()
+    );
+    for s in &summary.skipped {
+        println!("  skipped {s}");
+    }
+    Ok(())
+}
