@@ -98,14 +98,22 @@ proptest! {
 }
 
 #[test]
-fn tokens_of_a_short_piece() {
+fn tokens_of_short_pieces() {
     let tok = Tokenizer::new(Config::default());
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/corpus/folk/Traditional (Ireland)");
-    let mut files: Vec<_> = std::fs::read_dir(&path).unwrap().flatten().map(|e| e.path()).collect();
-    files.sort();
-    let score = midi::parse(&std::fs::read(&files[0]).unwrap()).unwrap();
-    let ids = tok.encode(&score, &Conditioning::from_features(&features(&score), Some(3), 3));
-    let texts = tok.texts(&ids);
-    let head: Vec<String> = texts.iter().take(48).cloned().collect();
-    insta::assert_snapshot!("short_piece_tokens", format!("{}\n{}\n… {} tokens in all", files[0].file_name().unwrap().to_string_lossy(), head.join(" "), ids.len()));
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/corpus");
+    let mut text = String::new();
+    for folder in ["folk/Traditional (Ireland)", "classical/Johann Sebastian Bach", "mma/MMA Tango"] {
+        let mut files: Vec<_> = std::fs::read_dir(corpus.join(folder)).unwrap().flatten().map(|e| e.path()).collect();
+        files.sort();
+        let score = midi::parse(&std::fs::read(&files[0]).unwrap()).unwrap();
+        let ids = tok.encode(&score, &Conditioning::from_features(&features(&score), Some(3), 3));
+        let head: Vec<String> = tok.texts(&ids).into_iter().take(40).collect();
+        text.push_str(&format!(
+            "{folder}/{}\n{}\n… {} tokens in all\n\n",
+            files[0].file_name().unwrap().to_string_lossy(),
+            head.join(" "),
+            ids.len()
+        ));
+    }
+    insta::assert_snapshot!("short_piece_tokens", text);
 }
