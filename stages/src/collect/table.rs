@@ -25,8 +25,7 @@ fn strings<'a>(values: impl Iterator<Item = &'a Vec<String>>) -> ArrayRef {
 
 /// Writes one row per piece.
 pub fn write_pieces(path: &Path, pieces: &[Piece]) -> anyhow::Result<()> {
-    let f = |p: &Piece| p.features.clone();
-    let feats: Vec<_> = pieces.iter().map(f).collect();
+    let feats: Vec<&crate::midi::Features> = pieces.iter().map(|p| &p.features).collect();
     let mut programs = ListBuilder::new(UInt8Builder::new());
     for x in &feats {
         programs.values().append_slice(&x.programs);

@@ -94,7 +94,7 @@ pub fn describe(
     scratch: &Path,
 ) -> anyhow::Result<(Vec<TextRow>, Vec<String>)> {
     let captioner = captions::Captioner::new(&params.captions).context("invalid [params] describe.captions")?;
-    let wiki = if params.sources.contains(&Source::Wikipedia) {
+    let mut wiki = if params.sources.contains(&Source::Wikipedia) {
         let client = wikipedia::Client::new(params.wikipedia.clone(), &scratch.join("wikipedia/http"))?;
         let (journal, done) = wikipedia::Journal::open(&client.journal_path(&scratch.join("wikipedia")))?;
         let done: HashMap<String, Option<wikipedia::Found>> = done.into_iter().map(|e| (e.path, e.found)).collect();
@@ -102,7 +102,6 @@ pub fn describe(
     } else {
         None
     };
-    let mut wiki = wiki;
     let mut failures = Vec::new();
     let mut rows = Vec::with_capacity(pieces.len());
     for piece in pieces {
