@@ -26,12 +26,14 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
     let engine = Engine::open(project);
 
     // Upstream stages first: if one is stale, this stage's inputs will change when it runs.
-    let upstream = project.dag.with_upstream(&[target]);
+    // Only the upstream stages need the dry run; the target itself is checked once, below.
+    let mut upstream = project.dag.with_upstream(&[target]);
+    upstream.remove(&target);
     let summary = check_all(&engine, &upstream);
     let stale_upstream: Vec<&str> = summary
         .outcomes
         .iter()
-        .filter(|(i, o)| *i != target && describe(o).0 != "fresh")
+        .filter(|(_, o)| describe(o).0 != "fresh")
         .map(|(i, _)| project.pipeline.stages[*i].name.as_str())
         .collect();
 
