@@ -72,14 +72,20 @@ impl<'de> Deserialize<'de> for RawPaths {
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a list of paths, or a table of role = path")
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<RawPaths, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<RawPaths, A::Error> {
                 let mut v = Vec::new();
                 while let Some(p) = seq.next_element::<Spanned<String>>()? {
                     v.push(p);
                 }
                 Ok(RawPaths::List(v))
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<RawPaths, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<RawPaths, A::Error> {
                 let mut v = Vec::new();
                 while let Some((role, p)) = map.next_entry::<String, Spanned<String>>()? {
                     v.push((role, p));
@@ -98,7 +104,11 @@ pub enum Run {
     /// A shell command, run with `sh -c` from the project root.
     Shell(String),
     /// A stage built into the program, with its code version.
-    Builtin { name: String, version: String, command: String },
+    Builtin {
+        name: String,
+        version: String,
+        command: String,
+    },
 }
 
 /// What a stage asks of the machine while it runs.
@@ -193,7 +203,9 @@ pub struct ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.at {
-            Some((line, col)) => write!(f, "{}:{line}:{col}: {}", self.file.display(), self.message),
+            Some((line, col)) => {
+                write!(f, "{}:{line}:{col}: {}", self.file.display(), self.message)
+            }
             None => write!(f, "{}: {}", self.file.display(), self.message),
         }
     }
@@ -218,7 +230,10 @@ pub fn parse(file: &Path, text: &str, builtins: &dyn Builtins) -> Result<Pipelin
         stages.push(src.stage(&name, raw_stage, &raw.params, builtins)?);
     }
     check_outs(&src, &stages)?;
-    Ok(Pipeline { params: raw.params, stages })
+    Ok(Pipeline {
+        params: raw.params,
+        stages,
+    })
 }
 
 struct Source<'a> {
@@ -229,7 +244,11 @@ struct Source<'a> {
 impl Source<'_> {
     fn error(&self, offset: Option<usize>, message: impl Into<String>) -> ConfigError {
         let at = offset.map(|o| line_col(self.text, o));
-        ConfigError { file: self.file.to_owned(), at, message: message.into() }
+        ConfigError {
+            file: self.file.to_owned(),
+            at,
+            message: message.into(),
+        }
     }
 
     fn toml_error(&self, e: &toml::de::Error) -> ConfigError {
@@ -237,7 +256,9 @@ impl Source<'_> {
         let message = e.message().trim().to_owned();
         let message = match unknown_field(&message) {
             Some((field, expected)) => {
-                let table = offset.and_then(|o| self.table_at(o)).unwrap_or_else(|| "the top level".into());
+                let table = offset
+                    .and_then(|o| self.table_at(o))
+                    .unwrap_or_else(|| "the top level".into());
                 let mut m = format!("unknown key `{field}` in {table}");
                 if let Some(s) = suggest(&field, expected.iter().map(String::as_str)) {
                     m.push_str(&format!("; did you mean `{s}`?"));
@@ -254,7 +275,9 @@ impl Source<'_> {
     /// The `[table]` header in force at `offset`, for messages.
     fn table_at(&self, offset: usize) -> Option<String> {
         let offset = offset.min(self.text.len());
-        let line_end = self.text[offset..].find('\n').map_or(self.text.len(), |n| offset + n);
+        let line_end = self.text[offset..]
+            .find('\n')
+            .map_or(self.text.len(), |n| offset + n);
         self.text[..line_end]
             .lines()
             .rev()
@@ -263,10 +286,17 @@ impl Source<'_> {
             .map(|l| l.split('#').next().unwrap_or(l).trim().to_owned())
     }
 
-    fn path(&self, stage: &str, key: &str, p: &Spanned<String>) -> Result<ProjectPath, ConfigError> {
+    fn path(
+        &self,
+        stage: &str,
+        key: &str,
+        p: &Spanned<String>,
+    ) -> Result<ProjectPath, ConfigError> {
         ProjectPath::parse(p.get_ref()).map_err(|e| {
             let why = match e {
-                NameError::Absolute(_) | NameError::ParentDir(_) => format!("{e} (an out or dep outside the project)"),
+                NameError::Absolute(_) | NameError::ParentDir(_) => {
+                    format!("{e} (an out or dep outside the project)")
+                }
                 _ => e.to_string(),
             };
             self.error(Some(p.span().start), format!("stages.{stage}.{key}: {why}"))
@@ -281,8 +311,8 @@ impl Source<'_> {
         builtins: &dyn Builtins,
     ) -> Result<Stage, ConfigError> {
         let stage_at = Some(name.span().start);
-        let stage_name =
-            StageName::parse(name.get_ref()).map_err(|e| self.error(stage_at, format!("stages.{}: {e}", name.get_ref())))?;
+        let stage_name = StageName::parse(name.get_ref())
+            .map_err(|e| self.error(stage_at, format!("stages.{}: {e}", name.get_ref())))?;
         let n = stage_name.as_str();
         let raw = raw.into_inner();
 
@@ -291,7 +321,10 @@ impl Source<'_> {
             (None, Some(b)) => {
                 let version = builtins.version(b.get_ref()).ok_or_else(|| {
                     let names = builtins.names();
-                    let mut m = format!("stages.{n}.builtin: no built-in stage is called `{}`", b.get_ref());
+                    let mut m = format!(
+                        "stages.{n}.builtin: no built-in stage is called `{}`",
+                        b.get_ref()
+                    );
                     match suggest(b.get_ref(), names.iter().map(String::as_str)) {
                         Some(s) => m.push_str(&format!("; did you mean `{s}`?")),
                         None if names.is_empty() => m.push_str("; this build has none"),
@@ -300,22 +333,49 @@ impl Source<'_> {
                     self.error(Some(b.span().start), m)
                 })?;
                 let command = builtins.command(b.get_ref());
-                Run::Builtin { name: b.into_inner(), version, command }
+                Run::Builtin {
+                    name: b.into_inner(),
+                    version,
+                    command,
+                }
             }
             (Some(cmd), Some(_)) => {
-                return Err(self.error(Some(cmd.span().start), format!("stages.{n}: set `cmd` or `builtin`, not both")));
+                return Err(self.error(
+                    Some(cmd.span().start),
+                    format!("stages.{n}: set `cmd` or `builtin`, not both"),
+                ));
             }
             (None, None) => {
-                return Err(self.error(stage_at, format!("stages.{n}: a stage needs `cmd` (a shell command) or `builtin`")));
+                return Err(self.error(
+                    stage_at,
+                    format!("stages.{n}: a stage needs `cmd` (a shell command) or `builtin`"),
+                ));
             }
         };
 
         let raw_deps = raw.deps.paths();
-        let deps = raw_deps.iter().map(|p| self.path(n, "deps", p)).collect::<Result<Vec<_>, _>>()?;
-        let metrics = raw.metrics.iter().map(|p| self.path(n, "metrics", p)).collect::<Result<Vec<_>, _>>()?;
-        let mut outs = raw.outs.paths().iter().map(|p| self.path(n, "outs", p)).collect::<Result<Vec<_>, _>>()?;
+        let deps = raw_deps
+            .iter()
+            .map(|p| self.path(n, "deps", p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let metrics = raw
+            .metrics
+            .iter()
+            .map(|p| self.path(n, "metrics", p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut outs = raw
+            .outs
+            .paths()
+            .iter()
+            .map(|p| self.path(n, "outs", p))
+            .collect::<Result<Vec<_>, _>>()?;
         let roles = |raw: &RawPaths, paths: &[ProjectPath]| match raw {
-            RawPaths::Named(v) => Some(v.iter().map(|(role, _)| role.clone()).zip(paths.iter().cloned()).collect()),
+            RawPaths::Named(v) => Some(
+                v.iter()
+                    .map(|(role, _)| role.clone())
+                    .zip(paths.iter().cloned())
+                    .collect(),
+            ),
             _ => None,
         };
         let dep_roles = roles(&raw.deps, &deps);
@@ -334,7 +394,10 @@ impl Source<'_> {
         for p in &raw.params {
             if lookup(params, p.get_ref()).is_none() {
                 let keys = param_keys(params);
-                let mut m = format!("stages.{n}.params: `{}` is not defined in [params]", p.get_ref());
+                let mut m = format!(
+                    "stages.{n}.params: `{}` is not defined in [params]",
+                    p.get_ref()
+                );
                 if let Some(s) = suggest(p.get_ref(), keys.iter().map(String::as_str)) {
                     m.push_str(&format!("; did you mean `{s}`?"));
                 }
@@ -344,10 +407,15 @@ impl Source<'_> {
 
         for v in &raw.env {
             let ok = !v.get_ref().is_empty()
-                && v.get_ref().chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && v.get_ref()
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
                 && !v.get_ref().starts_with(|c: char| c.is_ascii_digit());
             if !ok {
-                return Err(self.error(Some(v.span().start), format!("stages.{n}.env: `{}` is not a variable name", v.get_ref())));
+                return Err(self.error(
+                    Some(v.span().start),
+                    format!("stages.{n}.env: `{}` is not a variable name", v.get_ref()),
+                ));
             }
         }
 
@@ -358,11 +426,21 @@ impl Source<'_> {
         }
         let mem = match &raw.mem {
             Some(m) => parse_size(m.get_ref()).ok_or_else(|| {
-                self.error(Some(m.span().start), format!("stages.{n}.mem: `{}` is not a size like 512M or 4G", m.get_ref()))
+                self.error(
+                    Some(m.span().start),
+                    format!(
+                        "stages.{n}.mem: `{}` is not a size like 512M or 4G",
+                        m.get_ref()
+                    ),
+                )
             })?,
             None => 0,
         };
-        let resources = Resources { cpus, gpus: raw.gpus.map_or(0, |g| g.into_inner()), mem };
+        let resources = Resources {
+            cpus,
+            gpus: raw.gpus.map_or(0, |g| g.into_inner()),
+            mem,
+        };
 
         Ok(Stage {
             name: stage_name,
@@ -385,11 +463,18 @@ fn check_outs(src: &Source<'_>, stages: &[Stage]) -> Result<(), ConfigError> {
     for stage in stages {
         for out in &stage.outs {
             if let Some((other, owner)) = claimed.iter().find(|(o, _)| o.overlaps(out)) {
-                let what = if *other == out { "the same out" } else { "overlapping outs" };
+                let what = if *other == out {
+                    "the same out"
+                } else {
+                    "overlapping outs"
+                };
                 let at = src.text.find(&format!("[stages.{}]", stage.name));
                 return Err(src.error(
                     at,
-                    format!("stages `{owner}` and `{}` claim {what}: `{other}` and `{out}`", stage.name),
+                    format!(
+                        "stages `{owner}` and `{}` claim {what}: `{other}` and `{out}`",
+                        stage.name
+                    ),
                 ));
             }
             claimed.push((out, &stage.name));
@@ -412,7 +497,11 @@ pub fn lookup<'t>(params: &'t toml::Table, key: &str) -> Option<&'t toml::Value>
 pub fn param_keys(params: &toml::Table) -> Vec<String> {
     fn walk(prefix: &str, t: &toml::Table, out: &mut Vec<String>) {
         for (k, v) in t {
-            let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+            let key = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
             if let toml::Value::Table(sub) = v {
                 walk(&key, sub, out);
             }
@@ -438,7 +527,12 @@ pub fn suggest<'c>(word: &str, candidates: impl Iterator<Item = &'c str>) -> Opt
 fn unknown_field(message: &str) -> Option<(String, Vec<String>)> {
     let rest = message.strip_prefix("unknown field `")?;
     let (field, rest) = rest.split_once('`')?;
-    let expected = rest.split('`').skip(1).step_by(2).map(str::to_owned).collect();
+    let expected = rest
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect();
     Some((field.to_owned(), expected))
 }
 
@@ -455,7 +549,12 @@ pub fn parse_size(s: &str) -> Option<u64> {
     let split = s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let num: f64 = num.trim().parse().ok()?;
-    let scale: u64 = match unit.trim().to_ascii_uppercase().trim_end_matches("IB").trim_end_matches('B') {
+    let scale: u64 = match unit
+        .trim()
+        .to_ascii_uppercase()
+        .trim_end_matches("IB")
+        .trim_end_matches('B')
+    {
         "" => 1,
         "K" => 1 << 10,
         "M" => 1 << 20,
@@ -471,13 +570,18 @@ mod tests {
     use super::*;
 
     fn err(text: &str) -> String {
-        parse(Path::new("amt.toml"), text, &NoBuiltins).unwrap_err().to_string()
+        parse(Path::new("amt.toml"), text, &NoBuiltins)
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
     fn unknown_keys_name_the_line_and_suggest() {
         let e = err("[stages.a]\ncmd = \"true\"\ndepz = [\"x\"]\n");
-        assert!(e.starts_with("amt.toml:3:1: unknown key `depz` in [stages.a]; did you mean `deps`?"), "{e}");
+        assert!(
+            e.starts_with("amt.toml:3:1: unknown key `depz` in [stages.a]; did you mean `deps`?"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -488,16 +592,28 @@ mod tests {
 
     #[test]
     fn params_must_exist() {
-        let e = err("[params]\ntrain.lr = 1\n[stages.a]\ncmd = \"true\"\nparams = [\"train.lrr\"]\n");
-        assert!(e.contains("amt.toml:5:") && e.contains("did you mean `train.lr`?"), "{e}");
+        let e =
+            err("[params]\ntrain.lr = 1\n[stages.a]\ncmd = \"true\"\nparams = [\"train.lrr\"]\n");
+        assert!(
+            e.contains("amt.toml:5:") && e.contains("did you mean `train.lr`?"),
+            "{e}"
+        );
     }
 
     #[test]
     fn outs_must_be_unique_and_inside() {
-        let e = err("[stages.a]\ncmd = \"x\"\nouts = [\"o\"]\n[stages.b]\ncmd = \"y\"\nouts = [\"o/sub\"]\n");
-        assert!(e.contains("stages `a` and `b` claim overlapping outs"), "{e}");
+        let e = err(
+            "[stages.a]\ncmd = \"x\"\nouts = [\"o\"]\n[stages.b]\ncmd = \"y\"\nouts = [\"o/sub\"]\n",
+        );
+        assert!(
+            e.contains("stages `a` and `b` claim overlapping outs"),
+            "{e}"
+        );
         let e = err("[stages.a]\ncmd = \"x\"\nouts = [\"../o\"]\n");
-        assert!(e.contains("amt.toml:3:9") && e.contains("contains `..`"), "{e}");
+        assert!(
+            e.contains("amt.toml:3:9") && e.contains("contains `..`"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -511,9 +627,15 @@ mod tests {
     #[test]
     fn dotted_lookup() {
         let t: toml::Table = toml::from_str("[train]\nlr = 3e-4\n[model]\nlayers = 2").unwrap();
-        assert_eq!(lookup(&t, "train.lr").and_then(|v| v.as_float()), Some(3e-4));
+        assert_eq!(
+            lookup(&t, "train.lr").and_then(|v| v.as_float()),
+            Some(3e-4)
+        );
         assert!(lookup(&t, "train").is_some());
         assert!(lookup(&t, "train.x").is_none());
-        assert_eq!(param_keys(&t), ["model", "model.layers", "train", "train.lr"]);
+        assert_eq!(
+            param_keys(&t),
+            ["model", "model.layers", "train", "train.lr"]
+        );
     }
 }

@@ -33,7 +33,9 @@ impl Dag {
     /// Builds and checks the graph; `root` is used to check that source deps exist.
     pub fn build(pipeline: &Pipeline, root: &Path) -> Result<Self, DagError> {
         let mut graph = DiGraph::new();
-        let nodes: Vec<NodeIndex> = (0..pipeline.stages.len()).map(|i| graph.add_node(i)).collect();
+        let nodes: Vec<NodeIndex> = (0..pipeline.stages.len())
+            .map(|i| graph.add_node(i))
+            .collect();
         for (b, stage) in pipeline.stages.iter().enumerate() {
             for dep in &stage.deps {
                 let producers: Vec<usize> = pipeline
@@ -44,7 +46,10 @@ impl Dag {
                     .map(|(a, _)| a)
                     .collect();
                 if producers.is_empty() && !dep.to_fs(root).exists() {
-                    return Err(DagError::MissingDep { stage: stage.name.clone(), dep: dep.clone() });
+                    return Err(DagError::MissingDep {
+                        stage: stage.name.clone(),
+                        dep: dep.clone(),
+                    });
                 }
                 for a in producers {
                     graph.update_edge(nodes[a], nodes[b], ());
@@ -52,7 +57,12 @@ impl Dag {
             }
         }
         if let Some(cycle) = find_cycle(&graph) {
-            return Err(DagError::Cycle(cycle.into_iter().map(|i| pipeline.stages[i].name.clone()).collect()));
+            return Err(DagError::Cycle(
+                cycle
+                    .into_iter()
+                    .map(|i| pipeline.stages[i].name.clone())
+                    .collect(),
+            ));
         }
         let order = topo_order(&graph);
         Ok(Self { graph, order })
@@ -74,7 +84,11 @@ impl Dag {
     }
 
     fn neighbors(&self, i: usize, dir: Direction) -> Vec<usize> {
-        let mut v: Vec<usize> = self.graph.neighbors_directed(NodeIndex::new(i), dir).map(|n| self.graph[n]).collect();
+        let mut v: Vec<usize> = self
+            .graph
+            .neighbors_directed(NodeIndex::new(i), dir)
+            .map(|n| self.graph[n])
+            .collect();
         v.sort_unstable();
         v
     }
@@ -104,14 +118,20 @@ impl Dag {
 
     /// The stages of `set` in topological order.
     pub fn sorted(&self, set: &BTreeSet<usize>) -> Vec<usize> {
-        self.order.iter().copied().filter(|i| set.contains(i)).collect()
+        self.order
+            .iter()
+            .copied()
+            .filter(|i| set.contains(i))
+            .collect()
     }
 }
 
 /// Kahn's algorithm, always taking the smallest ready index (stages are sorted by name).
 fn topo_order(graph: &DiGraph<usize, ()>) -> Vec<usize> {
-    let mut indegree: Vec<usize> =
-        graph.node_indices().map(|n| graph.neighbors_directed(n, Direction::Incoming).count()).collect();
+    let mut indegree: Vec<usize> = graph
+        .node_indices()
+        .map(|n| graph.neighbors_directed(n, Direction::Incoming).count())
+        .collect();
     let mut ready: BTreeSet<usize> = (0..indegree.len()).filter(|&i| indegree[i] == 0).collect();
     let mut order = Vec::with_capacity(indegree.len());
     while let Some(i) = ready.pop_first() {
@@ -140,7 +160,10 @@ fn find_cycle(graph: &DiGraph<usize, ()>) -> Option<Vec<usize>> {
     let mut parent = vec![None; graph.node_count()];
     let mut queue = VecDeque::from([start]);
     while let Some(n) = queue.pop_front() {
-        let mut next: Vec<NodeIndex> = graph.neighbors(n).filter(|m| component.contains(m)).collect();
+        let mut next: Vec<NodeIndex> = graph
+            .neighbors(n)
+            .filter(|m| component.contains(m))
+            .collect();
         next.sort();
         for m in next {
             if m == start {
@@ -196,8 +219,14 @@ mod tests {
         let dag = Dag::build(&p, dir.path()).unwrap();
         assert_eq!(dag.order(), [0, 1, 2]);
         assert_eq!(dag.upstream(2), [0, 1]);
-        assert_eq!(dag.with_upstream(&[1]).into_iter().collect::<Vec<_>>(), [0, 1]);
-        assert_eq!(dag.with_downstream(&[1]).into_iter().collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(
+            dag.with_upstream(&[1]).into_iter().collect::<Vec<_>>(),
+            [0, 1]
+        );
+        assert_eq!(
+            dag.with_downstream(&[1]).into_iter().collect::<Vec<_>>(),
+            [1, 2]
+        );
     }
 
     #[test]
@@ -227,6 +256,9 @@ mod tests {
         let p = pipeline("[stages.a]\ncmd = \"x\"\ndeps = [\"nowhere.csv\"]\n");
         let dir = tempfile::tempdir().unwrap();
         let err = Dag::build(&p, dir.path()).unwrap_err();
-        assert_eq!(err.to_string(), "stage `a` depends on `nowhere.csv`, which does not exist and no stage produces");
+        assert_eq!(
+            err.to_string(),
+            "stage `a` depends on `nowhere.csv`, which does not exist and no stage produces"
+        );
     }
 }

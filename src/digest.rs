@@ -82,7 +82,9 @@ pub struct BadDigest(String);
 impl FromStr for Digest {
     type Err = BadDigest;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        blake3::Hash::from_hex(s).map(Self::from).map_err(|_| BadDigest(s.to_owned()))
+        blake3::Hash::from_hex(s)
+            .map(Self::from)
+            .map_err(|_| BadDigest(s.to_owned()))
     }
 }
 

@@ -13,8 +13,8 @@ use crate::fingerprint::{Inputs, canonical};
 use crate::fsutil::remove_path;
 use crate::names::{ProjectPath, StageName};
 use crate::project::Project;
-use crate::state::{Origin, StageRecord, StateDir};
 use crate::statcache::StatCache;
+use crate::state::{Origin, StageRecord, StateDir};
 use crate::store::{ActionResult, LinkMethod, OutRecord, Store, StoreError};
 use crate::tree::{Entry, HashStats, TreeError, TreeHasher};
 
@@ -28,13 +28,28 @@ pub enum Change {
     /// The command text changed.
     Command { old: String, new: String },
     /// A built-in stage's code version changed.
-    CodeVersion { old: Option<String>, new: Option<String> },
+    CodeVersion {
+        old: Option<String>,
+        new: Option<String>,
+    },
     /// A declared environment variable changed.
-    Env { var: String, old: Option<String>, new: Option<String> },
+    Env {
+        var: String,
+        old: Option<String>,
+        new: Option<String>,
+    },
     /// A declared parameter changed (canonical JSON, `None` when not declared before/now).
-    Param { key: String, old: Option<String>, new: Option<String> },
+    Param {
+        key: String,
+        old: Option<String>,
+        new: Option<String>,
+    },
     /// A dep's content changed, or the dep was added or removed.
-    Dep { path: ProjectPath, old: Option<Entry>, new: Option<Entry> },
+    Dep {
+        path: ProjectPath,
+        old: Option<Entry>,
+        new: Option<Entry>,
+    },
     /// A declared out is missing from the workspace.
     OutMissing(ProjectPath),
     /// A declared out was modified after it was recorded.
@@ -60,9 +75,17 @@ impl Change {
             Change::Env { var, .. } => format!("env {var} changed"),
             Change::Param { key, old: None, .. } => format!("param {key} added"),
             Change::Param { key, new: None, .. } => format!("param {key} removed"),
-            Change::Param { key, old: Some(o), new: Some(n) } => format!("param {key} changed: {o} → {n}"),
-            Change::Dep { path, old: None, .. } => format!("dep {path} added"),
-            Change::Dep { path, new: None, .. } => format!("dep {path} removed"),
+            Change::Param {
+                key,
+                old: Some(o),
+                new: Some(n),
+            } => format!("param {key} changed: {o} → {n}"),
+            Change::Dep {
+                path, old: None, ..
+            } => format!("dep {path} added"),
+            Change::Dep {
+                path, new: None, ..
+            } => format!("dep {path} removed"),
             Change::Dep { path, .. } => format!("dep {path} changed"),
             Change::OutMissing(p) => format!("out {p} missing"),
             Change::OutModified(p) => format!("out {p} modified"),
@@ -118,7 +141,10 @@ pub enum StageError {
     #[error("the command exited 0 but did not produce its declared out `{0}`")]
     MissingOut(ProjectPath),
     #[error("cannot write {what}: {source}")]
-    Io { what: String, source: std::io::Error },
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
     #[error("cancelled")]
     Cancelled,
 }
@@ -179,12 +205,22 @@ impl<'p> Engine<'p> {
     }
 
     /// Computes a stage's current inputs from the workspace.
-    pub fn inputs(&self, stage: &Stage, hasher: &TreeHasher<'_>) -> Result<(Inputs, Vec<(Digest, Vec<u8>)>), TreeError> {
+    pub fn inputs(
+        &self,
+        stage: &Stage,
+        hasher: &TreeHasher<'_>,
+    ) -> Result<(Inputs, Vec<(Digest, Vec<u8>)>), TreeError> {
         let (command, code_version) = match &stage.run {
             Run::Shell(cmd) => (cmd.clone(), None),
-            Run::Builtin { name, version, .. } => (format!("builtin {name}"), Some(version.clone())),
+            Run::Builtin { name, version, .. } => {
+                (format!("builtin {name}"), Some(version.clone()))
+            }
         };
-        let env = stage.env.iter().map(|v| (v.clone(), std::env::var(v).ok())).collect();
+        let env = stage
+            .env
+            .iter()
+            .map(|v| (v.clone(), std::env::var(v).ok()))
+            .collect();
         let mut params = BTreeMap::new();
         for key in &stage.params {
             if let Some(value) = lookup(&self.project.pipeline.params, key) {
@@ -204,7 +240,17 @@ impl<'p> Engine<'p> {
                 roles.insert(format!("{kind}.{role}"), path.to_string());
             }
         }
-        Ok((Inputs { command, code_version, env, params, deps, roles }, manifests))
+        Ok((
+            Inputs {
+                command,
+                code_version,
+                env,
+                params,
+                deps,
+                roles,
+            },
+            manifests,
+        ))
     }
 
     /// Decides what a stage needs. `force` skips both the freshness check and the cache.
@@ -233,11 +279,22 @@ impl<'p> Engine<'p> {
                 _ => Decision::Run,
             }
         };
-        Ok(Check { inputs, key, decision, changes, dep_manifests })
+        Ok(Check {
+            inputs,
+            key,
+            decision,
+            changes,
+            dep_manifests,
+        })
     }
 
     /// Compares the workspace outs against what was recorded.
-    fn out_changes(&self, stage: &Stage, recorded: &[OutRecord], hasher: &TreeHasher<'_>) -> Vec<Change> {
+    fn out_changes(
+        &self,
+        stage: &Stage,
+        recorded: &[OutRecord],
+        hasher: &TreeHasher<'_>,
+    ) -> Vec<Change> {
         if recorded.iter().map(|o| &o.path).ne(stage.outs.iter()) {
             return vec![Change::OutsDeclared];
         }
@@ -258,13 +315,21 @@ impl<'p> Engine<'p> {
     }
 
     /// Puts a cached result's outputs into the workspace and records it.
-    pub fn restore(&self, stage: &Stage, check: Check, result: ActionResult) -> Result<LinkMethod, StageError> {
+    pub fn restore(
+        &self,
+        stage: &Stage,
+        check: Check,
+        result: ActionResult,
+    ) -> Result<LinkMethod, StageError> {
         let hasher = self.hasher();
         let mut method = LinkMethod::Reflink;
         for out in &result.outs {
             let already_there = hasher.hash(&out.path).is_ok_and(|h| h.entry == out.entry);
             if !already_there {
-                method = method.max(self.store.restore(&out.entry, &out.path.to_fs(self.root()))?);
+                method = method.max(
+                    self.store
+                        .restore(&out.entry, &out.path.to_fs(self.root()))?,
+                );
             }
         }
         self.record(stage, check, result.outs, Origin::Restored, 0)?;
@@ -275,9 +340,15 @@ impl<'p> Engine<'p> {
     pub fn execute(&self, stage: &Stage, check: Check) -> Result<u64, StageError> {
         for out in &stage.outs {
             let abs = out.to_fs(self.root());
-            remove_path(&abs).map_err(|source| StageError::Io { what: format!("out `{out}`"), source })?;
+            remove_path(&abs).map_err(|source| StageError::Io {
+                what: format!("out `{out}`"),
+                source,
+            })?;
             if let Some(parent) = abs.parent() {
-                std::fs::create_dir_all(parent).map_err(|source| StageError::Io { what: format!("the parent of `{out}`"), source })?;
+                std::fs::create_dir_all(parent).map_err(|source| StageError::Io {
+                    what: format!("the parent of `{out}`"),
+                    source,
+                })?;
             }
         }
         let command = match &stage.run {
@@ -285,11 +356,18 @@ impl<'p> Engine<'p> {
             Run::Builtin { command, .. } => command.clone(),
         };
         let scratch = self.scratch_dir(stage);
-        std::fs::create_dir_all(&scratch)
-            .map_err(|source| StageError::Io { what: format!("scratch directory {}", scratch.display()), source })?;
+        std::fs::create_dir_all(&scratch).map_err(|source| StageError::Io {
+            what: format!("scratch directory {}", scratch.display()),
+            source,
+        })?;
         let env = self.stage_env(stage, &check.inputs);
         let log = self.log_path(stage);
-        let job = Job { command: &command, dir: self.root(), env: &env, log: &log };
+        let job = Job {
+            command: &command,
+            dir: self.root(),
+            env: &env,
+            log: &log,
+        };
         let started = Instant::now();
         let status = exec::run(&job, &self.processes).map_err(StageError::Spawn)?;
         let duration_ms = started.elapsed().as_millis() as u64;
@@ -297,7 +375,10 @@ impl<'p> Engine<'p> {
             return Err(StageError::Cancelled);
         }
         if !status.success() {
-            return Err(StageError::Failed { status: exec::describe(&status), log: log.display().to_string() });
+            return Err(StageError::Failed {
+                status: exec::describe(&status),
+                log: log.display().to_string(),
+            });
         }
 
         let hasher = self.hasher();
@@ -308,39 +389,88 @@ impl<'p> Engine<'p> {
                 Err(TreeError::Missing(_)) => return Err(StageError::MissingOut(out.clone())),
                 Err(e) => return Err(e.into()),
             };
-            self.store.ingest(self.root(), out, &hashed.entry, &hashed.manifests)?;
-            outs.push(OutRecord { path: out.clone(), entry: hashed.entry });
+            self.store
+                .ingest(self.root(), out, &hashed.entry, &hashed.manifests)?;
+            outs.push(OutRecord {
+                path: out.clone(),
+                entry: hashed.entry,
+            });
         }
-        self.store.put_action(&check.key, &ActionResult { stage: stage.name.clone(), outs: outs.clone() })?;
+        self.store.put_action(
+            &check.key,
+            &ActionResult {
+                stage: stage.name.clone(),
+                outs: outs.clone(),
+            },
+        )?;
         self.record(stage, check, outs, Origin::Ran, duration_ms)?;
         Ok(duration_ms)
     }
 
     /// The variables a command sees: its stage, the project root and its params.
     fn stage_env(&self, stage: &Stage, inputs: &Inputs) -> Vec<(String, String)> {
-        let bindings = |roles: &Option<Vec<(String, ProjectPath)>>, paths: &[ProjectPath]| match roles {
-            Some(named) => serde_json::Value::Object(
-                named.iter().map(|(r, p)| (r.clone(), serde_json::Value::String(p.to_string()))).collect(),
-            ),
-            None => serde_json::Value::Array(paths.iter().map(|p| serde_json::Value::String(p.to_string())).collect()),
-        };
-        let plain_outs: Vec<ProjectPath> = stage.outs.iter().filter(|o| !stage.metrics.contains(o)).cloned().collect();
+        let bindings =
+            |roles: &Option<Vec<(String, ProjectPath)>>, paths: &[ProjectPath]| match roles {
+                Some(named) => serde_json::Value::Object(
+                    named
+                        .iter()
+                        .map(|(r, p)| (r.clone(), serde_json::Value::String(p.to_string())))
+                        .collect(),
+                ),
+                None => serde_json::Value::Array(
+                    paths
+                        .iter()
+                        .map(|p| serde_json::Value::String(p.to_string()))
+                        .collect(),
+                ),
+            };
+        let plain_outs: Vec<ProjectPath> = stage
+            .outs
+            .iter()
+            .filter(|o| !stage.metrics.contains(o))
+            .cloned()
+            .collect();
         let mut env = vec![
             ("AMT_STAGE".to_owned(), stage.name.to_string()),
-            ("AMT_PROJECT_ROOT".to_owned(), self.root().display().to_string()),
-            ("AMT_SCRATCH".to_owned(), self.scratch_dir(stage).display().to_string()),
-            ("AMT_DEPS".to_owned(), bindings(&stage.dep_roles, &stage.deps).to_string()),
-            ("AMT_OUTS".to_owned(), bindings(&stage.out_roles, &plain_outs).to_string()),
-            ("AMT_METRICS".to_owned(), bindings(&None, &stage.metrics).to_string()),
+            (
+                "AMT_PROJECT_ROOT".to_owned(),
+                self.root().display().to_string(),
+            ),
+            (
+                "AMT_SCRATCH".to_owned(),
+                self.scratch_dir(stage).display().to_string(),
+            ),
+            (
+                "AMT_DEPS".to_owned(),
+                bindings(&stage.dep_roles, &stage.deps).to_string(),
+            ),
+            (
+                "AMT_OUTS".to_owned(),
+                bindings(&stage.out_roles, &plain_outs).to_string(),
+            ),
+            (
+                "AMT_METRICS".to_owned(),
+                bindings(&None, &stage.metrics).to_string(),
+            ),
         ];
         let mut params = serde_json::Value::Object(serde_json::Map::new());
         for (key, v) in &inputs.params {
-            let value = serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.clone()));
+            let value =
+                serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.clone()));
             insert_dotted(&mut params, key, value);
         }
         env.push(("AMT_PARAMS".to_owned(), params.to_string()));
         for (k, v) in &inputs.params {
-            let var: String = k.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
+            let var: String = k
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() {
+                        c.to_ascii_uppercase()
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
             let plain = serde_json::from_str::<String>(v).unwrap_or_else(|_| v.clone());
             env.push((format!("AMT_PARAM_{var}"), plain));
         }
@@ -348,11 +478,20 @@ impl<'p> Engine<'p> {
     }
 
     /// Writes the stage record, and keeps the deps' manifests so `why` can diff them later.
-    fn record(&self, stage: &Stage, check: Check, outs: Vec<OutRecord>, origin: Origin, duration_ms: u64) -> Result<(), StageError> {
+    fn record(
+        &self,
+        stage: &Stage,
+        check: Check,
+        outs: Vec<OutRecord>,
+        origin: Origin,
+        duration_ms: u64,
+    ) -> Result<(), StageError> {
         for (digest, bytes) in &check.dep_manifests {
             self.store.put_bytes(digest, bytes)?;
         }
-        let recorded_at_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let recorded_at_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
         let record = StageRecord {
             stage: stage.name.clone(),
             action_key: check.key,
@@ -362,9 +501,10 @@ impl<'p> Engine<'p> {
             recorded_at_ms,
             duration_ms,
         };
-        self.state
-            .save(&record)
-            .map_err(|source| StageError::Io { what: format!("the record of stage `{}`", stage.name), source })
+        self.state.save(&record).map_err(|source| StageError::Io {
+            what: format!("the record of stage `{}`", stage.name),
+            source,
+        })
     }
 }
 
@@ -399,7 +539,9 @@ fn insert_dotted(root: &mut serde_json::Value, key: &str, value: serde_json::Val
             map.insert(part.to_owned(), value);
             return;
         }
-        node = map.entry(part.to_owned()).or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
+        node = map
+            .entry(part.to_owned())
+            .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
     }
 }
 
@@ -407,31 +549,52 @@ fn insert_dotted(root: &mut serde_json::Value, key: &str, value: serde_json::Val
 pub fn diff_inputs(old: &Inputs, new: &Inputs) -> Vec<Change> {
     let mut changes = Vec::new();
     if old.command != new.command {
-        changes.push(Change::Command { old: old.command.clone(), new: new.command.clone() });
+        changes.push(Change::Command {
+            old: old.command.clone(),
+            new: new.command.clone(),
+        });
     }
     if old.code_version != new.code_version {
-        changes.push(Change::CodeVersion { old: old.code_version.clone(), new: new.code_version.clone() });
+        changes.push(Change::CodeVersion {
+            old: old.code_version.clone(),
+            new: new.code_version.clone(),
+        });
     }
     for (var, old_v, new_v) in merged(&old.env, &new.env) {
         if old_v != new_v {
-            changes.push(Change::Env { var: var.clone(), old: old_v.cloned().flatten(), new: new_v.cloned().flatten() });
+            changes.push(Change::Env {
+                var: var.clone(),
+                old: old_v.cloned().flatten(),
+                new: new_v.cloned().flatten(),
+            });
         }
     }
     for (key, old_v, new_v) in merged(&old.params, &new.params) {
         if old_v != new_v {
-            changes.push(Change::Param { key: key.clone(), old: old_v.cloned(), new: new_v.cloned() });
+            changes.push(Change::Param {
+                key: key.clone(),
+                old: old_v.cloned(),
+                new: new_v.cloned(),
+            });
         }
     }
     for (path, old_e, new_e) in merged(&old.deps, &new.deps) {
         if old_e != new_e {
-            changes.push(Change::Dep { path: path.clone(), old: old_e.copied(), new: new_e.copied() });
+            changes.push(Change::Dep {
+                path: path.clone(),
+                old: old_e.copied(),
+                new: new_e.copied(),
+            });
         }
     }
     changes
 }
 
 /// The union of two maps' keys with both values.
-fn merged<'a, K: Ord, V>(a: &'a BTreeMap<K, V>, b: &'a BTreeMap<K, V>) -> Vec<(&'a K, Option<&'a V>, Option<&'a V>)> {
+fn merged<'a, K: Ord, V>(
+    a: &'a BTreeMap<K, V>,
+    b: &'a BTreeMap<K, V>,
+) -> Vec<(&'a K, Option<&'a V>, Option<&'a V>)> {
     let keys: std::collections::BTreeSet<&K> = a.keys().chain(b.keys()).collect();
     keys.into_iter().map(|k| (k, a.get(k), b.get(k))).collect()
 }

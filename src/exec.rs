@@ -93,7 +93,11 @@ pub fn run(job: &Job<'_>, processes: &Processes) -> io::Result<ExitStatus> {
         child
     };
     let status = child.wait();
-    processes.groups.lock().expect("process table poisoned").remove(&(child.id() as i32));
+    processes
+        .groups
+        .lock()
+        .expect("process table poisoned")
+        .remove(&(child.id() as i32));
     status
 }
 
@@ -108,7 +112,9 @@ pub fn describe(status: &ExitStatus) -> String {
 
 /// The last `n` lines of a log file, for failure reports.
 pub fn tail(path: &Path, n: usize) -> String {
-    let text = std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    let text = std::fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }

@@ -87,13 +87,22 @@ fn walk(
         }
         None => Manifest::default(),
     };
-    let old_map: HashMap<&str, &Entry> = old_m.entries.iter().map(|(n, e)| (n.as_str(), e)).collect();
-    let new_map: HashMap<&str, &Entry> = new_m.entries.iter().map(|(n, e)| (n.as_str(), e)).collect();
+    let old_map: HashMap<&str, &Entry> =
+        old_m.entries.iter().map(|(n, e)| (n.as_str(), e)).collect();
+    let new_map: HashMap<&str, &Entry> =
+        new_m.entries.iter().map(|(n, e)| (n.as_str(), e)).collect();
     let mut names: Vec<&str> = old_map.keys().chain(new_map.keys()).copied().collect();
     names.sort_unstable();
     names.dedup();
     for name in names {
-        walk(store, fresh, &format!("{path}/{name}"), old_map.get(name).copied(), new_map.get(name).copied(), out)?;
+        walk(
+            store,
+            fresh,
+            &format!("{path}/{name}"),
+            old_map.get(name).copied(),
+            new_map.get(name).copied(),
+            out,
+        )?;
     }
     Some(())
 }

@@ -75,7 +75,9 @@ fn write_canonical(value: &toml::Value, out: &mut String) {
         Float(f) if f.is_infinite() => out.push_str(if *f > 0.0 { "\"inf\"" } else { "\"-inf\"" }),
         Float(f) => write!(out, "{f:?}").expect("writing to a String"),
         Boolean(b) => write!(out, "{b}").expect("writing to a String"),
-        Datetime(d) => out.push_str(&serde_json::to_string(&d.to_string()).expect("strings serialise")),
+        Datetime(d) => {
+            out.push_str(&serde_json::to_string(&d.to_string()).expect("strings serialise"))
+        }
         Array(items) => {
             out.push('[');
             for (i, item) in items.iter().enumerate() {
@@ -116,7 +118,10 @@ mod tests {
             params: BTreeMap::from([("train.lr".into(), "0.0003".into())]),
             deps: BTreeMap::from([(
                 ProjectPath::parse("data").unwrap(),
-                Entry { kind: Kind::Dir, digest: Digest::of_bytes(b"d") },
+                Entry {
+                    kind: Kind::Dir,
+                    digest: Digest::of_bytes(b"d"),
+                },
             )]),
             roles: BTreeMap::new(),
         }
@@ -138,7 +143,9 @@ mod tests {
         i.params.insert("train.lr".into(), "0.001".into());
         assert_ne!(i.action_key(), base);
         let mut i = inputs();
-        i.deps.values_mut().for_each(|e| e.digest = Digest::of_bytes(b"e"));
+        i.deps
+            .values_mut()
+            .for_each(|e| e.digest = Digest::of_bytes(b"e"));
         assert_ne!(i.action_key(), base);
         let mut i = inputs();
         i.roles.insert("deps.corpus".into(), "data".into());

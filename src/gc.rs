@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use std::time::SystemTime;
 
 use crate::digest::{ActionKey, Digest};
-use crate::store::Store;
 use crate::state::StateDir;
+use crate::store::Store;
 use crate::tree::Kind;
 
 /// What `gc` did (or would do).
@@ -32,11 +32,18 @@ fn size_of(p: &PathBuf) -> u64 {
 }
 
 fn mtime_of(p: &PathBuf) -> SystemTime {
-    fs::metadata(p).and_then(|m| m.modified()).unwrap_or(SystemTime::UNIX_EPOCH)
+    fs::metadata(p)
+        .and_then(|m| m.modified())
+        .unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
 /// Collects garbage in `store`, keeping everything reachable from `state`.
-pub fn collect(store: &Store, state: &StateDir, max_size: Option<u64>, dry_run: bool) -> std::io::Result<GcReport> {
+pub fn collect(
+    store: &Store,
+    state: &StateDir,
+    max_size: Option<u64>,
+    dry_run: bool,
+) -> std::io::Result<GcReport> {
     let records = state.all();
     let mut live_objects: HashSet<Digest> = HashSet::new();
     let mut live_actions: HashSet<ActionKey> = HashSet::new();
@@ -51,20 +58,27 @@ pub fn collect(store: &Store, state: &StateDir, max_size: Option<u64>, dry_run: 
     }
 
     let objects = store.objects();
-    let object_size: std::collections::HashMap<Digest, u64> = objects.iter().map(|(d, p)| (*d, size_of(p))).collect();
+    let object_size: std::collections::HashMap<Digest, u64> =
+        objects.iter().map(|(d, p)| (*d, size_of(p))).collect();
     let mut actions = store.action_keys();
-    let objects_bytes = |live: &HashSet<Digest>| live.iter().filter_map(|d| object_size.get(d)).sum::<u64>();
+    let objects_bytes =
+        |live: &HashSet<Digest>| live.iter().filter_map(|d| object_size.get(d)).sum::<u64>();
 
     if let Some(cap) = max_size {
         // Newest first: keep unreachable results while everything still fits.
         actions.sort_by_key(|(_, p)| std::cmp::Reverse(mtime_of(p)));
-        let mut actions_bytes: u64 =
-            actions.iter().filter(|(k, _)| live_actions.contains(k)).map(|(_, p)| size_of(p)).sum();
+        let mut actions_bytes: u64 = actions
+            .iter()
+            .filter(|(k, _)| live_actions.contains(k))
+            .map(|(_, p)| size_of(p))
+            .sum();
         for (key, path) in &actions {
             if live_actions.contains(key) {
                 continue;
             }
-            let Some(result) = store.get_action(key) else { continue };
+            let Some(result) = store.get_action(key) else {
+                continue;
+            };
             let mut with_this = live_objects.clone();
             for out in &result.outs {
                 store.reachable(&out.entry, &mut with_this);

@@ -16,10 +16,19 @@ pub struct Holder(pub String);
 /// Taking the lock failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
-    #[error("another amt process ({holder}) still holds {path} after {waited:?}; try again later or raise --lock-timeout")]
-    Timeout { path: String, holder: String, waited: Duration },
+    #[error(
+        "another amt process ({holder}) still holds {path} after {waited:?}; try again later or raise --lock-timeout"
+    )]
+    Timeout {
+        path: String,
+        holder: String,
+        waited: Duration,
+    },
     #[error("cannot lock {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// The held lock; dropping it releases the lock.
@@ -30,12 +39,25 @@ pub struct ProjectLock {
 
 /// Takes the lock at `path`, waiting up to `timeout`. `on_wait` is called once,
 /// with the holder, if the lock is busy.
-pub fn acquire(path: &Path, timeout: Duration, on_wait: impl FnOnce(&Holder)) -> Result<ProjectLock, LockError> {
-    let io = |source| LockError::Io { path: path.display().to_string(), source };
+pub fn acquire(
+    path: &Path,
+    timeout: Duration,
+    on_wait: impl FnOnce(&Holder),
+) -> Result<ProjectLock, LockError> {
+    let io = |source| LockError::Io {
+        path: path.display().to_string(),
+        source,
+    };
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(io)?;
     }
-    let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).map_err(io)?;
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(io)?;
     let start = Instant::now();
     let mut on_wait = Some(on_wait);
     loop {
@@ -69,7 +91,11 @@ fn read_holder(file: &mut File) -> Holder {
     let mut s = String::new();
     let _ = file.rewind().and_then(|_| file.read_to_string(&mut s));
     let s = s.trim();
-    Holder(if s.is_empty() { "unknown process".to_owned() } else { s.to_owned() })
+    Holder(if s.is_empty() {
+        "unknown process".to_owned()
+    } else {
+        s.to_owned()
+    })
 }
 
 #[cfg(test)]
@@ -82,7 +108,10 @@ mod tests {
         let path = dir.path().join("lock");
         let _held = acquire(&path, Duration::ZERO, |_| {}).unwrap();
         let mut waited_on = None;
-        let err = acquire(&path, Duration::from_millis(120), |h| waited_on = Some(h.clone())).unwrap_err();
+        let err = acquire(&path, Duration::from_millis(120), |h| {
+            waited_on = Some(h.clone())
+        })
+        .unwrap_err();
         let me = format!("pid {}", std::process::id());
         assert_eq!(waited_on, Some(Holder(me.clone())));
         assert!(err.to_string().contains(&me), "{err}");

@@ -152,9 +152,18 @@ mod tests {
 
     #[test]
     fn paths_outside_the_project_are_refused() {
-        assert!(matches!(ProjectPath::parse("/etc/passwd"), Err(NameError::Absolute(_))));
-        assert!(matches!(ProjectPath::parse("a/../../b"), Err(NameError::ParentDir(_))));
-        assert!(matches!(ProjectPath::parse("./"), Err(NameError::EmptyPath)));
+        assert!(matches!(
+            ProjectPath::parse("/etc/passwd"),
+            Err(NameError::Absolute(_))
+        ));
+        assert!(matches!(
+            ProjectPath::parse("a/../../b"),
+            Err(NameError::ParentDir(_))
+        ));
+        assert!(matches!(
+            ProjectPath::parse("./"),
+            Err(NameError::EmptyPath)
+        ));
     }
 
     #[test]

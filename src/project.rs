@@ -39,7 +39,11 @@ impl Project {
         let manifest = root.join(MANIFEST);
         let pipeline = config::load(&manifest, builtins)?;
         let dag = Dag::build(&pipeline, root).map_err(|e| dag_error(&manifest, e))?;
-        Ok(Self { root: root.to_owned(), pipeline, dag })
+        Ok(Self {
+            root: root.to_owned(),
+            pipeline,
+            dag,
+        })
     }
 
     /// The cache directory (`<root>/cache`).
@@ -52,13 +56,17 @@ impl Project {
         names
             .iter()
             .map(|n| {
-                self.pipeline.stages.iter().position(|s| s.name.as_str() == n).ok_or_else(|| {
-                    let all = self.pipeline.stages.iter().map(|s| s.name.as_str());
-                    match config::suggest(n, all) {
-                        Some(s) => format!("no stage is called `{n}`; did you mean `{s}`?"),
-                        None => format!("no stage is called `{n}`"),
-                    }
-                })
+                self.pipeline
+                    .stages
+                    .iter()
+                    .position(|s| s.name.as_str() == n)
+                    .ok_or_else(|| {
+                        let all = self.pipeline.stages.iter().map(|s| s.name.as_str());
+                        match config::suggest(n, all) {
+                            Some(s) => format!("no stage is called `{n}`; did you mean `{s}`?"),
+                            None => format!("no stage is called `{n}`"),
+                        }
+                    })
             })
             .collect()
     }
@@ -75,7 +83,14 @@ fn dag_error(manifest: &Path, e: DagError) -> ConfigError {
     };
     let at = offset.map(|o| {
         let before = &text[..o];
-        (before.matches('\n').count() + 1, before.rsplit('\n').next().map_or(0, str::len) + 1)
+        (
+            before.matches('\n').count() + 1,
+            before.rsplit('\n').next().map_or(0, str::len) + 1,
+        )
     });
-    ConfigError { file: manifest.to_owned(), at, message: e.to_string() }
+    ConfigError {
+        file: manifest.to_owned(),
+        at,
+        message: e.to_string(),
+    }
 }

@@ -55,7 +55,14 @@ pub enum Outcome {
 impl Outcome {
     /// True for outcomes that let downstream stages proceed.
     pub fn is_ok(&self) -> bool {
-        matches!(self, Outcome::Fresh | Outcome::Restored(_) | Outcome::Ran { .. } | Outcome::WouldRun(_) | Outcome::WouldRestore(_))
+        matches!(
+            self,
+            Outcome::Fresh
+                | Outcome::Restored(_)
+                | Outcome::Ran { .. }
+                | Outcome::WouldRun(_)
+                | Outcome::WouldRestore(_)
+        )
     }
 
     /// A short, stable label.
@@ -121,7 +128,12 @@ enum Msg {
 }
 
 /// Runs `selection` (stage indices, any order) and returns every outcome.
-pub fn run(engine: &Engine<'_>, selection: &BTreeSet<usize>, opts: &Options, reporter: &dyn Reporter) -> Summary {
+pub fn run(
+    engine: &Engine<'_>,
+    selection: &BTreeSet<usize>,
+    opts: &Options,
+    reporter: &dyn Reporter,
+) -> Summary {
     let started = Instant::now();
     let project = engine.project;
     let stages = &project.pipeline.stages;
@@ -143,7 +155,12 @@ pub fn run(engine: &Engine<'_>, selection: &BTreeSet<usize>, opts: &Options, rep
                 if !matches!(slots[&i], Slot::Waiting) {
                     continue;
                 }
-                let ups: Vec<usize> = project.dag.upstream(i).into_iter().filter(|u| slots.contains_key(u)).collect();
+                let ups: Vec<usize> = project
+                    .dag
+                    .upstream(i)
+                    .into_iter()
+                    .filter(|u| slots.contains_key(u))
+                    .collect();
                 let done = |u: &usize| matches!(slots[u], Slot::Done(_));
                 if !ups.iter().all(done) {
                     continue;
@@ -159,7 +176,10 @@ pub fn run(engine: &Engine<'_>, selection: &BTreeSet<usize>, opts: &Options, rep
                 } else if cpus_free > 0 {
                     // Dry run: an upstream stage that would run leaves this one's inputs unknown;
                     // it is still checked against the workspace to report its own changes.
-                    if let Some(up) = ups.iter().find(|u| matches!(outcome_of(u), Outcome::WouldRun(_))) {
+                    if let Some(up) = ups
+                        .iter()
+                        .find(|u| matches!(outcome_of(u), Outcome::WouldRun(_)))
+                    {
                         stale_upstream.insert(i, stages[*up].name.clone());
                     }
                     cpus_free -= 1;
@@ -180,18 +200,32 @@ pub fn run(engine: &Engine<'_>, selection: &BTreeSet<usize>, opts: &Options, rep
                     settled.push((i, Outcome::NotStarted));
                     continue;
                 }
-                let need = Resources { cpus: stages[i].resources.cpus.min(jobs as u32), ..stages[i].resources };
+                let need = Resources {
+                    cpus: stages[i].resources.cpus.min(jobs as u32),
+                    ..stages[i].resources
+                };
                 if let Some(why) = never_fits(&need, opts) {
-                    settled.push((i, Outcome::Failed(StageError::Io { what: "resources".into(), source: std::io::Error::other(why) })));
+                    settled.push((
+                        i,
+                        Outcome::Failed(StageError::Io {
+                            what: "resources".into(),
+                            source: std::io::Error::other(why),
+                        }),
+                    ));
                     continue;
                 }
-                if need.cpus as usize > cpus_free || need.gpus > gpus_free || (opts.mem > 0 && need.mem > mem_free) {
+                if need.cpus as usize > cpus_free
+                    || need.gpus > gpus_free
+                    || (opts.mem > 0 && need.mem > mem_free)
+                {
                     continue;
                 }
                 cpus_free -= need.cpus as usize;
                 gpus_free -= need.gpus;
                 mem_free = mem_free.saturating_sub(need.mem);
-                let Slot::Ready(check) = std::mem::replace(slots.get_mut(&i).expect("slot exists"), Slot::Running(need)) else {
+                let Slot::Ready(check) =
+                    std::mem::replace(slots.get_mut(&i).expect("slot exists"), Slot::Running(need))
+                else {
                     unreachable!("checked above")
                 };
                 let tx = tx.clone();
@@ -212,8 +246,12 @@ pub fn run(engine: &Engine<'_>, selection: &BTreeSet<usize>, opts: &Options, rep
                 slots.insert(i, Slot::Done(outcome));
             }
 
-            let busy = slots.values().any(|s| matches!(s, Slot::Checking | Slot::Running(_)));
-            let pending = slots.values().any(|s| matches!(s, Slot::Waiting | Slot::Ready(_)));
+            let busy = slots
+                .values()
+                .any(|s| matches!(s, Slot::Checking | Slot::Running(_)));
+            let pending = slots
+                .values()
+                .any(|s| matches!(s, Slot::Waiting | Slot::Ready(_)));
             if !busy {
                 if pending && !stopping {
                     continue; // newly settled stages may unblock others
@@ -228,25 +266,39 @@ pub fn run(engine: &Engine<'_>, selection: &BTreeSet<usize>, opts: &Options, rep
                     cpus_free += 1;
                     match result {
                         // Dry run: the upstream stage would create what is missing now.
-                        Err(_) if stale_upstream.contains_key(&i) => {
-                            (i, Outcome::WouldRun(vec![Change::Upstream(stale_upstream[&i].clone())]))
-                        }
+                        Err(_) if stale_upstream.contains_key(&i) => (
+                            i,
+                            Outcome::WouldRun(vec![Change::Upstream(stale_upstream[&i].clone())]),
+                        ),
                         Err(e) => (i, Outcome::Failed(e)),
                         Ok(mut check) if stale_upstream.contains_key(&i) => {
                             check.changes.retain(|c| !matches!(c, Change::NeverRun));
-                            check.changes.push(Change::Upstream(stale_upstream[&i].clone()));
+                            check
+                                .changes
+                                .push(Change::Upstream(stale_upstream[&i].clone()));
                             (i, Outcome::WouldRun(check.changes))
                         }
                         Ok(check) => match check.decision {
                             Decision::Fresh => (i, Outcome::Fresh),
-                            Decision::Restore(_) if opts.dry_run => (i, Outcome::WouldRestore(check.changes)),
+                            Decision::Restore(_) if opts.dry_run => {
+                                (i, Outcome::WouldRestore(check.changes))
+                            }
                             Decision::Run if opts.dry_run => (i, Outcome::WouldRun(check.changes)),
                             Decision::Restore(_) => {
-                                slots.insert(i, Slot::Running(Resources { cpus: 0, gpus: 0, mem: 0 }));
+                                slots.insert(
+                                    i,
+                                    Slot::Running(Resources {
+                                        cpus: 0,
+                                        gpus: 0,
+                                        mem: 0,
+                                    }),
+                                );
                                 let tx = tx.clone();
                                 scope.spawn(move || {
                                     let mut check = check;
-                                    let Decision::Restore(result) = std::mem::replace(&mut check.decision, Decision::Run) else {
+                                    let Decision::Restore(result) =
+                                        std::mem::replace(&mut check.decision, Decision::Run)
+                                    else {
                                         unreachable!("matched above")
                                     };
                                     let outcome = match engine.restore(&stages[i], check, result) {
@@ -286,16 +338,26 @@ pub fn run(engine: &Engine<'_>, selection: &BTreeSet<usize>, opts: &Options, rep
             _ => (i, Outcome::NotStarted),
         })
         .collect();
-    Summary { outcomes, elapsed: started.elapsed() }
+    Summary {
+        outcomes,
+        elapsed: started.elapsed(),
+    }
 }
 
 /// Why a stage can never run on this machine, if it cannot.
 fn never_fits(need: &Resources, opts: &Options) -> Option<String> {
     if need.gpus > opts.gpus {
-        return Some(format!("the stage needs {} GPU(s) and {} are available (set AMT_GPUS to override)", need.gpus, opts.gpus));
+        return Some(format!(
+            "the stage needs {} GPU(s) and {} are available (set AMT_GPUS to override)",
+            need.gpus, opts.gpus
+        ));
     }
     if opts.mem > 0 && need.mem > opts.mem {
-        return Some(format!("the stage needs {} MiB of memory and {} MiB are available", need.mem >> 20, opts.mem >> 20));
+        return Some(format!(
+            "the stage needs {} MiB of memory and {} MiB are available",
+            need.mem >> 20,
+            opts.mem >> 20
+        ));
     }
     None
 }

@@ -46,7 +46,9 @@ impl Stamp {
     }
 
     fn is_racy(&self, now: SystemTime) -> bool {
-        let now_ns = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
+        let now_ns = now
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i64);
         let window = RACY_WINDOW.as_nanos() as i64;
         self.mtime_ns.max(self.ctime_ns) + window > now_ns
     }
@@ -75,12 +77,21 @@ impl StatCache {
             .filter(|d| d.format == FORMAT)
             .map(|d| d.entries)
             .unwrap_or_default();
-        Self { file: file.to_owned(), entries: RwLock::new(entries), dirty: AtomicBool::new(false) }
+        Self {
+            file: file.to_owned(),
+            entries: RwLock::new(entries),
+            dirty: AtomicBool::new(false),
+        }
     }
 
     /// The remembered digest of `path`, if its stamp is unchanged.
     pub fn get(&self, path: &str, stamp: &Stamp) -> Option<Digest> {
-        match self.entries.read().expect("stat cache lock poisoned").get(path) {
+        match self
+            .entries
+            .read()
+            .expect("stat cache lock poisoned")
+            .get(path)
+        {
             Some((s, d)) if s == stamp => Some(*d),
             _ => None,
         }
@@ -91,7 +102,10 @@ impl StatCache {
         if stamp.is_racy(SystemTime::now()) {
             return;
         }
-        self.entries.write().expect("stat cache lock poisoned").insert(path, (stamp, digest));
+        self.entries
+            .write()
+            .expect("stat cache lock poisoned")
+            .insert(path, (stamp, digest));
         self.dirty.store(true, Ordering::Relaxed);
     }
 
@@ -112,7 +126,10 @@ impl StatCache {
         if !self.dirty.load(Ordering::Relaxed) {
             return Ok(());
         }
-        let disk = OnDisk { format: FORMAT, entries: self.entries.into_inner().expect("stat cache lock poisoned") };
+        let disk = OnDisk {
+            format: FORMAT,
+            entries: self.entries.into_inner().expect("stat cache lock poisoned"),
+        };
         let bytes = postcard::to_stdvec(&disk).map_err(std::io::Error::other)?;
         write_atomic(&self.file, &bytes)
     }
@@ -138,7 +155,11 @@ mod tests {
         let f = dir.path().join("f");
         std::fs::write(&f, b"x").unwrap();
         let fresh = Stamp::of(&std::fs::metadata(&f).unwrap());
-        let old = Stamp { mtime_ns: 1, ctime_ns: 1, ..fresh };
+        let old = Stamp {
+            mtime_ns: 1,
+            ctime_ns: 1,
+            ..fresh
+        };
         let d = Digest::of_bytes(b"x");
 
         let cache_file = dir.path().join("stat");
@@ -149,7 +170,11 @@ mod tests {
 
         let cache = StatCache::load(&cache_file);
         assert_eq!(cache.get("g", &old), Some(d));
-        assert_eq!(cache.get("f", &fresh), None, "a racy file must not be remembered");
+        assert_eq!(
+            cache.get("f", &fresh),
+            None,
+            "a racy file must not be remembered"
+        );
         let changed = Stamp { size: 2, ..old };
         assert_eq!(cache.get("g", &changed), None);
     }

@@ -62,7 +62,9 @@ pub struct StateDir {
 impl StateDir {
     /// Records under `dir`.
     pub fn new(dir: &Path) -> Self {
-        Self { dir: dir.to_owned() }
+        Self {
+            dir: dir.to_owned(),
+        }
     }
 
     fn path(&self, stage: &StageName) -> PathBuf {
@@ -78,9 +80,17 @@ impl StateDir {
     fn try_load(&self, stage: &StageName) -> Result<Option<StageRecord>, StateError> {
         let path = self.path(stage);
         match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| StateError { path, why: e.to_string() }),
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| StateError {
+                    path,
+                    why: e.to_string(),
+                }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(StateError { path, why: e.to_string() }),
+            Err(e) => Err(StateError {
+                path,
+                why: e.to_string(),
+            }),
         }
     }
 
@@ -92,7 +102,9 @@ impl StateDir {
 
     /// Every readable record, for garbage collection.
     pub fn all(&self) -> Vec<StageRecord> {
-        let Ok(entries) = fs::read_dir(&self.dir) else { return Vec::new() };
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
         let mut records: Vec<StageRecord> = entries
             .flatten()
             .filter_map(|e| fs::read(e.path()).ok())

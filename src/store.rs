@@ -66,7 +66,10 @@ pub enum StoreError {
 }
 
 fn io_at(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io { path: path.to_owned(), source }
+    move |source| StoreError::Io {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// The cache directory.
@@ -78,7 +81,9 @@ pub struct Store {
 impl Store {
     /// A store rooted at `root` (normally `<project>/cache`).
     pub fn new(root: &Path) -> Self {
-        Self { root: root.to_owned() }
+        Self {
+            root: root.to_owned(),
+        }
     }
 
     /// The cache directory.
@@ -89,12 +94,20 @@ impl Store {
     /// Where the object with this digest lives.
     pub fn object_path(&self, d: &Digest) -> PathBuf {
         let hex = d.to_hex();
-        self.root.join("cas").join(ALGORITHM).join(&hex[..2]).join(&hex[2..])
+        self.root
+            .join("cas")
+            .join(ALGORITHM)
+            .join(&hex[..2])
+            .join(&hex[2..])
     }
 
     fn action_path(&self, k: &ActionKey) -> PathBuf {
         let hex = k.0.to_hex();
-        self.root.join("ac").join(ALGORITHM).join(&hex[..2]).join(format!("{}.json", &hex[2..]))
+        self.root
+            .join("ac")
+            .join(ALGORITHM)
+            .join(&hex[..2])
+            .join(format!("{}.json", &hex[2..]))
     }
 
     /// The staging directory for atomic writes.
@@ -125,7 +138,10 @@ impl Store {
         let dst = self.object_path(d);
         let parent = dst.parent().expect("object paths have a parent");
         fs::create_dir_all(parent).map_err(io_at(parent))?;
-        staged.persist(&dst).map_err(|e| StoreError::Io { path: dst, source: e.error })
+        staged.persist(&dst).map_err(|e| StoreError::Io {
+            path: dst,
+            source: e.error,
+        })
     }
 
     /// Stores bytes whose digest is `d` (the caller computed it).
@@ -160,7 +176,10 @@ impl Store {
     /// Reads and decodes a directory manifest.
     pub fn manifest(&self, d: &Digest) -> Result<Manifest, StoreError> {
         let bytes = self.read(d)?;
-        Manifest::decode(&bytes).map_err(|e| StoreError::Corrupt { digest: *d, why: e.to_string() })
+        Manifest::decode(&bytes).map_err(|e| StoreError::Corrupt {
+            digest: *d,
+            why: e.to_string(),
+        })
     }
 
     /// Stores the output at `path` (already hashed into `entry`, with the
@@ -185,9 +204,13 @@ impl Store {
         match entry.kind {
             Kind::File | Kind::Exec => self.put_file(abs, &entry.digest),
             Kind::Dir => {
-                let bytes = manifests.get(&entry.digest).ok_or(StoreError::MissingObject(entry.digest))?;
-                let manifest = Manifest::decode(bytes)
-                    .map_err(|e| StoreError::Corrupt { digest: entry.digest, why: e.to_string() })?;
+                let bytes = manifests
+                    .get(&entry.digest)
+                    .ok_or(StoreError::MissingObject(entry.digest))?;
+                let manifest = Manifest::decode(bytes).map_err(|e| StoreError::Corrupt {
+                    digest: entry.digest,
+                    why: e.to_string(),
+                })?;
                 for (name, child) in &manifest.entries {
                     self.ingest_entry(&abs.join(name), child, manifests)?;
                 }
@@ -266,7 +289,9 @@ impl Store {
     pub fn action_keys(&self) -> Vec<(ActionKey, PathBuf)> {
         fanout(&self.root.join("ac").join(ALGORITHM))
             .into_iter()
-            .filter_map(|(name, path)| Some((ActionKey(name.strip_suffix(".json")?.parse().ok()?), path)))
+            .filter_map(|(name, path)| {
+                Some((ActionKey(name.strip_suffix(".json")?.parse().ok()?), path))
+            })
             .collect()
     }
 
@@ -378,17 +403,25 @@ mod tests {
         let out = ProjectPath::parse("out").unwrap();
         let hashed = hasher.hash(&out).unwrap();
         let store = Store::new(&root.join("cache"));
-        store.ingest(root, &out, &hashed.entry, &hashed.manifests).unwrap();
+        store
+            .ingest(root, &out, &hashed.entry, &hashed.manifests)
+            .unwrap();
         assert!(store.is_complete(&hashed.entry));
 
         fs::remove_dir_all(root.join("out")).unwrap();
         store.restore(&hashed.entry, &out.to_fs(root)).unwrap();
         assert_eq!(fs::read(root.join("out/sub/b")).unwrap(), b"beta");
-        let mode = fs::metadata(root.join("out/run.sh")).unwrap().permissions().mode();
+        let mode = fs::metadata(root.join("out/run.sh"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o111, 0o111, "executables stay executable");
         assert_eq!(hasher.hash(&out).unwrap().entry, hashed.entry);
 
-        let object_mode = fs::metadata(store.object_path(&Digest::of_bytes(b"alpha"))).unwrap().permissions().mode();
+        let object_mode = fs::metadata(store.object_path(&Digest::of_bytes(b"alpha")))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(object_mode & 0o222, 0, "objects are read-only");
     }
 
@@ -397,9 +430,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::new(dir.path());
         let d = Digest::of_bytes(b"x");
-        assert!(!store.is_complete(&Entry { kind: Kind::File, digest: d }));
+        assert!(!store.is_complete(&Entry {
+            kind: Kind::File,
+            digest: d
+        }));
         store.put_bytes(&d, b"x").unwrap();
-        assert!(store.is_complete(&Entry { kind: Kind::File, digest: d }));
+        assert!(store.is_complete(&Entry {
+            kind: Kind::File,
+            digest: d
+        }));
         assert_eq!(store.objects().len(), 1);
     }
 }

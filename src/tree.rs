@@ -93,7 +93,9 @@ impl Manifest {
     /// Parses bytes written by [`Manifest::encode`].
     pub fn decode(bytes: &[u8]) -> Result<Self, BadManifest> {
         let text = std::str::from_utf8(bytes).map_err(|_| BadManifest { line: 0 })?;
-        let body = text.strip_prefix(MANIFEST_HEADER).ok_or(BadManifest { line: 1 })?;
+        let body = text
+            .strip_prefix(MANIFEST_HEADER)
+            .ok_or(BadManifest { line: 1 })?;
         let mut entries = Vec::new();
         for (i, line) in body.lines().enumerate() {
             let bad = || BadManifest { line: i + 2 };
@@ -134,7 +136,10 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> TreeError + '_ {
         if source.kind() == io::ErrorKind::NotFound {
             TreeError::Missing(path.to_owned())
         } else {
-            TreeError::Io { path: path.to_owned(), source }
+            TreeError::Io {
+                path: path.to_owned(),
+                source,
+            }
         }
     }
 }
@@ -177,7 +182,10 @@ impl<'a> TreeHasher<'a> {
         let meta = fs::metadata(&abs).map_err(io_err(&abs))?;
         let manifests = Mutex::new(Vec::new());
         let entry = self.hash_meta(path.as_str(), &abs, &meta, &manifests)?;
-        Ok(Hashed { entry, manifests: manifests.into_inner().expect("manifest lock poisoned") })
+        Ok(Hashed {
+            entry,
+            manifests: manifests.into_inner().expect("manifest lock poisoned"),
+        })
     }
 
     fn hash_meta(
@@ -194,7 +202,11 @@ impl<'a> TreeHasher<'a> {
             return Err(TreeError::Special(abs.to_owned()));
         }
         use std::os::unix::fs::PermissionsExt;
-        let kind = if meta.permissions().mode() & 0o111 != 0 { Kind::Exec } else { Kind::File };
+        let kind = if meta.permissions().mode() & 0o111 != 0 {
+            Kind::Exec
+        } else {
+            Kind::File
+        };
         let stamp = Stamp::of(meta);
         let digest = match self.cache.get(rel, &stamp) {
             Some(d) => d,
@@ -218,7 +230,10 @@ impl<'a> TreeHasher<'a> {
         let mut items = Vec::new();
         for item in fs::read_dir(abs).map_err(io_err(abs))? {
             let item = item.map_err(io_err(abs))?;
-            let name = item.file_name().into_string().map_err(|_| TreeError::BadName(item.path()))?;
+            let name = item
+                .file_name()
+                .into_string()
+                .map_err(|_| TreeError::BadName(item.path()))?;
             if name.contains('\n') {
                 return Err(TreeError::BadName(item.path()));
             }
@@ -235,14 +250,21 @@ impl<'a> TreeHasher<'a> {
                 if meta.file_type().is_symlink() {
                     meta = fs::metadata(&child_abs).map_err(io_err(&child_abs))?;
                 }
-                let entry = self.hash_meta(&format!("{rel}/{name}"), &child_abs, &meta, manifests)?;
+                let entry =
+                    self.hash_meta(&format!("{rel}/{name}"), &child_abs, &meta, manifests)?;
                 Ok((name, entry))
             })
             .collect::<Result<Vec<_>, TreeError>>()?;
         let bytes = Manifest { entries }.encode();
         let digest = Digest::of_bytes(&bytes);
-        manifests.lock().expect("manifest lock poisoned").push((digest, bytes));
-        Ok(Entry { kind: Kind::Dir, digest })
+        manifests
+            .lock()
+            .expect("manifest lock poisoned")
+            .push((digest, bytes));
+        Ok(Entry {
+            kind: Kind::Dir,
+            digest,
+        })
     }
 }
 
@@ -270,7 +292,11 @@ mod tests {
         let first = h.hash(&p).unwrap();
         assert_eq!(first.entry.kind, Kind::Dir);
         assert_eq!(first.manifests.len(), 2);
-        assert_eq!(h.hash(&p).unwrap().entry, first.entry, "hashing is deterministic");
+        assert_eq!(
+            h.hash(&p).unwrap().entry,
+            first.entry,
+            "hashing is deterministic"
+        );
 
         fs::write(dir.path().join("data/sub/b.txt"), b"B").unwrap();
         assert_ne!(h.hash(&p).unwrap().entry, first.entry);
@@ -284,7 +310,9 @@ mod tests {
     fn manifests_round_trip() {
         let (dir, cache_file) = setup();
         let cache = StatCache::load(&cache_file);
-        let hashed = TreeHasher::new(dir.path(), &cache, &HashStats::default()).hash(&ProjectPath::parse("data").unwrap()).unwrap();
+        let hashed = TreeHasher::new(dir.path(), &cache, &HashStats::default())
+            .hash(&ProjectPath::parse("data").unwrap())
+            .unwrap();
         for (digest, bytes) in &hashed.manifests {
             let m = Manifest::decode(bytes).unwrap();
             assert_eq!(Digest::of_bytes(&m.encode()), *digest);
@@ -296,7 +324,9 @@ mod tests {
     fn missing_paths_are_reported_by_name() {
         let (dir, cache_file) = setup();
         let cache = StatCache::load(&cache_file);
-        let err = TreeHasher::new(dir.path(), &cache, &HashStats::default()).hash(&ProjectPath::parse("nope").unwrap()).unwrap_err();
+        let err = TreeHasher::new(dir.path(), &cache, &HashStats::default())
+            .hash(&ProjectPath::parse("nope").unwrap())
+            .unwrap_err();
         assert!(matches!(err, TreeError::Missing(p) if p.ends_with("nope")));
     }
 }

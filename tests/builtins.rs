@@ -25,7 +25,10 @@ fn project(manifest: &str) -> TestProject {
     let p = TestProject::new(manifest);
     let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/corpus/mma/MMA Tango");
     for entry in std::fs::read_dir(demo).unwrap().flatten() {
-        let dst = p.path(&format!("corpus/MMA Tango/{}", entry.file_name().to_string_lossy()));
+        let dst = p.path(&format!(
+            "corpus/MMA Tango/{}",
+            entry.file_name().to_string_lossy()
+        ));
         std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
         std::fs::copy(entry.path(), dst).unwrap();
     }
@@ -36,39 +39,71 @@ fn project(manifest: &str) -> TestProject {
 fn built_in_stages_run_cache_and_rerun_only_what_their_params_touch() {
     let p = project(PIPELINE);
     let out = p.run_ok(&[]);
-    assert_eq!((out["collect"].as_str(), out["describe"].as_str()), ("ran", "ran"));
+    assert_eq!(
+        (out["collect"].as_str(), out["describe"].as_str()),
+        ("ran", "ran")
+    );
     assert!(p.exists("out/collect/midi.parquet") && p.exists("out/texts/texts.parquet"));
-    assert!(p.read("cache/logs/collect.log").contains("collect: 3 pieces, 0 rejected"));
+    assert!(
+        p.read("cache/logs/collect.log")
+            .contains("collect: 3 pieces, 0 rejected")
+    );
     assert!(p.run_ok(&[]).values().all(|o| o == "fresh"));
 
     p.write("amt.toml", &PIPELINE.replace("seed = 1", "seed = 2"));
     let out = p.run_ok(&[]);
-    assert_eq!((out["collect"].as_str(), out["describe"].as_str()), ("fresh", "ran"));
+    assert_eq!(
+        (out["collect"].as_str(), out["describe"].as_str()),
+        ("fresh", "ran")
+    );
     let why = p.amt(&["why", "describe"]).expect_code(0).stdout;
     assert!(why.contains("describe is fresh"), "{why}");
 }
 
 #[test]
 fn a_built_in_stage_names_a_missing_role() {
-    let p = project("[stages.collect]\nbuiltin = \"collect\"\ndeps = [\"corpus\"]\nouts = [\"out\"]\n");
+    let p =
+        project("[stages.collect]\nbuiltin = \"collect\"\ndeps = [\"corpus\"]\nouts = [\"out\"]\n");
     let run = p.amt(&["run"]).expect_code(1);
-    assert!(run.stderr.contains("this built-in stage needs named deps, like `deps = { corpus = \"path\" }`"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("this built-in stage needs named deps, like `deps = { corpus = \"path\" }`"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
 fn a_built_in_stage_rejects_unknown_params_by_name() {
     let p = project(&PIPELINE.replace("seed = 1", "seeed = 1"));
     let run = p.amt(&["run"]).expect_code(1);
-    assert!(run.stderr.contains("invalid [params] describe.captions: unknown field `seeed`, expected one of"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("invalid [params] describe.captions: unknown field `seeed`, expected one of"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
 fn stage_list_shows_code_versions() {
     let p = TestProject::new("");
     let out = p.amt(&["stage", "--list"]).expect_code(0).stdout;
-    let names: Vec<&str> = out.lines().map(|l| l.split_whitespace().next().unwrap()).collect();
-    assert_eq!(names, ["collect", "describe", "embed", "cluster", "prepare"]);
-    assert!(out.lines().all(|l| l.split_whitespace().nth(1).is_some_and(|v| v.len() == 16)), "{out}");
+    let names: Vec<&str> = out
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "collect", "describe", "embed", "cluster", "prepare", "train"
+        ]
+    );
+    assert!(
+        out.lines()
+            .all(|l| l.split_whitespace().nth(1).is_some_and(|v| v.len() == 16)),
+        "{out}"
+    );
 }
 
 #[test]
@@ -89,18 +124,34 @@ deps = { embeddings = "out/embed/embeddings.parquet", info = "out/embed/embed.js
 outs = { dir = "out/cluster" }
 "#
     )
-    .replace("describe.captions.seed = 1", "describe.captions.seed = 1\nembed.threads = 2\ncluster.k = 2\ncluster.seed = 0");
+    .replace(
+        "describe.captions.seed = 1",
+        "describe.captions.seed = 1\nembed.threads = 2\ncluster.k = 2\ncluster.seed = 0",
+    );
     let p = project(&manifest);
     let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/all-MiniLM-L6-v2");
-    assert!(model.join("model.safetensors").exists(), "scripts/test.sh installs the model");
+    assert!(
+        model.join("model.safetensors").exists(),
+        "scripts/test.sh installs the model"
+    );
     std::os::unix::fs::symlink(model.parent().unwrap(), p.path("models")).unwrap();
 
     let out = p.run_ok(&["process"]);
-    assert_eq!(out.keys().collect::<Vec<_>>(), ["collect", "describe", "embed", "process"]);
+    assert_eq!(
+        out.keys().collect::<Vec<_>>(),
+        ["collect", "describe", "embed", "process"]
+    );
     assert!(out.values().all(|o| o == "ran"), "{out:?}");
     assert!(p.exists("out/cluster/centroids.json") && p.exists("out/cluster/tokens.parquet"));
 
-    p.write("amt.toml", &manifest.replace("cluster.seed = 0", "cluster.seed = 1"));
+    p.write(
+        "amt.toml",
+        &manifest.replace("cluster.seed = 0", "cluster.seed = 1"),
+    );
     let out = p.run_ok(&["process"]);
-    assert_eq!((out["embed"].as_str(), out["process"].as_str()), ("fresh", "ran"), "{out:?}");
+    assert_eq!(
+        (out["embed"].as_str(), out["process"].as_str()),
+        ("fresh", "ran"),
+        "{out:?}"
+    );
 }

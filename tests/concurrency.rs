@@ -11,13 +11,20 @@ use common::TestProject;
 fn wait_for(p: &TestProject, rel: &str, limit: Duration) {
     let start = Instant::now();
     while !p.exists(rel) {
-        assert!(start.elapsed() < limit, "{rel} did not appear within {limit:?}");
+        assert!(
+            start.elapsed() < limit,
+            "{rel} did not appear within {limit:?}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
 fn spawn(p: &TestProject, args: &[&str]) -> Child {
-    p.command(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+    p.command(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
 }
 
 fn kill9(child: &mut Child) {
@@ -34,7 +41,13 @@ fn a_second_run_waits_for_the_lock_and_names_the_holder() {
     let mut first = spawn(&p, &["run"]);
     wait_for(&p, "started", Duration::from_secs(10));
     let second = p.amt(&["run", "--lock-timeout", "0.3"]).expect_code(3);
-    assert!(second.stderr.contains("waiting for the project lock, held by pid"), "{}", second.stderr);
+    assert!(
+        second
+            .stderr
+            .contains("waiting for the project lock, held by pid"),
+        "{}",
+        second.stderr
+    );
     assert!(second.stderr.contains("still holds"), "{}", second.stderr);
     assert!(first.wait().unwrap().success());
 
@@ -55,20 +68,37 @@ fn a_killed_holder_leaves_no_stale_lock_and_its_stage_reruns() {
     kill9(&mut first);
     // The stage's own process may linger; it was in its own process group.
     let started = Instant::now();
-    let run = p.amt(&["--json", "run", "--lock-timeout", "5"]).expect_code(0);
-    assert!(started.elapsed() < Duration::from_secs(5), "the lock was released with its holder");
-    assert_eq!(run.outcomes()["slow"], "ran", "the interrupted stage runs again");
+    let run = p
+        .amt(&["--json", "run", "--lock-timeout", "5"])
+        .expect_code(0);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the lock was released with its holder"
+    );
+    assert_eq!(
+        run.outcomes()["slow"],
+        "ran",
+        "the interrupted stage runs again"
+    );
     assert_eq!(p.read("slow.txt"), "done\n");
 }
 
 /// Reads every object in the cache and checks that its content matches its name.
 fn assert_cache_consistent(p: &TestProject) {
     let cas = p.path("cache/cas/blake3");
-    let Ok(dirs) = std::fs::read_dir(&cas) else { return };
+    let Ok(dirs) = std::fs::read_dir(&cas) else {
+        return;
+    };
     for dir in dirs.flatten() {
         for obj in std::fs::read_dir(dir.path()).unwrap().flatten() {
-            let name = format!("{}{}", dir.file_name().to_string_lossy(), obj.file_name().to_string_lossy());
-            let digest = blake3::hash(&std::fs::read(obj.path()).unwrap()).to_hex().to_string();
+            let name = format!(
+                "{}{}",
+                dir.file_name().to_string_lossy(),
+                obj.file_name().to_string_lossy()
+            );
+            let digest = blake3::hash(&std::fs::read(obj.path()).unwrap())
+                .to_hex()
+                .to_string();
             assert_eq!(name, digest, "corrupt object {}", obj.path().display());
         }
     }
@@ -94,7 +124,10 @@ fn kill_9_at_any_instant_leaves_a_state_the_next_run_repairs() {
     "#;
     let p = TestProject::new(manifest);
     // Kill at a spread of instants: before, during and after stages and cache writes.
-    for (round, delay_ms) in [0u64, 3, 7, 12, 20, 30, 45, 60, 90, 130].into_iter().enumerate() {
+    for (round, delay_ms) in [0u64, 3, 7, 12, 20, 30, 45, 60, 90, 130]
+        .into_iter()
+        .enumerate()
+    {
         let n = 40 + round; // a new action key every round, so there is work to interrupt
         p.write("amt.toml", &manifest.replace("n = 40", &format!("n = {n}")));
         let mut child = spawn(&p, &["run"]);
@@ -104,16 +137,29 @@ fn kill_9_at_any_instant_leaves_a_state_the_next_run_repairs() {
 
         let run = p.amt(&["--json", "run"]).expect_code(0);
         let expected: usize = (1..=n).sum();
-        assert_eq!(p.read("sum.txt").trim(), expected.to_string(), "round {round}: {:?}", run.outcomes());
+        assert_eq!(
+            p.read("sum.txt").trim(),
+            expected.to_string(),
+            "round {round}: {:?}",
+            run.outcomes()
+        );
         assert_eq!(p.read("copy.txt").trim(), expected.to_string());
-        assert!(p.amt(&["--json", "run"]).expect_code(0).outcomes().values().all(|o| o == "fresh"));
+        assert!(
+            p.amt(&["--json", "run"])
+                .expect_code(0)
+                .outcomes()
+                .values()
+                .all(|o| o == "fresh")
+        );
         assert_cache_consistent(&p);
     }
 }
 
 #[test]
 fn ctrl_c_stops_running_stages_and_records_nothing() {
-    let p = TestProject::new("[stages.long]\ncmd = \"echo $$ > pid; touch started; sleep 60; echo x > out.txt\"\nouts = [\"out.txt\"]\n");
+    let p = TestProject::new(
+        "[stages.long]\ncmd = \"echo $$ > pid; touch started; sleep 60; echo x > out.txt\"\nouts = [\"out.txt\"]\n",
+    );
     let mut child = spawn(&p, &["run"]);
     wait_for(&p, "started", Duration::from_secs(10));
     let stage_pid: i32 = p.read("pid").trim().parse().unwrap();
@@ -124,7 +170,11 @@ fn ctrl_c_stops_running_stages_and_records_nothing() {
     assert_eq!(status.code(), Some(130));
     assert!(started.elapsed() < Duration::from_secs(10));
     // SAFETY: signal 0 only probes whether the process exists.
-    assert_ne!(unsafe { libc::kill(stage_pid, 0) }, 0, "the stage's process was stopped");
+    assert_ne!(
+        unsafe { libc::kill(stage_pid, 0) },
+        0,
+        "the stage's process was stopped"
+    );
     assert!(!p.exists("cache/state/long.json"));
 }
 
@@ -147,8 +197,16 @@ fn gc_removes_unreachable_results_and_a_cap_keeps_recent_ones() {
     assert_eq!(report["objects_removed"], 2, "{report}");
 
     p.amt(&["gc"]).expect_code(0);
-    assert_eq!(p.amt(&["--json", "run"]).expect_code(0).outcomes()["s"], "fresh", "the current state survives");
+    assert_eq!(
+        p.amt(&["--json", "run"]).expect_code(0).outcomes()["s"],
+        "fresh",
+        "the current state survives"
+    );
     p.write("amt.toml", &manifest.replace("v = 1", "v = 2"));
-    assert_eq!(p.amt(&["--json", "run"]).expect_code(0).outcomes()["s"], "ran", "v = 2 was collected");
+    assert_eq!(
+        p.amt(&["--json", "run"]).expect_code(0).outcomes()["s"],
+        "ran",
+        "v = 2 was collected"
+    );
     assert!(p.read("s.txt").starts_with("21\n"));
 }

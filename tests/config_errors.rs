@@ -9,7 +9,8 @@ fn error(manifest: &str) -> String {
     let p = TestProject::new(manifest);
     std::fs::create_dir_all(p.path("data")).unwrap();
     let run = p.amt(&["status"]).expect_code(2);
-    run.stderr.replace(&p.root().display().to_string(), "[ROOT]")
+    run.stderr
+        .replace(&p.root().display().to_string(), "[ROOT]")
 }
 
 #[test]
@@ -89,7 +90,11 @@ fn stage_reading_its_own_out() {
 #[test]
 fn missing_manifest() {
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(common::amt_bin()).arg("status").current_dir(dir.path()).output().unwrap();
+    let out = std::process::Command::new(common::amt_bin())
+        .arg("status")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no amt.toml in"));
 }

@@ -58,16 +58,26 @@ fn dag_in_three_formats() {
 fn status_before_and_after_changes() {
     let p = project();
     let s = p.insta();
-    s.bind(|| insta::assert_snapshot!("status_never_run", p.amt(&["status"]).expect_code(0).stdout));
+    s.bind(|| {
+        insta::assert_snapshot!("status_never_run", p.amt(&["status"]).expect_code(0).stdout)
+    });
     p.amt(&["run"]).expect_code(0);
     settle();
     s.bind(|| insta::assert_snapshot!("status_fresh", p.amt(&["status"]).expect_code(0).stdout));
 
-    p.write("amt.toml", &PIPELINE.replace("train.lr = 3e-4", "train.lr = 1e-3"));
+    p.write(
+        "amt.toml",
+        &PIPELINE.replace("train.lr = 3e-4", "train.lr = 1e-3"),
+    );
     p.write("data/sub/c.csv", "33\n");
     std::fs::remove_file(p.path("report.md")).unwrap();
     s.bind(|| insta::assert_snapshot!("status_stale", p.amt(&["status"]).expect_code(0).stdout));
-    s.bind(|| insta::assert_snapshot!("status_stale_json", p.amt(&["status", "--json"]).expect_code(0).stdout));
+    s.bind(|| {
+        insta::assert_snapshot!(
+            "status_stale_json",
+            p.amt(&["status", "--json"]).expect_code(0).stdout
+        )
+    });
 }
 
 #[test]
@@ -80,7 +90,12 @@ fn why_lists_every_change() {
     // Change a param, a file inside a dep directory, add and remove files, the command and an env var.
     p.write(
         "amt.toml",
-        &PIPELINE.replace("train.lr = 3e-4", "train.lr = 1e-3").replace("echo $AMT_PARAMS >> model.txt", "echo $AMT_PARAMS > model.txt"),
+        &PIPELINE
+            .replace("train.lr = 3e-4", "train.lr = 1e-3")
+            .replace(
+                "echo $AMT_PARAMS >> model.txt",
+                "echo $AMT_PARAMS > model.txt",
+            ),
     );
     p.amt(&["run", "prepare"]).expect_code(0);
     p.write("data/sub/c.csv", "33\n");
@@ -88,7 +103,11 @@ fn why_lists_every_change() {
     std::fs::remove_file(p.path("data/a.csv")).unwrap();
     p.amt(&["run", "prepare"]).expect_code(0);
     p.write("train.sh", "# trainer v2\n");
-    let run = p.command(&["why", "train"]).env("SEED", "7").output().unwrap();
+    let run = p
+        .command(&["why", "train"])
+        .env("SEED", "7")
+        .output()
+        .unwrap();
     assert!(run.status.success());
     s.bind(|| insta::assert_snapshot!("why_stale", String::from_utf8_lossy(&run.stdout)));
 
@@ -100,9 +119,17 @@ fn why_lists_every_change() {
 fn why_reports_a_restorable_result() {
     let p = project();
     p.amt(&["run"]).expect_code(0);
-    p.write("amt.toml", &PIPELINE.replace("train.layers = 2", "train.layers = 4"));
+    p.write(
+        "amt.toml",
+        &PIPELINE.replace("train.layers = 2", "train.layers = 4"),
+    );
     p.amt(&["run"]).expect_code(0);
     p.write("amt.toml", PIPELINE);
     let s = p.insta();
-    s.bind(|| insta::assert_snapshot!("why_restorable", p.amt(&["why", "train"]).expect_code(0).stdout));
+    s.bind(|| {
+        insta::assert_snapshot!(
+            "why_restorable",
+            p.amt(&["why", "train"]).expect_code(0).stdout
+        )
+    });
 }

@@ -38,11 +38,18 @@ fn project() -> TestProject {
 fn first_run_executes_everything_and_second_is_a_no_op() {
     let p = project();
     let first = p.run_ok(&[]);
-    assert_eq!(first.values().filter(|o| *o == "ran").count(), 3, "{first:?}");
+    assert_eq!(
+        first.values().filter(|o| *o == "ran").count(),
+        3,
+        "{first:?}"
+    );
     assert_eq!(p.read("sum.txt"), "12\n");
     let second = p.run_ok(&[]);
     assert!(second.values().all(|o| o == "fresh"), "{second:?}");
-    assert_eq!((p.runs("double"), p.runs("sum"), p.runs("other")), (1, 1, 1));
+    assert_eq!(
+        (p.runs("double"), p.runs("sum"), p.runs("other")),
+        (1, 1, 1)
+    );
 }
 
 #[test]
@@ -64,21 +71,35 @@ fn a_changed_param_reruns_and_a_reverted_one_restores_from_the_cache() {
     let manifest = p.read("amt.toml");
     p.write("amt.toml", &manifest.replace("scale = 2", "scale = 3"));
     let out = p.run_ok(&[]);
-    assert_eq!((out["double"].as_str(), out["sum"].as_str()), ("ran", "ran"));
+    assert_eq!(
+        (out["double"].as_str(), out["sum"].as_str()),
+        ("ran", "ran")
+    );
     assert_eq!(p.read("sum.txt"), "18\n");
 
     p.write("amt.toml", &manifest);
     let out = p.run_ok(&[]);
-    assert_eq!((out["double"].as_str(), out["sum"].as_str()), ("restored", "restored"));
+    assert_eq!(
+        (out["double"].as_str(), out["sum"].as_str()),
+        ("restored", "restored")
+    );
     assert_eq!(p.read("sum.txt"), "12\n");
-    assert_eq!((p.runs("double"), p.runs("sum")), (2, 2), "restoring must not execute");
+    assert_eq!(
+        (p.runs("double"), p.runs("sum")),
+        (2, 2),
+        "restoring must not execute"
+    );
 }
 
 #[test]
 fn an_undeclared_param_does_not_enter_the_fingerprint() {
     let p = project();
     p.run_ok(&[]);
-    p.write("amt.toml", &p.read("amt.toml").replace("unused = \"x\"", "unused = \"y\""));
+    p.write(
+        "amt.toml",
+        &p.read("amt.toml")
+            .replace("unused = \"x\"", "unused = \"y\""),
+    );
     assert!(p.run_ok(&[]).values().all(|o| o == "fresh"));
 }
 
@@ -114,7 +135,12 @@ fn declared_env_vars_enter_the_fingerprint() {
     let p = TestProject::new(
         "[stages.e]\ncmd = \"echo $GREETING > e.txt\"\nenv = [\"GREETING\"]\nouts = [\"e.txt\"]\n",
     );
-    let run = |v: &str| p.command(&["--json", "run"]).env("GREETING", v).output().unwrap();
+    let run = |v: &str| {
+        p.command(&["--json", "run"])
+            .env("GREETING", v)
+            .output()
+            .unwrap()
+    };
     assert!(run("hello").status.success());
     assert_eq!(p.read("e.txt"), "hello\n");
     let out = String::from_utf8(run("hello").stdout).unwrap();
@@ -138,7 +164,10 @@ fn force_reruns_fresh_targets() {
     let p = project();
     p.run_ok(&[]);
     let out = p.run_ok(&["--force", "sum"]);
-    assert_eq!((out["double"].as_str(), out["sum"].as_str()), ("fresh", "ran"));
+    assert_eq!(
+        (out["double"].as_str(), out["sum"].as_str()),
+        ("fresh", "ran")
+    );
     assert_eq!(p.runs("sum"), 2);
 }
 
@@ -146,8 +175,17 @@ fn force_reruns_fresh_targets() {
 fn dry_run_reports_and_changes_nothing() {
     let p = project();
     let run = p.amt(&["run", "--dry-run"]).expect_code(0);
-    assert!(run.stderr.contains("• double would run: never run"), "{}", run.stderr);
-    assert!(run.stderr.contains("• sum would run: upstream stage double is stale"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("• double would run: never run"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("• sum would run: upstream stage double is stale"),
+        "{}",
+        run.stderr
+    );
     assert!(!p.exists("sum.txt") && !p.exists("cache/state"));
 }
 
@@ -155,8 +193,17 @@ fn dry_run_reports_and_changes_nothing() {
 fn an_out_that_is_not_produced_fails_the_stage_and_names_it() {
     let p = TestProject::new("[stages.lazy]\ncmd = \"true\"\nouts = [\"result.bin\"]\n");
     let run = p.amt(&["run"]).expect_code(1);
-    assert!(run.stderr.contains("lazy failed: the command exited 0 but did not produce its declared out `result.bin`"), "{}", run.stderr);
-    assert!(!p.exists("cache/state/lazy.json"), "a failed stage is not recorded");
+    assert!(
+        run.stderr.contains(
+            "lazy failed: the command exited 0 but did not produce its declared out `result.bin`"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !p.exists("cache/state/lazy.json"),
+        "a failed stage is not recorded"
+    );
 }
 
 #[test]
@@ -177,13 +224,33 @@ fn a_failure_shows_the_log_records_nothing_and_starts_no_new_work() {
     );
     // One slot: a_fails runs first (name order), so b_independent must never start.
     let run = p.amt(&["run", "-j", "1"]).expect_code(1);
-    assert!(run.stderr.contains("✗ a_fails failed: the command failed (exit code 3)"), "{}", run.stderr);
-    assert!(run.stderr.contains("│ something broke"), "the log tail is shown:\n{}", run.stderr);
-    assert!(run.stderr.contains("- b_independent not started"), "{}", run.stderr);
-    assert!(run.stderr.contains("- c_downstream skipped: upstream stage a_fails failed"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("✗ a_fails failed: the command failed (exit code 3)"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("│ something broke"),
+        "the log tail is shown:\n{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("- b_independent not started"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("- c_downstream skipped: upstream stage a_fails failed"),
+        "{}",
+        run.stderr
+    );
     assert!(!p.exists("b.txt") && !p.exists("cache/state/a_fails.json"));
 
-    let run = p.amt(&["--json", "run", "-j", "1", "--keep-going"]).expect_code(1);
+    let run = p
+        .amt(&["--json", "run", "-j", "1", "--keep-going"])
+        .expect_code(1);
     let out = run.outcomes();
     assert_eq!(out["b_independent"], "ran");
     assert_eq!(out["c_downstream"], "skipped");
@@ -203,14 +270,19 @@ fn running_stages_finish_after_another_fails() {
     );
     p.amt(&["run", "-j", "2"]).expect_code(1);
     assert_eq!(p.read("slow.txt"), "done\n");
-    assert!(p.exists("cache/state/slow.json"), "a stage that finished is recorded");
+    assert!(
+        p.exists("cache/state/slow.json"),
+        "a stage that finished is recorded"
+    );
 }
 
 #[test]
 fn independent_stages_run_in_parallel() {
     // Each stage waits for the other's flag: this finishes only if both run at once.
     let wait = |me: &str, other: &str| {
-        format!("touch flag_{me}; for i in $(seq 100); do [ -e flag_{other} ] && break; sleep 0.05; done; [ -e flag_{other} ] && echo ok > {me}.txt")
+        format!(
+            "touch flag_{me}; for i in $(seq 100); do [ -e flag_{other} ] && break; sleep 0.05; done; [ -e flag_{other} ] && echo ok > {me}.txt"
+        )
     };
     let p = TestProject::new(&format!(
         "[stages.left]\ncmd = \"{}\"\nouts = [\"left.txt\"]\n[stages.right]\ncmd = \"{}\"\nouts = [\"right.txt\"]\n",
@@ -225,7 +297,9 @@ fn independent_stages_run_in_parallel() {
 fn cpu_requests_limit_concurrency() {
     // With -j 2 and cpus = 2, the stages must take turns.
     let body = |me: &str| {
-        format!("if [ -e busy ]; then touch overlap; fi; touch busy; sleep 0.3; rm -f busy; echo x > {me}.txt")
+        format!(
+            "if [ -e busy ]; then touch overlap; fi; touch busy; sleep 0.3; rm -f busy; echo x > {me}.txt"
+        )
     };
     let p = TestProject::new(&format!(
         "[stages.a]\ncmd = \"{}\"\ncpus = 2\nouts = [\"a.txt\"]\n[stages.b]\ncmd = \"{}\"\ncpus = 2\nouts = [\"b.txt\"]\n",
@@ -234,7 +308,10 @@ fn cpu_requests_limit_concurrency() {
     ));
     p.amt(&["run", "-j", "2"]).expect_code(0);
     assert!(p.exists("a.txt") && p.exists("b.txt"));
-    assert!(!p.exists("overlap"), "stages needing 2 CPUs overlapped on 2 slots");
+    assert!(
+        !p.exists("overlap"),
+        "stages needing 2 CPUs overlapped on 2 slots"
+    );
 }
 
 #[test]
@@ -243,7 +320,10 @@ fn a_stage_needing_more_gpus_than_exist_fails_clearly() {
     let run = p.command(&["run"]).env("AMT_GPUS", "0").output().unwrap();
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(1));
-    assert!(stderr.contains("needs 1 GPU(s) and 0 are available"), "{stderr}");
+    assert!(
+        stderr.contains("needs 1 GPU(s) and 0 are available"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -260,7 +340,10 @@ fn params_reach_the_command_as_json_and_variables() {
         "#,
     );
     p.run_ok(&[]);
-    assert_eq!(p.read("p.txt"), "{\"train\":{\"lr\":0.0003,\"name\":\"tiny\"}}|0.0003|tiny|show\n");
+    assert_eq!(
+        p.read("p.txt"),
+        "{\"train\":{\"lr\":0.0003,\"name\":\"tiny\"}}|0.0003|tiny|show\n"
+    );
     let p2 = TestProject::new(
         "[params]\ntrain.lr = 3e-4\n[stages.show]\ncmd = \"echo $AMT_PARAM_TRAIN_LR > p.txt\"\nparams = [\"train.lr\"]\nouts = [\"p.txt\"]\n",
     );
@@ -285,14 +368,23 @@ fn directory_outs_round_trip_through_the_cache() {
     assert_eq!(p.run_ok(&[])["gen"], "restored");
     assert_eq!(p.read("out/deep/f3"), "3\n");
     use std::os::unix::fs::PermissionsExt;
-    assert_ne!(std::fs::metadata(p.path("out/run.sh")).unwrap().permissions().mode() & 0o111, 0);
+    assert_ne!(
+        std::fs::metadata(p.path("out/run.sh"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o111,
+        0
+    );
     settle();
     assert_eq!(p.run_ok(&[])["gen"], "fresh");
 }
 
 #[test]
 fn changing_one_file_in_a_large_dep_rehashes_only_that_file() {
-    let p = TestProject::new("[stages.count]\ncmd = \"ls -R data | wc -l > n.txt\"\ndeps = [\"data\"]\nouts = [\"n.txt\"]\n");
+    let p = TestProject::new(
+        "[stages.count]\ncmd = \"ls -R data | wc -l > n.txt\"\ndeps = [\"data\"]\nouts = [\"n.txt\"]\n",
+    );
     for d in 0..20 {
         for f in 0..100 {
             p.write(&format!("data/d{d:02}/f{f:03}.txt"), &format!("{d} {f}\n"));
@@ -305,20 +397,31 @@ fn changing_one_file_in_a_large_dep_rehashes_only_that_file() {
     // The out was hashed moments after it was written, too recently to trust its
     // stat stamp (git's "racy clean" problem), so it is read once more now.
     let second = p.amt(&["--json", "run"]).expect_code(0).summary();
-    assert_eq!(second["files_hashed"], 1, "only the out written by the first run");
+    assert_eq!(
+        second["files_hashed"], 1,
+        "only the out written by the first run"
+    );
     let noop = p.amt(&["--json", "run"]).expect_code(0).summary();
     assert_eq!(noop["files_hashed"], 0, "a no-op reads no file");
 
     p.write("data/d07/f042.txt", "changed\n");
     let changed = p.amt(&["--json", "run"]).expect_code(0).summary();
-    assert_eq!(changed["files_hashed"], 2, "the changed file and the new out");
+    assert_eq!(
+        changed["files_hashed"], 2,
+        "the changed file and the new out"
+    );
 }
 
 #[test]
 fn bad_stage_names_on_the_command_line_get_a_suggestion() {
     let p = project();
     let run = p.amt(&["run", "dubble"]).expect_code(2);
-    assert!(run.stderr.contains("no stage is called `dubble`; did you mean `double`?"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("no stage is called `dubble`; did you mean `double`?"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]

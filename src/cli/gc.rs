@@ -29,25 +29,40 @@ fn size(s: &str) -> Result<u64, String> {
 
 pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
     let cache = project.cache_dir();
-    let _lock = lock::acquire(&cache.join("lock"), Duration::from_secs_f64(args.lock_timeout.max(0.0)), |h| {
-        if !ui.quiet {
-            eprintln!("waiting for the project lock, held by {} …", h.0);
-        }
-    })
+    let _lock = lock::acquire(
+        &cache.join("lock"),
+        Duration::from_secs_f64(args.lock_timeout.max(0.0)),
+        |h| {
+            if !ui.quiet {
+                eprintln!("waiting for the project lock, held by {} …", h.0);
+            }
+        },
+    )
     .map_err(|e| Failure::Lock(e.into()))?;
     let engine = Engine::open(project);
-    let report = amt::gc::collect(&engine.store, &engine.state, args.max_size, args.dry_run).context("collecting garbage")?;
+    let report = amt::gc::collect(&engine.store, &engine.state, args.max_size, args.dry_run)
+        .context("collecting garbage")?;
     if !args.dry_run {
-        engine.store.clean_tmp().context("cleaning the cache's staging directory")?;
+        engine
+            .store
+            .clean_tmp()
+            .context("cleaning the cache's staging directory")?;
         let root = &project.root;
         let pruned = engine.stat.retain(|p| root.join(p).exists());
         engine.stat.save().context("saving the stat cache")?;
         tracing::debug!(pruned, "stat cache entries for deleted files");
     }
     if ui.json {
-        println!("{}", serde_json::to_string(&report).context("encoding the report")?);
+        println!(
+            "{}",
+            serde_json::to_string(&report).context("encoding the report")?
+        );
     } else if !ui.quiet {
-        let verb = if args.dry_run { "would remove" } else { "removed" };
+        let verb = if args.dry_run {
+            "would remove"
+        } else {
+            "removed"
+        };
         println!(
             "{verb} {} objects and {} action results ({}); {} kept",
             report.objects_removed,
@@ -67,5 +82,9 @@ fn human_bytes(n: u64) -> String {
         v /= 1024.0;
         u += 1;
     }
-    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }

@@ -97,7 +97,10 @@ impl Builtins for StageRegistry {
         amt_registry::builtin(name).map(|b| b.version.to_owned())
     }
     fn names(&self) -> Vec<String> {
-        amt_registry::BUILTINS.iter().map(|b| b.name.to_owned()).collect()
+        amt_registry::BUILTINS
+            .iter()
+            .map(|b| b.name.to_owned())
+            .collect()
     }
     fn command(&self, name: &str) -> String {
         let exe = stage::stage_binary().display().to_string();
@@ -124,7 +127,11 @@ pub fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("AMT_LOG"))
         .with_writer(std::io::stderr)
         .init();
-    let ui = Ui { quiet: cli.quiet, json: cli.json, verbose: cli.verbose };
+    let ui = Ui {
+        quiet: cli.quiet,
+        json: cli.json,
+        verbose: cli.verbose,
+    };
     if let Command::Stage(args) = cli.command {
         return stage::run(args);
     }

@@ -28,8 +28,14 @@ pub struct Printer {
 impl Printer {
     /// A printer; spinners appear only on an interactive stderr.
     pub fn new(ui: Ui, log_dir: std::path::PathBuf) -> Self {
-        let bars = (!ui.quiet && !ui.json && std::io::stderr().is_terminal()).then(MultiProgress::new);
-        Self { ui, log_dir, bars, running: Mutex::new(Vec::new()) }
+        let bars =
+            (!ui.quiet && !ui.json && std::io::stderr().is_terminal()).then(MultiProgress::new);
+        Self {
+            ui,
+            log_dir,
+            bars,
+            running: Mutex::new(Vec::new()),
+        }
     }
 
     fn line(&self, text: String) {
@@ -52,7 +58,11 @@ impl Printer {
             );
         } else if !self.ui.quiet {
             let parts: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
-            let parts = if parts.is_empty() { "nothing to do".to_owned() } else { parts.join(", ") };
+            let parts = if parts.is_empty() {
+                "nothing to do".to_owned()
+            } else {
+                parts.join(", ")
+            };
             eprintln!("{parts} in {}", human_duration(summary.elapsed));
         }
     }
@@ -62,7 +72,10 @@ impl Reporter for Printer {
     fn started(&self, stage: &Stage, changes: &[Change]) {
         let why = changes.first().map(Change::summary).unwrap_or_default();
         if self.ui.json {
-            println!("{}", json!({"event": "started", "stage": stage.name.as_str(), "reason": why}));
+            println!(
+                "{}",
+                json!({"event": "started", "stage": stage.name.as_str(), "reason": why})
+            );
             return;
         }
         if self.ui.quiet {
@@ -71,10 +84,16 @@ impl Reporter for Printer {
         match &self.bars {
             Some(m) => {
                 let bar = m.add(ProgressBar::new_spinner());
-                bar.set_style(ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("valid template"));
+                bar.set_style(
+                    ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+                        .expect("valid template"),
+                );
                 bar.set_message(format!("{} ({why})", stage.name));
                 bar.enable_steady_tick(Duration::from_millis(120));
-                self.running.lock().expect("printer lock poisoned").push((stage.name.to_string(), bar));
+                self.running
+                    .lock()
+                    .expect("printer lock poisoned")
+                    .push((stage.name.to_string(), bar));
             }
             None => eprintln!("▶ {} ({why})", stage.name),
         }
@@ -110,9 +129,14 @@ impl Reporter for Printer {
             Outcome::Fresh if !self.ui.verbose => return,
             Outcome::Fresh => format!("✓ {name} is fresh"),
             Outcome::Restored(m) => format!("↺ {name} restored from cache ({m:?})").to_lowercase(),
-            Outcome::Ran { duration_ms } => format!("✓ {name} ran in {}", human_duration(Duration::from_millis(*duration_ms))),
+            Outcome::Ran { duration_ms } => format!(
+                "✓ {name} ran in {}",
+                human_duration(Duration::from_millis(*duration_ms))
+            ),
             Outcome::WouldRun(c) => format!("• {name} would run: {}", reasons(c)),
-            Outcome::WouldRestore(c) => format!("• {name} would be restored from cache: {}", reasons(c)),
+            Outcome::WouldRestore(c) => {
+                format!("• {name} would be restored from cache: {}", reasons(c))
+            }
             Outcome::Failed(StageError::Cancelled) => format!("✗ {name} cancelled"),
             Outcome::Failed(e) => {
                 let mut t = format!("✗ {name} failed: {e}");
@@ -134,7 +158,11 @@ impl Reporter for Printer {
 }
 
 fn reasons(changes: &[Change]) -> String {
-    changes.iter().map(Change::summary).collect::<Vec<_>>().join("; ")
+    changes
+        .iter()
+        .map(Change::summary)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// `850ms`, `12.3s`, `4m05s`.

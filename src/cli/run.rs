@@ -39,9 +39,15 @@ pub struct Args {
 }
 
 pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
-    let targets = project.resolve(&args.stages).map_err(|e| Failure::Input(anyhow::anyhow!(e)))?;
+    let targets = project
+        .resolve(&args.stages)
+        .map_err(|e| Failure::Input(anyhow::anyhow!(e)))?;
     let all: Vec<usize> = (0..project.pipeline.stages.len()).collect();
-    let named = if targets.is_empty() { all.clone() } else { targets };
+    let named = if targets.is_empty() {
+        all.clone()
+    } else {
+        targets
+    };
     let selection = if args.downstream {
         let down: Vec<usize> = project.dag.with_downstream(&named).into_iter().collect();
         project.dag.with_upstream(&down)
@@ -49,7 +55,11 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
         project.dag.with_upstream(&named)
     };
     let force: BTreeSet<usize> = if args.force {
-        if args.downstream { project.dag.with_downstream(&named) } else { named.iter().copied().collect() }
+        if args.downstream {
+            project.dag.with_downstream(&named)
+        } else {
+            named.iter().copied().collect()
+        }
     } else {
         BTreeSet::new()
     };
@@ -71,7 +81,10 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
 
     let engine = Engine::open(project);
     if !args.dry_run {
-        engine.store.clean_tmp().context("cleaning the cache's staging directory")?;
+        engine
+            .store
+            .clean_tmp()
+            .context("cleaning the cache's staging directory")?;
     }
     install_interrupt_handler(Arc::clone(&engine.processes));
 
@@ -92,7 +105,10 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
     if engine.processes.is_cancelled() {
         return Err(Failure::Interrupted);
     }
-    let cancelled = summary.outcomes.iter().any(|(_, o)| matches!(o, Outcome::Failed(StageError::Cancelled)));
+    let cancelled = summary
+        .outcomes
+        .iter()
+        .any(|(_, o)| matches!(o, Outcome::Failed(StageError::Cancelled)));
     match (summary.failed(), cancelled) {
         (_, true) => Err(Failure::Interrupted),
         (true, _) => Err(Failure::Stage),

@@ -52,9 +52,14 @@ pub fn describe(outcome: &Outcome) -> (&'static str, Vec<String>) {
 }
 
 pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
-    let targets = project.resolve(&args.stages).map_err(|e| Failure::Input(anyhow::anyhow!(e)))?;
-    let selection: BTreeSet<usize> =
-        if targets.is_empty() { (0..project.pipeline.stages.len()).collect() } else { project.dag.with_upstream(&targets) };
+    let targets = project
+        .resolve(&args.stages)
+        .map_err(|e| Failure::Input(anyhow::anyhow!(e)))?;
+    let selection: BTreeSet<usize> = if targets.is_empty() {
+        (0..project.pipeline.stages.len()).collect()
+    } else {
+        project.dag.with_upstream(&targets)
+    };
     let engine = Engine::open(project);
     let summary = check_all(&engine, &selection);
     engine.stat.save().context("saving the stat cache")?;
@@ -74,16 +79,32 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
                 json!({"stage": stages[*i].name.as_str(), "state": state, "reasons": reasons})
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&rows).context("encoding status")?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).context("encoding status")?
+        );
         return Ok(());
     }
-    let width = shown.iter().map(|(i, _)| stages[*i].name.as_str().len()).max().unwrap_or(5).max(5);
+    let width = shown
+        .iter()
+        .map(|(i, _)| stages[*i].name.as_str().len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
     println!("{:<width$}  {:<6}  REASON", "STAGE", "STATE");
     for (i, o) in shown {
         let (state, reasons) = describe(o);
         let reason = reasons.first().cloned().unwrap_or_default();
-        let more = if reasons.len() > 1 { format!(" (+{} more: amt why {})", reasons.len() - 1, stages[i].name) } else { String::new() };
-        let row = format!("{:<width$}  {:<6}  {reason}{more}", stages[i].name.as_str(), state);
+        let more = if reasons.len() > 1 {
+            format!(" (+{} more: amt why {})", reasons.len() - 1, stages[i].name)
+        } else {
+            String::new()
+        };
+        let row = format!(
+            "{:<width$}  {:<6}  {reason}{more}",
+            stages[i].name.as_str(),
+            state
+        );
         println!("{}", row.trim_end());
     }
     Ok(())

@@ -21,7 +21,9 @@ pub struct Args {
 }
 
 pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
-    let target = project.resolve(std::slice::from_ref(&args.stage)).map_err(|e| Failure::Input(anyhow::anyhow!(e)))?[0];
+    let target = project
+        .resolve(std::slice::from_ref(&args.stage))
+        .map_err(|e| Failure::Input(anyhow::anyhow!(e)))?[0];
     let stage = &project.pipeline.stages[target];
     let engine = Engine::open(project);
 
@@ -37,7 +39,9 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
         .map(|(i, _)| project.pipeline.stages[*i].name.as_str())
         .collect();
 
-    let check = engine.check(stage, false).map_err(|e| Failure::Other(anyhow::anyhow!("{}: {e}", stage.name)))?;
+    let check = engine
+        .check(stage, false)
+        .map_err(|e| Failure::Other(anyhow::anyhow!("{}: {e}", stage.name)))?;
     let fresh = matches!(check.decision, Decision::Fresh);
     let mut lines = Vec::new();
     for up in &stale_upstream {
@@ -48,7 +52,10 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
         lines.extend(explain(&engine, &fresh_manifests, change));
     }
     if let Decision::Restore(_) = check.decision {
-        lines.push(format!("the cache holds outputs for these inputs (action {}): they will be restored", check.key.0.short()));
+        lines.push(format!(
+            "the cache holds outputs for these inputs (action {}): they will be restored",
+            check.key.0.short()
+        ));
     }
     engine.stat.save().context("saving the stat cache")?;
 
@@ -59,7 +66,10 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
             "action_key": check.key.to_string(),
             "changes": lines,
         });
-        println!("{}", serde_json::to_string_pretty(&v).context("encoding why")?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&v).context("encoding why")?
+        );
         return Ok(());
     }
     if lines.is_empty() {
@@ -73,13 +83,27 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
     Ok(())
 }
 
-fn explain(engine: &Engine<'_>, fresh: &HashMap<amt::digest::Digest, Vec<u8>>, change: &Change) -> Vec<String> {
+fn explain(
+    engine: &Engine<'_>,
+    fresh: &HashMap<amt::digest::Digest, Vec<u8>>,
+    change: &Change,
+) -> Vec<String> {
     let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "(unset)".to_owned());
     match change {
-        Change::Command { old, new } => vec!["command changed:".into(), format!("  - {old}"), format!("  + {new}")],
+        Change::Command { old, new } => vec![
+            "command changed:".into(),
+            format!("  - {old}"),
+            format!("  + {new}"),
+        ],
         Change::Env { var, old, new } => vec![format!("env {var}: {} → {}", show(old), show(new))],
-        Change::Param { key, old, new } => vec![format!("param {key}: {} → {}", show(old), show(new))],
-        Change::Dep { path, old: Some(old), new: Some(new) } if old.kind == Kind::Dir || new.kind == Kind::Dir => {
+        Change::Param { key, old, new } => {
+            vec![format!("param {key}: {} → {}", show(old), show(new))]
+        }
+        Change::Dep {
+            path,
+            old: Some(old),
+            new: Some(new),
+        } if old.kind == Kind::Dir || new.kind == Kind::Dir => {
             let mut out = vec![format!("dep {path} changed:")];
             match diff_trees(&engine.store, fresh, path.as_str(), old, new) {
                 Some(files) => {
@@ -94,8 +118,16 @@ fn explain(engine: &Engine<'_>, fresh: &HashMap<amt::digest::Digest, Vec<u8>>, c
             }
             out
         }
-        Change::Dep { path, old: Some(o), new: Some(n) } => {
-            vec![format!("dep {path} changed: {} → {}", o.digest.short(), n.digest.short())]
+        Change::Dep {
+            path,
+            old: Some(o),
+            new: Some(n),
+        } => {
+            vec![format!(
+                "dep {path} changed: {} → {}",
+                o.digest.short(),
+                n.digest.short()
+            )]
         }
         other => vec![other.summary()],
     }

@@ -20,11 +20,15 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 fn time<T>(f: impl Fn() -> T) -> Duration {
     let _ = f(); // warm-up, as the reference benchmark does
-    median((0..RUNS).map(|_| {
-        let s = Instant::now();
-        std::hint::black_box(f());
-        s.elapsed()
-    }).collect())
+    median(
+        (0..RUNS)
+            .map(|_| {
+                let s = Instant::now();
+                std::hint::black_box(f());
+                s.elapsed()
+            })
+            .collect(),
+    )
 }
 
 fn symusic_seconds(python: &Path, corpus: &Path) -> Option<f64> {
@@ -39,7 +43,12 @@ for _ in range(int(sys.argv[2])):
     runs.append(time.perf_counter() - t)
 print(statistics.median(runs))
 "#;
-    let out = Command::new(python).args(["-c", script]).arg(corpus).arg(RUNS.to_string()).output().ok()?;
+    let out = Command::new(python)
+        .args(["-c", script])
+        .arg(corpus)
+        .arg(RUNS.to_string())
+        .output()
+        .ok()?;
     if !out.status.success() {
         return None;
     }
@@ -52,31 +61,60 @@ fn main() {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"))
         .join("corpus");
     let files = collect::find_midi_files(&corpus).expect("the shared corpus");
-    let bytes: u64 = files.iter().map(|(_, p)| std::fs::metadata(p).map_or(0, |m| m.len())).sum();
+    let bytes: u64 = files
+        .iter()
+        .map(|(_, p)| std::fs::metadata(p).map_or(0, |m| m.len()))
+        .sum();
     let n = files.len() as f64;
     let mb = bytes as f64 / 1e6;
     let params = Params::default();
 
     let all_cores = time(|| collect::scan(&corpus, &params).expect("scan"));
-    let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("pool");
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .expect("pool");
     let one_core = one.install(|| time(|| collect::scan(&corpus, &params).expect("scan")));
 
-    println!("# collect throughput: {} files, {:.2} MB, median of {RUNS} warm runs", files.len(), mb);
+    println!(
+        "# collect throughput: {} files, {:.2} MB, median of {RUNS} warm runs",
+        files.len(),
+        mb
+    );
     println!();
     println!("| what | files/s | MB/s |");
     println!("|---|---:|---:|");
     let row = |what: &str, d: Duration| {
-        println!("| {what} | {:.0} | {:.1} |", n / d.as_secs_f64(), mb / d.as_secs_f64());
+        println!(
+            "| {what} | {:.0} | {:.1} |",
+            n / d.as_secs_f64(),
+            mb / d.as_secs_f64()
+        );
     };
-    row(&format!("amt collect::scan, {} threads (walk, read, blake3, parse, features)", rayon::current_num_threads()), all_cores);
+    row(
+        &format!(
+            "amt collect::scan, {} threads (walk, read, blake3, parse, features)",
+            rayon::current_num_threads()
+        ),
+        all_cores,
+    );
     row("amt collect::scan, 1 thread", one_core);
     let python = std::env::var_os("AMT_BENCH_PYTHON").map(PathBuf::from);
     match python.as_deref().and_then(|p| symusic_seconds(p, &corpus)) {
         Some(s) => {
-            row("symusic.Score(path), 1 thread, same run", Duration::from_secs_f64(s));
+            row(
+                "symusic.Score(path), 1 thread, same run",
+                Duration::from_secs_f64(s),
+            );
             println!();
-            println!("amt/symusic: {:.2}× on 1 thread, {:.2}× on all threads", s / one_core.as_secs_f64(), s / all_cores.as_secs_f64());
+            println!(
+                "amt/symusic: {:.2}× on 1 thread, {:.2}× on all threads",
+                s / one_core.as_secs_f64(),
+                s / all_cores.as_secs_f64()
+            );
         }
-        None => println!("| symusic.Score(path), 1 thread, from shared/reference/README.md | 16035 | 35.0 |"),
+        None => println!(
+            "| symusic.Score(path), 1 thread, from shared/reference/README.md | 16035 | 35.0 |"
+        ),
     }
 }

@@ -22,8 +22,19 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// 1024 distinct captions of varied length.
 fn texts() -> Vec<String> {
-    let moods = ["calm", "melancholic", "joyful", "dark", "lively", "wistful", "gentle", "driving"];
-    let forms = ["waltz", "reel", "jig", "chorale", "march", "tango", "ballad", "nocturne"];
+    let moods = [
+        "calm",
+        "melancholic",
+        "joyful",
+        "dark",
+        "lively",
+        "wistful",
+        "gentle",
+        "driving",
+    ];
+    let forms = [
+        "waltz", "reel", "jig", "chorale", "march", "tango", "ballad", "nocturne",
+    ];
     let keys = ["C major", "A minor", "D major", "B minor"];
     let tails = [
         "",
@@ -47,7 +58,13 @@ fn texts() -> Vec<String> {
 
 fn python(script: &str, args: &[String]) -> Option<String> {
     let py = std::env::var_os("AMT_BENCH_REF_PYTHON").map(PathBuf::from)?;
-    let out = Command::new(py).arg("-c").arg(script).args(args).env("HF_HUB_OFFLINE", "1").output().ok()?;
+    let out = Command::new(py)
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .ok()?;
     if !out.status.success() {
         eprintln!("python failed: {}", String::from_utf8_lossy(&out.stderr));
         return None;
@@ -85,15 +102,27 @@ print(statistics.median(runs), inertia)
 "#;
 
 fn main() {
-    let threads: usize = std::env::var("AMT_BENCH_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(2);
+    let threads: usize = std::env::var("AMT_BENCH_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2);
     let model = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/all-MiniLM-L6-v2");
     let texts = texts();
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let dir = tempfile::tempdir().expect("temp dir");
 
-    println!("# process benchmark: {} texts, {threads} threads, median of {RUNS} runs", texts.len());
+    println!(
+        "# process benchmark: {} texts, {threads} threads, median of {RUNS} runs",
+        texts.len()
+    );
     println!();
-    let encoder = Encoder::load(&model, device("cpu", threads).expect("cpu"), Pooling::Mean, true).expect("model");
+    let encoder = Encoder::load(
+        &model,
+        device("cpu", threads).expect("cpu"),
+        Pooling::Mean,
+        true,
+    )
+    .expect("model");
     encoder.encode(&refs[..32], 32).expect("warm-up");
     let mut vectors = Vec::new();
     let ours = median(
@@ -107,8 +136,16 @@ fn main() {
     );
     let texts_file = dir.path().join("texts.json");
     std::fs::write(&texts_file, serde_json::to_vec(&texts).expect("json")).expect("write");
-    let theirs = python(ST, &[model.display().to_string(), threads.to_string(), texts_file.display().to_string(), RUNS.to_string()])
-        .and_then(|s| s.parse::<f64>().ok());
+    let theirs = python(
+        ST,
+        &[
+            model.display().to_string(),
+            threads.to_string(),
+            texts_file.display().to_string(),
+            RUNS.to_string(),
+        ],
+    )
+    .and_then(|s| s.parse::<f64>().ok());
     let n = texts.len() as f64;
     println!("| embedding (all-MiniLM-L6-v2, CPU) | sentences/s |");
     println!("|---|---:|");
@@ -123,9 +160,19 @@ fn main() {
     }
 
     println!();
-    println!("| k-means, k = 16, 10 inits, on these {} × {} embeddings | seconds | inertia |", vectors.len(), vectors[0].len());
+    println!(
+        "| k-means, k = 16, 10 inits, on these {} × {} embeddings | seconds | inertia |",
+        vectors.len(),
+        vectors[0].len()
+    );
     println!("|---|---:|---:|");
-    let params = ClusterParams { k: Some(16), seed: 0, n_init: 10, max_iter: 300, ..ClusterParams::default() };
+    let params = ClusterParams {
+        k: Some(16),
+        seed: 0,
+        n_init: 10,
+        max_iter: 300,
+        ..ClusterParams::default()
+    };
     let mut inertia = 0.0;
     let ours = median(
         (0..RUNS)
@@ -145,12 +192,32 @@ fn main() {
         }
     }
     drop(f);
-    let sk = python(SKLEARN, &[raw.display().to_string(), vectors[0].len().to_string(), "16".into(), threads.to_string(), RUNS.to_string()]);
-    match sk.as_deref().map(|s| s.split_whitespace().map(|x| x.parse::<f64>().unwrap_or(f64::NAN)).collect::<Vec<_>>()) {
+    let sk = python(
+        SKLEARN,
+        &[
+            raw.display().to_string(),
+            vectors[0].len().to_string(),
+            "16".into(),
+            threads.to_string(),
+            RUNS.to_string(),
+        ],
+    );
+    match sk.as_deref().map(|s| {
+        s.split_whitespace()
+            .map(|x| x.parse::<f64>().unwrap_or(f64::NAN))
+            .collect::<Vec<_>>()
+    }) {
         Some(v) if v.len() == 2 => {
-            println!("| scikit-learn KMeans (lloyd) | {:.3} | {:.4} |", v[0], v[1]);
+            println!(
+                "| scikit-learn KMeans (lloyd) | {:.3} | {:.4} |",
+                v[0], v[1]
+            );
             println!();
-            println!("time amt / scikit-learn: {:.2}×; inertia amt / scikit-learn: {:.4}", ours / v[0], inertia / v[1]);
+            println!(
+                "time amt / scikit-learn: {:.2}×; inertia amt / scikit-learn: {:.4}",
+                ours / v[0],
+                inertia / v[1]
+            );
         }
         _ => println!("| scikit-learn KMeans | not measured (set AMT_BENCH_REF_PYTHON) | |"),
     }

@@ -54,22 +54,36 @@ fn main() {
     times.sort_by(f64::total_cmp);
     let ours = times[RUNS / 2];
     let n = files.len() as f64;
-    println!("# tokenizer throughput: {} pieces, {tokens} tokens, 1 thread, median of {RUNS} runs", files.len());
+    println!(
+        "# tokenizer throughput: {} pieces, {tokens} tokens, 1 thread, median of {RUNS} runs",
+        files.len()
+    );
     println!();
     println!("| tokenizer (read + parse + tokenize) | pieces/s |");
     println!("|---|---:|");
     println!("| amt REMI+ (midly) | {:.0} |", n / ours);
     let theirs = std::env::var_os("AMT_BENCH_PYTHON").and_then(|py| {
-        let out = Command::new(py).args(["-c", MIDITOK]).arg(&corpus).arg(RUNS.to_string()).output().ok()?;
+        let out = Command::new(py)
+            .args(["-c", MIDITOK])
+            .arg(&corpus)
+            .arg(RUNS.to_string())
+            .output()
+            .ok()?;
         if !out.status.success() {
             eprintln!("miditok failed: {}", String::from_utf8_lossy(&out.stderr));
             return None;
         }
-        String::from_utf8_lossy(&out.stdout).trim().parse::<f64>().ok()
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse::<f64>()
+            .ok()
     });
     match theirs {
         Some(t) => {
-            println!("| miditok 3.1.0 REMI (symusic), same files | {:.0} |", n / t);
+            println!(
+                "| miditok 3.1.0 REMI (symusic), same files | {:.0} |",
+                n / t
+            );
             println!();
             println!("amt / miditok: {:.1}×", t / ours);
         }

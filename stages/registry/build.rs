@@ -8,15 +8,49 @@ use std::path::{Path, PathBuf};
 /// Each built-in stage and the source paths (under `src/`) its behaviour depends on.
 const STAGES: &[(&str, &[&str])] = &[
     ("COLLECT", &["collect", "midi", "table.rs", "context.rs"]),
-    ("DESCRIBE", &["describe", "collect/table.rs", "table.rs", "context.rs"]),
-    ("EMBED", &["embed", "table.rs", "context.rs"]),
-    ("CLUSTER", &["cluster", "embed/mod.rs", "table.rs", "context.rs"]),
-    ("PREPARE", &["prepare", "tokenizer", "midi", "collect/mod.rs", "table.rs", "context.rs"]),
+    (
+        "DESCRIBE",
+        &["describe", "collect/table.rs", "table.rs", "context.rs"],
+    ),
+    ("EMBED", &["embed", "device.rs", "table.rs", "context.rs"]),
+    (
+        "CLUSTER",
+        &["cluster", "embed/mod.rs", "table.rs", "context.rs"],
+    ),
+    (
+        "PREPARE",
+        &[
+            "prepare",
+            "tokenizer",
+            "midi",
+            "collect/mod.rs",
+            "table.rs",
+            "context.rs",
+        ],
+    ),
+    (
+        "TRAIN",
+        &[
+            "train",
+            "model",
+            "tokenizer/vocab.rs",
+            "tokenizer/prefix.rs",
+            "cluster/mod.rs",
+            "embed/mod.rs",
+            "device.rs",
+            "plot.rs",
+            "table.rs",
+            "context.rs",
+        ],
+    ),
 ];
 
 fn files(path: &Path, out: &mut Vec<PathBuf>) {
     if path.is_dir() {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(path).expect("readable source dir").map(|e| e.expect("entry").path()).collect();
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+            .expect("readable source dir")
+            .map(|e| e.expect("entry").path())
+            .collect();
         entries.sort();
         for e in entries {
             files(&e, out);
@@ -28,7 +62,8 @@ fn files(path: &Path, out: &mut Vec<PathBuf>) {
 
 fn main() {
     // This crate lives in stages/registry; the stage sources are in stages/src.
-    let here = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let here =
+        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let manifest = here.join("..");
     let lock = manifest.join("../Cargo.lock");
     println!("cargo:rerun-if-changed={}", lock.display());

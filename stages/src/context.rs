@@ -21,7 +21,9 @@ pub struct StageContext {
 
 fn json_var(name: &str) -> anyhow::Result<Value> {
     match std::env::var(name) {
-        Ok(text) => serde_json::from_str(&text).with_context(|| format!("${name} is not valid JSON")),
+        Ok(text) => {
+            serde_json::from_str(&text).with_context(|| format!("${name} is not valid JSON"))
+        }
         Err(_) => Ok(Value::Null),
     }
 }
@@ -31,14 +33,30 @@ impl StageContext {
     pub fn from_env() -> anyhow::Result<Self> {
         let root = std::env::var_os("AMT_PROJECT_ROOT")
             .map(PathBuf::from)
-            .ok_or_else(|| anyhow!("AMT_PROJECT_ROOT is not set: built-in stages run under `amt run`"))?;
-        let scratch = std::env::var_os("AMT_SCRATCH").map(PathBuf::from).unwrap_or_else(|| root.join("cache/scratch"));
-        Ok(Self { root, scratch, params: json_var("AMT_PARAMS")?, deps: json_var("AMT_DEPS")?, outs: json_var("AMT_OUTS")? })
+            .ok_or_else(|| {
+                anyhow!("AMT_PROJECT_ROOT is not set: built-in stages run under `amt run`")
+            })?;
+        let scratch = std::env::var_os("AMT_SCRATCH")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("cache/scratch"));
+        Ok(Self {
+            root,
+            scratch,
+            params: json_var("AMT_PARAMS")?,
+            deps: json_var("AMT_DEPS")?,
+            outs: json_var("AMT_OUTS")?,
+        })
     }
 
     /// A context built directly, for tests and library callers.
     pub fn new(root: PathBuf, scratch: PathBuf, params: Value, deps: Value, outs: Value) -> Self {
-        Self { root, scratch, params, deps, outs }
+        Self {
+            root,
+            scratch,
+            params,
+            deps,
+            outs,
+        }
     }
 
     /// The `[params] TABLE.*` values, with defaults for what is not set.
@@ -49,8 +67,15 @@ impl StageContext {
             Some(v) => serde_path_to_error::deserialize(v.clone()).map_err(|e| {
                 // Name the full dotted key of the offending table, e.g. `describe.captions`.
                 let at = e.path().to_string();
-                let key = if at == "." { table.to_owned() } else { format!("{table}.{at}") };
-                let key = key.rsplit_once('.').map_or(key.as_str(), |(t, _)| t).to_owned();
+                let key = if at == "." {
+                    table.to_owned()
+                } else {
+                    format!("{table}.{at}")
+                };
+                let key = key
+                    .rsplit_once('.')
+                    .map_or(key.as_str(), |(t, _)| t)
+                    .to_owned();
                 anyhow!("invalid [params] {key}: {}", e.inner())
             }),
         }
@@ -64,13 +89,16 @@ impl StageContext {
                 None => Ok(None),
             },
             Value::Null => Ok(None),
-            _ => bail!("this built-in stage needs named {what}, like `{what} = {{ {role} = \"path\" }}`"),
+            _ => bail!(
+                "this built-in stage needs named {what}, like `{what} = {{ {role} = \"path\" }}`"
+            ),
         }
     }
 
     /// The path bound to a dep role; an error names the role if it is missing.
     pub fn dep(&self, role: &str) -> anyhow::Result<PathBuf> {
-        self.bound("deps", &self.deps, role)?.ok_or_else(|| anyhow!("this built-in stage needs `deps = {{ {role} = \"…\" }}`"))
+        self.bound("deps", &self.deps, role)?
+            .ok_or_else(|| anyhow!("this built-in stage needs `deps = {{ {role} = \"…\" }}`"))
     }
 
     /// The path bound to a dep role, if any.
@@ -80,6 +108,7 @@ impl StageContext {
 
     /// The path bound to an out role; an error names the role if it is missing.
     pub fn out(&self, role: &str) -> anyhow::Result<PathBuf> {
-        self.bound("outs", &self.outs, role)?.ok_or_else(|| anyhow!("this built-in stage needs `outs = {{ {role} = \"…\" }}`"))
+        self.bound("outs", &self.outs, role)?
+            .ok_or_else(|| anyhow!("this built-in stage needs `outs = {{ {role} = \"…\" }}`"))
     }
 }

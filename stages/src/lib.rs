@@ -3,15 +3,20 @@
 //! Each stage is a library function, registered by name in `amt-registry`
 //! (which the `amt` binary reads) and run by the `amt-stage` binary.
 
+pub mod atomic;
 pub mod cluster;
 pub mod collect;
 pub mod context;
 pub mod describe;
+pub mod device;
 pub mod embed;
 pub mod midi;
+pub mod model;
+pub mod plot;
 pub mod prepare;
 pub mod table;
 pub mod tokenizer;
+pub mod train;
 
 pub use context::StageContext;
 
@@ -28,6 +33,7 @@ pub fn runner(name: &str) -> Option<Runner> {
         "embed" => Some(embed::run),
         "cluster" => Some(cluster::run),
         "prepare" => Some(prepare::run),
+        "train" => Some(train::run),
         _ => None,
     }
 }

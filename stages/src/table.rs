@@ -14,9 +14,7 @@ use parquet::file::properties::WriterProperties;
 /// Writes one batch as a zstd-compressed Parquet file, through a temp file and a rename.
 /// The same batch always gives the same bytes.
 pub fn write_parquet(path: &Path, batch: RecordBatch) -> anyhow::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("creating a temp file in {}", dir.display()))?;
+    let tmp = crate::atomic::temp_beside(path)?;
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
         .set_created_by("amt".to_owned())
@@ -24,8 +22,7 @@ pub fn write_parquet(path: &Path, batch: RecordBatch) -> anyhow::Result<()> {
     let mut writer = ArrowWriter::try_new(tmp.reopen()?, batch.schema(), Some(props))?;
     writer.write(&batch)?;
     writer.close()?;
-    tmp.persist(path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    crate::atomic::persist(tmp, path)
 }
 
 /// Reads every batch of a Parquet file.
@@ -34,25 +31,48 @@ pub fn read_parquet(path: &Path) -> anyhow::Result<Vec<RecordBatch>> {
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)
         .with_context(|| format!("reading {}", path.display()))?
         .build()?;
-    reader.collect::<Result<Vec<_>, _>>().with_context(|| format!("reading {}", path.display()))
+    reader
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("reading {}", path.display()))
 }
 
 /// A column by name, as the expected array type; the error names the file and column.
-pub fn column<'b, A: Array + 'static>(batch: &'b RecordBatch, name: &str, file: &Path) -> anyhow::Result<&'b A> {
-    let col = batch.column_by_name(name).ok_or_else(|| anyhow!("{}: no column `{name}`", file.display()))?;
+pub fn column<'b, A: Array + 'static>(
+    batch: &'b RecordBatch,
+    name: &str,
+    file: &Path,
+) -> anyhow::Result<&'b A> {
+    let col = batch
+        .column_by_name(name)
+        .ok_or_else(|| anyhow!("{}: no column `{name}`", file.display()))?;
     col.as_any().downcast_ref::<A>().ok_or_else(|| {
-        anyhow!("{}: column `{name}` has type {}, not the expected one", file.display(), col.data_type())
+        anyhow!(
+            "{}: column `{name}` has type {}, not the expected one",
+            file.display(),
+            col.data_type()
+        )
     })
 }
 
 /// A `List<Utf8>` column as nested vectors.
-pub fn list_of_strings(batch: &RecordBatch, name: &str, file: &Path) -> anyhow::Result<Vec<Vec<String>>> {
+pub fn list_of_strings(
+    batch: &RecordBatch,
+    name: &str,
+    file: &Path,
+) -> anyhow::Result<Vec<Vec<String>>> {
     let list = column::<ListArray>(batch, name, file)?;
     let mut out = Vec::with_capacity(list.len());
     for i in 0..list.len() {
         let values = list.value(i);
-        let strings: &StringArray = values.as_string_opt().ok_or_else(|| anyhow!("{}: `{name}` is not a list of strings", file.display()))?;
-        out.push(strings.iter().map(|s| s.unwrap_or_default().to_owned()).collect());
+        let strings: &StringArray = values
+            .as_string_opt()
+            .ok_or_else(|| anyhow!("{}: `{name}` is not a list of strings", file.display()))?;
+        out.push(
+            strings
+                .iter()
+                .map(|s| s.unwrap_or_default().to_owned())
+                .collect(),
+        );
     }
     Ok(out)
 }

@@ -15,14 +15,21 @@ struct Reference {
 
 /// Fixed embeddings: sentence-transformers' vectors of the 128 fixture texts.
 fn fixture() -> Vec<Vec<f32>> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/minilm_reference.json");
-    serde_json::from_slice::<Reference>(&std::fs::read(path).unwrap()).unwrap().vectors
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/minilm_reference.json");
+    serde_json::from_slice::<Reference>(&std::fs::read(path).unwrap())
+        .unwrap()
+        .vectors
 }
 
 #[test]
 fn the_same_seed_gives_the_same_clustering() {
     let v = fixture();
-    let p = ClusterParams { k: Some(6), seed: 11, ..ClusterParams::default() };
+    let p = ClusterParams {
+        k: Some(6),
+        seed: 11,
+        ..ClusterParams::default()
+    };
     let a = cluster(&v, &p).unwrap();
     let b = cluster(&v, &p).unwrap();
     assert_eq!(a.labels, b.labels);
@@ -33,8 +40,23 @@ fn the_same_seed_gives_the_same_clustering() {
 #[test]
 fn nearest_centroid_maps_every_vector_back_to_its_token() {
     let v = fixture();
-    let c = cluster(&v, &ClusterParams { k: Some(8), seed: 1, ..ClusterParams::default() }).unwrap();
-    let saved = Centroids { model: "m".into(), dim: 384, pooling: Pooling::Mean, normalize: true, seed: 1, centroids: c.centroids.clone() };
+    let c = cluster(
+        &v,
+        &ClusterParams {
+            k: Some(8),
+            seed: 1,
+            ..ClusterParams::default()
+        },
+    )
+    .unwrap();
+    let saved = Centroids {
+        model: "m".into(),
+        dim: 384,
+        pooling: Pooling::Mean,
+        normalize: true,
+        seed: 1,
+        centroids: c.centroids.clone(),
+    };
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("centroids.json");
     std::fs::write(&file, serde_json::to_vec(&saved).unwrap()).unwrap();
@@ -50,8 +72,23 @@ fn nearest_centroid_maps_every_vector_back_to_its_token() {
 #[test]
 fn large_k_works() {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
-    let v: Vec<Vec<f32>> = (0..640).map(|i| (0..8).map(|d| ((i % 160) * 7 + d) as f32 % 13.0 + rng.random::<f32>()).collect()).collect();
-    let c = cluster(&v, &ClusterParams { k: Some(128), n_init: 1, max_iter: 20, ..ClusterParams::default() }).unwrap();
+    let v: Vec<Vec<f32>> = (0..640)
+        .map(|i| {
+            (0..8)
+                .map(|d| ((i % 160) * 7 + d) as f32 % 13.0 + rng.random::<f32>())
+                .collect()
+        })
+        .collect();
+    let c = cluster(
+        &v,
+        &ClusterParams {
+            k: Some(128),
+            n_init: 1,
+            max_iter: 20,
+            ..ClusterParams::default()
+        },
+    )
+    .unwrap();
     assert_eq!(c.k, 128);
     assert_eq!(c.sizes().iter().sum::<usize>(), 640);
     assert!(c.sizes().iter().filter(|&&s| s > 0).count() > 100);
@@ -59,12 +96,31 @@ fn large_k_works() {
 
 #[test]
 fn k_chosen_by_silhouette_snapshot() {
-    let c = cluster(&fixture(), &ClusterParams { k_min: 2, k_max: 8, seed: 0, n_init: 3, ..ClusterParams::default() }).unwrap();
-    let mut text = format!("chosen k = {}, silhouette {:.4}\nsizes {:?}\n", c.k, c.silhouette.unwrap(), c.sizes());
+    let c = cluster(
+        &fixture(),
+        &ClusterParams {
+            k_min: 2,
+            k_max: 8,
+            seed: 0,
+            n_init: 3,
+            ..ClusterParams::default()
+        },
+    )
+    .unwrap();
+    let mut text = format!(
+        "chosen k = {}, silhouette {:.4}\nsizes {:?}\n",
+        c.k,
+        c.silhouette.unwrap(),
+        c.sizes()
+    );
     for s in &c.search {
         text.push_str(&format!("k = {}: silhouette {:.4}\n", s.k, s.silhouette));
     }
     insta::assert_snapshot!("cluster_sizes", text);
-    let best = c.search.iter().map(|s| s.silhouette).fold(f64::MIN, f64::max);
+    let best = c
+        .search
+        .iter()
+        .map(|s| s.silhouette)
+        .fold(f64::MIN, f64::max);
     assert_eq!(c.silhouette, Some(best), "the best silhouette wins");
 }

@@ -38,13 +38,53 @@ fn describe_piece(p: &Piece) -> String {
     let f = &p.features;
     let mut s = String::new();
     writeln!(s, "{}", p.path).unwrap();
-    writeln!(s, "  artist {:?}, title {:?}, {} bytes", p.artist, p.title, p.file_bytes).unwrap();
-    writeln!(s, "  format {}, ticks/beat {:?}, tracks {}", f.format, f.ticks_per_beat, f.n_tracks).unwrap();
-    writeln!(s, "  duration {:.3} s, tempo first {:.3} mean {:.3} BPM, {} tempo events", f.duration_s, f.first_tempo_bpm, f.mean_tempo_bpm, f.n_tempo_changes).unwrap();
-    writeln!(s, "  time signatures {:?}, key signatures {:?}", f.time_signatures, f.key_signatures).unwrap();
-    writeln!(s, "  instruments {:?}, drums {}", f.instrument_names(), f.has_drums).unwrap();
-    writeln!(s, "  notes {}, pitch {:?}, velocity {:?}", f.n_notes, f.pitch_range, f.velocity.map(|(m, sd)| (format!("{m:.3}"), format!("{sd:.3}")))).unwrap();
-    writeln!(s, "  density {:?}/s, key estimate {:?}", f.note_density.map(|d| format!("{d:.3}")), f.estimated_key.map(|(k, r)| (k.name(), format!("{r:.3}")))).unwrap();
+    writeln!(
+        s,
+        "  artist {:?}, title {:?}, {} bytes",
+        p.artist, p.title, p.file_bytes
+    )
+    .unwrap();
+    writeln!(
+        s,
+        "  format {}, ticks/beat {:?}, tracks {}",
+        f.format, f.ticks_per_beat, f.n_tracks
+    )
+    .unwrap();
+    writeln!(
+        s,
+        "  duration {:.3} s, tempo first {:.3} mean {:.3} BPM, {} tempo events",
+        f.duration_s, f.first_tempo_bpm, f.mean_tempo_bpm, f.n_tempo_changes
+    )
+    .unwrap();
+    writeln!(
+        s,
+        "  time signatures {:?}, key signatures {:?}",
+        f.time_signatures, f.key_signatures
+    )
+    .unwrap();
+    writeln!(
+        s,
+        "  instruments {:?}, drums {}",
+        f.instrument_names(),
+        f.has_drums
+    )
+    .unwrap();
+    writeln!(
+        s,
+        "  notes {}, pitch {:?}, velocity {:?}",
+        f.n_notes,
+        f.pitch_range,
+        f.velocity
+            .map(|(m, sd)| (format!("{m:.3}"), format!("{sd:.3}")))
+    )
+    .unwrap();
+    writeln!(
+        s,
+        "  density {:?}/s, key estimate {:?}",
+        f.note_density.map(|d| format!("{d:.3}")),
+        f.estimated_key.map(|(k, r)| (k.name(), format!("{r:.3}")))
+    )
+    .unwrap();
     s
 }
 
@@ -54,18 +94,27 @@ fn metadata_of_real_files() {
     let picked = copy_samples(dir.path());
     let collected = collect::scan(dir.path(), &Params::default()).unwrap();
     assert!(collected.rejects.is_empty());
-    assert_eq!(collected.pieces.iter().map(|p| p.path.clone()).collect::<Vec<_>>(), {
-        let mut p = picked.clone();
-        p.sort();
-        p
-    });
+    assert_eq!(
+        collected
+            .pieces
+            .iter()
+            .map(|p| p.path.clone())
+            .collect::<Vec<_>>(),
+        {
+            let mut p = picked.clone();
+            p.sort();
+            p
+        }
+    );
     let text: String = collected.pieces.iter().map(describe_piece).collect();
     insta::assert_snapshot!("metadata", text);
 }
 
 /// A valid format-0 file with one note.
 fn one_note() -> Vec<u8> {
-    let track = [0x00, 0x90, 60, 90, 0x60, 0x80, 60, 0, 0x00, 0xFF, 0x2F, 0x00];
+    let track = [
+        0x00, 0x90, 60, 90, 0x60, 0x80, 60, 0, 0x00, 0xFF, 0x2F, 0x00,
+    ];
     let mut b = b"MThd\x00\x00\x00\x06\x00\x00\x00\x01\x00\x60MTrk".to_vec();
     b.extend((track.len() as u32).to_be_bytes());
     b.extend(track);
@@ -91,13 +140,20 @@ fn bad_files_are_rejected_with_a_precise_reason_and_never_stop_the_scan() {
     let mut corrupt = b"MThd\x00\x00\x00\x06\x00\x00\x00\x01\x00\x60MTrk\x00\x00\x00\x08".to_vec();
     corrupt.extend([0x00, 0x3C, 0x40, 0x00, 0x00, 0xFF, 0x2F, 0x00]); // a data byte where a status byte must be
     write("B/corrupt.mid", &corrupt);
-    write("B/silent.mid", b"MThd\x00\x00\x00\x06\x00\x00\x00\x01\x00\x60MTrk\x00\x00\x00\x04\x00\xFF\x2F\x00");
+    write(
+        "B/silent.mid",
+        b"MThd\x00\x00\x00\x06\x00\x00\x00\x01\x00\x60MTrk\x00\x00\x00\x04\x00\xFF\x2F\x00",
+    );
     write("B/big.mid", &vec![0u8; 3 << 20]);
 
     let collected = collect::scan(root, &Params { max_file_mib: 2.0 }).unwrap();
     let good: Vec<&str> = collected.pieces.iter().map(|p| p.path.as_str()).collect();
     assert_eq!(good, ["A/Upper.MID", "A/good.mid", "A/long.midi"]);
-    let rejects: String = collected.rejects.iter().map(|r| format!("{} [{}] {}\n", r.path, r.kind, r.reason)).collect();
+    let rejects: String = collected
+        .rejects
+        .iter()
+        .map(|r| format!("{} [{}] {}\n", r.path, r.kind, r.reason))
+        .collect();
     insta::assert_snapshot!("rejects", rejects);
 }
 
@@ -110,14 +166,21 @@ fn the_stages_write_their_tables_and_captions_are_stable() {
         StageContext::new(root.to_owned(), root.join("scratch"), params, deps, outs)
     };
     let corpus = repo_corpus.to_string_lossy().into_owned();
-    let collect_ctx = ctx(json!({}), json!({"corpus": corpus}), json!({"dir": "out/collect"}));
+    let collect_ctx = ctx(
+        json!({}),
+        json!({"corpus": corpus}),
+        json!({"dir": "out/collect"}),
+    );
     amt_stages::runner("collect").unwrap()(&collect_ctx).unwrap();
     let pieces = read_pieces(&root.join("out/collect/midi.parquet")).unwrap();
     assert_eq!(pieces.len(), 320, "the bundled demo corpus");
     let rejects = read_parquet(&root.join("out/collect/rejects.parquet")).unwrap();
     assert_eq!(rejects.iter().map(|b| b.num_rows()).sum::<usize>(), 0);
 
-    let manifest = repo_corpus.join("manifest.jsonl").to_string_lossy().into_owned();
+    let manifest = repo_corpus
+        .join("manifest.jsonl")
+        .to_string_lossy()
+        .into_owned();
     let describe_ctx = ctx(
         json!({"describe": {"captions": {"seed": 3}}}),
         json!({"pieces": "out/collect/midi.parquet", "manifest": manifest}),
@@ -132,13 +195,31 @@ fn the_stages_write_their_tables_and_captions_are_stable() {
 
     // A few captions, one per kind of piece, as a reviewable snapshot.
     let labels = read_manifest(&repo_corpus.join("manifest.jsonl")).unwrap();
-    let captioner = Captioner::new(&CaptionParams { seed: 3, ..CaptionParams::default() }).unwrap();
-    let by_path: HashMap<&str, usize> = pieces.iter().enumerate().map(|(i, p)| (p.path.as_str(), i)).collect();
+    let captioner = Captioner::new(&CaptionParams {
+        seed: 3,
+        ..CaptionParams::default()
+    })
+    .unwrap();
+    let by_path: HashMap<&str, usize> = pieces
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.path.as_str(), i))
+        .collect();
     let mut sample = String::new();
-    for prefix in ["classical/", "folk/Traditional (Ireland)", "folk/Traditional (Aird", "mma/MMA Tango", "mma/MMA Swing"] {
+    for prefix in [
+        "classical/",
+        "folk/Traditional (Ireland)",
+        "folk/Traditional (Aird",
+        "mma/MMA Tango",
+        "mma/MMA Swing",
+    ] {
         let p = pieces.iter().find(|p| p.path.starts_with(prefix)).unwrap();
         let caption = captioner.caption(p, labels.get(&p.path));
-        assert_eq!(text.value(by_path[p.path.as_str()]), caption, "the stage wrote the same caption");
+        assert_eq!(
+            text.value(by_path[p.path.as_str()]),
+            caption,
+            "the stage wrote the same caption"
+        );
         writeln!(sample, "{}\n  {caption}", p.path).unwrap();
     }
     insta::assert_snapshot!("captions", sample);

@@ -26,7 +26,10 @@ fn splits_are_deterministic_and_near_their_fractions() {
     let share = |s| counts[&s] as f64 / files.len() as f64;
     assert!((share(Split::Test) - 0.1).abs() < 0.02, "{counts:?}");
     assert!((share(Split::Val) - 0.1).abs() < 0.02, "{counts:?}");
-    let moved = files.iter().filter(|(rel, _)| split_of(rel, 0, 0.1, 0.1) != split_of(rel, 1, 0.1, 0.1)).count();
+    let moved = files
+        .iter()
+        .filter(|(rel, _)| split_of(rel, 0, 0.1, 0.1) != split_of(rel, 1, 0.1, 0.1))
+        .count();
     assert!(moved > 0, "the seed changes the split");
 }
 
@@ -44,26 +47,47 @@ fn windows_repeat_the_prefix_and_pad_the_end() {
 fn augmented_copies_stay_in_their_piece_split_and_rewrite_the_conditioning() {
     let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/corpus");
     let tok = Tokenizer::new(Config::default());
-    let params = PrepareParams { context: 128, transpose: vec![-2, 3], tempo_scales: vec![1.1], ..PrepareParams::default() };
+    let params = PrepareParams {
+        context: 128,
+        transpose: vec![-2, 3],
+        tempo_scales: vec![1.1],
+        ..PrepareParams::default()
+    };
     let (by_split, summary) = prepare(&corpus, &HashMap::new(), &params, &tok).unwrap();
     assert!(summary.skipped.is_empty(), "{:?}", summary.skipped);
     assert_eq!(summary.pieces.values().sum::<usize>(), 320);
     let mut seen: HashMap<&str, Split> = HashMap::new();
     for (split, windows) in &by_split {
         for w in windows {
-            assert_eq!(*seen.entry(&w.path).or_insert(*split), *split, "{} crosses splits", w.path);
+            assert_eq!(
+                *seen.entry(&w.path).or_insert(*split),
+                *split,
+                "{} crosses splits",
+                w.path
+            );
             assert_eq!(w.tokens.len(), 128);
             assert_eq!(w.tokens[0], tok.vocab.id(Token::Bos));
             if *split != Split::Train {
-                assert_eq!((w.transpose, w.tempo_scale), (0, 1.0), "only training data is augmented");
+                assert_eq!(
+                    (w.transpose, w.tempo_scale),
+                    (0, 1.0),
+                    "only training data is augmented"
+                );
             }
         }
     }
     // A transposed copy carries its own key token; tempo scaling changes the tempo class or bins.
     let train = &by_split[&Split::Train];
     let first = &train[0].path;
-    let copies: HashSet<Vec<u16>> = train.iter().filter(|w| &w.path == first && w.index == 0).map(|w| w.tokens[..10].to_vec()).collect();
-    assert!(copies.len() >= 3, "the prefixes of the copies differ: {copies:?}");
+    let copies: HashSet<Vec<u16>> = train
+        .iter()
+        .filter(|w| &w.path == first && w.index == 0)
+        .map(|w| w.tokens[..10].to_vec())
+        .collect();
+    assert!(
+        copies.len() >= 3,
+        "the prefixes of the copies differ: {copies:?}"
+    );
 }
 
 #[test]
@@ -74,8 +98,18 @@ fn the_stage_writes_shards_and_a_versioned_vocabulary() {
     // Semantic tokens as cluster writes them.
     let files = find_midi_files(&corpus).unwrap();
     let batch = arrow::record_batch::RecordBatch::try_from_iter(vec![
-        ("path", std::sync::Arc::new(StringArray::from_iter_values(files.iter().map(|(r, _)| r.as_str()))) as arrow::array::ArrayRef),
-        ("token", std::sync::Arc::new(arrow::array::UInt32Array::from_iter_values(files.iter().map(|_| 5))) as arrow::array::ArrayRef),
+        (
+            "path",
+            std::sync::Arc::new(StringArray::from_iter_values(
+                files.iter().map(|(r, _)| r.as_str()),
+            )) as arrow::array::ArrayRef,
+        ),
+        (
+            "token",
+            std::sync::Arc::new(arrow::array::UInt32Array::from_iter_values(
+                files.iter().map(|_| 5),
+            )) as arrow::array::ArrayRef,
+        ),
     ])
     .unwrap();
     amt_stages::table::write_parquet(&root.join("tokens.parquet"), batch).unwrap();
@@ -87,7 +121,8 @@ fn the_stage_writes_shards_and_a_versioned_vocabulary() {
         json!({"dir": "out"}),
     );
     amt_stages::runner("prepare").unwrap()(&ctx).unwrap();
-    let vocab: serde_json::Value = serde_json::from_slice(&std::fs::read(root.join("out/vocab.json")).unwrap()).unwrap();
+    let vocab: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("out/vocab.json")).unwrap()).unwrap();
     assert_eq!(vocab["version"], 1);
     assert_eq!(vocab["tokens"].as_array().unwrap().len(), 699);
     let mut rows = 0;
@@ -98,7 +133,20 @@ fn the_stage_writes_shards_and_a_versioned_vocabulary() {
             rows += paths.len();
         }
     }
-    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(root.join("out/prepare.json")).unwrap()).unwrap();
-    assert_eq!(rows as u64, summary["windows"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum::<u64>());
-    assert!(std::fs::read_to_string(root.join("out/vocab.json")).unwrap().contains("\"Semantic_5\""));
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("out/prepare.json")).unwrap()).unwrap();
+    assert_eq!(
+        rows as u64,
+        summary["windows"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_u64().unwrap())
+            .sum::<u64>()
+    );
+    assert!(
+        std::fs::read_to_string(root.join("out/vocab.json"))
+            .unwrap()
+            .contains("\"Semantic_5\"")
+    );
 }

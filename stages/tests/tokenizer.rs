@@ -30,8 +30,12 @@ fn round_trip_over_the_whole_shared_corpus() {
     for (rel, path) in &files {
         let score = midi::parse(&std::fs::read(path).unwrap()).unwrap();
         let expected = quantize(cfg, &score);
-        let ids = tok.encode(&score, &Conditioning::from_features(&features(&score), None, cfg.prefix_instruments));
-        let back = midi::parse(&tok.to_midi(&ids)).unwrap_or_else(|e| panic!("{rel}: decoded MIDI does not parse: {e}"));
+        let ids = tok.encode(
+            &score,
+            &Conditioning::from_features(&features(&score), None, cfg.prefix_instruments),
+        );
+        let back = midi::parse(&tok.to_midi(&ids))
+            .unwrap_or_else(|e| panic!("{rel}: decoded MIDI does not parse: {e}"));
         let mut got = multiset(&quantize(cfg, &back));
         let mut file_exact = 0;
         for n in &expected {
@@ -56,14 +60,28 @@ fn round_trip_over_the_whole_shared_corpus() {
 /// Random notes that a MIDI file can hold unambiguously: no two notes of the
 /// same program and pitch overlap (MIDI pairs such notes by order, not identity).
 fn notes() -> impl Strategy<Value = Vec<GridNote>> {
-    let note = (0u64..600, prop_oneof![Just(None), (0u8..128).prop_map(Some)], 0u8..128, 0u32..=96, 0u32..32)
-        .prop_map(|(onset, program, pitch, duration, velocity)| GridNote { onset, program, pitch, duration, velocity });
+    let note = (
+        0u64..600,
+        prop_oneof![Just(None), (0u8..128).prop_map(Some)],
+        0u8..128,
+        0u32..=96,
+        0u32..32,
+    )
+        .prop_map(|(onset, program, pitch, duration, velocity)| GridNote {
+            onset,
+            program,
+            pitch,
+            duration,
+            velocity,
+        });
     prop::collection::vec(note, 0..80).prop_map(|mut v| {
         v.sort_by_key(|n| (n.program, n.pitch, n.onset));
         let mut kept: Vec<GridNote> = Vec::new();
         for n in v {
             let clash = kept.last().is_some_and(|p| {
-                p.program == n.program && p.pitch == n.pitch && n.onset < p.onset + u64::from(p.duration.max(1))
+                p.program == n.program
+                    && p.pitch == n.pitch
+                    && n.onset < p.onset + u64::from(p.duration.max(1))
             });
             if !clash {
                 kept.push(n);
@@ -102,11 +120,22 @@ fn tokens_of_short_pieces() {
     let tok = Tokenizer::new(Config::default());
     let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/corpus");
     let mut text = String::new();
-    for folder in ["folk/Traditional (Ireland)", "classical/Johann Sebastian Bach", "mma/MMA Tango"] {
-        let mut files: Vec<_> = std::fs::read_dir(corpus.join(folder)).unwrap().flatten().map(|e| e.path()).collect();
+    for folder in [
+        "folk/Traditional (Ireland)",
+        "classical/Johann Sebastian Bach",
+        "mma/MMA Tango",
+    ] {
+        let mut files: Vec<_> = std::fs::read_dir(corpus.join(folder))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
         files.sort();
         let score = midi::parse(&std::fs::read(&files[0]).unwrap()).unwrap();
-        let ids = tok.encode(&score, &Conditioning::from_features(&features(&score), Some(3), 3));
+        let ids = tok.encode(
+            &score,
+            &Conditioning::from_features(&features(&score), Some(3), 3),
+        );
         let head: Vec<String> = tok.texts(&ids).into_iter().take(40).collect();
         text.push_str(&format!(
             "{folder}/{}\n{}\n… {} tokens in all\n\n",

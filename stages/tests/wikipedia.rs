@@ -47,13 +47,22 @@ fn search_hit(q: &str) -> Option<&'static str> {
 
 fn page(title: &str) -> serde_json::Value {
     let (redirects, page) = match title {
-        "Kesh" => (json!([]), json!({"title": "Kesh", "pageprops": {"disambiguation": ""}, "extract": "Kesh may refer to:"})),
+        "Kesh" => (
+            json!([]),
+            json!({"title": "Kesh", "pageprops": {"disambiguation": ""}, "extract": "Kesh may refer to:"}),
+        ),
         "The Kesh (tune)" => (
             json!([{"from": "The Kesh (tune)", "to": "The Kesh"}]),
             json!({"title": "The Kesh", "extract": "The Kesh is a traditional Irish jig.", "fullurl": "https://en.wikipedia.org/wiki/The_Kesh"}),
         ),
-        "Lonely Air" => (json!([]), json!({"title": "Lonely Air", "extract": "A slow air.", "fullurl": "https://en.wikipedia.org/wiki/Lonely_Air"})),
-        "Flaky Reel" => (json!([]), json!({"title": "Flaky Reel", "extract": "A reel.", "fullurl": "https://en.wikipedia.org/wiki/Flaky_Reel"})),
+        "Lonely Air" => (
+            json!([]),
+            json!({"title": "Lonely Air", "extract": "A slow air.", "fullurl": "https://en.wikipedia.org/wiki/Lonely_Air"}),
+        ),
+        "Flaky Reel" => (
+            json!([]),
+            json!({"title": "Flaky Reel", "extract": "A reel.", "fullurl": "https://en.wikipedia.org/wiki/Flaky_Reel"}),
+        ),
         other => (json!([]), json!({"title": other, "missing": true})),
     };
     json!({"batchcomplete": true, "query": {"redirects": redirects, "pages": [page]}})
@@ -86,7 +95,11 @@ impl MockWiki {
                     let target = request_line.split_whitespace().nth(1).unwrap_or("/");
                     let url = reqwest::Url::parse(&format!("http://x{target}")).unwrap();
                     let query: HashMap<String, String> = url.query_pairs().into_owned().collect();
-                    let key = query.get("srsearch").or_else(|| query.get("titles")).cloned().unwrap_or_default();
+                    let key = query
+                        .get("srsearch")
+                        .or_else(|| query.get("titles"))
+                        .cloned()
+                        .unwrap_or_default();
                     let fault = {
                         let mut s = shared.lock().unwrap();
                         s.log.push(query.clone());
@@ -94,7 +107,10 @@ impl MockWiki {
                         s.faults.get_mut(&key).and_then(VecDeque::pop_front)
                     };
                     let body = if query.get("list").map(String::as_str) == Some("search") {
-                        let hits: Vec<_> = search_hit(&key).into_iter().map(|t| json!({"title": t})).collect();
+                        let hits: Vec<_> = search_hit(&key)
+                            .into_iter()
+                            .map(|t| json!({"title": t}))
+                            .collect();
                         json!({"query": {"search": hits}}).to_string()
                     } else {
                         page(&key).to_string()
@@ -103,14 +119,20 @@ impl MockWiki {
                         None => ("200 OK".to_owned(), String::new(), body),
                         Some(Fault::Status(code, retry)) => (
                             format!("{code} Oops"),
-                            retry.map(|s| format!("Retry-After: {s}\r\n")).unwrap_or_default(),
+                            retry
+                                .map(|s| format!("Retry-After: {s}\r\n"))
+                                .unwrap_or_default(),
                             "{}".to_owned(),
                         ),
                         Some(Fault::Slow(d)) => {
                             std::thread::sleep(d);
                             ("200 OK".to_owned(), String::new(), body)
                         }
-                        Some(Fault::Malformed) => ("200 OK".to_owned(), String::new(), "{\"query\": [tru".to_owned()),
+                        Some(Fault::Malformed) => (
+                            "200 OK".to_owned(),
+                            String::new(),
+                            "{\"query\": [tru".to_owned(),
+                        ),
                     };
                     let _ = write!(
                         stream,
@@ -124,7 +146,11 @@ impl MockWiki {
     }
 
     fn inject(&self, key: &str, faults: &[Fault]) {
-        self.state.lock().unwrap().faults.insert(key.to_owned(), faults.iter().cloned().collect());
+        self.state
+            .lock()
+            .unwrap()
+            .faults
+            .insert(key.to_owned(), faults.iter().cloned().collect());
     }
 
     fn requests(&self) -> usize {
@@ -149,11 +175,23 @@ fn cascade_skips_disambiguation_and_follows_redirects() {
     let wiki = MockWiki::start();
     let dir = tempfile::tempdir().unwrap();
     let client = Client::new(params(&wiki.api), dir.path()).unwrap();
-    let found = client.describe(Some("Traditional (Ireland)"), "The Kesh").unwrap().unwrap();
+    let found = client
+        .describe(Some("Traditional (Ireland)"), "The Kesh")
+        .unwrap()
+        .unwrap();
     assert_eq!(found.text, "The Kesh is a traditional Irish jig.");
     assert_eq!(found.url, "https://en.wikipedia.org/wiki/The_Kesh");
-    assert_eq!(found.query, "Traditional (Ireland) The Kesh", "the first query hit a disambiguation page");
-    assert!(client.describe(Some("Nobody"), "Nothing").unwrap().is_none(), "all five queries miss");
+    assert_eq!(
+        found.query, "Traditional (Ireland) The Kesh",
+        "the first query hit a disambiguation page"
+    );
+    assert!(
+        client
+            .describe(Some("Nobody"), "Nothing")
+            .unwrap()
+            .is_none(),
+        "all five queries miss"
+    );
     let agents = wiki.state.lock().unwrap().user_agents.clone();
     assert!(agents.iter().all(|a| a.starts_with("amt/")), "{agents:?}");
 }
@@ -162,7 +200,14 @@ fn cascade_skips_disambiguation_and_follows_redirects() {
 fn retries_429_500_slow_and_malformed_replies() {
     let wiki = MockWiki::start();
     let dir = tempfile::tempdir().unwrap();
-    wiki.inject("Lonely Air (song)", &[Fault::Status(500, None), Fault::Status(503, None), Fault::Malformed]);
+    wiki.inject(
+        "Lonely Air (song)",
+        &[
+            Fault::Status(500, None),
+            Fault::Status(503, None),
+            Fault::Malformed,
+        ],
+    );
     wiki.inject("Lonely Air", &[Fault::Slow(Duration::from_secs(2))]);
     let client = Client::new(params(&wiki.api), dir.path()).unwrap();
     let found = client.describe(None, "Lonely Air").unwrap().unwrap();
@@ -180,7 +225,11 @@ fn retry_after_is_honoured() {
     let start = Instant::now();
     assert!(client.describe(None, "Flaky Reel").unwrap().is_some());
     // Without Retry-After the backoff would be about 10 ms.
-    assert!(start.elapsed() >= Duration::from_millis(950), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() >= Duration::from_millis(950),
+        "{:?}",
+        start.elapsed()
+    );
 }
 
 #[test]
@@ -190,7 +239,9 @@ fn persistent_failures_give_up_after_the_retry_budget() {
     wiki.inject("Flaky Reel (song)", &vec![Fault::Status(500, None); 10]);
     let client = Client::new(params(&wiki.api), dir.path()).unwrap();
     match client.describe(None, "Flaky Reel") {
-        Err(WikiError::GaveUp { attempts: 4, last }) => assert_eq!(last, "HTTP 500 Internal Server Error"),
+        Err(WikiError::GaveUp { attempts: 4, last }) => {
+            assert_eq!(last, "HTTP 500 Internal Server Error")
+        }
         other => panic!("{other:?}"),
     }
     assert_eq!(wiki.requests(), 4);
@@ -200,26 +251,58 @@ fn persistent_failures_give_up_after_the_retry_budget() {
 fn the_rate_limit_spaces_requests() {
     let wiki = MockWiki::start();
     let dir = tempfile::tempdir().unwrap();
-    let client = Client::new(WikiParams { requests_per_second: 20.0, ..params(&wiki.api) }, dir.path()).unwrap();
+    let client = Client::new(
+        WikiParams {
+            requests_per_second: 20.0,
+            ..params(&wiki.api)
+        },
+        dir.path(),
+    )
+    .unwrap();
     let start = Instant::now();
     client.describe(Some("Nobody"), "Nothing").unwrap(); // five searches
     assert_eq!(wiki.requests(), 5);
-    assert!(start.elapsed() >= Duration::from_millis(190), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() >= Duration::from_millis(190),
+        "{:?}",
+        start.elapsed()
+    );
 }
 
 #[test]
 fn the_cache_means_a_rerun_never_asks_twice_and_offline_mode_uses_it() {
     let wiki = MockWiki::start();
     let dir = tempfile::tempdir().unwrap();
-    let first = Client::new(params(&wiki.api), dir.path()).unwrap().describe(Some("Traditional (Ireland)"), "The Kesh").unwrap();
+    let first = Client::new(params(&wiki.api), dir.path())
+        .unwrap()
+        .describe(Some("Traditional (Ireland)"), "The Kesh")
+        .unwrap();
     let asked = wiki.requests();
-    let again = Client::new(params(&wiki.api), dir.path()).unwrap().describe(Some("Traditional (Ireland)"), "The Kesh").unwrap();
+    let again = Client::new(params(&wiki.api), dir.path())
+        .unwrap()
+        .describe(Some("Traditional (Ireland)"), "The Kesh")
+        .unwrap();
     assert_eq!(first, again);
     assert_eq!(wiki.requests(), asked, "every answer came from the cache");
 
-    let offline = Client::new(WikiParams { offline: true, ..params(&wiki.api) }, dir.path()).unwrap();
-    assert_eq!(offline.describe(Some("Traditional (Ireland)"), "The Kesh").unwrap(), first);
-    assert!(matches!(offline.describe(None, "Lonely Air"), Err(WikiError::NotCached(_))));
+    let offline = Client::new(
+        WikiParams {
+            offline: true,
+            ..params(&wiki.api)
+        },
+        dir.path(),
+    )
+    .unwrap();
+    assert_eq!(
+        offline
+            .describe(Some("Traditional (Ireland)"), "The Kesh")
+            .unwrap(),
+        first
+    );
+    assert!(matches!(
+        offline.describe(None, "Lonely Air"),
+        Err(WikiError::NotCached(_))
+    ));
     assert_eq!(wiki.requests(), asked, "offline mode sends nothing");
 }
 
@@ -246,7 +329,11 @@ fn piece(path: &str, artist: Option<&str>, title: &str) -> PieceRow {
 fn the_journal_resumes_after_a_crash_and_other_sources_fill_gaps() {
     let wiki = MockWiki::start();
     let scratch = tempfile::tempdir().unwrap();
-    let p = Params { sources: vec![Source::Wikipedia, Source::Captions], wikipedia: params(&wiki.api), ..Params::default() };
+    let p = Params {
+        sources: vec![Source::Wikipedia, Source::Captions],
+        wikipedia: params(&wiki.api),
+        ..Params::default()
+    };
     let kesh = piece("a/The Kesh.mid", Some("Traditional (Ireland)"), "The Kesh");
     let air = piece("b/Lonely Air.mid", None, "Lonely Air");
     let none = piece("c/Unknown.mid", None, "Unknown");
@@ -256,12 +343,22 @@ fn the_journal_resumes_after_a_crash_and_other_sources_fill_gaps() {
     describe(&[kesh.clone()], &p, &labels, &user, scratch.path()).unwrap();
     std::fs::remove_dir_all(scratch.path().join("wikipedia/http")).unwrap(); // even without the response cache
     let before = wiki.requests();
-    let (rows, failures) = describe(&[kesh, air, none], &p, &labels, &user, scratch.path()).unwrap();
+    let (rows, failures) =
+        describe(&[kesh, air, none], &p, &labels, &user, scratch.path()).unwrap();
     assert!(failures.is_empty(), "{failures:?}");
-    let asked: Vec<String> =
-        wiki.state.lock().unwrap().log[before..].iter().filter_map(|q| q.get("srsearch").or(q.get("titles")).cloned()).collect();
-    assert!(!asked.iter().any(|q| q.contains("Kesh")), "the journaled piece is not asked again: {asked:?}");
+    let asked: Vec<String> = wiki.state.lock().unwrap().log[before..]
+        .iter()
+        .filter_map(|q| q.get("srsearch").or(q.get("titles")).cloned())
+        .collect();
+    assert!(
+        !asked.iter().any(|q| q.contains("Kesh")),
+        "the journaled piece is not asked again: {asked:?}"
+    );
     assert_eq!(rows[0].source, Some("wikipedia"));
     assert_eq!(rows[1].text.as_deref(), Some("A slow air."));
-    assert_eq!(rows[2].source, Some("captions"), "captions fill what Wikipedia lacks");
+    assert_eq!(
+        rows[2].source,
+        Some("captions"),
+        "captions fill what Wikipedia lacks"
+    );
 }

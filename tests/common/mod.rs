@@ -28,7 +28,11 @@ impl Run {
 
     /// Panics with the output unless the exit code is `code`.
     pub fn expect_code(self, code: i32) -> Self {
-        assert_eq!(self.code, code, "unexpected exit code\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, code,
+            "unexpected exit code\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 
@@ -47,7 +51,12 @@ impl Run {
             .lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .filter(|v| v["event"] == "finished")
-            .map(|v| (v["stage"].as_str().unwrap().to_owned(), v["outcome"].as_str().unwrap().to_owned()))
+            .map(|v| {
+                (
+                    v["stage"].as_str().unwrap().to_owned(),
+                    v["outcome"].as_str().unwrap().to_owned(),
+                )
+            })
             .collect()
     }
 }
@@ -59,7 +68,9 @@ pub fn amt_bin() -> PathBuf {
 impl TestProject {
     /// A project with this `amt.toml`.
     pub fn new(manifest: &str) -> Self {
-        let p = Self { dir: tempfile::tempdir().expect("temp dir") };
+        let p = Self {
+            dir: tempfile::tempdir().expect("temp dir"),
+        };
         p.write("amt.toml", manifest);
         p
     }
@@ -107,7 +118,8 @@ impl TestProject {
 
     /// How many times a stage's command has run, counted by lines it appends to `runs/<stage>`.
     pub fn runs(&self, stage: &str) -> usize {
-        std::fs::read_to_string(self.path(&format!("runs/{stage}"))).map_or(0, |s| s.lines().count())
+        std::fs::read_to_string(self.path(&format!("runs/{stage}")))
+            .map_or(0, |s| s.lines().count())
     }
 
     /// Insta settings that hide the temp path and timings.
@@ -122,7 +134,15 @@ impl TestProject {
 }
 
 fn regex_escape(s: &str) -> String {
-    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '/' || c == '_' || c == '-' { c.to_string() } else { format!("\\{c}") }).collect()
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '/' || c == '_' || c == '-' {
+                c.to_string()
+            } else {
+                format!("\\{c}")
+            }
+        })
+        .collect()
 }
 
 /// Lets file timestamps age past the stat cache's racy window.

@@ -42,6 +42,11 @@ pub const BUILTINS: &[BuiltinInfo] = &[
         version: env!("AMT_CODE_PREPARE"),
         summary: "token windows split into train/val/test shards (vocab.json, *.parquet)",
     },
+    BuiltinInfo {
+        name: "train",
+        version: env!("AMT_CODE_TRAIN"),
+        summary: "a GPT-2 fitted to the windows, resumable (model/, hf/, loss.csv, loss.png)",
+    },
 ];
 
 /// Finds a built-in stage by name.

@@ -22,7 +22,10 @@ fn main() -> ExitCode {
         [name] => {
             let Some(run) = amt_stages::runner(name) else {
                 let names: Vec<&str> = amt_stages::BUILTINS.iter().map(|b| b.name).collect();
-                eprintln!("error: no built-in stage is called `{name}` (available: {})", names.join(", "));
+                eprintln!(
+                    "error: no built-in stage is called `{name}` (available: {})",
+                    names.join(", ")
+                );
                 return ExitCode::from(2);
             };
             match amt_stages::StageContext::from_env().and_then(|ctx| run(&ctx)) {

@@ -51,9 +51,15 @@ fn distance2(a: ndarray::ArrayView1<f64>, b: ndarray::ArrayView1<f64>) -> f64 {
     a.iter().zip(b.iter()).map(|(x, y)| (x - y).powi(2)).sum()
 }
 
-fn fit(data: &Array2<f64>, k: usize, params: &ClusterParams) -> anyhow::Result<(Vec<u32>, Array2<f64>, f64)> {
+fn fit(
+    data: &Array2<f64>,
+    k: usize,
+    params: &ClusterParams,
+) -> anyhow::Result<(Vec<u32>, Array2<f64>, f64)> {
     let dataset = DatasetBase::from(data.clone());
-    let rng = <rand_xoshiro::Xoshiro256Plus as rand_xoshiro::rand_core::SeedableRng>::seed_from_u64(params.seed);
+    let rng = <rand_xoshiro::Xoshiro256Plus as rand_xoshiro::rand_core::SeedableRng>::seed_from_u64(
+        params.seed,
+    );
     let model = KMeans::params_with_rng(k, rng)
         .max_n_iterations(params.max_iter)
         .n_runs(params.n_init.max(1))
@@ -62,7 +68,12 @@ fn fit(data: &Array2<f64>, k: usize, params: &ClusterParams) -> anyhow::Result<(
         .with_context(|| format!("k-means with k = {k}"))?;
     let labels: Vec<u32> = model.predict(data).iter().map(|&l| l as u32).collect();
     let centroids = model.centroids().clone();
-    let inertia = data.rows().into_iter().zip(&labels).map(|(row, &l)| distance2(row, centroids.row(l as usize))).sum();
+    let inertia = data
+        .rows()
+        .into_iter()
+        .zip(&labels)
+        .map(|(row, &l)| distance2(row, centroids.row(l as usize)))
+        .sum();
     Ok((labels, centroids, inertia))
 }
 
@@ -91,7 +102,10 @@ pub fn silhouette(data: &Array2<f64>, labels: &[u32], k: usize, sample: usize, s
             continue; // a singleton contributes 0
         }
         let a = sum[own] / count[own] as f64;
-        let b = (0..k).filter(|&c| c != own && count[c] > 0).map(|c| sum[c] / count[c] as f64).fold(f64::INFINITY, f64::min);
+        let b = (0..k)
+            .filter(|&c| c != own && count[c] > 0)
+            .map(|c| sum[c] / count[c] as f64)
+            .fold(f64::INFINITY, f64::min);
         if b.is_finite() {
             total += (b - a) / a.max(b);
         }
@@ -108,10 +122,16 @@ pub fn cluster(vectors: &[Vec<f32>], params: &ClusterParams) -> anyhow::Result<C
     let dim = vectors[0].len();
     let data = Array2::from_shape_fn((n, dim), |(i, j)| f64::from(vectors[i][j]));
     let candidates: Vec<usize> = match params.k {
-        Some(k) if k == 0 || k > n => bail!("cluster.k = {k} must be between 1 and the number of embeddings ({n})"),
+        Some(k) if k == 0 || k > n => {
+            bail!("cluster.k = {k} must be between 1 and the number of embeddings ({n})")
+        }
         Some(k) => vec![k],
         None if params.k_min < 2 || params.k_min > params.k_max => {
-            bail!("cluster.k_min ({}) must be at least 2 and at most k_max ({})", params.k_min, params.k_max)
+            bail!(
+                "cluster.k_min ({}) must be at least 2 and at most k_max ({})",
+                params.k_min,
+                params.k_max
+            )
         }
         None => (params.k_min..=params.k_max.min(n - 1)).collect(),
     };
@@ -119,9 +139,14 @@ pub fn cluster(vectors: &[Vec<f32>], params: &ClusterParams) -> anyhow::Result<C
     let mut search = Vec::new();
     for &k in &candidates {
         let (labels, centroids, inertia) = fit(&data, k, params)?;
-        let sil = (k > 1 && k < n).then(|| silhouette(&data, &labels, k, params.silhouette_sample, params.seed));
+        let sil = (k > 1 && k < n)
+            .then(|| silhouette(&data, &labels, k, params.silhouette_sample, params.seed));
         if candidates.len() > 1 {
-            search.push(KSearch { k, silhouette: sil.unwrap_or(f64::NAN), inertia });
+            search.push(KSearch {
+                k,
+                silhouette: sil.unwrap_or(f64::NAN),
+                inertia,
+            });
         }
         // Strictly better only: the first best k wins ties, as in the original.
         let better = match (&best, sil) {
@@ -134,7 +159,24 @@ pub fn cluster(vectors: &[Vec<f32>], params: &ClusterParams) -> anyhow::Result<C
         }
     }
     let (k, labels, centroids, inertia, silhouette) = best.expect("at least one k was tried");
-    let distances = data.rows().into_iter().zip(&labels).map(|(row, &l)| distance2(row, centroids.row(l as usize)).sqrt()).collect();
-    let centroids = centroids.rows().into_iter().map(|r| r.iter().map(|&x| x as f32).collect()).collect();
-    Ok(Clustering { k, labels, distances, centroids, inertia, silhouette, search })
+    let distances = data
+        .rows()
+        .into_iter()
+        .zip(&labels)
+        .map(|(row, &l)| distance2(row, centroids.row(l as usize)).sqrt())
+        .collect();
+    let centroids = centroids
+        .rows()
+        .into_iter()
+        .map(|r| r.iter().map(|&x| x as f32).collect())
+        .collect();
+    Ok(Clustering {
+        k,
+        labels,
+        distances,
+        centroids,
+        inertia,
+        silhouette,
+        search,
+    })
 }

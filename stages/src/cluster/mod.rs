@@ -76,10 +76,16 @@ pub struct Centroids {
 impl Centroids {
     /// Loads `centroids.json`.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let c: Self = serde_json::from_slice(&std::fs::read(path).with_context(|| format!("reading {}", path.display()))?)
-            .with_context(|| format!("parsing {}", path.display()))?;
+        let c: Self = serde_json::from_slice(
+            &std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+        )
+        .with_context(|| format!("parsing {}", path.display()))?;
         if c.centroids.iter().any(|v| v.len() != c.dim) {
-            bail!("{}: a centroid does not have {} values", path.display(), c.dim);
+            bail!(
+                "{}: a centroid does not have {} values",
+                path.display(),
+                c.dim
+            );
         }
         Ok(c)
     }
@@ -88,7 +94,11 @@ impl Centroids {
     pub fn nearest(&self, v: &[f32]) -> (u32, f64) {
         let mut best = (0u32, f64::INFINITY);
         for (i, c) in self.centroids.iter().enumerate() {
-            let d: f64 = c.iter().zip(v).map(|(a, b)| (f64::from(*a) - f64::from(*b)).powi(2)).sum();
+            let d: f64 = c
+                .iter()
+                .zip(v)
+                .map(|(a, b)| (f64::from(*a) - f64::from(*b)).powi(2))
+                .sum();
             if d < best.1 {
                 best = (i as u32, d);
             }
@@ -112,8 +122,10 @@ pub struct Report {
 pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
     let params: ClusterParams = ctx.params("cluster")?;
     let info_path = ctx.dep("info")?;
-    let info: EmbedInfo = serde_json::from_slice(&std::fs::read(&info_path).with_context(|| format!("reading {}", info_path.display()))?)
-        .with_context(|| format!("parsing {}", info_path.display()))?;
+    let info: EmbedInfo = serde_json::from_slice(
+        &std::fs::read(&info_path).with_context(|| format!("reading {}", info_path.display()))?,
+    )
+    .with_context(|| format!("parsing {}", info_path.display()))?;
     let rows = read_embeddings(&ctx.dep("embeddings")?)?;
     let vectors: Vec<Vec<f32>> = rows.iter().map(|(_, v)| v.clone()).collect();
     let started = std::time::Instant::now();
@@ -121,11 +133,25 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
 
     let out = ctx.out("dir")?;
     let columns: Vec<(&str, ArrayRef)> = vec![
-        ("path", Arc::new(StringArray::from_iter_values(rows.iter().map(|(p, _)| p)))),
-        ("token", Arc::new(UInt32Array::from_iter_values(result.labels.iter().copied()))),
-        ("distance", Arc::new(Float64Array::from_iter_values(result.distances.iter().copied()))),
+        (
+            "path",
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|(p, _)| p))),
+        ),
+        (
+            "token",
+            Arc::new(UInt32Array::from_iter_values(result.labels.iter().copied())),
+        ),
+        (
+            "distance",
+            Arc::new(Float64Array::from_iter_values(
+                result.distances.iter().copied(),
+            )),
+        ),
     ];
-    write_parquet(&out.join("tokens.parquet"), RecordBatch::try_from_iter(columns)?)?;
+    write_parquet(
+        &out.join("tokens.parquet"),
+        RecordBatch::try_from_iter(columns)?,
+    )?;
     let centroids = Centroids {
         model: info.model,
         dim: info.dim,
@@ -135,7 +161,13 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
         centroids: result.centroids.clone(),
     };
     std::fs::write(out.join("centroids.json"), serde_json::to_vec(&centroids)?)?;
-    let report = Report { k: result.k, silhouette: result.silhouette, inertia: result.inertia, sizes: result.sizes(), search: result.search };
+    let report = Report {
+        k: result.k,
+        silhouette: result.silhouette,
+        inertia: result.inertia,
+        sizes: result.sizes(),
+        search: result.search,
+    };
     let mut json = serde_json::to_vec_pretty(&report)?;
     json.push(b'\n');
     std::fs::write(out.join("report.json"), json)?;
@@ -143,7 +175,9 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
         "cluster: {} embeddings into k = {} (silhouette {}), sizes {:?}, in {:.2}s",
         rows.len(),
         report.k,
-        report.silhouette.map_or("n/a".into(), |s| format!("{s:.4}")),
+        report
+            .silhouette
+            .map_or("n/a".into(), |s| format!("{s:.4}")),
         report.sizes,
         started.elapsed().as_secs_f64()
     );

@@ -27,7 +27,9 @@ fn default_max_file_mib() -> f64 {
 
 impl Default for Params {
     fn default() -> Self {
-        Self { max_file_mib: default_max_file_mib() }
+        Self {
+            max_file_mib: default_max_file_mib(),
+        }
     }
 }
 
@@ -82,8 +84,13 @@ pub fn find_midi_files(root: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
             .and_then(|e| e.to_str())
             .is_some_and(|e| e.eq_ignore_ascii_case("mid") || e.eq_ignore_ascii_case("midi"));
         if is_midi {
-            let rel = entry.path().strip_prefix(root).map_err(std::io::Error::other)?;
-            let rel = rel.to_string_lossy().replace(std::path::MAIN_SEPARATOR, "/");
+            let rel = entry
+                .path()
+                .strip_prefix(root)
+                .map_err(std::io::Error::other)?;
+            let rel = rel
+                .to_string_lossy()
+                .replace(std::path::MAIN_SEPARATOR, "/");
             files.push((rel, entry.into_path()));
         }
     }
@@ -93,16 +100,31 @@ pub fn find_midi_files(root: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
 
 /// Reads and analyses one file.
 pub fn analyze_file(rel: &str, abs: &Path, max_bytes: u64) -> Result<Piece, Reject> {
-    let reject = |file_bytes, kind: &str, reason: String| Reject { path: rel.to_owned(), file_bytes, kind: kind.to_owned(), reason };
-    let len = std::fs::metadata(abs).map_err(|e| reject(0, "unreadable", e.to_string()))?.len();
+    let reject = |file_bytes, kind: &str, reason: String| Reject {
+        path: rel.to_owned(),
+        file_bytes,
+        kind: kind.to_owned(),
+        reason,
+    };
+    let len = std::fs::metadata(abs)
+        .map_err(|e| reject(0, "unreadable", e.to_string()))?
+        .len();
     if len > max_bytes {
-        return Err(reject(len, "oversize", format!("{len} bytes is over the limit of {max_bytes}")));
+        return Err(reject(
+            len,
+            "oversize",
+            format!("{len} bytes is over the limit of {max_bytes}"),
+        ));
     }
     let bytes = std::fs::read(abs).map_err(|e| reject(len, "unreadable", e.to_string()))?;
     let score = midi::parse(&bytes).map_err(|e| reject(len, e.kind(), e.to_string()))?;
     if score.notes.is_empty() {
         let open = score.pairing.unclosed_note_ons;
-        let why = if open > 0 { format!("no complete notes ({open} note-ons never released)") } else { "no notes".to_owned() };
+        let why = if open > 0 {
+            format!("no complete notes ({open} note-ons never released)")
+        } else {
+            "no notes".to_owned()
+        };
         return Err(reject(len, "no-notes", why));
     }
     let file_name = rel.rsplit('/').next().unwrap_or(rel);
@@ -120,8 +142,10 @@ pub fn analyze_file(rel: &str, abs: &Path, max_bytes: u64) -> Result<Piece, Reje
 pub fn scan(root: &Path, params: &Params) -> std::io::Result<Collected> {
     let max_bytes = (params.max_file_mib * 1024.0 * 1024.0) as u64;
     let files = find_midi_files(root)?;
-    let results: Vec<Result<Piece, Reject>> =
-        files.par_iter().map(|(rel, abs)| analyze_file(rel, abs, max_bytes)).collect();
+    let results: Vec<Result<Piece, Reject>> = files
+        .par_iter()
+        .map(|(rel, abs)| analyze_file(rel, abs, max_bytes))
+        .collect();
     let mut collected = Collected::default();
     for r in results {
         match r {
@@ -139,7 +163,8 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
     let corpus = ctx.dep("corpus")?;
     let out = ctx.out("dir")?;
     let started = Instant::now();
-    let collected = scan(&corpus, &params).with_context(|| format!("scanning {}", corpus.display()))?;
+    let collected =
+        scan(&corpus, &params).with_context(|| format!("scanning {}", corpus.display()))?;
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     table::write_pieces(&out.join("midi.parquet"), &collected.pieces)?;
     table::write_rejects(&out.join("rejects.parquet"), &collected.rejects)?;
@@ -152,7 +177,11 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
         "collect: {} pieces, {} rejected{} in {:.2}s",
         collected.pieces.len(),
         collected.rejects.len(),
-        if kinds.is_empty() { String::new() } else { format!(" ({})", kinds.join(", ")) },
+        if kinds.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", kinds.join(", "))
+        },
         started.elapsed().as_secs_f64()
     );
     for r in &collected.rejects {

@@ -4,8 +4,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, BooleanArray, Float64Array, ListBuilder, StringArray, StringBuilder, UInt8Array, UInt8Builder,
-    UInt16Array, UInt32Array, UInt64Array,
+    Array, ArrayRef, BooleanArray, Float64Array, ListBuilder, StringArray, StringBuilder,
+    UInt8Array, UInt8Builder, UInt16Array, UInt32Array, UInt64Array,
 };
 use arrow::record_batch::RecordBatch;
 
@@ -31,47 +31,192 @@ pub fn write_pieces(path: &Path, pieces: &[Piece]) -> anyhow::Result<()> {
         programs.values().append_slice(&x.programs);
         programs.append(true);
     }
-    let instruments: Vec<Vec<String>> =
-        feats.iter().map(|x| x.instrument_names().into_iter().map(str::to_owned).collect()).collect();
+    let instruments: Vec<Vec<String>> = feats
+        .iter()
+        .map(|x| {
+            x.instrument_names()
+                .into_iter()
+                .map(str::to_owned)
+                .collect()
+        })
+        .collect();
     let columns: Vec<(&str, ArrayRef)> = vec![
-        ("path", Arc::new(StringArray::from_iter_values(pieces.iter().map(|p| &p.path)))),
-        ("digest", Arc::new(StringArray::from_iter_values(pieces.iter().map(|p| &p.digest)))),
-        ("artist", Arc::new(StringArray::from(pieces.iter().map(|p| p.artist.clone()).collect::<Vec<_>>()))),
-        ("title", Arc::new(StringArray::from_iter_values(pieces.iter().map(|p| &p.title)))),
-        ("file_bytes", Arc::new(UInt64Array::from_iter_values(pieces.iter().map(|p| p.file_bytes)))),
-        ("format", Arc::new(UInt8Array::from_iter_values(feats.iter().map(|x| x.format)))),
-        ("ticks_per_beat", Arc::new(UInt16Array::from(feats.iter().map(|x| x.ticks_per_beat).collect::<Vec<_>>()))),
-        ("n_tracks", Arc::new(UInt32Array::from_iter_values(feats.iter().map(|x| x.n_tracks)))),
-        ("duration_s", Arc::new(Float64Array::from_iter_values(feats.iter().map(|x| x.duration_s)))),
-        ("first_tempo_bpm", Arc::new(Float64Array::from_iter_values(feats.iter().map(|x| x.first_tempo_bpm)))),
-        ("mean_tempo_bpm", Arc::new(Float64Array::from_iter_values(feats.iter().map(|x| x.mean_tempo_bpm)))),
-        ("n_tempo_changes", Arc::new(UInt32Array::from_iter_values(feats.iter().map(|x| x.n_tempo_changes)))),
-        ("time_signatures", strings(feats.iter().map(|x| &x.time_signatures))),
-        ("key_signatures", strings(feats.iter().map(|x| &x.key_signatures))),
+        (
+            "path",
+            Arc::new(StringArray::from_iter_values(
+                pieces.iter().map(|p| &p.path),
+            )),
+        ),
+        (
+            "digest",
+            Arc::new(StringArray::from_iter_values(
+                pieces.iter().map(|p| &p.digest),
+            )),
+        ),
+        (
+            "artist",
+            Arc::new(StringArray::from(
+                pieces.iter().map(|p| p.artist.clone()).collect::<Vec<_>>(),
+            )),
+        ),
+        (
+            "title",
+            Arc::new(StringArray::from_iter_values(
+                pieces.iter().map(|p| &p.title),
+            )),
+        ),
+        (
+            "file_bytes",
+            Arc::new(UInt64Array::from_iter_values(
+                pieces.iter().map(|p| p.file_bytes),
+            )),
+        ),
+        (
+            "format",
+            Arc::new(UInt8Array::from_iter_values(feats.iter().map(|x| x.format))),
+        ),
+        (
+            "ticks_per_beat",
+            Arc::new(UInt16Array::from(
+                feats.iter().map(|x| x.ticks_per_beat).collect::<Vec<_>>(),
+            )),
+        ),
+        (
+            "n_tracks",
+            Arc::new(UInt32Array::from_iter_values(
+                feats.iter().map(|x| x.n_tracks),
+            )),
+        ),
+        (
+            "duration_s",
+            Arc::new(Float64Array::from_iter_values(
+                feats.iter().map(|x| x.duration_s),
+            )),
+        ),
+        (
+            "first_tempo_bpm",
+            Arc::new(Float64Array::from_iter_values(
+                feats.iter().map(|x| x.first_tempo_bpm),
+            )),
+        ),
+        (
+            "mean_tempo_bpm",
+            Arc::new(Float64Array::from_iter_values(
+                feats.iter().map(|x| x.mean_tempo_bpm),
+            )),
+        ),
+        (
+            "n_tempo_changes",
+            Arc::new(UInt32Array::from_iter_values(
+                feats.iter().map(|x| x.n_tempo_changes),
+            )),
+        ),
+        (
+            "time_signatures",
+            strings(feats.iter().map(|x| &x.time_signatures)),
+        ),
+        (
+            "key_signatures",
+            strings(feats.iter().map(|x| &x.key_signatures)),
+        ),
         ("programs", Arc::new(programs.finish())),
         ("instruments", strings(instruments.iter())),
-        ("has_drums", Arc::new(BooleanArray::from(feats.iter().map(|x| x.has_drums).collect::<Vec<_>>()))),
-        ("n_notes", Arc::new(UInt32Array::from_iter_values(feats.iter().map(|x| x.n_notes)))),
-        ("pitch_min", Arc::new(UInt8Array::from(feats.iter().map(|x| x.pitch_range.map(|r| r.0)).collect::<Vec<_>>()))),
-        ("pitch_max", Arc::new(UInt8Array::from(feats.iter().map(|x| x.pitch_range.map(|r| r.1)).collect::<Vec<_>>()))),
-        ("velocity_mean", Arc::new(Float64Array::from(feats.iter().map(|x| x.velocity.map(|v| v.0)).collect::<Vec<_>>()))),
-        ("velocity_std", Arc::new(Float64Array::from(feats.iter().map(|x| x.velocity.map(|v| v.1)).collect::<Vec<_>>()))),
-        ("note_density", Arc::new(Float64Array::from(feats.iter().map(|x| x.note_density).collect::<Vec<_>>()))),
-        ("drum_seconds", Arc::new(Float64Array::from_iter_values(feats.iter().map(|x| x.drum_seconds)))),
+        (
+            "has_drums",
+            Arc::new(BooleanArray::from(
+                feats.iter().map(|x| x.has_drums).collect::<Vec<_>>(),
+            )),
+        ),
+        (
+            "n_notes",
+            Arc::new(UInt32Array::from_iter_values(
+                feats.iter().map(|x| x.n_notes),
+            )),
+        ),
+        (
+            "pitch_min",
+            Arc::new(UInt8Array::from(
+                feats
+                    .iter()
+                    .map(|x| x.pitch_range.map(|r| r.0))
+                    .collect::<Vec<_>>(),
+            )),
+        ),
+        (
+            "pitch_max",
+            Arc::new(UInt8Array::from(
+                feats
+                    .iter()
+                    .map(|x| x.pitch_range.map(|r| r.1))
+                    .collect::<Vec<_>>(),
+            )),
+        ),
+        (
+            "velocity_mean",
+            Arc::new(Float64Array::from(
+                feats
+                    .iter()
+                    .map(|x| x.velocity.map(|v| v.0))
+                    .collect::<Vec<_>>(),
+            )),
+        ),
+        (
+            "velocity_std",
+            Arc::new(Float64Array::from(
+                feats
+                    .iter()
+                    .map(|x| x.velocity.map(|v| v.1))
+                    .collect::<Vec<_>>(),
+            )),
+        ),
+        (
+            "note_density",
+            Arc::new(Float64Array::from(
+                feats.iter().map(|x| x.note_density).collect::<Vec<_>>(),
+            )),
+        ),
+        (
+            "drum_seconds",
+            Arc::new(Float64Array::from_iter_values(
+                feats.iter().map(|x| x.drum_seconds),
+            )),
+        ),
         (
             "estimated_key",
-            Arc::new(StringArray::from(feats.iter().map(|x| x.estimated_key.map(|k| k.0.name())).collect::<Vec<_>>())),
+            Arc::new(StringArray::from(
+                feats
+                    .iter()
+                    .map(|x| x.estimated_key.map(|k| k.0.name()))
+                    .collect::<Vec<_>>(),
+            )),
         ),
         (
             "key_correlation",
-            Arc::new(Float64Array::from(feats.iter().map(|x| x.estimated_key.map(|k| k.1)).collect::<Vec<_>>())),
+            Arc::new(Float64Array::from(
+                feats
+                    .iter()
+                    .map(|x| x.estimated_key.map(|k| k.1))
+                    .collect::<Vec<_>>(),
+            )),
         ),
         (
             "unmatched_note_offs",
-            Arc::new(UInt32Array::from_iter_values(feats.iter().map(|x| x.pairing.unmatched_note_offs))),
+            Arc::new(UInt32Array::from_iter_values(
+                feats.iter().map(|x| x.pairing.unmatched_note_offs),
+            )),
         ),
-        ("unclosed_note_ons", Arc::new(UInt32Array::from_iter_values(feats.iter().map(|x| x.pairing.unclosed_note_ons)))),
-        ("zero_length_notes", Arc::new(UInt32Array::from_iter_values(feats.iter().map(|x| x.pairing.zero_length_notes)))),
+        (
+            "unclosed_note_ons",
+            Arc::new(UInt32Array::from_iter_values(
+                feats.iter().map(|x| x.pairing.unclosed_note_ons),
+            )),
+        ),
+        (
+            "zero_length_notes",
+            Arc::new(UInt32Array::from_iter_values(
+                feats.iter().map(|x| x.pairing.zero_length_notes),
+            )),
+        ),
     ];
     write_parquet(path, RecordBatch::try_from_iter(columns)?)
 }
@@ -79,10 +224,30 @@ pub fn write_pieces(path: &Path, pieces: &[Piece]) -> anyhow::Result<()> {
 /// Writes one row per rejected file.
 pub fn write_rejects(path: &Path, rejects: &[Reject]) -> anyhow::Result<()> {
     let columns: Vec<(&str, ArrayRef)> = vec![
-        ("path", Arc::new(StringArray::from_iter_values(rejects.iter().map(|r| &r.path)))),
-        ("file_bytes", Arc::new(UInt64Array::from_iter_values(rejects.iter().map(|r| r.file_bytes)))),
-        ("kind", Arc::new(StringArray::from_iter_values(rejects.iter().map(|r| &r.kind)))),
-        ("reason", Arc::new(StringArray::from_iter_values(rejects.iter().map(|r| &r.reason)))),
+        (
+            "path",
+            Arc::new(StringArray::from_iter_values(
+                rejects.iter().map(|r| &r.path),
+            )),
+        ),
+        (
+            "file_bytes",
+            Arc::new(UInt64Array::from_iter_values(
+                rejects.iter().map(|r| r.file_bytes),
+            )),
+        ),
+        (
+            "kind",
+            Arc::new(StringArray::from_iter_values(
+                rejects.iter().map(|r| &r.kind),
+            )),
+        ),
+        (
+            "reason",
+            Arc::new(StringArray::from_iter_values(
+                rejects.iter().map(|r| &r.reason),
+            )),
+        ),
     ];
     write_parquet(path, RecordBatch::try_from_iter(columns)?)
 }
@@ -114,8 +279,13 @@ pub fn read_pieces(path: &Path) -> anyhow::Result<Vec<PieceRow>> {
         let s = |name| column::<StringArray>(&batch, name, path);
         let f = |name| column::<Float64Array>(&batch, name, path);
         let (paths, artists, titles) = (s("path")?, s("artist")?, s("title")?);
-        let (dur, first, mean, vel, dens) =
-            (f("duration_s")?, f("first_tempo_bpm")?, f("mean_tempo_bpm")?, f("velocity_mean")?, f("note_density")?);
+        let (dur, first, mean, vel, dens) = (
+            f("duration_s")?,
+            f("first_tempo_bpm")?,
+            f("mean_tempo_bpm")?,
+            f("velocity_mean")?,
+            f("note_density")?,
+        );
         let keys = s("estimated_key")?;
         let drums = column::<BooleanArray>(&batch, "has_drums", path)?;
         let notes = column::<UInt32Array>(&batch, "n_notes", path)?;

@@ -6,7 +6,10 @@
 /// ("No. 3") and a dotted one ("BWV 1.6").
 pub fn clean_title(file_name: &str) -> String {
     let stem = match file_name.rfind('.') {
-        Some(i) if file_name[i + 1..].eq_ignore_ascii_case("mid") || file_name[i + 1..].eq_ignore_ascii_case("midi") => {
+        Some(i)
+            if file_name[i + 1..].eq_ignore_ascii_case("mid")
+                || file_name[i + 1..].eq_ignore_ascii_case("midi") =>
+        {
             &file_name[..i]
         }
         _ => file_name,
@@ -22,7 +25,11 @@ pub fn clean_title(file_name: &str) -> String {
                 && i > 0
                 && chars[i - 1].is_ascii_digit()
                 && chars.get(i + 1).is_some_and(|n| n.is_ascii_digit());
-            if c == '_' || (c == '.' && !in_number) { ' ' } else { c }
+            if c == '_' || (c == '.' && !in_number) {
+                ' '
+            } else {
+                c
+            }
         })
         .collect();
     spaced.split_whitespace().collect::<Vec<_>>().join(" ")
@@ -30,11 +37,16 @@ pub fn clean_title(file_name: &str) -> String {
 
 /// `Song.1` → `Song`; `1999`, `No. 3` and `1.2` (digits on both sides) are kept.
 fn strip_duplicate_suffix(stem: &str) -> &str {
-    let Some(dot) = stem.rfind('.') else { return stem };
+    let Some(dot) = stem.rfind('.') else {
+        return stem;
+    };
     let (head, digits) = (&stem[..dot], &stem[dot + 1..]);
     let is_suffix = !digits.is_empty()
         && digits.bytes().all(|b| b.is_ascii_digit())
-        && head.chars().last().is_some_and(|c| !c.is_whitespace() && !c.is_ascii_digit());
+        && head
+            .chars()
+            .last()
+            .is_some_and(|c| !c.is_whitespace() && !c.is_ascii_digit());
     if is_suffix { head } else { stem }
 }
 
@@ -65,7 +77,10 @@ mod tests {
 
     #[test]
     fn artist_is_the_parent_folder() {
-        assert_eq!(artist("folk/Traditional (Ireland)/Tune.mid").as_deref(), Some("Traditional (Ireland)"));
+        assert_eq!(
+            artist("folk/Traditional (Ireland)/Tune.mid").as_deref(),
+            Some("Traditional (Ireland)")
+        );
         assert_eq!(artist("Tune.mid"), None);
     }
 }

@@ -18,11 +18,32 @@ use super::template::{Template, TemplateError};
 use crate::collect::table::PieceRow;
 
 /// The fields a template may use.
-pub const FIELDS: &[&str] =
-    &["mood", "energy", "form", "key", "tempo", "bpm", "tempo_word", "meter", "instruments", "duration", "region", "groove"];
+pub const FIELDS: &[&str] = &[
+    "mood",
+    "energy",
+    "form",
+    "key",
+    "tempo",
+    "bpm",
+    "tempo_word",
+    "meter",
+    "instruments",
+    "duration",
+    "region",
+    "groove",
+];
 
 /// Fields that may be dropped at random; the rest are always present.
-const DROPPABLE: &[&str] = &["key", "tempo", "bpm", "meter", "instruments", "duration", "region", "groove"];
+const DROPPABLE: &[&str] = &[
+    "key",
+    "tempo",
+    "bpm",
+    "meter",
+    "instruments",
+    "duration",
+    "region",
+    "groove",
+];
 
 /// The built-in templates.
 pub const DEFAULT_TEMPLATES: &[&str] = &[
@@ -54,7 +75,11 @@ fn default_drop() -> f64 {
 
 impl Default for CaptionParams {
     fn default() -> Self {
-        Self { templates: None, drop_probability: default_drop(), seed: 0 }
+        Self {
+            templates: None,
+            drop_probability: default_drop(),
+            seed: 0,
+        }
     }
 }
 
@@ -72,8 +97,15 @@ impl Captioner {
             Some(t) if !t.is_empty() => t.clone(),
             _ => DEFAULT_TEMPLATES.iter().map(|s| (*s).to_owned()).collect(),
         };
-        let templates = sources.iter().map(|s| Template::parse(s, FIELDS)).collect::<Result<_, _>>()?;
-        Ok(Self { templates, drop_probability: params.drop_probability.clamp(0.0, 1.0), seed: params.seed })
+        let templates = sources
+            .iter()
+            .map(|s| Template::parse(s, FIELDS))
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            templates,
+            drop_probability: params.drop_probability.clamp(0.0, 1.0),
+            seed: params.seed,
+        })
     }
 
     fn rng(&self, path: &str) -> ChaCha8Rng {
@@ -161,7 +193,12 @@ fn split_camel(s: &str) -> String {
 
 fn ensemble(piece: &PieceRow, labels: &Labels) -> Option<String> {
     let satb = ["soprano", "alto", "tenor", "bass"];
-    let parts: Vec<String> = labels.part_names.iter().map(|p| p.trim().to_lowercase()).filter(|p| !p.is_empty()).collect();
+    let parts: Vec<String> = labels
+        .part_names
+        .iter()
+        .map(|p| p.trim().to_lowercase())
+        .filter(|p| !p.is_empty())
+        .collect();
     if !parts.is_empty() {
         if parts.iter().all(|p| satb.contains(&p.as_str())) {
             return Some("a four-part choir".into());
@@ -175,7 +212,12 @@ fn ensemble(piece: &PieceRow, labels: &Labels) -> Option<String> {
         unique.truncate(4);
         return Some(join(&unique));
     }
-    let mut names: Vec<String> = piece.instruments.iter().take(3).map(|n| n.to_lowercase()).collect();
+    let mut names: Vec<String> = piece
+        .instruments
+        .iter()
+        .take(3)
+        .map(|n| n.to_lowercase())
+        .collect();
     if piece.has_drums {
         names.push("drums".into());
     }
@@ -184,14 +226,25 @@ fn ensemble(piece: &PieceRow, labels: &Labels) -> Option<String> {
 
 fn is_minor(key: &str) -> bool {
     let k = key.to_lowercase();
-    ["minor", "dorian", "phrygian", "aeolian", "locrian"].iter().any(|m| k.contains(m))
+    ["minor", "dorian", "phrygian", "aeolian", "locrian"]
+        .iter()
+        .any(|m| k.contains(m))
 }
 
 /// Every field's value for one piece (before random dropping).
-fn fields(piece: &PieceRow, labels: &Labels, rng: &mut ChaCha8Rng) -> BTreeMap<&'static str, String> {
+fn fields(
+    piece: &PieceRow,
+    labels: &Labels,
+    rng: &mut ChaCha8Rng,
+) -> BTreeMap<&'static str, String> {
     let mut v = BTreeMap::new();
     let bpm = piece.mean_tempo_bpm;
-    let key = labels.key.clone().or_else(|| piece.estimated_key.as_ref().map(|k| k.replace("Major", "major")));
+    let key = labels.key.clone().or_else(|| {
+        piece
+            .estimated_key
+            .as_ref()
+            .map(|k| k.replace("Major", "major"))
+    });
     let minor = key.as_deref().is_some_and(is_minor);
     if let Some(k) = key {
         v.insert("key", k);
@@ -204,7 +257,13 @@ fn fields(piece: &PieceRow, labels: &Labels, rng: &mut ChaCha8Rng) -> BTreeMap<&
         format!("at a {} {bpm:.0} BPM", tempo_plain(bpm))
     };
     v.insert("tempo", tempo);
-    v.insert("meter", format!("{} time", piece.time_signatures.first().map_or("4/4", String::as_str)));
+    v.insert(
+        "meter",
+        format!(
+            "{} time",
+            piece.time_signatures.first().map_or("4/4", String::as_str)
+        ),
+    );
     if let Some(e) = ensemble(piece, labels) {
         v.insert("instruments", e);
     }
@@ -230,14 +289,23 @@ fn fields(piece: &PieceRow, labels: &Labels, rng: &mut ChaCha8Rng) -> BTreeMap<&
     v.insert("energy", energy.to_owned());
 
     let groove = labels.groove_family.as_deref().map(split_camel);
-    let form = labels.tune_type.as_ref().map(|t| t.to_lowercase()).or_else(|| groove.as_ref().map(|g| format!("{g} piece")));
-    v.insert("form", form.unwrap_or_else(|| pick(rng, &["piece", "tune", "composition"]).to_owned()));
+    let form = labels
+        .tune_type
+        .as_ref()
+        .map(|t| t.to_lowercase())
+        .or_else(|| groove.as_ref().map(|g| format!("{g} piece")));
+    v.insert(
+        "form",
+        form.unwrap_or_else(|| pick(rng, &["piece", "tune", "composition"]).to_owned()),
+    );
     if let Some(g) = groove {
         v.insert("groove", g);
     }
     let region = labels.region.clone().or_else(|| {
         let a = piece.artist.as_deref()?;
-        a.strip_prefix("Traditional (").and_then(|r| r.strip_suffix(')')).map(str::to_owned)
+        a.strip_prefix("Traditional (")
+            .and_then(|r| r.strip_suffix(')'))
+            .map(str::to_owned)
     });
     if let Some(r) = region {
         v.insert("region", r);
@@ -271,24 +339,43 @@ mod tests {
     #[test]
     fn captions_are_deterministic_and_vary_with_the_seed() {
         let c = Captioner::new(&CaptionParams::default()).unwrap();
-        let labels = Labels { tune_type: Some("Jig".into()), ..Labels::default() };
+        let labels = Labels {
+            tune_type: Some("Jig".into()),
+            ..Labels::default()
+        };
         let a = c.caption(&piece(), Some(&labels));
         assert_eq!(a, c.caption(&piece(), Some(&labels)));
-        let variants: std::collections::BTreeSet<String> =
-            (0..20).map(|s| Captioner::new(&CaptionParams { seed: s, ..CaptionParams::default() }).unwrap().caption(&piece(), Some(&labels))).collect();
+        let variants: std::collections::BTreeSet<String> = (0..20)
+            .map(|s| {
+                Captioner::new(&CaptionParams {
+                    seed: s,
+                    ..CaptionParams::default()
+                })
+                .unwrap()
+                .caption(&piece(), Some(&labels))
+            })
+            .collect();
         assert!(variants.len() > 5, "{variants:?}");
     }
 
     #[test]
     fn nothing_is_dropped_at_probability_zero() {
         let c = Captioner::new(&CaptionParams {
-            templates: Some(vec!["{form} in {key}, {meter}[, for {instruments}][, from {region}]".into()]),
+            templates: Some(vec![
+                "{form} in {key}, {meter}[, for {instruments}][, from {region}]".into(),
+            ]),
             drop_probability: 0.0,
             seed: 1,
         })
         .unwrap();
-        let labels = Labels { tune_type: Some("Jig".into()), ..Labels::default() };
-        assert_eq!(c.caption(&piece(), Some(&labels)), "Jig in G major, 6/8 time, for violin, from Ireland");
+        let labels = Labels {
+            tune_type: Some("Jig".into()),
+            ..Labels::default()
+        };
+        assert_eq!(
+            c.caption(&piece(), Some(&labels)),
+            "Jig in G major, 6/8 time, for violin, from Ireland"
+        );
     }
 
     #[test]

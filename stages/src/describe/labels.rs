@@ -44,7 +44,8 @@ pub fn read_manifest(path: &Path) -> anyhow::Result<HashMap<String, Labels>> {
         if line.trim().is_empty() {
             continue;
         }
-        let r: Record = serde_json::from_str(&line).with_context(|| format!("{}:{}", path.display(), i + 1))?;
+        let r: Record =
+            serde_json::from_str(&line).with_context(|| format!("{}:{}", path.display(), i + 1))?;
         out.insert(r.path, r.labels);
     }
     Ok(out)

@@ -60,7 +60,11 @@ fn default_sources() -> Vec<Source> {
 
 impl Default for Params {
     fn default() -> Self {
-        Self { sources: default_sources(), captions: Default::default(), wikipedia: Default::default() }
+        Self {
+            sources: default_sources(),
+            captions: Default::default(),
+            wikipedia: Default::default(),
+        }
     }
 }
 
@@ -76,10 +80,28 @@ pub struct TextRow {
 /// Writes `texts.parquet`.
 pub fn write_texts(path: &Path, rows: &[TextRow]) -> anyhow::Result<()> {
     let columns: Vec<(&str, ArrayRef)> = vec![
-        ("path", Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.path)))),
-        ("source", Arc::new(StringArray::from(rows.iter().map(|r| r.source).collect::<Vec<_>>()))),
-        ("text", Arc::new(StringArray::from(rows.iter().map(|r| r.text.clone()).collect::<Vec<_>>()))),
-        ("url", Arc::new(StringArray::from(rows.iter().map(|r| r.url.clone()).collect::<Vec<_>>()))),
+        (
+            "path",
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.path))),
+        ),
+        (
+            "source",
+            Arc::new(StringArray::from(
+                rows.iter().map(|r| r.source).collect::<Vec<_>>(),
+            )),
+        ),
+        (
+            "text",
+            Arc::new(StringArray::from(
+                rows.iter().map(|r| r.text.clone()).collect::<Vec<_>>(),
+            )),
+        ),
+        (
+            "url",
+            Arc::new(StringArray::from(
+                rows.iter().map(|r| r.url.clone()).collect::<Vec<_>>(),
+            )),
+        ),
     ];
     write_parquet(path, RecordBatch::try_from_iter(columns)?)
 }
@@ -93,11 +115,15 @@ pub fn describe(
     user: &HashMap<String, file::UserText>,
     scratch: &Path,
 ) -> anyhow::Result<(Vec<TextRow>, Vec<String>)> {
-    let captioner = captions::Captioner::new(&params.captions).context("invalid [params] describe.captions")?;
+    let captioner =
+        captions::Captioner::new(&params.captions).context("invalid [params] describe.captions")?;
     let mut wiki = if params.sources.contains(&Source::Wikipedia) {
-        let client = wikipedia::Client::new(params.wikipedia.clone(), &scratch.join("wikipedia/http"))?;
-        let (journal, done) = wikipedia::Journal::open(&client.journal_path(&scratch.join("wikipedia")))?;
-        let done: HashMap<String, Option<wikipedia::Found>> = done.into_iter().map(|e| (e.path, e.found)).collect();
+        let client =
+            wikipedia::Client::new(params.wikipedia.clone(), &scratch.join("wikipedia/http"))?;
+        let (journal, done) =
+            wikipedia::Journal::open(&client.journal_path(&scratch.join("wikipedia")))?;
+        let done: HashMap<String, Option<wikipedia::Found>> =
+            done.into_iter().map(|e| (e.path, e.found)).collect();
         Some((client, journal, done))
     } else {
         None
@@ -105,18 +131,29 @@ pub fn describe(
     let mut failures = Vec::new();
     let mut rows = Vec::with_capacity(pieces.len());
     for piece in pieces {
-        let mut row = TextRow { path: piece.path.clone(), source: None, text: None, url: None };
+        let mut row = TextRow {
+            path: piece.path.clone(),
+            source: None,
+            text: None,
+            url: None,
+        };
         for source in &params.sources {
             let found: Option<(String, Option<String>)> = match source {
                 Source::Captions => Some((captioner.caption(piece, labels.get(&piece.path)), None)),
-                Source::File => user.get(&piece.path).map(|t| (t.text.clone(), t.url.clone())),
+                Source::File => user
+                    .get(&piece.path)
+                    .map(|t| (t.text.clone(), t.url.clone())),
                 Source::Wikipedia => {
-                    let (client, journal, done) = wiki.as_mut().expect("built when wikipedia is a source");
+                    let (client, journal, done) =
+                        wiki.as_mut().expect("built when wikipedia is a source");
                     let found = match done.get(&piece.path) {
                         Some(f) => f.clone(),
                         None => match client.describe(piece.artist.as_deref(), &piece.title) {
                             Ok(f) => {
-                                journal.record(&wikipedia::JournalEntry { path: piece.path.clone(), found: f.clone() })?;
+                                journal.record(&wikipedia::JournalEntry {
+                                    path: piece.path.clone(),
+                                    found: f.clone(),
+                                })?;
                                 f
                             }
                             Err(e) => {
@@ -149,7 +186,11 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
         Some(m) => labels::read_manifest(&m)?,
         None => HashMap::new(),
     };
-    let user = if params.sources.contains(&Source::File) { file::read_texts(&ctx.dep("texts")?)? } else { HashMap::new() };
+    let user = if params.sources.contains(&Source::File) {
+        file::read_texts(&ctx.dep("texts")?)?
+    } else {
+        HashMap::new()
+    };
     let (rows, failures) = describe(&pieces, &params, &labels, &user, &ctx.scratch)?;
     let out = ctx.out("dir")?;
     write_texts(&out.join("texts.parquet"), &rows)?;

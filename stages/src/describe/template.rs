@@ -32,7 +32,11 @@ pub struct TemplateError {
 impl Template {
     /// Parses a template; every field must be one of `fields`.
     pub fn parse(source: &str, fields: &[&str]) -> Result<Self, TemplateError> {
-        let err = |message: String, at: usize| TemplateError { template: source.to_owned(), message, at };
+        let err = |message: String, at: usize| TemplateError {
+            template: source.to_owned(),
+            message,
+            at,
+        };
         let mut stack: Vec<Vec<Piece>> = vec![Vec::new()];
         let mut text = String::new();
         let mut chars = source.char_indices().peekable();
@@ -48,7 +52,10 @@ impl Template {
                         }
                     }
                     if !fields.contains(&name.as_str()) {
-                        return Err(err(format!("unknown field `{name}` (known: {})", fields.join(", ")), i));
+                        return Err(err(
+                            format!("unknown field `{name}` (known: {})", fields.join(", ")),
+                            i,
+                        ));
                     }
                     let top = stack.last_mut().expect("never empty");
                     if !text.is_empty() {
@@ -85,7 +92,10 @@ impl Template {
         if !text.is_empty() {
             stack[0].push(Piece::Text(text));
         }
-        Ok(Self { source: source.to_owned(), pieces: stack.pop().expect("never empty") })
+        Ok(Self {
+            source: source.to_owned(),
+            pieces: stack.pop().expect("never empty"),
+        })
     }
 
     /// Renders with the given values. A missing field outside a group renders
@@ -133,8 +143,16 @@ mod tests {
 
     #[test]
     fn groups_vanish_when_a_field_is_missing() {
-        let t = Template::parse("a {mood} {form}[ in {key}][ for {instruments}].", &["mood", "form", "key", "instruments"]).unwrap();
-        let mut v = BTreeMap::from([("mood", "calm".to_owned()), ("form", "reel".to_owned()), ("key", "D major".to_owned())]);
+        let t = Template::parse(
+            "a {mood} {form}[ in {key}][ for {instruments}].",
+            &["mood", "form", "key", "instruments"],
+        )
+        .unwrap();
+        let mut v = BTreeMap::from([
+            ("mood", "calm".to_owned()),
+            ("form", "reel".to_owned()),
+            ("key", "D major".to_owned()),
+        ]);
         assert_eq!(t.render(&v), "A calm reel in D major.");
         v.insert("instruments", "fiddle".into());
         assert_eq!(t.render(&v), "A calm reel in D major for fiddle.");
@@ -143,7 +161,10 @@ mod tests {
     #[test]
     fn bad_templates_say_where() {
         let e = Template::parse("a {moood}", &["mood"]).unwrap_err();
-        assert_eq!(e.to_string(), "template \"a {moood}\": unknown field `moood` (known: mood) at character 2");
+        assert_eq!(
+            e.to_string(),
+            "template \"a {moood}\": unknown field `moood` (known: mood) at character 2"
+        );
         assert!(Template::parse("a [b", &[]).is_err());
         assert!(Template::parse("a [[b]]", &[]).is_err());
         assert!(Template::parse("a ]", &[]).is_err());

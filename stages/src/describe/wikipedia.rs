@@ -67,7 +67,10 @@ fn default_max_backoff() -> f64 {
     60.0
 }
 fn default_agent() -> String {
-    format!("amt/{} (text-to-MIDI research; set describe.wikipedia.user_agent to add a contact)", env!("CARGO_PKG_VERSION"))
+    format!(
+        "amt/{} (text-to-MIDI research; set describe.wikipedia.user_agent to add a contact)",
+        env!("CARGO_PKG_VERSION")
+    )
 }
 
 impl Default for WikiParams {
@@ -151,7 +154,9 @@ impl Client {
 
     fn cache_path(&self, url: &str) -> PathBuf {
         let hex = blake3::hash(url.as_bytes()).to_hex();
-        self.cache_dir.join(&hex[..2]).join(format!("{}.json", &hex[2..]))
+        self.cache_dir
+            .join(&hex[..2])
+            .join(format!("{}.json", &hex[2..]))
     }
 
     /// Waits for the next slot of the client-side rate limit.
@@ -178,7 +183,8 @@ impl Client {
 
     /// GETs the API with these query parameters, through the cache.
     pub fn get(&self, query: &[(&str, &str)]) -> Result<Value, WikiError> {
-        let url = reqwest::Url::parse_with_params(&self.params.api, query).map_err(|e| WikiError::Fatal(e.to_string()))?;
+        let url = reqwest::Url::parse_with_params(&self.params.api, query)
+            .map_err(|e| WikiError::Fatal(e.to_string()))?;
         let key = url.as_str().to_owned();
         let cached = self.cache_path(&key);
         if let Ok(bytes) = std::fs::read(&cached)
@@ -186,11 +192,14 @@ impl Client {
         {
             return Ok(v);
         }
-        let Some(http) = &self.http else { return Err(WikiError::NotCached(key)) };
+        let Some(http) = &self.http else {
+            return Err(WikiError::NotCached(key));
+        };
         let mut last = String::new();
         for attempt in 0..=self.params.max_retries {
             self.wait_turn();
-            self.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.requests
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let retry_after = match http.get(url.clone()).send() {
                 Ok(resp) => {
                     let status = resp.status();
@@ -201,7 +210,9 @@ impl Client {
                         .and_then(|v| v.trim().parse::<f64>().ok());
                     if status.is_success() {
                         match resp.bytes().map_err(|e| e.to_string()).and_then(|b| {
-                            serde_json::from_slice::<Value>(&b).map(|v| (v, b)).map_err(|e| format!("malformed JSON: {e}"))
+                            serde_json::from_slice::<Value>(&b)
+                                .map(|v| (v, b))
+                                .map_err(|e| format!("malformed JSON: {e}"))
                         }) {
                             Ok((v, bytes)) => {
                                 // The cache only saves requests; failing to write it is not an error.
@@ -239,7 +250,10 @@ impl Client {
                 std::thread::sleep(self.backoff(attempt, retry_after));
             }
         }
-        Err(WikiError::GaveUp { attempts: self.params.max_retries + 1, last })
+        Err(WikiError::GaveUp {
+            attempts: self.params.max_retries + 1,
+            last,
+        })
     }
 
     /// The first search hit's title for a query.
@@ -252,7 +266,9 @@ impl Client {
             ("format", "json"),
             ("formatversion", "2"),
         ])?;
-        Ok(v.pointer("/query/search/0/title").and_then(Value::as_str).map(str::to_owned))
+        Ok(v.pointer("/query/search/0/title")
+            .and_then(Value::as_str)
+            .map(str::to_owned))
     }
 
     /// The intro of an article, following redirects; `None` for a disambiguation page.
@@ -268,15 +284,26 @@ impl Client {
             ("format", "json"),
             ("formatversion", "2"),
         ])?;
-        let Some(page) = v.pointer("/query/pages/0") else { return Ok(None) };
+        let Some(page) = v.pointer("/query/pages/0") else {
+            return Ok(None);
+        };
         if page.get("missing").is_some() || page.pointer("/pageprops/disambiguation").is_some() {
             return Ok(None);
         }
-        let text = page.get("extract").and_then(Value::as_str).unwrap_or("").trim().to_owned();
+        let text = page
+            .get("extract")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .trim()
+            .to_owned();
         if text.is_empty() {
             return Ok(None);
         }
-        let url = page.get("fullurl").and_then(Value::as_str).unwrap_or("").to_owned();
+        let url = page
+            .get("fullurl")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
         Ok(Some((text, url)))
     }
 
@@ -289,9 +316,15 @@ impl Client {
     /// Runs the cascade for one piece.
     pub fn describe(&self, artist: Option<&str>, title: &str) -> Result<Option<Found>, WikiError> {
         for q in queries(artist, title) {
-            let Some(hit) = self.search(&q)? else { continue };
+            let Some(hit) = self.search(&q)? else {
+                continue;
+            };
             if let Some((text, url)) = self.extract(&hit)? {
-                return Ok(Some(Found { text, url, query: q }));
+                return Ok(Some(Found {
+                    text,
+                    url,
+                    query: q,
+                }));
             }
         }
         Ok(None)
@@ -318,7 +351,10 @@ impl Journal {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         let done = match std::fs::read_to_string(path) {
-            Ok(text) => text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect(),
+            Ok(text) => text
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect(),
             Err(_) => Vec::new(),
         };
         let file = std::fs::OpenOptions::new()

@@ -65,23 +65,55 @@ impl Bert {
     pub fn load(dir: &Path, device: Device) -> anyhow::Result<Self> {
         let config_path = dir.join("config.json");
         let config: BertConfig = serde_json::from_slice(
-            &std::fs::read(&config_path).with_context(|| format!("reading {}", config_path.display()))?,
+            &std::fs::read(&config_path)
+                .with_context(|| format!("reading {}", config_path.display()))?,
         )
         .with_context(|| format!("parsing {}", config_path.display()))?;
         if config.hidden_act != "gelu" {
-            bail!("{}: hidden_act `{}` is not supported (only `gelu`)", config_path.display(), config.hidden_act);
+            bail!(
+                "{}: hidden_act `{}` is not supported (only `gelu`)",
+                config_path.display(),
+                config.hidden_act
+            );
         }
         if config.hidden_size % config.num_attention_heads != 0 {
-            bail!("{}: hidden_size is not a multiple of num_attention_heads", config_path.display());
+            bail!(
+                "{}: hidden_size is not a multiple of num_attention_heads",
+                config_path.display()
+            );
         }
         let vs = nn::VarStore::new(device);
         let root = vs.root();
-        let ln = |p: nn::Path| nn::layer_norm(p, vec![config.hidden_size], nn::LayerNormConfig { eps: config.layer_norm_eps, ..Default::default() });
+        let ln = |p: nn::Path| {
+            nn::layer_norm(
+                p,
+                vec![config.hidden_size],
+                nn::LayerNormConfig {
+                    eps: config.layer_norm_eps,
+                    ..Default::default()
+                },
+            )
+        };
         let h = config.hidden_size;
         let e = root.clone() / "embeddings";
-        let word = nn::embedding(&e / "word_embeddings", config.vocab_size, h, Default::default());
-        let position = nn::embedding(&e / "position_embeddings", config.max_position_embeddings, h, Default::default());
-        let token_type = nn::embedding(&e / "token_type_embeddings", config.type_vocab_size, h, Default::default());
+        let word = nn::embedding(
+            &e / "word_embeddings",
+            config.vocab_size,
+            h,
+            Default::default(),
+        );
+        let position = nn::embedding(
+            &e / "position_embeddings",
+            config.max_position_embeddings,
+            h,
+            Default::default(),
+        );
+        let token_type = nn::embedding(
+            &e / "token_type_embeddings",
+            config.type_vocab_size,
+            h,
+            Default::default(),
+        );
         let embedding_norm = ln(&e / "LayerNorm");
         let layers = (0..config.num_hidden_layers)
             .map(|i| {
@@ -93,27 +125,58 @@ impl Bert {
                     value: nn::linear(&a / "self" / "value", h, h, Default::default()),
                     attention_out: nn::linear(&a / "output" / "dense", h, h, Default::default()),
                     attention_norm: ln(&a / "output" / "LayerNorm"),
-                    intermediate: nn::linear(&l / "intermediate" / "dense", h, config.intermediate_size, Default::default()),
-                    output: nn::linear(&l / "output" / "dense", config.intermediate_size, h, Default::default()),
+                    intermediate: nn::linear(
+                        &l / "intermediate" / "dense",
+                        h,
+                        config.intermediate_size,
+                        Default::default(),
+                    ),
+                    output: nn::linear(
+                        &l / "output" / "dense",
+                        config.intermediate_size,
+                        h,
+                        Default::default(),
+                    ),
                     output_norm: ln(&l / "output" / "LayerNorm"),
                 }
             })
             .collect();
-        let mut bert = Self { config, vs, word, position, token_type, embedding_norm, layers };
+        let mut bert = Self {
+            config,
+            vs,
+            word,
+            position,
+            token_type,
+            embedding_norm,
+            layers,
+        };
         bert.load_weights(&dir.join("model.safetensors"))?;
         Ok(bert)
     }
 
     fn load_weights(&mut self, file: &Path) -> anyhow::Result<()> {
-        let tensors = Tensor::read_safetensors(file).with_context(|| format!("reading {}", file.display()))?;
-        let by_name: std::collections::HashMap<&str, &Tensor> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
-        let prefix = if by_name.keys().any(|n| n.starts_with("bert.")) { "bert." } else { "" };
+        let tensors = Tensor::read_safetensors(file)
+            .with_context(|| format!("reading {}", file.display()))?;
+        let by_name: std::collections::HashMap<&str, &Tensor> =
+            tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        let prefix = if by_name.keys().any(|n| n.starts_with("bert.")) {
+            "bert."
+        } else {
+            ""
+        };
         let _guard = tch::no_grad_guard();
         for (name, mut var) in self.vs.variables() {
             let key = format!("{prefix}{name}");
-            let src = by_name.get(key.as_str()).with_context(|| format!("{} has no tensor `{key}`", file.display()))?;
+            let src = by_name
+                .get(key.as_str())
+                .with_context(|| format!("{} has no tensor `{key}`", file.display()))?;
             if src.size() != var.size() {
-                bail!("{}: `{key}` has shape {:?}, the config implies {:?}", file.display(), src.size(), var.size());
+                bail!(
+                    "{}: `{key}` has shape {:?}, the config implies {:?}",
+                    file.display(),
+                    src.size(),
+                    var.size()
+                );
             }
             var.copy_(&src.to_kind(Kind::Float));
         }
@@ -132,7 +195,9 @@ impl Bert {
         let (batch, len) = ids.size2().expect("ids are [batch, length]");
         let positions = Tensor::arange(len, (Kind::Int64, ids.device())).unsqueeze(0);
         let types = ids.zeros_like();
-        let mut x = self.word.forward(ids) + self.position.forward(&positions) + self.token_type.forward(&types);
+        let mut x = self.word.forward(ids)
+            + self.position.forward(&positions)
+            + self.token_type.forward(&types);
         x = self.embedding_norm.forward(&x);
         let heads = self.config.num_attention_heads;
         let head_dim = self.config.hidden_size / heads;
@@ -143,11 +208,28 @@ impl Bert {
             let q = split(layer.query.forward(&x));
             let k = split(layer.key.forward(&x));
             let v = split(layer.value.forward(&x));
-            let context = Tensor::scaled_dot_product_attention(&q, &k, &v, Some(&attend), 0.0, false, None, false);
-            let context = context.transpose(1, 2).contiguous().view([batch, len, self.config.hidden_size]);
-            x = layer.attention_norm.forward(&(layer.attention_out.forward(&context) + &x));
+            let context = Tensor::scaled_dot_product_attention(
+                &q,
+                &k,
+                &v,
+                Some(&attend),
+                0.0,
+                false,
+                None,
+                false,
+            );
+            let context =
+                context
+                    .transpose(1, 2)
+                    .contiguous()
+                    .view([batch, len, self.config.hidden_size]);
+            x = layer
+                .attention_norm
+                .forward(&(layer.attention_out.forward(&context) + &x));
             let inner = layer.intermediate.forward(&x).gelu("none");
-            x = layer.output_norm.forward(&(layer.output.forward(&inner) + &x));
+            x = layer
+                .output_norm
+                .forward(&(layer.output.forward(&inner) + &x));
         }
         x
     }

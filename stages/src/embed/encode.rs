@@ -52,7 +52,12 @@ struct SentenceBertConfig {
 impl Encoder {
     /// Loads a Hugging Face BERT directory. The length limit is the
     /// sentence-transformers `max_seq_length` when the directory has one.
-    pub fn load(dir: &Path, device: Device, pooling: Pooling, normalize: bool) -> anyhow::Result<Self> {
+    pub fn load(
+        dir: &Path,
+        device: Device,
+        pooling: Pooling,
+        normalize: bool,
+    ) -> anyhow::Result<Self> {
         let bert = Bert::load(dir, device)?;
         let tokenizer_path = dir.join("tokenizer.json");
         let mut tokenizer = Tokenizer::from_file(&tokenizer_path)
@@ -60,15 +65,27 @@ impl Encoder {
         let max_length = std::fs::read(dir.join("sentence_bert_config.json"))
             .ok()
             .and_then(|b| serde_json::from_slice::<SentenceBertConfig>(&b).ok())
-            .map_or(bert.config.max_position_embeddings as usize, |c| c.max_seq_length)
+            .map_or(bert.config.max_position_embeddings as usize, |c| {
+                c.max_seq_length
+            })
             .min(bert.config.max_position_embeddings as usize);
         // The shipped tokenizer.json pads everything to 128; we pad per batch instead.
         tokenizer.with_padding(None);
         tokenizer
-            .with_truncation(Some(TruncationParams { max_length, ..Default::default() }))
+            .with_truncation(Some(TruncationParams {
+                max_length,
+                ..Default::default()
+            }))
             .map_err(|e| anyhow!("configuring truncation: {e}"))?;
         let pad_id = tokenizer.token_to_id("[PAD]").unwrap_or(0) as i64;
-        Ok(Self { bert, tokenizer, pad_id, max_length, pooling, normalize })
+        Ok(Self {
+            bert,
+            tokenizer,
+            pad_id,
+            max_length,
+            pooling,
+            normalize,
+        })
     }
 
     /// The embedding dimension.
@@ -89,9 +106,14 @@ impl Encoder {
                 })
             })
             .collect();
-        let encodings =
-            self.tokenizer.encode_batch(unique.clone(), true).map_err(|e| anyhow!("tokenizing: {e}"))?;
-        let truncated = encodings.iter().filter(|e| !e.get_overflowing().is_empty()).count();
+        let encodings = self
+            .tokenizer
+            .encode_batch(unique.clone(), true)
+            .map_err(|e| anyhow!("tokenizing: {e}"))?;
+        let truncated = encodings
+            .iter()
+            .filter(|e| !e.get_overflowing().is_empty())
+            .count();
 
         let mut order: Vec<usize> = (0..unique.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(encodings[i].get_ids().len()));
@@ -99,7 +121,12 @@ impl Encoder {
         let device = self.bert.device();
         let _guard = tch::no_grad_guard();
         for chunk in order.chunks(batch_size.max(1)) {
-            let len = chunk.iter().map(|&i| encodings[i].get_ids().len()).max().unwrap_or(0).max(1);
+            let len = chunk
+                .iter()
+                .map(|&i| encodings[i].get_ids().len())
+                .max()
+                .unwrap_or(0)
+                .max(1);
             let mut ids = vec![self.pad_id; chunk.len() * len];
             let mut mask = vec![0i64; chunk.len() * len];
             for (row, &i) in chunk.iter().enumerate() {
@@ -116,7 +143,8 @@ impl Encoder {
                 Pooling::Cls => hidden.select(1, 0),
                 Pooling::Mean => {
                     let m = mask.unsqueeze(-1).to_kind(Kind::Float);
-                    (hidden * &m).sum_dim_intlist(1, false, Kind::Float) / m.sum_dim_intlist(1, false, Kind::Float).clamp_min(1e-9)
+                    (hidden * &m).sum_dim_intlist(1, false, Kind::Float)
+                        / m.sum_dim_intlist(1, false, Kind::Float).clamp_min(1e-9)
                 }
             };
             let pooled = if self.normalize {
@@ -125,11 +153,16 @@ impl Encoder {
             } else {
                 pooled
             };
-            let flat: Vec<f32> = Vec::try_from(pooled.to_device(Device::Cpu).contiguous().view(-1)).context("reading embeddings")?;
+            let flat: Vec<f32> = Vec::try_from(pooled.to_device(Device::Cpu).contiguous().view(-1))
+                .context("reading embeddings")?;
             for (row, &i) in chunk.iter().enumerate() {
                 vectors[i] = flat[row * self.dim()..(row + 1) * self.dim()].to_vec();
             }
         }
-        Ok(Encoded { vectors: slots.iter().map(|&s| vectors[s].clone()).collect(), unique: unique.len(), truncated })
+        Ok(Encoded {
+            vectors: slots.iter().map(|&s| vectors[s].clone()).collect(),
+            unique: unique.len(),
+            truncated,
+        })
     }
 }

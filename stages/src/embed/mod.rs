@@ -50,21 +50,13 @@ fn auto() -> String {
 
 impl Default for EmbedParams {
     fn default() -> Self {
-        Self { pooling: Pooling::Mean, normalize: true, batch_size: default_batch(), threads: 0, device: auto() }
-    }
-}
-
-/// Picks the torch device and sets the CPU thread count explicitly, since
-/// OpenMP's defaults make timings erratic on shared machines.
-pub fn device(name: &str, threads: usize) -> anyhow::Result<tch::Device> {
-    let threads = if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
-    tch::set_num_threads(threads as i32);
-    match name {
-        "auto" => Ok(tch::Device::cuda_if_available()),
-        "cpu" => Ok(tch::Device::Cpu),
-        "cuda" if tch::Cuda::is_available() => Ok(tch::Device::Cuda(0)),
-        "cuda" => anyhow::bail!("device = \"cuda\" but CUDA is not available"),
-        other => anyhow::bail!("device `{other}` is not one of auto, cpu, cuda"),
+        Self {
+            pooling: Pooling::Mean,
+            normalize: true,
+            batch_size: default_batch(),
+            threads: 0,
+            device: auto(),
+        }
     }
 }
 
@@ -82,13 +74,23 @@ pub struct EmbedInfo {
 }
 
 /// Writes `embeddings.parquet`: path, text digest, and the vector as FixedSizeList<f32>.
-pub fn write_embeddings(path: &Path, rows: &[(String, String, Vec<f32>)], dim: usize) -> anyhow::Result<()> {
+pub fn write_embeddings(
+    path: &Path,
+    rows: &[(String, String, Vec<f32>)],
+    dim: usize,
+) -> anyhow::Result<()> {
     let values = Float32Array::from_iter_values(rows.iter().flat_map(|r| r.2.iter().copied()));
     let item = Arc::new(Field::new("item", DataType::Float32, false));
     let vectors = FixedSizeListArray::try_new(item, dim as i32, Arc::new(values), None)?;
     let columns: Vec<(&str, ArrayRef)> = vec![
-        ("path", Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.0)))),
-        ("text_digest", Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.1)))),
+        (
+            "path",
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.0))),
+        ),
+        (
+            "text_digest",
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.1))),
+        ),
         ("embedding", Arc::new(vectors)),
     ];
     write_parquet(path, RecordBatch::try_from_iter(columns)?)
@@ -102,7 +104,10 @@ pub fn read_embeddings(path: &Path) -> anyhow::Result<Vec<(String, Vec<f32>)>> {
         let vectors = column::<FixedSizeListArray>(&batch, "embedding", path)?;
         for i in 0..batch.num_rows() {
             let v = vectors.value(i);
-            let v = v.as_any().downcast_ref::<Float32Array>().context("embedding values are not f32")?;
+            let v = v
+                .as_any()
+                .downcast_ref::<Float32Array>()
+                .context("embedding values are not f32")?;
             out.push((paths.value(i).to_owned(), v.values().to_vec()));
         }
     }
@@ -127,7 +132,7 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
             }
         }
     }
-    let device = device(&params.device, params.threads)?;
+    let device = crate::device::pick(&params.device, params.threads)?;
     let started = std::time::Instant::now();
     let encoder = Encoder::load(&model_dir, device, params.pooling, params.normalize)
         .with_context(|| format!("loading the model in {}", model_dir.display()))?;
@@ -136,11 +141,20 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
     let rows: Vec<(String, String, Vec<f32>)> = texts
         .iter()
         .zip(encoded.vectors)
-        .map(|((p, t), v)| (p.clone(), blake3::hash(t.as_bytes()).to_hex().to_string(), v))
+        .map(|((p, t), v)| {
+            (
+                p.clone(),
+                blake3::hash(t.as_bytes()).to_hex().to_string(),
+                v,
+            )
+        })
         .collect();
     let out = ctx.out("dir")?;
     write_embeddings(&out.join("embeddings.parquet"), &rows, encoder.dim())?;
-    let model = model_dir.file_name().map_or_else(|| model_dir.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let model = model_dir.file_name().map_or_else(
+        || model_dir.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
     let info = EmbedInfo {
         model,
         dim: encoder.dim(),
@@ -156,7 +170,14 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
     std::fs::write(out.join("embed.json"), json)?;
     println!(
         "embed: {} texts ({} distinct, {} truncated at {} tokens, {} pieces without text) with {} on {:?} in {:.2}s",
-        info.texts, info.unique_texts, info.truncated_texts, encoder.max_length, without, info.model, device, started.elapsed().as_secs_f64()
+        info.texts,
+        info.unique_texts,
+        info.truncated_texts,
+        encoder.max_length,
+        without,
+        info.model,
+        device,
+        started.elapsed().as_secs_f64()
     );
     Ok(())
 }

@@ -54,16 +54,34 @@ pub fn features(score: &Score) -> Features {
     let duration_s = tempo.seconds(score.end_tick);
     let n = score.notes.len();
 
-    let mut programs: Vec<u8> = score.notes.iter().filter(|n| !n.is_drum()).map(|n| n.program).collect();
+    let mut programs: Vec<u8> = score
+        .notes
+        .iter()
+        .filter(|n| !n.is_drum())
+        .map(|n| n.program)
+        .collect();
     programs.sort_unstable();
     programs.dedup();
 
     let pitched = || score.notes.iter().filter(|n| !n.is_drum());
-    let pitch_range = pitched().map(|n| n.pitch).min().zip(pitched().map(|n| n.pitch).max());
+    let pitch_range = pitched()
+        .map(|n| n.pitch)
+        .min()
+        .zip(pitched().map(|n| n.pitch).max());
 
     let velocity = (n > 0).then(|| {
-        let mean = score.notes.iter().map(|n| f64::from(n.velocity)).sum::<f64>() / n as f64;
-        let var = score.notes.iter().map(|n| (f64::from(n.velocity) - mean).powi(2)).sum::<f64>() / n as f64;
+        let mean = score
+            .notes
+            .iter()
+            .map(|n| f64::from(n.velocity))
+            .sum::<f64>()
+            / n as f64;
+        let var = score
+            .notes
+            .iter()
+            .map(|n| (f64::from(n.velocity) - mean).powi(2))
+            .sum::<f64>()
+            / n as f64;
         (mean, var.sqrt())
     });
 
@@ -79,8 +97,10 @@ pub fn features(score: &Score) -> Features {
             pitch_classes[(note.pitch % 12) as usize] += secs;
         }
     }
-    let mut program_seconds: Vec<(u8, f64)> =
-        programs.iter().map(|&p| (p, seconds_by_program[p as usize])).collect();
+    let mut program_seconds: Vec<(u8, f64)> = programs
+        .iter()
+        .map(|&p| (p, seconds_by_program[p as usize]))
+        .collect();
     program_seconds.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
 
     Features {
@@ -94,8 +114,16 @@ pub fn features(score: &Score) -> Features {
         first_tempo_bpm: tempo.first_bpm(),
         mean_tempo_bpm: tempo.weighted_mean_bpm(score.end_tick),
         n_tempo_changes: score.n_set_tempo,
-        time_signatures: score.time_signatures.iter().map(|(_, n, d)| format!("{n}/{d}")).collect(),
-        key_signatures: score.key_signatures.iter().map(|&(_, s, m)| Key::from_signature(s, m).name()).collect(),
+        time_signatures: score
+            .time_signatures
+            .iter()
+            .map(|(_, n, d)| format!("{n}/{d}"))
+            .collect(),
+        key_signatures: score
+            .key_signatures
+            .iter()
+            .map(|&(_, s, m)| Key::from_signature(s, m).name())
+            .collect(),
         has_drums: score.notes.iter().any(|n| n.is_drum()),
         programs,
         n_notes: n as u32,
@@ -112,6 +140,9 @@ pub fn features(score: &Score) -> Features {
 impl Features {
     /// General MIDI names of the programs, longest-playing first.
     pub fn instrument_names(&self) -> Vec<&'static str> {
-        self.program_seconds.iter().map(|&(p, _)| gm::name(p)).collect()
+        self.program_seconds
+            .iter()
+            .map(|&(p, _)| gm::name(p))
+            .collect()
     }
 }

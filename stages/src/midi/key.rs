@@ -2,10 +2,14 @@
 //! (the Krumhansl–Schmuckler method).
 
 /// Tonic names of major keys, as pretty_midi spells them.
-pub const MAJOR_TONICS: [&str; 12] = ["C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B"];
+pub const MAJOR_TONICS: [&str; 12] = [
+    "C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B",
+];
 
 /// Tonic names of minor keys, as pretty_midi spells them.
-pub const MINOR_TONICS: [&str; 12] = ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "G#", "A", "Bb", "B"];
+pub const MINOR_TONICS: [&str; 12] = [
+    "C", "C#", "D", "Eb", "E", "F", "F#", "G", "G#", "A", "Bb", "B",
+];
 
 /// A key profile: weights for the 12 degrees of a major and a minor key.
 #[derive(Clone, Copy, Debug)]
@@ -16,14 +20,24 @@ pub struct Profiles {
 
 /// Krumhansl & Kessler (1982) probe-tone ratings.
 pub const KRUMHANSL_KESSLER: Profiles = Profiles {
-    major: [6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88],
-    minor: [6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17],
+    major: [
+        6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88,
+    ],
+    minor: [
+        6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17,
+    ],
 };
 
 /// Aarden–Essen weights, which music21's `analyze('key')` uses.
 pub const AARDEN_ESSEN: Profiles = Profiles {
-    major: [17.7661, 0.145624, 14.9265, 0.160186, 19.8049, 11.3587, 0.291248, 22.062, 0.145624, 8.15494, 0.232998, 4.95122],
-    minor: [18.2648, 0.737619, 14.0499, 16.8599, 0.702494, 14.4362, 0.702494, 18.6161, 4.56621, 1.93186, 7.37619, 1.75623],
+    major: [
+        17.7661, 0.145624, 14.9265, 0.160186, 19.8049, 11.3587, 0.291248, 22.062, 0.145624,
+        8.15494, 0.232998, 4.95122,
+    ],
+    minor: [
+        18.2648, 0.737619, 14.0499, 16.8599, 0.702494, 14.4362, 0.702494, 18.6161, 4.56621,
+        1.93186, 7.37619, 1.75623,
+    ],
 };
 
 /// A key: tonic pitch class (0 = C) and mode.
@@ -37,26 +51,55 @@ impl Key {
     /// The key a MIDI key-signature event names (`sharps` < 0 for flats).
     pub fn from_signature(sharps: i8, minor: bool) -> Self {
         let major_tonic = (i32::from(sharps) * 7).rem_euclid(12) as u8;
-        Self { tonic: if minor { (major_tonic + 9) % 12 } else { major_tonic }, minor }
+        Self {
+            tonic: if minor {
+                (major_tonic + 9) % 12
+            } else {
+                major_tonic
+            },
+            minor,
+        }
     }
 
     fn tonic_name(&self) -> &'static str {
-        if self.minor { MINOR_TONICS[self.tonic as usize] } else { MAJOR_TONICS[self.tonic as usize] }
+        if self.minor {
+            MINOR_TONICS[self.tonic as usize]
+        } else {
+            MAJOR_TONICS[self.tonic as usize]
+        }
     }
 
     /// `"Bb Major"` / `"C# minor"`, as pretty_midi writes key names.
     pub fn name(&self) -> String {
-        format!("{} {}", self.tonic_name(), if self.minor { "minor" } else { "Major" })
+        format!(
+            "{} {}",
+            self.tonic_name(),
+            if self.minor { "minor" } else { "Major" }
+        )
     }
 
     /// Plain words for captions: `"Bb major"`, `"C# minor"`.
     pub fn words(&self) -> String {
-        format!("{} {}", self.tonic_name(), if self.minor { "minor" } else { "major" })
+        format!(
+            "{} {}",
+            self.tonic_name(),
+            if self.minor { "minor" } else { "major" }
+        )
     }
 
     /// The relative major or minor.
     pub fn relative(&self) -> Self {
-        if self.minor { Self { tonic: (self.tonic + 3) % 12, minor: false } } else { Self { tonic: (self.tonic + 9) % 12, minor: true } }
+        if self.minor {
+            Self {
+                tonic: (self.tonic + 3) % 12,
+                minor: false,
+            }
+        } else {
+            Self {
+                tonic: (self.tonic + 9) % 12,
+                minor: true,
+            }
+        }
     }
 }
 
@@ -69,7 +112,11 @@ fn pearson(a: &[f64; 12], b: &[f64; 12]) -> f64 {
         da += (a[i] - ma).powi(2);
         db += (b[i] - mb).powi(2);
     }
-    if da == 0.0 || db == 0.0 { 0.0 } else { num / (da * db).sqrt() }
+    if da == 0.0 || db == 0.0 {
+        0.0
+    } else {
+        num / (da * db).sqrt()
+    }
 }
 
 /// The best-correlated key for a pitch-class histogram, with its correlation.
@@ -80,9 +127,14 @@ pub fn estimate(histogram: &[f64; 12], profiles: &Profiles) -> Option<(Key, f64)
     }
     let mut best: Option<(Key, f64)> = None;
     for minor in [false, true] {
-        let profile = if minor { &profiles.minor } else { &profiles.major };
+        let profile = if minor {
+            &profiles.minor
+        } else {
+            &profiles.major
+        };
         for tonic in 0..12u8 {
-            let rotated: [f64; 12] = std::array::from_fn(|pc| profile[(pc + 12 - tonic as usize) % 12]);
+            let rotated: [f64; 12] =
+                std::array::from_fn(|pc| profile[(pc + 12 - tonic as usize) % 12]);
             let r = pearson(histogram, &rotated);
             if best.is_none_or(|(_, b)| r > b) {
                 best = Some((Key { tonic, minor }, r));
@@ -103,18 +155,35 @@ mod tests {
         assert_eq!(Key::from_signature(6, false).name(), "Gb Major");
         assert_eq!(Key::from_signature(-6, false).name(), "Gb Major");
         assert_eq!(Key::from_signature(4, true).name(), "C# minor");
-        assert_eq!(Key::from_signature(0, true).relative(), Key::from_signature(0, false));
+        assert_eq!(
+            Key::from_signature(0, true).relative(),
+            Key::from_signature(0, false)
+        );
     }
 
     #[test]
     fn a_scale_finds_its_key() {
         // D major scale, tonic weighted.
         let mut h = [0.0; 12];
-        for (pc, w) in [(2, 3.0), (4, 1.0), (6, 1.5), (7, 1.0), (9, 2.0), (11, 1.0), (1, 1.0)] {
+        for (pc, w) in [
+            (2, 3.0),
+            (4, 1.0),
+            (6, 1.5),
+            (7, 1.0),
+            (9, 2.0),
+            (11, 1.0),
+            (1, 1.0),
+        ] {
             h[pc] = w;
         }
         let (key, r) = estimate(&h, &KRUMHANSL_KESSLER).unwrap();
-        assert_eq!(key, Key { tonic: 2, minor: false });
+        assert_eq!(
+            key,
+            Key {
+                tonic: 2,
+                minor: false
+            }
+        );
         assert!(r > 0.8);
         assert!(estimate(&[0.0; 12], &KRUMHANSL_KESSLER).is_none());
     }

@@ -103,14 +103,23 @@ impl MidiError {
 /// Walks the chunk headers, which midly's lenient parser would let slide.
 fn check_chunks(bytes: &[u8]) -> Result<(), MidiError> {
     if bytes.len() < 14 || &bytes[..4] != b"MThd" {
-        let what = if bytes.is_empty() { "the file is empty".to_owned() } else { "no MThd header".to_owned() };
+        let what = if bytes.is_empty() {
+            "the file is empty".to_owned()
+        } else {
+            "no MThd header".to_owned()
+        };
         return Err(MidiError::NotMidi(what));
     }
     let mut pos = 0usize;
     let mut index = 0usize;
     while pos + 8 <= bytes.len() {
         let id = &bytes[pos..pos + 4];
-        let len = u32::from_be_bytes([bytes[pos + 4], bytes[pos + 5], bytes[pos + 6], bytes[pos + 7]]) as usize;
+        let len = u32::from_be_bytes([
+            bytes[pos + 4],
+            bytes[pos + 5],
+            bytes[pos + 6],
+            bytes[pos + 7],
+        ]) as usize;
         let body = pos + 8;
         if body + len > bytes.len() {
             let name = String::from_utf8_lossy(id);
@@ -136,7 +145,10 @@ pub fn parse(bytes: &[u8]) -> Result<Score, MidiError> {
     };
     let division = match header.timing {
         midly::Timing::Metrical(t) => Division::Metrical(t.as_int()),
-        midly::Timing::Timecode(fps, sub) => Division::Timecode { fps: fps.as_f32() as f64, ticks_per_frame: sub },
+        midly::Timing::Timecode(fps, sub) => Division::Timecode {
+            fps: fps.as_f32() as f64,
+            ticks_per_frame: sub,
+        },
     };
 
     let mut notes = Vec::new();
@@ -156,14 +168,20 @@ pub fn parse(bytes: &[u8]) -> Result<Score, MidiError> {
         let mut programs = [0u8; 16];
         let mut tick = 0u64;
         for event in track {
-            let event = event.map_err(|e| MidiError::Corrupt(format!("track {t} at tick {tick}: {e}")))?;
+            let event =
+                event.map_err(|e| MidiError::Corrupt(format!("track {t} at tick {tick}: {e}")))?;
             tick += u64::from(event.delta.as_int());
             match event.kind {
                 TrackEventKind::Midi { channel, message } => {
                     let ch = channel.as_int();
                     match message {
                         MidiMessage::NoteOn { key, vel } if vel.as_int() > 0 => {
-                            stacks[key.as_int() as usize].push((tick, vel.as_int(), programs[ch as usize], ch));
+                            stacks[key.as_int() as usize].push((
+                                tick,
+                                vel.as_int(),
+                                programs[ch as usize],
+                                ch,
+                            ));
                         }
                         MidiMessage::NoteOn { key, .. } | MidiMessage::NoteOff { key, .. } => {
                             let pitch = key.as_int();
@@ -172,12 +190,22 @@ pub fn parse(bytes: &[u8]) -> Result<Score, MidiError> {
                                     if start == tick {
                                         pairing.zero_length_notes += 1;
                                     }
-                                    notes.push(Note { start, end: tick, pitch, velocity, program, channel, track: t as u16 });
+                                    notes.push(Note {
+                                        start,
+                                        end: tick,
+                                        pitch,
+                                        velocity,
+                                        program,
+                                        channel,
+                                        track: t as u16,
+                                    });
                                 }
                                 None => pairing.unmatched_note_offs += 1,
                             }
                         }
-                        MidiMessage::ProgramChange { program } => programs[ch as usize] = program.as_int(),
+                        MidiMessage::ProgramChange { program } => {
+                            programs[ch as usize] = program.as_int()
+                        }
                         _ => {}
                     }
                 }
@@ -188,9 +216,15 @@ pub fn parse(bytes: &[u8]) -> Result<Score, MidiError> {
                         tempo_events_bpm.push(60e6 / us as f64);
                     }
                     MetaMessage::TimeSignature(num, den_pow, _, _) => {
-                        time_signatures.push((tick, num, 1u32.checked_shl(den_pow as u32).unwrap_or(0)));
+                        time_signatures.push((
+                            tick,
+                            num,
+                            1u32.checked_shl(den_pow as u32).unwrap_or(0),
+                        ));
                     }
-                    MetaMessage::KeySignature(sharps, minor) => key_signatures.push((tick, sharps, minor)),
+                    MetaMessage::KeySignature(sharps, minor) => {
+                        key_signatures.push((tick, sharps, minor))
+                    }
                     _ => {}
                 },
                 _ => {}
@@ -244,7 +278,18 @@ mod tests {
     fn pairs_notes_and_reads_tempo() {
         let score = parse(&tiny()).unwrap();
         assert_eq!(score.notes.len(), 2);
-        assert_eq!(score.notes[0], Note { start: 0, end: 192, pitch: 60, velocity: 90, program: 40, channel: 0, track: 0 });
+        assert_eq!(
+            score.notes[0],
+            Note {
+                start: 0,
+                end: 192,
+                pitch: 60,
+                velocity: 90,
+                program: 40,
+                channel: 0,
+                track: 0
+            }
+        );
         assert_eq!(score.pairing.unmatched_note_offs, 1);
         assert_eq!(score.end_tick, 288);
         assert_eq!(score.tempo.first_bpm(), 100.0);
@@ -256,8 +301,15 @@ mod tests {
         let bytes = tiny();
         let err = parse(&bytes[..bytes.len() - 5]).unwrap_err();
         assert_eq!(err.kind(), "truncated");
-        assert!(err.to_string().contains("chunk 1 (MTrk) at byte 14 declares"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("chunk 1 (MTrk) at byte 14 declares"),
+            "{err}"
+        );
         assert_eq!(parse(b"RIFF....").unwrap_err().kind(), "not-midi");
-        assert_eq!(parse(b"").unwrap_err().to_string(), "not a MIDI file: the file is empty");
+        assert_eq!(
+            parse(b"").unwrap_err().to_string(),
+            "not a MIDI file: the file is empty"
+        );
     }
 }

@@ -42,20 +42,28 @@ impl TempoMap {
     fn span(division: Division, ticks: u64, tempo_us: u32) -> f64 {
         match division {
             Division::Metrical(tpq) => ticks as f64 * tempo_us as f64 * 1e-6 / tpq.max(1) as f64,
-            Division::Timecode { fps, ticks_per_frame } => ticks as f64 / (fps * ticks_per_frame.max(1) as f64),
+            Division::Timecode {
+                fps,
+                ticks_per_frame,
+            } => ticks as f64 / (fps * ticks_per_frame.max(1) as f64),
         }
     }
 
     /// Seconds from the start of the file to `tick`.
     pub fn seconds(&self, tick: u64) -> f64 {
-        let i = self.segments.partition_point(|&(t, _, _)| t <= tick).saturating_sub(1);
+        let i = self
+            .segments
+            .partition_point(|&(t, _, _)| t <= tick)
+            .saturating_sub(1);
         let (start, tempo, s) = self.segments[i];
         s + Self::span(self.division, tick - start, tempo)
     }
 
     /// Every tempo change as `(tick, BPM)`, starting with the tempo at tick 0.
     pub fn changes(&self) -> impl Iterator<Item = (u64, f64)> + '_ {
-        self.segments.iter().map(|&(tick, us, _)| (tick, 60e6 / f64::from(us)))
+        self.segments
+            .iter()
+            .map(|&(tick, us, _)| (tick, 60e6 / f64::from(us)))
     }
 
     /// The tempo in effect at tick 0, in BPM.
@@ -74,7 +82,10 @@ impl TempoMap {
             if tick >= end_tick {
                 break;
             }
-            let next_s = self.segments.get(i + 1).map_or(total, |&(t, _, ns)| if t >= end_tick { total } else { ns });
+            let next_s = self
+                .segments
+                .get(i + 1)
+                .map_or(total, |&(t, _, ns)| if t >= end_tick { total } else { ns });
             sum += 60e6 / tempo as f64 * (next_s - s);
         }
         sum / total
@@ -103,7 +114,13 @@ mod tests {
 
     #[test]
     fn timecode_ignores_tempo() {
-        let map = TempoMap::new(Division::Timecode { fps: 25.0, ticks_per_frame: 40 }, vec![(0, 1)]);
+        let map = TempoMap::new(
+            Division::Timecode {
+                fps: 25.0,
+                ticks_per_frame: 40,
+            },
+            vec![(0, 1)],
+        );
         assert!((map.seconds(1000) - 1.0).abs() < 1e-12);
     }
 }

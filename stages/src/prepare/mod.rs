@@ -13,7 +13,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use arrow::array::{ArrayRef, Float32Array, Int8Array, ListBuilder, StringArray, UInt16Builder, UInt32Array};
+use arrow::array::{
+    ArrayRef, Float32Array, Int8Array, ListBuilder, StringArray, UInt16Builder, UInt32Array,
+};
 use arrow::record_batch::RecordBatch;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -104,7 +106,8 @@ pub fn prepare(
     params: &PrepareParams,
     tok: &Tokenizer,
 ) -> anyhow::Result<(BTreeMap<Split, Vec<Window>>, Summary)> {
-    let files = find_midi_files(corpus).with_context(|| format!("scanning {}", corpus.display()))?;
+    let files =
+        find_midi_files(corpus).with_context(|| format!("scanning {}", corpus.display()))?;
     let pad = tok.vocab.id(Token::Pad);
     let prefix_len = Conditioning::default().tokens(&tok.vocab).len();
     let results: Vec<Result<(Split, Vec<Window>), String>> = files
@@ -115,7 +118,12 @@ pub fn prepare(
             if score.notes.is_empty() {
                 return Err(format!("{rel}: no notes"));
             }
-            let split = split_of(rel, params.split_seed, params.val_fraction, params.test_fraction);
+            let split = split_of(
+                rel,
+                params.split_seed,
+                params.val_fraction,
+                params.test_fraction,
+            );
             let mut variants = vec![(0i8, 1.0f64)];
             if split == Split::Train {
                 for &k in params.transpose.iter().filter(|&&k| k != 0) {
@@ -127,26 +135,51 @@ pub fn prepare(
             }
             let mut out = Vec::new();
             for (k, s) in variants {
-                let Some(variant) = augment::variant(&score, k, s) else { continue };
+                let Some(variant) = augment::variant(&score, k, s) else {
+                    continue;
+                };
                 let f = features(&variant);
-                let cond = Conditioning::from_features(&f, semantic.get(rel).copied(), tok.vocab.config.prefix_instruments);
+                let cond = Conditioning::from_features(
+                    &f,
+                    semantic.get(rel).copied(),
+                    tok.vocab.config.prefix_instruments,
+                );
                 let ids = tok.encode(&variant, &cond);
-                for (i, w) in windows(&ids, prefix_len, params.context, pad).into_iter().enumerate() {
-                    out.push(Window { path: rel.clone(), index: i as u32, transpose: k, tempo_scale: s as f32, tokens: w });
+                for (i, w) in windows(&ids, prefix_len, params.context, pad)
+                    .into_iter()
+                    .enumerate()
+                {
+                    out.push(Window {
+                        path: rel.clone(),
+                        index: i as u32,
+                        transpose: k,
+                        tempo_scale: s as f32,
+                        tokens: w,
+                    });
                 }
             }
             Ok((split, out))
         })
         .collect();
-    let mut by_split: BTreeMap<Split, Vec<Window>> = [Split::Train, Split::Val, Split::Test].into_iter().map(|s| (s, Vec::new())).collect();
-    let mut summary = Summary { vocab_size: tok.vocab.len(), context: params.context, ..Summary::default() };
+    let mut by_split: BTreeMap<Split, Vec<Window>> = [Split::Train, Split::Val, Split::Test]
+        .into_iter()
+        .map(|s| (s, Vec::new()))
+        .collect();
+    let mut summary = Summary {
+        vocab_size: tok.vocab.len(),
+        context: params.context,
+        ..Summary::default()
+    };
     for r in results {
         match r {
             Ok((split, windows)) => {
                 *summary.pieces.entry(split.name().into()).or_default() += 1;
                 *summary.windows.entry(split.name().into()).or_default() += windows.len();
                 summary.tokens += windows.iter().map(|w| w.tokens.len()).sum::<usize>();
-                by_split.get_mut(&split).expect("all splits present").extend(windows);
+                by_split
+                    .get_mut(&split)
+                    .expect("all splits present")
+                    .extend(windows);
             }
             Err(e) => summary.skipped.push(e),
         }
@@ -162,10 +195,30 @@ pub fn write_shard(path: &Path, windows: &[Window]) -> anyhow::Result<()> {
         tokens.append(true);
     }
     let columns: Vec<(&str, ArrayRef)> = vec![
-        ("path", Arc::new(StringArray::from_iter_values(windows.iter().map(|w| &w.path)))),
-        ("window", Arc::new(UInt32Array::from_iter_values(windows.iter().map(|w| w.index)))),
-        ("transpose", Arc::new(Int8Array::from_iter_values(windows.iter().map(|w| w.transpose)))),
-        ("tempo_scale", Arc::new(Float32Array::from_iter_values(windows.iter().map(|w| w.tempo_scale)))),
+        (
+            "path",
+            Arc::new(StringArray::from_iter_values(
+                windows.iter().map(|w| &w.path),
+            )),
+        ),
+        (
+            "window",
+            Arc::new(UInt32Array::from_iter_values(
+                windows.iter().map(|w| w.index),
+            )),
+        ),
+        (
+            "transpose",
+            Arc::new(Int8Array::from_iter_values(
+                windows.iter().map(|w| w.transpose),
+            )),
+        ),
+        (
+            "tempo_scale",
+            Arc::new(Float32Array::from_iter_values(
+                windows.iter().map(|w| w.tempo_scale),
+            )),
+        ),
         ("tokens", Arc::new(tokens.finish())),
     ];
     write_parquet(path, RecordBatch::try_from_iter(columns)?)

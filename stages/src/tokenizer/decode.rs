@@ -43,7 +43,11 @@ pub fn decode_tokens(vocab: &Vocab, ids: &[u16]) -> Decoded {
             Token::Eos => break,
             // The conditioning prefix and padding carry no music.
             Token::Pad | Token::Bos | Token::Sep => true,
-            Token::Semantic(_) | Token::CondTempo(_) | Token::CondKey(_) | Token::CondTimeSig(_) | Token::CondInstrument(_) => true,
+            Token::Semantic(_)
+            | Token::CondTempo(_)
+            | Token::CondKey(_)
+            | Token::CondTimeSig(_)
+            | Token::CondInstrument(_) => true,
             Token::Bar => {
                 bar_start = Some(bar_start.map_or(0, |s| s + bar_len));
                 position = None;
@@ -80,7 +84,13 @@ pub fn decode_tokens(vocab: &Vocab, ids: &[u16]) -> Decoded {
             }
             Token::Duration(dur) => match (position, pitch, velocity) {
                 (Some(onset), Some(p), Some(v)) => {
-                    d.notes.push(GridNote { onset, program, pitch: p, duration: dur, velocity: v });
+                    d.notes.push(GridNote {
+                        onset,
+                        program,
+                        pitch: p,
+                        duration: dur,
+                        velocity: v,
+                    });
                     pitch = None;
                     true
                 }
@@ -104,11 +114,17 @@ pub fn to_midi(vocab: &Vocab, decoded: &Decoded) -> Vec<u8> {
     let mut conductor: Vec<(u64, TrackEventKind<'static>)> = Vec::new();
     for &(pos, (n, d)) in &decoded.time_signatures {
         let pow = d.trailing_zeros() as u8;
-        conductor.push((pos * tpp, TrackEventKind::Meta(MetaMessage::TimeSignature(n, pow, 24, 8))));
+        conductor.push((
+            pos * tpp,
+            TrackEventKind::Meta(MetaMessage::TimeSignature(n, pow, 24, 8)),
+        ));
     }
     for &(pos, bin) in &decoded.tempos {
         let us = (60e6 / bin_tempo(cfg, bin)).round() as u32;
-        conductor.push((pos * tpp, TrackEventKind::Meta(MetaMessage::Tempo(u24::new(us.min(0xFF_FFFF))))));
+        conductor.push((
+            pos * tpp,
+            TrackEventKind::Meta(MetaMessage::Tempo(u24::new(us.min(0xFF_FFFF)))),
+        ));
     }
     let mut tracks = vec![finish(conductor)];
 
@@ -132,23 +148,53 @@ pub fn to_midi(vocab: &Vocab, decoded: &Decoded) -> Vec<u8> {
         // Offs sort before ons on a tick, except a zero-length note's own off, which follows its on.
         let mut events: Vec<(u64, u8, TrackEventKind<'static>)> = Vec::new();
         if let Some(p) = program {
-            events.push((0, 0, TrackEventKind::Midi { channel: ch, message: MidiMessage::ProgramChange { program: u7::new(p) } }));
+            events.push((
+                0,
+                0,
+                TrackEventKind::Midi {
+                    channel: ch,
+                    message: MidiMessage::ProgramChange {
+                        program: u7::new(p),
+                    },
+                },
+            ));
         }
         for n in decoded.notes.iter().filter(|n| n.program == program) {
             let on = n.onset * tpp;
             let off = (n.onset + u64::from(n.duration)) * tpp;
             let key = u7::new(n.pitch.min(127));
             let vel = u7::new(bin_velocity(cfg, n.velocity));
-            events.push((on, 2, TrackEventKind::Midi { channel: ch, message: MidiMessage::NoteOn { key, vel } }));
+            events.push((
+                on,
+                2,
+                TrackEventKind::Midi {
+                    channel: ch,
+                    message: MidiMessage::NoteOn { key, vel },
+                },
+            ));
             let order = if n.duration == 0 { 3 } else { 1 };
-            events.push((off, order, TrackEventKind::Midi { channel: ch, message: MidiMessage::NoteOff { key, vel: u7::new(0) } }));
+            events.push((
+                off,
+                order,
+                TrackEventKind::Midi {
+                    channel: ch,
+                    message: MidiMessage::NoteOff {
+                        key,
+                        vel: u7::new(0),
+                    },
+                },
+            ));
         }
         events.sort_by_key(|&(t, o, _)| (t, o));
         tracks.push(finish(events.into_iter().map(|(t, _, e)| (t, e)).collect()));
     }
-    let smf = Smf { header: Header::new(Format::Parallel, Timing::Metrical(u15::new(TICKS_PER_BEAT))), tracks };
+    let smf = Smf {
+        header: Header::new(Format::Parallel, Timing::Metrical(u15::new(TICKS_PER_BEAT))),
+        tracks,
+    };
     let mut bytes = Vec::new();
-    smf.write_std(&mut bytes).expect("writing to memory cannot fail");
+    smf.write_std(&mut bytes)
+        .expect("writing to memory cannot fail");
     bytes
 }
 
@@ -158,9 +204,15 @@ fn finish(mut events: Vec<(u64, TrackEventKind<'static>)>) -> Vec<TrackEvent<'st
     let mut track = Vec::with_capacity(events.len() + 1);
     let mut last = 0u64;
     for (t, kind) in events {
-        track.push(TrackEvent { delta: u28::new((t - last).min(0x0FFF_FFFF) as u32), kind });
+        track.push(TrackEvent {
+            delta: u28::new((t - last).min(0x0FFF_FFFF) as u32),
+            kind,
+        });
         last = t;
     }
-    track.push(TrackEvent { delta: u28::new(0), kind: TrackEventKind::Meta(MetaMessage::EndOfTrack) });
+    track.push(TrackEvent {
+        delta: u28::new(0),
+        kind: TrackEventKind::Meta(MetaMessage::EndOfTrack),
+    });
     track
 }

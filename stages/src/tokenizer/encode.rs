@@ -15,7 +15,9 @@ pub fn encode_music(vocab: &Vocab, score: &Score) -> Vec<u16> {
     let notes = quantize(cfg, score);
     let signatures = time_signatures(cfg, score);
     let tempo_events = tempos(cfg, score);
-    let Some(last_onset) = notes.iter().map(|n| n.onset).max() else { return Vec::new() };
+    let Some(last_onset) = notes.iter().map(|n| n.onset).max() else {
+        return Vec::new();
+    };
 
     let mut out = Vec::with_capacity(notes.len() * 5 + 64);
     let mut push = |t: Token| out.push(vocab.id(t));

@@ -33,7 +33,8 @@ pub fn bin_velocity(cfg: &Config, bin: u32) -> u8 {
 
 /// The tempo bin of a BPM (geometric bins).
 pub fn tempo_bin(cfg: &Config, bpm: f64) -> u32 {
-    let x = (bpm.clamp(cfg.tempo_min, cfg.tempo_max) / cfg.tempo_min).ln() / (cfg.tempo_max / cfg.tempo_min).ln();
+    let x = (bpm.clamp(cfg.tempo_min, cfg.tempo_max) / cfg.tempo_min).ln()
+        / (cfg.tempo_max / cfg.tempo_min).ln();
     (x * f64::from(cfg.tempo_bins - 1)).round() as u32
 }
 
@@ -52,7 +53,11 @@ pub fn nearest_time_signature(n: u8, d: u32) -> (u8, u32) {
     let want = quarters((n, d));
     *TIME_SIGNATURES
         .iter()
-        .min_by(|a, b| (quarters(**a) - want).abs().total_cmp(&(quarters(**b) - want).abs()))
+        .min_by(|a, b| {
+            (quarters(**a) - want)
+                .abs()
+                .total_cmp(&(quarters(**b) - want).abs())
+        })
         .expect("the table is not empty")
 }
 
@@ -71,7 +76,9 @@ fn ticks_per_position(cfg: &Config, score: &Score) -> Option<f64> {
 
 /// The score's notes on the grid, sorted in token order.
 pub fn quantize(cfg: &Config, score: &Score) -> Vec<GridNote> {
-    let Some(tpp) = ticks_per_position(cfg, score) else { return Vec::new() };
+    let Some(tpp) = ticks_per_position(cfg, score) else {
+        return Vec::new();
+    };
     let mut notes: Vec<GridNote> = score
         .notes
         .iter()
@@ -93,16 +100,28 @@ pub fn quantize(cfg: &Config, score: &Score) -> Vec<GridNote> {
 
 /// `(position, supported signature)` changes, from the score's time-signature events.
 pub fn time_signatures(cfg: &Config, score: &Score) -> Vec<(u64, (u8, u32))> {
-    let Some(tpp) = ticks_per_position(cfg, score) else { return Vec::new() };
-    let mut out: Vec<(u64, (u8, u32))> =
-        score.time_signatures.iter().map(|&(tick, n, d)| ((tick as f64 / tpp).round() as u64, nearest_time_signature(n, d))).collect();
+    let Some(tpp) = ticks_per_position(cfg, score) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(u64, (u8, u32))> = score
+        .time_signatures
+        .iter()
+        .map(|&(tick, n, d)| {
+            (
+                (tick as f64 / tpp).round() as u64,
+                nearest_time_signature(n, d),
+            )
+        })
+        .collect();
     out.sort_by_key(|&(p, _)| p); // stable: the last event on a position wins below
     out
 }
 
 /// `(position, tempo bin)` changes.
 pub fn tempos(cfg: &Config, score: &Score) -> Vec<(u64, u32)> {
-    let Some(tpp) = ticks_per_position(cfg, score) else { return Vec::new() };
+    let Some(tpp) = ticks_per_position(cfg, score) else {
+        return Vec::new();
+    };
     let mut events: Vec<(u64, u32)> = Vec::new();
     for (tick, bpm) in score.tempo.changes() {
         events.push(((tick as f64 / tpp).round() as u64, tempo_bin(cfg, bpm)));

@@ -26,7 +26,9 @@ pub struct Tokenizer {
 impl Tokenizer {
     /// A tokenizer for a configuration.
     pub fn new(config: Config) -> Self {
-        Self { vocab: Vocab::new(config) }
+        Self {
+            vocab: Vocab::new(config),
+        }
     }
 
     /// `prefix + music + EOS` for a score.
@@ -49,6 +51,12 @@ impl Tokenizer {
 
     /// The text of each token, for snapshots and debugging.
     pub fn texts(&self, ids: &[u16]) -> Vec<String> {
-        ids.iter().map(|&id| self.vocab.token(id).map_or_else(|| format!("<{id}?>"), |t| t.text())).collect()
+        ids.iter()
+            .map(|&id| {
+                self.vocab
+                    .token(id)
+                    .map_or_else(|| format!("<{id}?>"), |t| t.text())
+            })
+            .collect()
     }
 }

@@ -44,12 +44,18 @@ impl Conditioning {
         Self {
             semantic,
             tempo_class: Some(tempo_class(f.mean_tempo_bpm)),
-            key: f.estimated_key.map(|(k, _)| u32::from(k.tonic) + if k.minor { 12 } else { 0 }),
+            key: f
+                .estimated_key
+                .map(|(k, _)| u32::from(k.tonic) + if k.minor { 12 } else { 0 }),
             time_signature: f.time_signatures.first().and_then(|ts| {
                 let (n, d) = ts.split_once('/')?;
                 Some(nearest_time_signature(n.parse().ok()?, d.parse().ok()?))
             }),
-            instruments: families.into_iter().map(|(f, _)| f).take(instruments).collect(),
+            instruments: families
+                .into_iter()
+                .map(|(f, _)| f)
+                .take(instruments)
+                .collect(),
         }
     }
 
@@ -64,7 +70,9 @@ impl Conditioning {
             Token::CondTimeSig(self.time_signature),
         ];
         for i in 0..vocab.config.prefix_instruments {
-            t.push(Token::CondInstrument(self.instruments.get(i).copied().filter(|&f| f <= 16)));
+            t.push(Token::CondInstrument(
+                self.instruments.get(i).copied().filter(|&f| f <= 16),
+            ));
         }
         t.push(Token::Sep);
         t.into_iter().map(|t| vocab.id(t)).collect()

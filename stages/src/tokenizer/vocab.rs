@@ -12,8 +12,22 @@ use serde::{Deserialize, Serialize};
 pub const VERSION: u32 = 1;
 
 /// Time signatures with their own token; others are written as the nearest in bar length.
-pub const TIME_SIGNATURES: &[(u8, u32)] =
-    &[(2, 4), (3, 4), (4, 4), (5, 4), (6, 4), (2, 2), (3, 2), (4, 2), (3, 8), (5, 8), (6, 8), (7, 8), (9, 8), (12, 8)];
+pub const TIME_SIGNATURES: &[(u8, u32)] = &[
+    (2, 4),
+    (3, 4),
+    (4, 4),
+    (5, 4),
+    (6, 4),
+    (2, 2),
+    (3, 2),
+    (4, 2),
+    (3, 8),
+    (5, 8),
+    (6, 8),
+    (7, 8),
+    (9, 8),
+    (12, 8),
+];
 
 /// Caption tempo classes (the Italian terms' boundaries in BPM).
 pub const TEMPO_CLASSES: &[f64] = &[40.0, 60.0, 66.0, 76.0, 108.0, 120.0, 156.0, 176.0, 200.0];
@@ -89,6 +103,27 @@ pub enum Token {
 }
 
 impl Token {
+    /// The token's type, for per-type losses and perplexities.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Token::Pad | Token::Bos | Token::Sep => "special",
+            Token::Eos => "EOS",
+            Token::Bar => "Bar",
+            Token::Position(_) => "Position",
+            Token::Program(_) => "Program",
+            Token::Pitch(_) => "Pitch",
+            Token::Velocity(_) => "Velocity",
+            Token::Duration(_) => "Duration",
+            Token::Tempo(_) => "Tempo",
+            Token::TimeSig(..) => "TimeSig",
+            Token::Semantic(_)
+            | Token::CondTempo(_)
+            | Token::CondKey(_)
+            | Token::CondTimeSig(_)
+            | Token::CondInstrument(_) => "conditioning",
+        }
+    }
+
     /// The token's text, as written in `vocab.json`.
     pub fn text(&self) -> String {
         let na = |o: Option<String>| o.unwrap_or_else(|| "NA".into());
@@ -109,7 +144,9 @@ impl Token {
             Token::Semantic(s) => format!("Semantic_{}", na(s.map(|s| s.to_string()))),
             Token::CondTempo(t) => format!("CondTempo_{}", na(t.map(|t| t.to_string()))),
             Token::CondKey(k) => format!("CondKey_{}", na(k.map(|k| k.to_string()))),
-            Token::CondTimeSig(ts) => format!("CondTimeSig_{}", na(ts.map(|(n, d)| format!("{n}/{d}")))),
+            Token::CondTimeSig(ts) => {
+                format!("CondTimeSig_{}", na(ts.map(|(n, d)| format!("{n}/{d}"))))
+            }
             Token::CondInstrument(i) => format!("CondInstrument_{}", na(i.map(|i| i.to_string()))),
         }
     }
@@ -150,11 +187,23 @@ impl Vocab {
         tokens.push(Token::CondKey(None));
         tokens.extend((0..24).map(|k| Token::CondKey(Some(k))));
         tokens.push(Token::CondTimeSig(None));
-        tokens.extend(TIME_SIGNATURES.iter().map(|&ts| Token::CondTimeSig(Some(ts))));
+        tokens.extend(
+            TIME_SIGNATURES
+                .iter()
+                .map(|&ts| Token::CondTimeSig(Some(ts))),
+        );
         tokens.push(Token::CondInstrument(None));
         tokens.extend((0..=16).map(|i| Token::CondInstrument(Some(i))));
-        let ids = tokens.iter().enumerate().map(|(i, t)| (*t, i as u16)).collect();
-        Self { config, tokens, ids }
+        let ids = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (*t, i as u16))
+            .collect();
+        Self {
+            config,
+            tokens,
+            ids,
+        }
     }
 
     /// How many tokens there are.
@@ -179,7 +228,11 @@ impl Vocab {
 
     /// The `vocab.json` contents.
     pub fn file(&self) -> VocabFile {
-        VocabFile { version: VERSION, config: self.config.clone(), tokens: self.tokens.iter().map(Token::text).collect() }
+        VocabFile {
+            version: VERSION,
+            config: self.config.clone(),
+            tokens: self.tokens.iter().map(Token::text).collect(),
+        }
     }
 }
 

@@ -8,7 +8,11 @@ pub fn shared() -> PathBuf {
     let dir = std::env::var_os("AMT_SHARED")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"));
-    assert!(dir.join("corpus/manifest.jsonl").exists(), "the shared corpus is missing at {}; set AMT_SHARED", dir.display());
+    assert!(
+        dir.join("corpus/manifest.jsonl").exists(),
+        "the shared corpus is missing at {}; set AMT_SHARED",
+        dir.display()
+    );
     dir
 }
 

@@ -1,0 +1,182 @@
+//! Training windows from prepare's shards, as tensors, and the order they are
+//! drawn in: a fresh permutation per epoch seeded by `(seed, epoch)`, so any
+//! step's batch can be rebuilt after a resume without saved RNG state.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use arrow::array::{Array, ListArray, StringArray, UInt16Array};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use tch::{Device, Kind, Tensor};
+
+use crate::table::{column, read_parquet};
+
+/// Targets that take no part in the loss (the prefix and padding).
+pub const IGNORE: i64 = -100;
+
+/// One split's windows: `rows × width` token ids, and each window's piece.
+#[derive(Clone, Debug)]
+pub struct Windows {
+    pub tokens: Vec<i64>,
+    pub width: usize,
+    pub paths: Vec<String>,
+}
+
+impl Windows {
+    /// Reads a shard written by prepare; every window must have the same length.
+    pub fn read(path: &Path) -> anyhow::Result<Self> {
+        let mut out = Windows {
+            tokens: Vec::new(),
+            width: 0,
+            paths: Vec::new(),
+        };
+        for batch in read_parquet(path)? {
+            let paths = column::<StringArray>(&batch, "path", path)?;
+            let lists = column::<ListArray>(&batch, "tokens", path)?;
+            for i in 0..batch.num_rows() {
+                let list = lists.value(i);
+                let ids = list
+                    .as_any()
+                    .downcast_ref::<UInt16Array>()
+                    .with_context(|| format!("{}: tokens are not u16", path.display()))?;
+                if out.width == 0 {
+                    out.width = ids.len();
+                } else if ids.len() != out.width {
+                    bail!(
+                        "{}: window {i} has {} tokens, the others {}",
+                        path.display(),
+                        ids.len(),
+                        out.width
+                    );
+                }
+                out.tokens
+                    .extend(ids.values().iter().map(|&t| i64::from(t)));
+                out.paths.push(paths.value(i).to_owned());
+            }
+        }
+        Ok(out)
+    }
+
+    /// How many windows there are.
+    pub fn len(&self) -> usize {
+        self.paths.len()
+    }
+
+    /// True when the split has no windows.
+    pub fn is_empty(&self) -> bool {
+        self.paths.is_empty()
+    }
+
+    /// Inputs `[B, width-1]` and targets `[B, width-1]` for some rows. The
+    /// targets of the conditioning prefix and of padding are [`IGNORE`]d, so
+    /// the loss is over music (and EOS) only.
+    pub fn batch(
+        &self,
+        rows: &[usize],
+        prefix_len: usize,
+        pad: i64,
+        device: Device,
+    ) -> (Tensor, Tensor) {
+        let w = self.width;
+        let mut x = Vec::with_capacity(rows.len() * (w - 1));
+        let mut y = Vec::with_capacity(rows.len() * (w - 1));
+        for &r in rows {
+            let row = &self.tokens[r * w..(r + 1) * w];
+            x.extend_from_slice(&row[..w - 1]);
+            y.extend(row[1..].iter().enumerate().map(|(j, &t)| {
+                if j + 1 < prefix_len || t == pad {
+                    IGNORE
+                } else {
+                    t
+                }
+            }));
+        }
+        let shape = [rows.len() as i64, (w - 1) as i64];
+        let x = Tensor::from_slice(&x).view(shape).to_device(device);
+        let y = Tensor::from_slice(&y).view(shape).to_device(device);
+        (x, y)
+    }
+
+    /// The sentence embedding of each row's piece, `[B, dim]`; zeros for a piece without one.
+    pub fn embeddings(
+        &self,
+        rows: &[usize],
+        table: &HashMap<String, Vec<f32>>,
+        dim: usize,
+        device: Device,
+    ) -> Tensor {
+        let mut v = Vec::with_capacity(rows.len() * dim);
+        for &r in rows {
+            match table.get(&self.paths[r]) {
+                Some(e) => v.extend_from_slice(e),
+                None => v.extend(std::iter::repeat_n(0.0, dim)),
+            }
+        }
+        Tensor::from_slice(&v)
+            .view([rows.len() as i64, dim as i64])
+            .to_kind(Kind::Float)
+            .to_device(device)
+    }
+}
+
+/// The rows of the `index`-th batch of `size`, walking seeded per-epoch permutations.
+pub fn batch_rows(n: usize, size: usize, seed: u64, index: u64) -> Vec<usize> {
+    let mut rows = Vec::with_capacity(size);
+    let mut at = index * size as u64;
+    let mut epoch = u64::MAX;
+    let mut order: Vec<usize> = Vec::new();
+    while rows.len() < size {
+        let e = at / n as u64;
+        if e != epoch {
+            epoch = e;
+            order = (0..n).collect();
+            order.shuffle(&mut ChaCha8Rng::seed_from_u64(
+                seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ epoch,
+            ));
+        }
+        rows.push(order[(at % n as u64) as usize]);
+        at += 1;
+    }
+    rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_window_is_seen_once_per_epoch_and_batches_are_reproducible() {
+        let n = 10;
+        let epoch: Vec<usize> = (0..5).flat_map(|i| batch_rows(n, 2, 7, i)).collect();
+        let mut sorted = epoch.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..n).collect::<Vec<_>>());
+        assert_eq!(batch_rows(n, 3, 7, 4), batch_rows(n, 3, 7, 4));
+        assert_ne!(
+            batch_rows(n, 10, 7, 0),
+            batch_rows(n, 10, 7, 1),
+            "each epoch is shuffled afresh"
+        );
+    }
+
+    #[test]
+    fn prefix_and_padding_targets_are_ignored() {
+        let w = Windows {
+            tokens: vec![1, 5, 6, 3, 10, 11, 0, 0],
+            width: 8,
+            paths: vec!["a".into()],
+        };
+        let (x, y) = w.batch(&[0], 4, 0, Device::Cpu);
+        assert_eq!(
+            Vec::<i64>::try_from(x.view(-1)).unwrap(),
+            vec![1, 5, 6, 3, 10, 11, 0]
+        );
+        assert_eq!(
+            Vec::<i64>::try_from(y.view(-1)).unwrap(),
+            vec![IGNORE, IGNORE, IGNORE, 10, 11, IGNORE, IGNORE]
+        );
+    }
+}

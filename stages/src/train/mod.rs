@@ -1,0 +1,454 @@
+//! The train stage: fits the GPT-2 to prepare's windows and leaves a model
+//! directory that generate (and Hugging Face) can load.
+//!
+//! AdamW, linear warmup then cosine decay, gradient clipping and
+//! accumulation, dropout, bf16 autocast on CUDA. Validation loss and
+//! per-token-type perplexity every `eval_every` steps, optional early
+//! stopping, and resumable checkpoints in the stage's scratch directory. On
+//! CPU the same data and params give the same weights, bit for bit.
+
+pub mod checkpoint;
+pub mod data;
+pub mod eval;
+pub mod log;
+pub mod optim;
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind};
+
+use crate::atomic::write_json;
+use crate::cluster::Centroids;
+use crate::model::{Conditioning, Gpt, GptConfig, ModelParams};
+use crate::tokenizer::{Config, Token, Tokenizer, Vocab};
+pub use checkpoint::TrainState;
+pub use data::Windows;
+pub use eval::{Evaluation, evaluate};
+pub use log::LogRow;
+use optim::{AdamW, learning_rate};
+
+/// `[params] train.*`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainParams {
+    pub seed: u64,
+    /// Optimizer updates in all.
+    pub steps: u64,
+    /// Windows per micro-batch.
+    pub batch_size: usize,
+    /// Micro-batches per update.
+    pub grad_accum: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    pub warmup_steps: u64,
+    /// The cosine decays to `lr · min_lr_ratio`.
+    pub min_lr_ratio: f64,
+    pub weight_decay: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    /// Global gradient-norm limit (0: none).
+    pub grad_clip: f64,
+    /// Validate every this many updates (and at the end).
+    pub eval_every: u64,
+    /// Windows per validation forward pass.
+    pub eval_batch: usize,
+    /// Checkpoint every this many updates (and at the end).
+    pub checkpoint_every: u64,
+    /// Stop after this many validations without improvement (0: never).
+    pub patience: u32,
+    /// Torch threads on CPU (0: one per core).
+    pub threads: usize,
+    /// `auto` (CUDA when present), `cpu` or `cuda`.
+    pub device: String,
+}
+
+impl Default for TrainParams {
+    fn default() -> Self {
+        Self {
+            seed: 0,
+            steps: 400,
+            batch_size: 16,
+            grad_accum: 1,
+            lr: 2e-3,
+            warmup_steps: 20,
+            min_lr_ratio: 0.1,
+            weight_decay: 0.1,
+            beta1: 0.9,
+            beta2: 0.95,
+            grad_clip: 1.0,
+            eval_every: 50,
+            eval_batch: 32,
+            checkpoint_every: 50,
+            patience: 0,
+            threads: 0,
+            device: "auto".into(),
+        }
+    }
+}
+
+/// What training reads.
+pub struct TrainData {
+    pub train: Windows,
+    pub val: Windows,
+    /// Sentence embeddings by piece, and their size, for `tokens+embedding` models.
+    pub embeddings: Option<(HashMap<String, Vec<f32>>, usize)>,
+}
+
+/// How training ended.
+pub struct Trained {
+    pub model: Gpt,
+    pub state: TrainState,
+    pub optim: AdamW,
+    /// The final validation.
+    pub val: Evaluation,
+    /// The step a checkpoint resumed from, if one did.
+    pub resumed_from: Option<u64>,
+    /// True when early stopping ended it before `steps`.
+    pub stopped_early: bool,
+}
+
+/// The length of the conditioning prefix (BOS … SEP).
+pub fn prefix_len(vocab: &Vocab) -> usize {
+    crate::tokenizer::Conditioning::default()
+        .tokens(vocab)
+        .len()
+}
+
+/// A digest of everything that determines the weights, so a checkpoint is
+/// resumed only by the run that wrote it.
+pub fn fingerprint(config: &GptConfig, params: &TrainParams, data: &TrainData) -> String {
+    let mut h = blake3::Hasher::new();
+    let mut p = params.clone();
+    // Neither changes the result.
+    (p.threads, p.device) = (0, String::new());
+    h.update(&serde_json::to_vec(&(config, &p)).expect("plain data serializes"));
+    for w in [&data.train, &data.val] {
+        h.update(&(w.width as u64).to_le_bytes());
+        w.tokens.iter().for_each(|t| _ = h.update(&t.to_le_bytes()));
+    }
+    if let Some((table, dim)) = &data.embeddings {
+        let mut keys: Vec<&String> = table.keys().collect();
+        keys.sort();
+        h.update(&(*dim as u64).to_le_bytes());
+        for k in keys {
+            h.update(k.as_bytes());
+            table[k].iter().for_each(|v| _ = h.update(&v.to_le_bytes()));
+        }
+    }
+    h.finalize().to_hex().to_string()
+}
+
+/// Trains (or resumes) a model. `checkpoints` holds resumable checkpoints;
+/// `on_step` sees every update's log row and may stop training early (as a
+/// kill would: the last checkpoint stays).
+pub fn train(
+    config: GptConfig,
+    params: &TrainParams,
+    data: &TrainData,
+    vocab: &Vocab,
+    device: Device,
+    checkpoints: &Path,
+    on_step: &mut dyn FnMut(&LogRow) -> ControlFlow<()>,
+) -> anyhow::Result<Trained> {
+    anyhow::ensure!(!data.train.is_empty(), "the training split has no windows");
+    anyhow::ensure!(
+        data.train.width <= config.context,
+        "prepare's windows have {} tokens but [params] model.context is {}",
+        data.train.width,
+        config.context
+    );
+    anyhow::ensure!(
+        params.batch_size > 0 && params.grad_accum > 0,
+        "[params] train.batch_size and train.grad_accum must be at least 1"
+    );
+    let fingerprint = fingerprint(&config, params, data);
+    tch::manual_seed(params.seed as i64);
+    let model = Gpt::new(config, device);
+    let mut optim = AdamW::new(model.named_weights(), params);
+    let mut state = TrainState {
+        step: 0,
+        fingerprint: fingerprint.clone(),
+        log: Vec::new(),
+        best_val: None,
+        evals_since_best: 0,
+    };
+    let mut resumed_from = None;
+    if let Some((dir, saved)) = checkpoint::latest(checkpoints, &fingerprint)? {
+        checkpoint::restore(&dir, &model, &mut optim, &saved)
+            .with_context(|| format!("resuming from {}", dir.display()))?;
+        resumed_from = Some(saved.step);
+        state = saved;
+        println!("train: resuming from the checkpoint at step {}", state.step);
+    }
+    let prefix = prefix_len(vocab);
+    let pad = i64::from(vocab.id(Token::Pad));
+    let cuda = device.is_cuda();
+    let eval = |model: &Gpt| {
+        evaluate(
+            model,
+            &data.val,
+            vocab,
+            prefix,
+            params.eval_batch,
+            data.embeddings.as_ref(),
+        )
+    };
+    let started = Instant::now();
+    let start_step = state.step;
+    let mut stopped_early = false;
+    let mut last_val = None;
+    while state.step < params.steps {
+        let step = state.step;
+        // Dropout draws from torch's generator: seeding it per step makes a
+        // resumed run draw what an uninterrupted one would have.
+        tch::manual_seed(
+            (params.seed as i64)
+                .wrapping_mul(1_000_003)
+                .wrapping_add(step as i64),
+        );
+        let mut loss_sum = 0.0;
+        for micro in 0..params.grad_accum {
+            let index = step * params.grad_accum as u64 + micro as u64;
+            let rows = data::batch_rows(data.train.len(), params.batch_size, params.seed, index);
+            let (x, y) = data.train.batch(&rows, prefix, pad, device);
+            let e = data
+                .embeddings
+                .as_ref()
+                .map(|(t, dim)| data.train.embeddings(&rows, t, *dim, device));
+            let logits = tch::autocast(cuda, || model.forward(&x, e.as_ref(), true, None));
+            let loss = logits
+                .to_kind(Kind::Float)
+                .view([-1, model.config.vocab_size as i64])
+                .cross_entropy_loss::<tch::Tensor>(
+                    &y.view(-1),
+                    None,
+                    tch::Reduction::Mean,
+                    data::IGNORE,
+                    0.0,
+                )
+                / params.grad_accum as f64;
+            loss.backward();
+            loss_sum += loss.double_value(&[]);
+        }
+        let grad_norm = optim.clip_grad_norm(params.grad_clip);
+        let lr = learning_rate(params, step);
+        optim.step(lr);
+        state.step += 1;
+        let mut row = LogRow {
+            step: state.step,
+            lr,
+            train_loss: loss_sum,
+            grad_norm,
+            val_loss: None,
+        };
+        let last = state.step == params.steps;
+        if state.step.is_multiple_of(params.eval_every.max(1)) || last {
+            let v = eval(&model);
+            row.val_loss = Some(v.overall.loss);
+            if state.best_val.is_none_or(|b| v.overall.loss < b) {
+                (state.best_val, state.evals_since_best) = (Some(v.overall.loss), 0);
+            } else {
+                state.evals_since_best += 1;
+            }
+            let tokens = (state.step - start_step) as f64
+                * (params.batch_size * params.grad_accum * (data.train.width - 1)) as f64;
+            println!(
+                "train: step {}/{}  loss {:.4}  val {:.4}  lr {:.2e}  {:.0} tokens/s",
+                state.step,
+                params.steps,
+                loss_sum,
+                v.overall.loss,
+                lr,
+                tokens / started.elapsed().as_secs_f64()
+            );
+            stopped_early = params.patience > 0 && state.evals_since_best >= params.patience;
+            last_val = Some(v);
+        }
+        state.log.push(row.clone());
+        if state.step.is_multiple_of(params.checkpoint_every.max(1)) || last || stopped_early {
+            checkpoint::save(checkpoints, &model, &optim, &state)?;
+        }
+        if on_step(&row).is_break() {
+            break;
+        }
+        if stopped_early {
+            println!(
+                "train: stopping early: validation loss has not improved for {} evaluations",
+                params.patience
+            );
+            break;
+        }
+    }
+    let val = match last_val {
+        Some(v) => v,
+        None => eval(&model),
+    };
+    Ok(Trained {
+        model,
+        state,
+        optim,
+        val,
+        resumed_from,
+        stopped_early,
+    })
+}
+
+/// `train.json`: the run's summary (no timings, so the bytes are reproducible).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Summary {
+    pub parameters: i64,
+    pub config: GptConfig,
+    pub steps: u64,
+    pub stopped_early: bool,
+    pub train_windows: usize,
+    pub tokens_seen: u64,
+    pub final_train_loss: f64,
+    pub val: Evaluation,
+}
+
+/// `generator.json`: what generate needs besides the weights.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GeneratorInfo {
+    /// The sentence encoder's directory, relative to this directory.
+    pub encoder: PathBuf,
+}
+
+/// `to` relative to the directory `from` (both under the same root).
+fn relative(from: &Path, to: &Path) -> PathBuf {
+    let from: Vec<_> = from.components().collect();
+    let to: Vec<_> = to.components().collect();
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut out = PathBuf::new();
+    for _ in common..from.len() {
+        out.push("..");
+    }
+    to[common..].iter().for_each(|c| out.push(c));
+    out
+}
+
+fn read_vocab(dir: &Path) -> anyhow::Result<Tokenizer> {
+    let path = dir.join("vocab.json");
+    let file: crate::tokenizer::vocab::VocabFile = serde_json::from_slice(
+        &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+    )
+    .with_context(|| format!("parsing {}", path.display()))?;
+    let tok = Tokenizer::new(Config::default());
+    anyhow::ensure!(
+        tok.vocab.file() == file,
+        "{}: vocabulary version {} differs from this build's {}; rerun prepare",
+        path.display(),
+        file.version,
+        crate::tokenizer::vocab::VERSION
+    );
+    Ok(tok)
+}
+
+/// The stage: `deps = { data = "<prepare's dir>", centroids = "…/centroids.json",
+/// encoder = "models/…", embeddings = "…/embeddings.parquet" (for tokens+embedding) }`,
+/// `outs = { dir = "…" }`.
+pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
+    let model_params: ModelParams = ctx.params("model")?;
+    let params: TrainParams = ctx.params("train")?;
+    let data_dir = ctx.dep("data")?;
+    let tok = read_vocab(&data_dir)?;
+    let centroids_path = ctx.dep("centroids")?;
+    let centroids = Centroids::load(&centroids_path)?;
+    let config = model_params.resolve(tok.vocab.len(), centroids.dim)?;
+    let embeddings = match (config.conditioning, ctx.optional_dep("embeddings")?) {
+        (Conditioning::Tokens, _) => None,
+        (Conditioning::TokensAndEmbedding, Some(p)) => Some((
+            crate::embed::read_embeddings(&p)?.into_iter().collect(),
+            centroids.dim,
+        )),
+        (Conditioning::TokensAndEmbedding, None) => {
+            anyhow::bail!(
+                "[params] model.conditioning = \"tokens+embedding\" needs `deps = {{ embeddings = \"…/embeddings.parquet\" }}`"
+            )
+        }
+    };
+    let data = TrainData {
+        train: Windows::read(&data_dir.join("train.parquet"))?,
+        val: Windows::read(&data_dir.join("val.parquet"))?,
+        embeddings,
+    };
+    let device = crate::device::pick(&params.device, params.threads)?;
+    println!(
+        "train: {} layers × {} heads × {} wide on {:?}, {} training windows of {} tokens",
+        config.layers,
+        config.heads,
+        config.width,
+        device,
+        data.train.len(),
+        data.train.width
+    );
+    let trained = train(
+        config,
+        &params,
+        &data,
+        &tok.vocab,
+        device,
+        &ctx.scratch.join("checkpoints"),
+        &mut |_| ControlFlow::Continue(()),
+    )?;
+
+    let out = ctx.out("dir")?;
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    checkpoint::write(
+        &out.join("model"),
+        &trained.model,
+        &trained.optim,
+        &trained.state,
+    )?;
+    crate::model::hf::export(&trained.model, &out.join("hf"))?;
+    std::fs::copy(data_dir.join("vocab.json"), out.join("vocab.json"))
+        .context("copying vocab.json")?;
+    std::fs::copy(&centroids_path, out.join("centroids.json")).context("copying centroids.json")?;
+    write_json(
+        &out.join("generator.json"),
+        &GeneratorInfo {
+            encoder: relative(&out, &ctx.dep("encoder")?),
+        },
+    )?;
+    log::write_csv(&out.join("loss.csv"), &trained.state.log)?;
+    log::plot(&out.join("loss.png"), &trained.state.log)?;
+    let per_update = (params.batch_size * params.grad_accum * (data.train.width - 1)) as u64;
+    let summary = Summary {
+        parameters: trained.model.parameters(),
+        config: trained.model.config.clone(),
+        steps: trained.state.step,
+        stopped_early: trained.stopped_early,
+        train_windows: data.train.len(),
+        tokens_seen: trained.state.step * per_update,
+        final_train_loss: trained.state.log.last().map_or(f64::NAN, |r| r.train_loss),
+        val: trained.val,
+    };
+    write_json(&out.join("train.json"), &summary)?;
+    println!(
+        "train: {} parameters, {} steps, validation loss {:.4}",
+        summary.parameters, summary.steps, summary.val.overall.loss
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_climb_out_of_the_output_directory() {
+        assert_eq!(
+            relative(Path::new("/p/artifacts/train"), Path::new("/p/models/enc")),
+            PathBuf::from("../../models/enc")
+        );
+        assert_eq!(
+            relative(Path::new("/p/out"), Path::new("/p/out/enc")),
+            PathBuf::from("enc")
+        );
+    }
+}
