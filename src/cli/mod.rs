@@ -11,6 +11,7 @@
 
 mod dag;
 mod gc;
+mod generate;
 mod output;
 mod run;
 mod stage;
@@ -58,6 +59,8 @@ enum Command {
     Gc(gc::Args),
     /// Run a built-in stage (amt runs this for `builtin = "…"` stages).
     Stage(stage::Args),
+    /// Write MIDI from text with the project's trained model (`amt generate --help`).
+    Generate(generate::Args),
 }
 
 /// How a command ended, mapped to the documented exit codes.
@@ -132,11 +135,17 @@ pub fn main() -> ExitCode {
         json: cli.json,
         verbose: cli.verbose,
     };
-    if let Command::Stage(args) = cli.command {
-        return stage::run(args);
-    }
-    let result = load_project(cli.project).and_then(|project| match cli.command {
-        Command::Stage(_) => unreachable!("handled above"),
+    let command = match cli.command {
+        Command::Stage(args) => return stage::run(args),
+        Command::Generate(args) => {
+            // Outside a project, --model must name the model.
+            let project = load_project(cli.project).ok();
+            return generate::run(project.as_ref(), args);
+        }
+        other => other,
+    };
+    let result = load_project(cli.project).and_then(|project| match command {
+        Command::Stage(_) | Command::Generate(_) => unreachable!("handled above"),
         Command::Run(args) => run::run(&project, args, ui),
         Command::Status(args) => status::run(&project, args, ui),
         Command::Why(args) => why::run(&project, args, ui),

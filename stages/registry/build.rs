@@ -5,44 +5,19 @@
 
 use std::path::{Path, PathBuf};
 
-/// Each built-in stage and the source paths (under `src/`) its behaviour depends on.
+/// Sources every built-in stage depends on: its inputs, and how it writes outputs.
+const COMMON: &[&str] = &["context.rs", "table.rs", "atomic.rs"];
+
+/// Each built-in stage and the source paths (under `src/`) its behaviour depends on, besides [`COMMON`].
+#[rustfmt::skip]
 const STAGES: &[(&str, &[&str])] = &[
-    ("COLLECT", &["collect", "midi", "table.rs", "context.rs"]),
-    (
-        "DESCRIBE",
-        &["describe", "collect/table.rs", "table.rs", "context.rs"],
-    ),
-    ("EMBED", &["embed", "device.rs", "table.rs", "context.rs"]),
-    (
-        "CLUSTER",
-        &["cluster", "embed/mod.rs", "table.rs", "context.rs"],
-    ),
-    (
-        "PREPARE",
-        &[
-            "prepare",
-            "tokenizer",
-            "midi",
-            "collect/mod.rs",
-            "table.rs",
-            "context.rs",
-        ],
-    ),
-    (
-        "TRAIN",
-        &[
-            "train",
-            "model",
-            "tokenizer/vocab.rs",
-            "tokenizer/prefix.rs",
-            "cluster/mod.rs",
-            "embed/mod.rs",
-            "device.rs",
-            "plot.rs",
-            "table.rs",
-            "context.rs",
-        ],
-    ),
+    ("COLLECT", &["collect", "midi"]),
+    ("DESCRIBE", &["describe", "collect/table.rs"]),
+    ("EMBED", &["embed", "device.rs"]),
+    ("CLUSTER", &["cluster", "embed/mod.rs"]),
+    ("PREPARE", &["prepare", "tokenizer", "midi", "collect/mod.rs"]),
+    ("TRAIN", &["train", "model", "tokenizer/vocab.rs", "tokenizer/prefix.rs", "cluster/mod.rs", "embed/mod.rs", "device.rs", "plot.rs"]),
+    ("GENERATE", &["generate", "model", "tokenizer", "midi", "embed", "cluster/mod.rs", "train", "device.rs"]),
 ];
 
 fn files(path: &Path, out: &mut Vec<PathBuf>) {
@@ -70,7 +45,7 @@ fn main() {
     for (stage, paths) in STAGES {
         let mut hasher = blake3::Hasher::new();
         hasher.update(&std::fs::read(&lock).unwrap_or_default());
-        for p in *paths {
+        for p in COMMON.iter().chain(paths.iter()) {
             let root = manifest.join("src").join(p);
             println!("cargo:rerun-if-changed={}", root.display());
             let mut list = Vec::new();

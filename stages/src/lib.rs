@@ -10,6 +10,7 @@ pub mod context;
 pub mod describe;
 pub mod device;
 pub mod embed;
+pub mod generate;
 pub mod midi;
 pub mod model;
 pub mod plot;
@@ -34,6 +35,7 @@ pub fn runner(name: &str) -> Option<Runner> {
         "cluster" => Some(cluster::run),
         "prepare" => Some(prepare::run),
         "train" => Some(train::run),
+        "generate" => Some(generate::run),
         _ => None,
     }
 }

@@ -47,6 +47,11 @@ pub const BUILTINS: &[BuiltinInfo] = &[
         version: env!("AMT_CODE_TRAIN"),
         summary: "a GPT-2 fitted to the windows, resumable (model/, hf/, loss.csv, loss.png)",
     },
+    BuiltinInfo {
+        name: "generate",
+        version: env!("AMT_CODE_GENERATE"),
+        summary: "MIDI for each prompt in a file (*.mid, generations.json)",
+    },
 ];
 
 /// Finds a built-in stage by name.

@@ -8,7 +8,7 @@ use super::grid::nearest_time_signature;
 use super::vocab::{TEMPO_CLASSES, Token, Vocab};
 
 /// What a piece (or a prompt) asks for.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Conditioning {
     /// The k-means semantic token of its text.
     pub semantic: Option<u32>,

@@ -332,7 +332,8 @@ fn relative(from: &Path, to: &Path) -> PathBuf {
     out
 }
 
-fn read_vocab(dir: &Path) -> anyhow::Result<Tokenizer> {
+/// Reads `vocab.json` from a directory and checks it is this build's vocabulary.
+pub fn read_vocab(dir: &Path) -> anyhow::Result<Tokenizer> {
     let path = dir.join("vocab.json");
     let file: crate::tokenizer::vocab::VocabFile = serde_json::from_slice(
         &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,

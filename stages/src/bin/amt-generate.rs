@@ -1,0 +1,103 @@
+//! `amt-generate` (run as `amt generate`): writes MIDI from a sentence with a
+//! trained model directory (the train stage's output).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+
+use amt_stages::generate::{Generator, SampleOptions, slug};
+
+/// Write music from text with a trained model.
+#[derive(Parser)]
+#[command(name = "amt generate", bin_name = "amt generate", max_term_width = 100)]
+struct Args {
+    /// What the music should be like, e.g. "a cheerful jig in D major, 6/8".
+    #[arg(long)]
+    text: String,
+    /// The MIDI file to write (with --num > 1, a number is added before `.mid`).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// How many pieces to write (seeds SEED, SEED+1, …).
+    #[arg(long, default_value_t = 1)]
+    num: usize,
+    /// Softmax temperature; 0 always picks the likeliest token.
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f64,
+    /// Sample among the k likeliest tokens only (0: all).
+    #[arg(long, default_value_t = 0)]
+    top_k: usize,
+    /// Nucleus sampling: the smallest set of tokens holding this much probability.
+    #[arg(long, default_value_t = 0.95)]
+    top_p: f64,
+    /// Music tokens to generate at most.
+    #[arg(long, default_value_t = 512)]
+    max_tokens: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// The train stage's output directory (`amt generate` passes the project's).
+    #[arg(long, env = "AMT_MODEL", default_value = "artifacts/train")]
+    model: PathBuf,
+    /// Torch threads (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// `auto` (CUDA when present), `cpu` or `cuda`.
+    #[arg(long, default_value = "auto")]
+    device: String,
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let device = amt_stages::device::pick(&args.device, args.threads)?;
+    let generator = Generator::load_on(&args.model, device).with_context(|| {
+        format!(
+            "loading the model in {} (run `amt run train` first)",
+            args.model.display()
+        )
+    })?;
+    let base = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("{}.mid", slug(&args.text))));
+    for k in 0..args.num {
+        let opts = SampleOptions {
+            temperature: args.temperature,
+            top_k: args.top_k,
+            top_p: args.top_p,
+            max_tokens: args.max_tokens,
+            seed: args.seed + k as u64,
+        };
+        let g = generator.generate(&args.text, &opts)?;
+        let path = if args.num == 1 {
+            base.clone()
+        } else {
+            let stem = base
+                .file_stem()
+                .map_or_else(|| "piece".into(), |s| s.to_string_lossy().into_owned());
+            base.with_file_name(format!("{stem}-{k}.mid"))
+        };
+        amt_stages::atomic::write(&path, &g.midi)?;
+        let c = &g.conditioning;
+        let prefix = generator
+            .tokenizer()
+            .texts(&c.tokens(&generator.tokenizer().vocab))
+            .join(" ");
+        println!(
+            "{}  ({} tokens{}; {prefix})",
+            path.display(),
+            g.tokens.len(),
+            if g.ended { "" } else { ", cut at --max-tokens" }
+        );
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! `Generator`: text in, MIDI out. It embeds the text, maps it to the nearest
+//! k-means centroid (the semantic token), reads the attributes the text
+//! names, and samples music tokens after that prefix with a KV cache.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind, Tensor};
+
+use super::prompt;
+use super::sample::{SampleOptions, sample};
+use crate::cluster::Centroids;
+use crate::embed::Encoder;
+use crate::model::{Conditioning as ModelConditioning, Gpt};
+use crate::tokenizer::{Conditioning, Token, Tokenizer};
+use crate::train::GeneratorInfo;
+
+/// A trained model ready to write music: the train stage's output directory, loaded.
+pub struct Generator {
+    model: Gpt,
+    tokenizer: Tokenizer,
+    encoder: Encoder,
+    centroids: Centroids,
+    /// Tokens sampling may produce: music and EOS, not PAD or the prefix's.
+    allowed: Vec<bool>,
+}
+
+/// One generated piece.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Generation {
+    pub text: String,
+    /// The prefix it was conditioned on (`None`: not named in the text).
+    pub conditioning: Conditioning,
+    /// Distance from the text's embedding to its centroid.
+    pub semantic_distance: f64,
+    /// Prefix and music tokens.
+    pub tokens: Vec<u16>,
+    /// True if the model ended the piece itself (rather than `max_tokens`).
+    pub ended: bool,
+    #[serde(skip)]
+    pub midi: Vec<u8>,
+}
+
+impl Generator {
+    /// Loads a model directory (on CUDA when present).
+    pub fn load(dir: &Path) -> anyhow::Result<Self> {
+        Self::load_on(dir, Device::cuda_if_available())
+    }
+
+    /// Loads a model directory onto a device: `model/`, `vocab.json`,
+    /// `centroids.json`, and `generator.json` naming the sentence encoder.
+    pub fn load_on(dir: &Path, device: Device) -> anyhow::Result<Self> {
+        let info_path = dir.join("generator.json");
+        let info: GeneratorInfo =
+            serde_json::from_slice(&std::fs::read(&info_path).with_context(|| {
+                format!(
+                    "reading {} (is this the train stage's output?)",
+                    info_path.display()
+                )
+            })?)
+            .with_context(|| format!("parsing {}", info_path.display()))?;
+        let model = Gpt::load(&dir.join("model"), device)?;
+        let tokenizer = crate::train::read_vocab(dir)?;
+        anyhow::ensure!(
+            model.config.vocab_size == tokenizer.vocab.len(),
+            "{}: the model's vocabulary does not match vocab.json",
+            dir.display()
+        );
+        let centroids = Centroids::load(&dir.join("centroids.json"))?;
+        let encoder_dir: PathBuf = dir.join(&info.encoder);
+        let encoder = Encoder::load(&encoder_dir, device, centroids.pooling, centroids.normalize)
+            .with_context(|| {
+            format!("loading the sentence encoder in {}", encoder_dir.display())
+        })?;
+        let allowed = (0..tokenizer.vocab.len() as u16)
+            .map(|id| {
+                !matches!(
+                    tokenizer.vocab.token(id).map(|t| t.kind()),
+                    Some("special" | "conditioning") | None
+                )
+            })
+            .collect();
+        Ok(Self {
+            model,
+            tokenizer,
+            encoder,
+            centroids,
+            allowed,
+        })
+    }
+
+    /// The tokenizer the model speaks.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// The model.
+    pub fn model(&self) -> &Gpt {
+        &self.model
+    }
+
+    /// The text's sentence embedding, semantic token, distance to it, and the attributes it names.
+    pub fn condition(&self, text: &str) -> anyhow::Result<(Vec<f32>, Conditioning, f64)> {
+        let vector = self
+            .encoder
+            .encode(&[text], 1)?
+            .vectors
+            .pop()
+            .context("the encoder returned nothing")?;
+        let (semantic, distance) = self.centroids.nearest(&vector);
+        let a = prompt::parse(text, self.tokenizer.vocab.config.prefix_instruments);
+        let c = Conditioning {
+            semantic: Some(semantic),
+            tempo_class: a.tempo_class,
+            key: a.key,
+            time_signature: a.time_signature,
+            instruments: a.instruments,
+        };
+        Ok((vector, c, distance))
+    }
+
+    /// Writes a piece for a text; the same text and options give the same piece.
+    pub fn generate(&self, text: &str, opts: &SampleOptions) -> anyhow::Result<Generation> {
+        opts.validate()?;
+        let (vector, conditioning, semantic_distance) = self.condition(text)?;
+        let prefix = conditioning.tokens(&self.tokenizer.vocab);
+        let embedding = (self.model.config.conditioning == ModelConditioning::TokensAndEmbedding)
+            .then(|| {
+                Tensor::from_slice(&vector)
+                    .view([1, -1])
+                    .to_device(self.model.device())
+            });
+        let (tokens, ended) = self.sample(&prefix, embedding.as_ref(), opts, true);
+        let midi = self.tokenizer.to_midi(&tokens);
+        Ok(Generation {
+            text: text.to_owned(),
+            conditioning,
+            semantic_distance,
+            tokens,
+            ended,
+            midi,
+        })
+    }
+
+    /// Samples music after `prefix`, with or without the KV cache (the two agree).
+    ///
+    /// Past the model's context the window slides: it keeps the prefix and
+    /// the latest half of the music, as the training windows do.
+    pub fn sample(
+        &self,
+        prefix: &[u16],
+        embedding: Option<&Tensor>,
+        opts: &SampleOptions,
+        cached: bool,
+    ) -> (Vec<u16>, bool) {
+        let eos = self.tokenizer.vocab.id(Token::Eos);
+        let context = self.model.config.context;
+        let body = context.saturating_sub(prefix.len()).max(2);
+        let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
+        let mut music: Vec<u16> = Vec::new();
+        let mut start = 0;
+        let mut cache = None;
+        let ids = |t: &[u16]| {
+            Tensor::from_slice(&t.iter().map(|&i| i64::from(i)).collect::<Vec<_>>())
+                .view([1, -1])
+                .to_device(self.model.device())
+        };
+        let mut ended = false;
+        tch::no_grad(|| {
+            // Logits for the whole window, refilling the cache if there is one.
+            let window =
+                |music: &[u16], start: usize, cache: &mut Option<crate::model::KvCache>| {
+                    let mut w = prefix.to_vec();
+                    w.extend_from_slice(&music[start..]);
+                    *cache = cached.then(|| self.model.cache(1));
+                    last_row(
+                        &self
+                            .model
+                            .forward(&ids(&w), embedding, false, cache.as_mut()),
+                    )
+                };
+            let mut logits = window(&music, start, &mut cache);
+            while music.len() < opts.max_tokens {
+                let next = sample(&logits, &self.allowed, opts, &mut rng) as u16;
+                music.push(next);
+                if next == eos {
+                    ended = true;
+                    break;
+                }
+                if music.len() - start > body {
+                    start = music.len() - body / 2;
+                    logits = window(&music, start, &mut cache);
+                } else if let Some(c) = cache.as_mut() {
+                    logits = last_row(&self.model.forward(&ids(&[next]), None, false, Some(c)));
+                } else {
+                    logits = window(&music, start, &mut cache);
+                }
+            }
+        });
+        let mut tokens = prefix.to_vec();
+        tokens.extend(music);
+        (tokens, ended)
+    }
+}
+
+fn last_row(logits: &Tensor) -> Vec<f32> {
+    let v = logits
+        .get(0)
+        .get(-1)
+        .to_kind(Kind::Float)
+        .to_device(Device::Cpu);
+    Vec::<f32>::try_from(v).expect("a CPU f32 tensor converts")
+}

@@ -1,0 +1,281 @@
+//! Musical attributes named in a prompt: tempo (BPM, an Italian term or a
+//! plain word), key, time signature and instruments. Whatever the text does
+//! not mention stays `None` (the N/A token), as in captions with dropped fields.
+
+use crate::midi::gm;
+use crate::tokenizer::grid::nearest_time_signature;
+use crate::tokenizer::prefix::tempo_class;
+use crate::tokenizer::vocab::TIME_SIGNATURES;
+
+/// What a prompt asks for; `None` where it says nothing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Attributes {
+    pub tempo_class: Option<u32>,
+    /// Tonic pitch class, + 12 for minor.
+    pub key: Option<u32>,
+    pub time_signature: Option<(u8, u32)>,
+    /// Instrument families in the order named (program / 8, 16 for drums).
+    pub instruments: Vec<u8>,
+}
+
+/// The Italian terms in caption tempo-class order (class 0 = Grave).
+const TEMPO_TERMS: &[&str] = &[
+    "grave",
+    "largo",
+    "larghetto",
+    "adagio",
+    "andante",
+    "moderato",
+    "allegro",
+    "vivace",
+    "presto",
+    "prestissimo",
+];
+
+/// Plain tempo words and a BPM typical of each.
+const TEMPO_WORDS: &[(&str, f64)] = &[
+    ("very fast", 184.0),
+    ("very slow", 50.0),
+    ("slow", 70.0),
+    ("moderate", 100.0),
+    ("fast", 140.0),
+];
+
+/// Words for instrument families besides the General MIDI program names.
+const FAMILY_WORDS: &[(&str, u8)] = &[
+    ("drums", 16),
+    ("drum kit", 16),
+    ("percussion", 16),
+    ("piano", 0),
+    ("keyboard", 0),
+    ("organ", 2),
+    ("guitar", 3),
+    ("bass", 4),
+    ("strings", 5),
+    ("fiddle", 5),
+    ("string quartet", 5),
+    ("choir", 6),
+    ("voices", 6),
+    ("brass", 7),
+    ("saxophone", 8),
+    ("woodwinds", 8),
+    ("flute", 9),
+    ("whistle", 9),
+    ("synth", 10),
+];
+
+/// Byte offsets where `phrase` occurs in `text` as whole words.
+fn find_words(text: &str, phrase: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let mut from = 0;
+    while let Some(i) = text[from..].find(phrase) {
+        let at = from + i;
+        let end = at + phrase.len();
+        let before = at == 0 || !bytes[at - 1].is_ascii_alphanumeric();
+        // A plural "s" still names the instrument ("violins").
+        let after = end == bytes.len()
+            || !bytes[end].is_ascii_alphanumeric()
+            || (bytes[end] == b's'
+                && (end + 1 == bytes.len() || !bytes[end + 1].is_ascii_alphanumeric()));
+        if before && after {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
+}
+
+fn tempo(text: &str) -> Option<u32> {
+    let words: Vec<&str> = text
+        .split(|c: char| c.is_whitespace() || c == '(' || c == ')' || c == ',')
+        .filter(|w| !w.is_empty())
+        .collect();
+    for (i, w) in words.iter().enumerate() {
+        let number = w.trim_end_matches("bpm");
+        let followed = w.ends_with("bpm") && number.len() < w.len()
+            || words.get(i + 1).is_some_and(|n| n.starts_with("bpm"));
+        if followed
+            && let Ok(bpm) = number.parse::<f64>()
+            && bpm > 0.0
+        {
+            return Some(tempo_class(bpm));
+        }
+    }
+    if let Some(class) = TEMPO_TERMS
+        .iter()
+        .enumerate()
+        .filter_map(|(c, t)| Some((find_words(text, t)?, c)))
+        .min()
+        .map(|(_, c)| c)
+    {
+        return Some(class as u32);
+    }
+    TEMPO_WORDS
+        .iter()
+        .find(|(w, _)| find_words(text, w).is_some())
+        .map(|&(_, bpm)| tempo_class(bpm))
+}
+
+fn key(text: &str) -> Option<u32> {
+    let words: Vec<&str> = text
+        .split(|c: char| c.is_whitespace() || c == ',' || c == '.')
+        .filter(|w| !w.is_empty())
+        .collect();
+    for (i, w) in words.iter().enumerate() {
+        let mode = match *w {
+            "major" | "maj" => 0,
+            "minor" | "min" => 12,
+            _ => continue,
+        };
+        let (mut tonic, mut back) = (*words.get(i.checked_sub(1)?)?, 1);
+        let mut shift: i32 = 0;
+        match tonic {
+            "sharp" => shift = 1,
+            "flat" => shift = -1,
+            _ => back = 0,
+        }
+        if back == 1 {
+            tonic = words.get(i.checked_sub(2)?)?;
+        }
+        let mut chars = tonic.chars();
+        let base = match chars.next()? {
+            'c' => 0,
+            'd' => 2,
+            'e' => 4,
+            'f' => 5,
+            'g' => 7,
+            'a' => 9,
+            'b' => 11,
+            _ => continue,
+        };
+        match chars.as_str() {
+            "" => {}
+            "#" | "♯" => shift += 1,
+            "b" | "♭" => shift -= 1,
+            _ => continue,
+        }
+        return Some(((base + shift).rem_euclid(12) + mode) as u32);
+    }
+    None
+}
+
+fn meter(text: &str) -> Option<(u8, u32)> {
+    for w in text.split(|c: char| !(c.is_ascii_digit() || c == '/')) {
+        if let Some((n, d)) = w.split_once('/')
+            && let (Ok(n), Ok(d)) = (n.parse::<u8>(), d.parse::<u32>())
+            && n > 0
+            && d.is_power_of_two()
+        {
+            let ts = nearest_time_signature(n, d);
+            return TIME_SIGNATURES.contains(&ts).then_some(ts);
+        }
+    }
+    find_words(text, "waltz").map(|_| (3, 4))
+}
+
+fn instruments(text: &str, most: usize) -> Vec<u8> {
+    let mut found: Vec<(usize, usize, u8)> = Vec::new();
+    for (program, name) in gm::PROGRAM_NAMES.iter().enumerate() {
+        let name = name.to_lowercase();
+        let name = name.split(" (").next().unwrap_or(&name).to_owned();
+        if let Some(at) = find_words(text, &name) {
+            found.push((at, usize::MAX - name.len(), program as u8 / 8));
+        }
+    }
+    for &(word, family) in FAMILY_WORDS {
+        if let Some(at) = find_words(text, word) {
+            found.push((at, usize::MAX - word.len(), family));
+        }
+    }
+    // By position, the longest name first where names overlap ("bass" inside "acoustic bass").
+    found.sort();
+    let mut families = Vec::new();
+    let mut covered = 0;
+    for (at, _, family) in found {
+        if at < covered && !families.is_empty() {
+            continue;
+        }
+        covered = at + 1;
+        if !families.contains(&family) && families.len() < most {
+            families.push(family);
+        }
+    }
+    families
+}
+
+/// Reads the attributes a prompt names; at most `most_instruments` instrument families.
+pub fn parse(text: &str, most_instruments: usize) -> Attributes {
+    let lower = text.to_lowercase();
+    Attributes {
+        tempo_class: tempo(&lower),
+        key: key(&lower),
+        time_signature: meter(&lower),
+        instruments: instruments(&lower, most_instruments),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_tempo_from_bpm_terms_and_words() {
+        assert_eq!(
+            parse("a reel at 132 BPM", 3).tempo_class,
+            Some(tempo_class(132.0))
+        );
+        assert_eq!(
+            parse("a reel at 132bpm", 3).tempo_class,
+            Some(tempo_class(132.0))
+        );
+        assert_eq!(
+            parse("Allegro (140 BPM)", 3).tempo_class,
+            Some(tempo_class(140.0))
+        );
+        assert_eq!(parse("an Adagio for strings", 3).tempo_class, Some(3));
+        assert_eq!(parse("a slow air", 3).tempo_class, Some(tempo_class(70.0)));
+        assert_eq!(
+            parse("a very fast reel", 3).tempo_class,
+            Some(tempo_class(184.0))
+        );
+        assert_eq!(parse("a tune", 3).tempo_class, None);
+    }
+
+    #[test]
+    fn reads_keys() {
+        assert_eq!(parse("a jig in D major", 3).key, Some(2));
+        assert_eq!(parse("in A minor, slow", 3).key, Some(9 + 12));
+        assert_eq!(parse("in F# minor", 3).key, Some(6 + 12));
+        assert_eq!(parse("in B flat major", 3).key, Some(10));
+        assert_eq!(parse("in Eb major", 3).key, Some(3));
+        assert_eq!(
+            parse("a major work", 3).key,
+            Some(9),
+            "'a major' is A major"
+        );
+        assert_eq!(parse("a cheerful tune", 3).key, None);
+    }
+
+    #[test]
+    fn reads_meters_and_instruments() {
+        assert_eq!(parse("in 6/8 time", 3).time_signature, Some((6, 8)));
+        assert_eq!(parse("a waltz", 3).time_signature, Some((3, 4)));
+        assert_eq!(parse("in 4/4", 3).time_signature, Some((4, 4)));
+        assert_eq!(parse("a tune", 3).time_signature, None);
+        assert_eq!(
+            parse("for violin, piano and drums", 3).instruments,
+            vec![5, 0, 16]
+        );
+        assert_eq!(
+            parse("for Acoustic Bass and flute", 3).instruments,
+            vec![4, 9]
+        );
+        assert_eq!(
+            parse("for Soprano Sax and Bassoon", 3).instruments,
+            vec![8],
+            "both reeds; 'bass' is not in 'Bassoon'"
+        );
+        assert_eq!(parse("for violins and cellos", 3).instruments, vec![5]);
+        assert!(parse("a cheerful tune", 3).instruments.is_empty());
+    }
+}

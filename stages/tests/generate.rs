@@ -1,0 +1,246 @@
+//! generate: the KV cache changes nothing, seeds reproduce, files parse,
+//! and the stage writes a piece per prompt. The model is a briefly trained
+//! tiny GPT-2 with the real MiniLM encoder and real k-means centroids.
+
+mod common;
+
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+use amt_stages::StageContext;
+use amt_stages::cluster::Centroids;
+use amt_stages::embed::{Encoder, Pooling};
+use amt_stages::generate::{GeneratedFile, Generator, SampleOptions};
+use amt_stages::model::{Conditioning, GptConfig};
+use amt_stages::prepare::windows;
+use amt_stages::tokenizer::{self, Config, Token, Tokenizer};
+use amt_stages::train::{GeneratorInfo, TrainData, TrainParams, Windows, prefix_len, train};
+use amt_stages::{atomic, midi};
+use serde_json::json;
+use tch::Device;
+
+static TORCH: Mutex<()> = Mutex::new(());
+
+fn encoder_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../models/all-MiniLM-L6-v2")
+        .canonicalize()
+        .expect("models/all-MiniLM-L6-v2 (scripts/setup.sh links it)")
+}
+
+/// A model directory as the train stage writes it, built once per test run.
+fn model_dir() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let _g = TORCH.lock().unwrap_or_else(|e| e.into_inner());
+        tch::set_num_threads(1);
+        let tok = Tokenizer::new(Config::default());
+        let (pad, prefix) = (tok.vocab.id(Token::Pad), prefix_len(&tok.vocab));
+        let mut w = Windows {
+            tokens: Vec::new(),
+            width: 64,
+            paths: Vec::new(),
+        };
+        for (rel, abs) in amt_stages::collect::find_midi_files(&common::corpus())
+            .unwrap()
+            .iter()
+            .step_by(211)
+        {
+            let score = midi::parse(&std::fs::read(abs).unwrap()).unwrap();
+            let cond = tokenizer::Conditioning::from_features(&midi::features(&score), Some(1), 3);
+            for win in windows(&tok.encode(&score, &cond), prefix, 64, pad)
+                .into_iter()
+                .take(2)
+            {
+                w.tokens.extend(win.iter().map(|&t| i64::from(t)));
+                w.paths.push(rel.clone());
+            }
+        }
+        let config = GptConfig {
+            vocab_size: tok.vocab.len(),
+            context: 64,
+            layers: 2,
+            heads: 2,
+            width: 64,
+            dropout: 0.0,
+            conditioning: Conditioning::Tokens,
+            embedding_dim: 384,
+        };
+        let params = TrainParams {
+            steps: 30,
+            batch_size: 8,
+            lr: 3e-3,
+            eval_every: 30,
+            checkpoint_every: 100,
+            device: "cpu".into(),
+            ..TrainParams::default()
+        };
+        let data = TrainData {
+            train: w.clone(),
+            val: w,
+            embeddings: None,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let t = train(
+            config,
+            &params,
+            &data,
+            &tok.vocab,
+            Device::Cpu,
+            &dir.path().join("ckpt"),
+            &mut |_| ControlFlow::Continue(()),
+        )
+        .unwrap();
+        t.model.save(&dir.path().join("model")).unwrap();
+        atomic::write_json(&dir.path().join("vocab.json"), &tok.vocab.file()).unwrap();
+        // Two real centroids: the embeddings of two captions.
+        let encoder = Encoder::load(&encoder_dir(), Device::Cpu, Pooling::Mean, true).unwrap();
+        let v = encoder
+            .encode(&["an Irish jig for fiddle", "a Bach chorale for choir"], 2)
+            .unwrap()
+            .vectors;
+        let centroids = Centroids {
+            model: "all-MiniLM-L6-v2".into(),
+            dim: 384,
+            pooling: Pooling::Mean,
+            normalize: true,
+            seed: 0,
+            centroids: v,
+        };
+        atomic::write_json(&dir.path().join("centroids.json"), &centroids).unwrap();
+        atomic::write_json(
+            &dir.path().join("generator.json"),
+            &GeneratorInfo {
+                encoder: encoder_dir(),
+            },
+        )
+        .unwrap();
+        dir
+    })
+    .path()
+}
+
+fn generator() -> (Generator, std::sync::MutexGuard<'static, ()>) {
+    let dir = model_dir();
+    let g = TORCH.lock().unwrap_or_else(|e| e.into_inner());
+    tch::set_num_threads(1);
+    (Generator::load_on(dir, Device::Cpu).unwrap(), g)
+}
+
+#[test]
+fn sampling_with_the_kv_cache_equals_sampling_without_it() {
+    let (model, _g) = generator();
+    let (_, cond, _) = model.condition("a cheerful jig in D major").unwrap();
+    let prefix = cond.tokens(&model.tokenizer().vocab);
+    // 150 tokens overflow the 64-token context, so the window slides twice or more.
+    for seed in 0..3 {
+        let opts = SampleOptions {
+            max_tokens: 150,
+            seed,
+            top_p: 1.0,
+            ..SampleOptions::default()
+        };
+        let cached = model.sample(&prefix, None, &opts, true);
+        let plain = model.sample(&prefix, None, &opts, false);
+        assert_eq!(cached, plain, "seed {seed}");
+    }
+}
+
+#[test]
+fn the_text_picks_the_centroid_and_the_attributes() {
+    let (model, _g) = generator();
+    let (_, c, _) = model
+        .condition("a Bach chorale for choir in G major, 4/4, Adagio")
+        .unwrap();
+    assert_eq!(c.semantic, Some(1), "nearest to the chorale caption");
+    assert_eq!(
+        (c.key, c.time_signature, c.tempo_class),
+        (Some(7), Some((4, 4)), Some(3))
+    );
+    assert_eq!(c.instruments, vec![6]);
+    let (_, c, _) = model.condition("an Irish jig for fiddle").unwrap();
+    assert_eq!(c.semantic, Some(0));
+    assert_eq!(
+        (c.key, c.time_signature, c.tempo_class),
+        (None, None, None),
+        "unnamed attributes are N/A"
+    );
+}
+
+#[test]
+fn the_same_seed_gives_the_same_file_and_files_parse() {
+    let (model, _g) = generator();
+    let opts = SampleOptions {
+        max_tokens: 200,
+        ..SampleOptions::default()
+    };
+    let a = model.generate("a lively reel in G major", &opts).unwrap();
+    let b = model.generate("a lively reel in G major", &opts).unwrap();
+    assert_eq!(a.midi, b.midi);
+    let c = model
+        .generate(
+            "a lively reel in G major",
+            &SampleOptions {
+                seed: 1,
+                ..opts.clone()
+            },
+        )
+        .unwrap();
+    assert_ne!(a.tokens, c.tokens);
+    for g in [a, c] {
+        let score = midi::parse(&g.midi).expect("generated MIDI parses strictly");
+        assert!(
+            !score.notes.is_empty(),
+            "a briefly trained model still writes notes"
+        );
+        assert!(g.tokens.len() <= prefix_len(&model.tokenizer().vocab) + 200);
+    }
+}
+
+#[test]
+fn the_stage_writes_a_piece_per_prompt_and_a_summary() {
+    let dir = model_dir();
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(
+        root.path().join("prompts.txt"),
+        "# demo\na jig in D major\n\na chorale for choir, 4/4\n",
+    )
+    .unwrap();
+    let ctx = StageContext::new(
+        root.path().to_owned(),
+        root.path().join("scratch"),
+        json!({ "generate": { "num": 2, "max_tokens": 64, "threads": 1, "device": "cpu" } }),
+        json!({ "model": dir.to_str().unwrap(), "prompts": "prompts.txt" }),
+        json!({ "dir": "out" }),
+    );
+    {
+        let _g = TORCH.lock().unwrap_or_else(|e| e.into_inner());
+        amt_stages::generate::run(&ctx).unwrap();
+    }
+    let rows: Vec<GeneratedFile> =
+        serde_json::from_slice(&std::fs::read(root.path().join("out/generations.json")).unwrap())
+            .unwrap();
+    let files: Vec<&str> = rows.iter().map(|r| r.file.as_str()).collect();
+    assert_eq!(
+        files,
+        [
+            "01-a-jig-in-d-major-0.mid",
+            "01-a-jig-in-d-major-1.mid",
+            "02-a-chorale-for-choir-4-4-0.mid",
+            "02-a-chorale-for-choir-4-4-1.mid"
+        ]
+    );
+    assert_eq!(
+        rows.iter().map(|r| r.seed).collect::<Vec<_>>(),
+        [0, 1, 2, 3]
+    );
+    assert_eq!(rows[2].conditioning.time_signature, Some((4, 4)));
+    for r in &rows {
+        midi::parse(&std::fs::read(root.path().join("out").join(&r.file)).unwrap()).unwrap();
+    }
+
+    std::fs::write(root.path().join("prompts.txt"), "# nothing\n").unwrap();
+    let e = amt_stages::generate::run(&ctx).unwrap_err();
+    assert!(e.to_string().contains("prompts.txt: no prompts"), "{e}");
+}
