@@ -96,7 +96,7 @@ fn stage_list_shows_code_versions() {
     assert_eq!(
         names,
         [
-            "collect", "describe", "embed", "cluster", "prepare", "train", "generate"
+            "collect", "describe", "embed", "cluster", "prepare", "train", "generate", "evaluate"
         ]
     );
     assert!(

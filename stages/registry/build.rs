@@ -17,6 +17,7 @@ const STAGES: &[(&str, &[&str])] = &[
     ("CLUSTER", &["cluster", "embed/mod.rs"]),
     ("PREPARE", &["prepare", "tokenizer", "midi", "collect/mod.rs"]),
     ("TRAIN", &["train", "model", "tokenizer/vocab.rs", "tokenizer/prefix.rs", "cluster/mod.rs", "embed/mod.rs", "device.rs", "plot.rs"]),
+    ("EVALUATE", &["evaluate", "generate", "model", "train", "tokenizer", "midi", "embed", "cluster/mod.rs", "device.rs", "plot.rs"]),
     ("GENERATE", &["generate", "model", "tokenizer", "midi", "embed", "cluster/mod.rs", "train", "device.rs"]),
 ];
 

@@ -1,7 +1,7 @@
 //! What a built-in stage receives from the engine: its params and the paths
 //! bound to its dep and out roles, read from the environment amt sets.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow, bail};
 use serde::de::DeserializeOwned;
@@ -110,5 +110,35 @@ impl StageContext {
     pub fn out(&self, role: &str) -> anyhow::Result<PathBuf> {
         self.bound("outs", &self.outs, role)?
             .ok_or_else(|| anyhow!("this built-in stage needs `outs = {{ {role} = \"…\" }}`"))
+    }
+}
+
+/// `to` relative to the directory `from` (both under the same root).
+pub fn relative_path(from: &Path, to: &Path) -> PathBuf {
+    let from: Vec<_> = from.components().collect();
+    let to: Vec<_> = to.components().collect();
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut out = PathBuf::new();
+    for _ in common..from.len() {
+        out.push("..");
+    }
+    to[common..].iter().for_each(|c| out.push(c));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_climb_out_of_the_output_directory() {
+        assert_eq!(
+            relative_path(Path::new("/p/artifacts/train"), Path::new("/p/models/enc")),
+            PathBuf::from("../../models/enc")
+        );
+        assert_eq!(
+            relative_path(Path::new("/p/out"), Path::new("/p/out/enc")),
+            PathBuf::from("enc")
+        );
     }
 }

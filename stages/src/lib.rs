@@ -10,6 +10,7 @@ pub mod context;
 pub mod describe;
 pub mod device;
 pub mod embed;
+pub mod evaluate;
 pub mod generate;
 pub mod midi;
 pub mod model;
@@ -36,6 +37,7 @@ pub fn runner(name: &str) -> Option<Runner> {
         "prepare" => Some(prepare::run),
         "train" => Some(train::run),
         "generate" => Some(generate::run),
+        "evaluate" => Some(evaluate::run),
         _ => None,
     }
 }

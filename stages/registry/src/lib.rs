@@ -52,6 +52,11 @@ pub const BUILTINS: &[BuiltinInfo] = &[
         version: env!("AMT_CODE_GENERATE"),
         summary: "MIDI for each prompt in a file (*.mid, generations.json)",
     },
+    BuiltinInfo {
+        name: "evaluate",
+        version: env!("AMT_CODE_EVALUATE"),
+        summary: "metrics against the test split and baselines (metrics.json, pieces.parquet, report.md)",
+    },
 ];
 
 /// Finds a built-in stage by name.

@@ -92,6 +92,37 @@ impl Generator {
         })
     }
 
+    /// The same generator with freshly initialised weights (seeded): the
+    /// untrained baseline evaluate compares against.
+    pub fn untrained(mut self, seed: u64) -> Self {
+        tch::manual_seed(seed as i64);
+        self.model = Gpt::new(self.model.config.clone(), self.model.device());
+        self
+    }
+
+    /// The random-token baseline: music tokens drawn uniformly (EOS included) after the prefix.
+    pub fn sample_uniform(&self, prefix: &[u16], opts: &SampleOptions) -> (Vec<u16>, bool) {
+        let eos = self.tokenizer.vocab.id(Token::Eos);
+        let allowed: Vec<u16> = (0..self.allowed.len() as u16)
+            .filter(|&i| self.allowed[usize::from(i)])
+            .collect();
+        let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
+        let mut tokens = prefix.to_vec();
+        for _ in 0..opts.max_tokens {
+            let t = allowed[rand::Rng::random_range(&mut rng, 0..allowed.len())];
+            tokens.push(t);
+            if t == eos {
+                return (tokens, true);
+            }
+        }
+        (tokens, false)
+    }
+
+    /// How many tokens sampling may choose from (the random baseline's perplexity).
+    pub fn choices(&self) -> usize {
+        self.allowed.iter().filter(|&&a| a).count()
+    }
+
     /// The tokenizer the model speaks.
     pub fn tokenizer(&self) -> &Tokenizer {
         &self.tokenizer

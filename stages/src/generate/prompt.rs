@@ -5,12 +5,14 @@
 use crate::midi::gm;
 use crate::tokenizer::grid::nearest_time_signature;
 use crate::tokenizer::prefix::tempo_class;
-use crate::tokenizer::vocab::TIME_SIGNATURES;
+use crate::tokenizer::vocab::{TEMPO_CLASSES, TIME_SIGNATURES};
 
 /// What a prompt asks for; `None` where it says nothing.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Attributes {
     pub tempo_class: Option<u32>,
+    /// The BPM asked for: as written, or typical of the tempo word used.
+    pub bpm: Option<f64>,
     /// Tonic pitch class, + 12 for minor.
     pub key: Option<u32>,
     pub time_signature: Option<(u8, u32)>,
@@ -85,7 +87,21 @@ fn find_words(text: &str, phrase: &str) -> Option<usize> {
     None
 }
 
-fn tempo(text: &str) -> Option<u32> {
+/// A BPM inside a caption tempo class: the middle of its range.
+fn typical_bpm(class: u32) -> f64 {
+    let c = class as usize;
+    match (
+        c.checked_sub(1).and_then(|i| TEMPO_CLASSES.get(i)),
+        TEMPO_CLASSES.get(c),
+    ) {
+        (Some(lo), Some(hi)) => (lo + hi) / 2.0,
+        (None, Some(hi)) => hi - 10.0,
+        (Some(lo), None) => lo + 10.0,
+        (None, None) => 120.0,
+    }
+}
+
+fn tempo(text: &str) -> Option<f64> {
     let words: Vec<&str> = text
         .split(|c: char| c.is_whitespace() || c == '(' || c == ')' || c == ',')
         .filter(|w| !w.is_empty())
@@ -98,7 +114,7 @@ fn tempo(text: &str) -> Option<u32> {
             && let Ok(bpm) = number.parse::<f64>()
             && bpm > 0.0
         {
-            return Some(tempo_class(bpm));
+            return Some(bpm);
         }
     }
     if let Some(class) = TEMPO_TERMS
@@ -108,12 +124,12 @@ fn tempo(text: &str) -> Option<u32> {
         .min()
         .map(|(_, c)| c)
     {
-        return Some(class as u32);
+        return Some(typical_bpm(class as u32));
     }
     TEMPO_WORDS
         .iter()
         .find(|(w, _)| find_words(text, w).is_some())
-        .map(|&(_, bpm)| tempo_class(bpm))
+        .map(|&(_, bpm)| bpm)
 }
 
 fn key(text: &str) -> Option<u32> {
@@ -206,8 +222,10 @@ fn instruments(text: &str, most: usize) -> Vec<u8> {
 /// Reads the attributes a prompt names; at most `most_instruments` instrument families.
 pub fn parse(text: &str, most_instruments: usize) -> Attributes {
     let lower = text.to_lowercase();
+    let bpm = tempo(&lower);
     Attributes {
-        tempo_class: tempo(&lower),
+        tempo_class: bpm.map(tempo_class),
+        bpm,
         key: key(&lower),
         time_signature: meter(&lower),
         instruments: instruments(&lower, most_instruments),
@@ -237,6 +255,12 @@ mod tests {
         assert_eq!(
             parse("a very fast reel", 3).tempo_class,
             Some(tempo_class(184.0))
+        );
+        assert_eq!(parse("a reel at 132 BPM", 3).bpm, Some(132.0));
+        assert_eq!(
+            parse("an Adagio", 3).bpm,
+            Some(71.0),
+            "the middle of Adagio's 66–76"
         );
         assert_eq!(parse("a tune", 3).tempo_class, None);
     }

@@ -71,6 +71,8 @@ pub struct Score {
     pub key_signatures: Vec<(u64, i8, bool)>,
     /// The tick of the last event of any track (End-of-Track included).
     pub end_tick: u64,
+    /// The tick of the last control change of any track (0 if none); muspy counts it in a track's end.
+    pub last_control_tick: u64,
     /// Pairing anomalies.
     pub pairing: Pairing,
 }
@@ -158,6 +160,7 @@ pub fn parse(bytes: &[u8]) -> Result<Score, MidiError> {
     let mut key_signatures = Vec::new();
     let mut pairing = Pairing::default();
     let mut end_tick = 0u64;
+    let mut last_control_tick = 0u64;
     let mut n_tracks = 0u32;
     // One LIFO stack of (onset, velocity, program, channel) per pitch, reused across tracks.
     let mut stacks: Vec<Vec<(u64, u8, u8, u8)>> = vec![Vec::new(); 128];
@@ -206,6 +209,9 @@ pub fn parse(bytes: &[u8]) -> Result<Score, MidiError> {
                         MidiMessage::ProgramChange { program } => {
                             programs[ch as usize] = program.as_int()
                         }
+                        MidiMessage::Controller { .. } => {
+                            last_control_tick = last_control_tick.max(tick)
+                        }
                         _ => {}
                     }
                 }
@@ -248,6 +254,7 @@ pub fn parse(bytes: &[u8]) -> Result<Score, MidiError> {
         time_signatures,
         key_signatures,
         end_tick,
+        last_control_tick,
         pairing,
     })
 }

@@ -319,19 +319,6 @@ pub struct GeneratorInfo {
     pub encoder: PathBuf,
 }
 
-/// `to` relative to the directory `from` (both under the same root).
-fn relative(from: &Path, to: &Path) -> PathBuf {
-    let from: Vec<_> = from.components().collect();
-    let to: Vec<_> = to.components().collect();
-    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
-    let mut out = PathBuf::new();
-    for _ in common..from.len() {
-        out.push("..");
-    }
-    to[common..].iter().for_each(|c| out.push(c));
-    out
-}
-
 /// Reads `vocab.json` from a directory and checks it is this build's vocabulary.
 pub fn read_vocab(dir: &Path) -> anyhow::Result<Tokenizer> {
     let path = dir.join("vocab.json");
@@ -413,7 +400,7 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
     write_json(
         &out.join("generator.json"),
         &GeneratorInfo {
-            encoder: relative(&out, &ctx.dep("encoder")?),
+            encoder: crate::context::relative_path(&out, &ctx.dep("encoder")?),
         },
     )?;
     log::write_csv(&out.join("loss.csv"), &trained.state.log)?;
@@ -435,21 +422,4 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
         summary.parameters, summary.steps, summary.val.overall.loss
     );
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn relative_paths_climb_out_of_the_output_directory() {
-        assert_eq!(
-            relative(Path::new("/p/artifacts/train"), Path::new("/p/models/enc")),
-            PathBuf::from("../../models/enc")
-        );
-        assert_eq!(
-            relative(Path::new("/p/out"), Path::new("/p/out/enc")),
-            PathBuf::from("enc")
-        );
-    }
 }
