@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the benchmarks against their peers (DVC, symusic, sentence-transformers,
-# scikit-learn), installed into venvs. Safe to repeat.
+# scikit-learn, transformers), installed into venvs. Safe to repeat.
 # AMT_BENCH_RUNS sets the repetitions per case (default 10 for amt, 3 for DVC).
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 ensure_rust
@@ -15,11 +15,13 @@ case "${1:-all}" in
     collect) cargo bench --locked -p amt-stages --bench collect ;;
     process) cargo bench --locked -p amt-stages --bench process ;;
     tokenize) cargo bench --locked -p amt-stages --bench tokenize ;;
+    model) cargo bench --locked -p amt-stages --bench model ;;
     all)
         cargo bench --locked -p amt --bench engine
         cargo bench --locked -p amt-stages --bench collect
         cargo bench --locked -p amt-stages --bench process
         cargo bench --locked -p amt-stages --bench tokenize
+        cargo bench --locked -p amt-stages --bench model
         ;;
-    *) echo "usage: scripts/bench.sh [engine [CASE…] | collect | process | tokenize | all]" >&2; exit 2 ;;
+    *) echo "usage: scripts/bench.sh [engine [CASE…] | collect | process | tokenize | model | all]" >&2; exit 2 ;;
 esac

@@ -11,7 +11,8 @@ use std::process::Command;
 use std::time::Instant;
 
 use amt_stages::cluster::{ClusterParams, cluster};
-use amt_stages::embed::{Encoder, Pooling, device};
+use amt_stages::device::pick as device;
+use amt_stages::embed::{Encoder, Pooling};
 
 const RUNS: usize = 3;
 

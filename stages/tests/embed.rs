@@ -3,7 +3,8 @@
 
 use std::path::PathBuf;
 
-use amt_stages::embed::{Encoder, Pooling, device};
+use amt_stages::device::pick as device;
+use amt_stages::embed::{Encoder, Pooling};
 use serde::Deserialize;
 
 #[derive(Deserialize)]

@@ -105,7 +105,7 @@ pub struct Headline {
     pub tempo_bin_match: Option<f64>,
     pub key_match: Option<f64>,
     pub attributes_satisfied: Option<f64>,
-    /// Mean over the quality metrics of W1(generated, test) / std(test).
+    /// Mean over the quality metrics of the KS statistic between generated and test.
     pub quality_distance: f64,
     pub test_perplexity: f64,
 }

@@ -12,7 +12,7 @@ use arrow::record_batch::RecordBatch;
 use serde_json::{Value, json};
 
 use super::quality::NAMES;
-use super::stats::{columns, mean_std, quality_distance, wasserstein};
+use super::stats::{columns, kolmogorov_smirnov, mean_std, quality_distance, wasserstein};
 use super::{Headline, PieceReport, TestPiece, quality_level};
 use crate::generate::GeneratedFile;
 use crate::plot::{RollNote, histograms, piano_roll};
@@ -74,7 +74,13 @@ pub fn metrics(
         let ((gm, _), (tm, ts)) = (mean_std(&g[i]), mean_std(&t[i]));
         quality.insert(
             (*name).to_owned(),
-            json!({ "generated_mean": gm, "test_mean": tm, "test_std": ts, "wasserstein": wasserstein(&g[i], &t[i]) }),
+            json!({
+                "generated_mean": gm,
+                "test_mean": tm,
+                "test_std": ts,
+                "wasserstein": wasserstein(&g[i], &t[i]),
+                "kolmogorov_smirnov": kolmogorov_smirnov(&g[i], &t[i]),
+            }),
         );
     }
     let a = |f: &dyn Fn(&PieceReport) -> Option<f64>| rate(pieces.iter().map(f));
@@ -258,7 +264,7 @@ pub fn write_markdown(
     }
     let _ = writeln!(
         md,
-        "\nQuality distance: the mean over the quality metrics of the Wasserstein distance between the generated and the test-split distributions, divided by the test split's standard deviation.\n"
+        "\nQuality distance: the mean over the quality metrics of the Kolmogorov–Smirnov statistic between the generated and the test-split distributions (0: the same, 1: disjoint).\n"
     );
 
     let _ = writeln!(md, "## The original system's metrics\n");
@@ -320,16 +326,17 @@ pub fn write_markdown(
     let _ = writeln!(md, "\n## Music quality (muspy's definitions)\n");
     let _ = writeln!(
         md,
-        "| metric | generated mean | test mean | Wasserstein |\n|---|---:|---:|---:|"
+        "| metric | generated mean | test mean | Wasserstein | Kolmogorov–Smirnov |\n|---|---:|---:|---:|---:|"
     );
     if let Some(q) = metrics["quality"].as_object() {
         for (name, v) in q {
             let _ = writeln!(
                 md,
-                "| {name} | {} | {} | {} |",
+                "| {name} | {} | {} | {} | {} |",
                 num(&v["generated_mean"]),
                 num(&v["test_mean"]),
-                num(&v["wasserstein"])
+                num(&v["wasserstein"]),
+                num(&v["kolmogorov_smirnov"])
             );
         }
     }

@@ -24,6 +24,19 @@ pub fn wasserstein(a: &[f64], b: &[f64]) -> f64 {
         .sum()
 }
 
+/// The Kolmogorov–Smirnov statistic: the largest gap between the empirical CDFs (0 to 1).
+pub fn kolmogorov_smirnov(a: &[f64], b: &[f64]) -> f64 {
+    let (a, b) = (finite(a.iter().copied()), finite(b.iter().copied()));
+    if a.is_empty() || b.is_empty() {
+        return f64::NAN;
+    }
+    let cdf = |s: &[f64], x: f64| s.partition_point(|v| *v <= x) as f64 / s.len() as f64;
+    a.iter()
+        .chain(&b)
+        .map(|&x| (cdf(&a, x) - cdf(&b, x)).abs())
+        .fold(0.0, f64::max)
+}
+
 /// Mean and population standard deviation of the finite values.
 pub fn mean_std(values: &[f64]) -> (f64, f64) {
     let v = finite(values.iter().copied());
@@ -48,32 +61,37 @@ pub fn columns<'a>(qs: impl Iterator<Item = &'a Quality>) -> Vec<Vec<f64>> {
     cols
 }
 
-/// The mean over quality metrics of W1(generated, test) / std(test); metrics
-/// that do not vary over the test split are left out.
+/// The mean over quality metrics of the Kolmogorov–Smirnov statistic between
+/// the generated and the test distributions: 0 when they match, 1 when they
+/// do not overlap. Scale-free, so metrics with tiny spreads do not dominate.
 pub fn quality_distance<'a>(
     generated: impl Iterator<Item = &'a Quality>,
     test: impl Iterator<Item = &'a Quality>,
 ) -> f64 {
     let (g, t) = (columns(generated), columns(test));
-    let scaled: Vec<f64> = g
+    let ks: Vec<f64> = g
         .iter()
         .zip(&t)
-        .filter_map(|(g, t)| {
-            let (_, std) = mean_std(t);
-            let w = wasserstein(g, t);
-            (std > 0.0 && w.is_finite()).then(|| w / std)
-        })
+        .map(|(g, t)| kolmogorov_smirnov(g, t))
+        .filter(|d| d.is_finite())
         .collect();
-    if scaled.is_empty() {
+    if ks.is_empty() {
         f64::NAN
     } else {
-        scaled.iter().sum::<f64>() / scaled.len() as f64
+        ks.iter().sum::<f64>() / ks.len() as f64
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kolmogorov_smirnov_is_the_largest_cdf_gap() {
+        assert_eq!(kolmogorov_smirnov(&[0.0, 1.0], &[0.0, 1.0]), 0.0);
+        assert_eq!(kolmogorov_smirnov(&[0.0, 1.0], &[5.0, 6.0]), 1.0);
+        assert_eq!(kolmogorov_smirnov(&[0.0, 1.0, 2.0, 3.0], &[2.0, 3.0]), 0.5);
+    }
 
     #[test]
     fn wasserstein_is_the_shift_between_equal_shapes() {

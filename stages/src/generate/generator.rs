@@ -24,8 +24,41 @@ pub struct Generator {
     tokenizer: Tokenizer,
     encoder: Encoder,
     centroids: Centroids,
-    /// Tokens sampling may produce: music and EOS, not PAD or the prefix's.
-    allowed: Vec<bool>,
+    /// Tokens sampling may produce at each step: first the header every
+    /// piece opens with (`Bar`, `TimeSig`, `Tempo`), then any music token or EOS.
+    grammar: Grammar,
+}
+
+/// Which tokens may come next. Pieces open with `Bar TimeSig Tempo`, but most
+/// training windows start mid-piece without them; constraining the first three
+/// steps to those token types (the model still picks the values) makes every
+/// piece state its meter and tempo.
+struct Grammar {
+    header: [Vec<bool>; 3],
+    music: Vec<bool>,
+}
+
+impl Grammar {
+    fn new(tok: &Tokenizer) -> Self {
+        let mask = |keep: &dyn Fn(&str) -> bool| -> Vec<bool> {
+            (0..tok.vocab.len() as u16)
+                .map(|id| tok.vocab.token(id).is_some_and(|t| keep(t.kind())))
+                .collect()
+        };
+        Self {
+            header: [
+                mask(&|k| k == "Bar"),
+                mask(&|k| k == "TimeSig"),
+                mask(&|k| k == "Tempo"),
+            ],
+            music: mask(&|k| !matches!(k, "special" | "conditioning")),
+        }
+    }
+
+    /// The tokens allowed as the `step`-th music token.
+    fn at(&self, step: usize) -> &[bool] {
+        self.header.get(step).unwrap_or(&self.music)
+    }
 }
 
 /// One generated piece.
@@ -75,20 +108,13 @@ impl Generator {
             .with_context(|| {
             format!("loading the sentence encoder in {}", encoder_dir.display())
         })?;
-        let allowed = (0..tokenizer.vocab.len() as u16)
-            .map(|id| {
-                !matches!(
-                    tokenizer.vocab.token(id).map(|t| t.kind()),
-                    Some("special" | "conditioning") | None
-                )
-            })
-            .collect();
+        let grammar = Grammar::new(&tokenizer);
         Ok(Self {
             model,
             tokenizer,
             encoder,
             centroids,
-            allowed,
+            grammar,
         })
     }
 
@@ -100,15 +126,16 @@ impl Generator {
         self
     }
 
-    /// The random-token baseline: music tokens drawn uniformly (EOS included) after the prefix.
+    /// The random-token baseline: tokens drawn uniformly from what the
+    /// grammar allows (EOS included) after the prefix.
     pub fn sample_uniform(&self, prefix: &[u16], opts: &SampleOptions) -> (Vec<u16>, bool) {
         let eos = self.tokenizer.vocab.id(Token::Eos);
-        let allowed: Vec<u16> = (0..self.allowed.len() as u16)
-            .filter(|&i| self.allowed[usize::from(i)])
-            .collect();
         let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
         let mut tokens = prefix.to_vec();
-        for _ in 0..opts.max_tokens {
+        for step in 0..opts.max_tokens {
+            let allowed: Vec<u16> = (0..self.tokenizer.vocab.len() as u16)
+                .filter(|&i| self.grammar.at(step)[usize::from(i)])
+                .collect();
             let t = allowed[rand::Rng::random_range(&mut rng, 0..allowed.len())];
             tokens.push(t);
             if t == eos {
@@ -120,7 +147,7 @@ impl Generator {
 
     /// How many tokens sampling may choose from (the random baseline's perplexity).
     pub fn choices(&self) -> usize {
-        self.allowed.iter().filter(|&&a| a).count()
+        self.grammar.music.iter().filter(|&&a| a).count()
     }
 
     /// The tokenizer the model speaks.
@@ -215,7 +242,7 @@ impl Generator {
                 };
             let mut logits = window(&music, start, &mut cache);
             while music.len() < opts.max_tokens {
-                let next = sample(&logits, &self.allowed, opts, &mut rng) as u16;
+                let next = sample(&logits, self.grammar.at(music.len()), opts, &mut rng) as u16;
                 music.push(next);
                 if next == eos {
                     ended = true;
