@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # The main job: build amt and run the demo pipeline on the bundled corpus.
-# Safe to repeat; a second run is a no-op.
+# Safe to repeat; a second run is a no-op. Arguments name the stages to run
+# instead of `evaluate` (the last stage, so by default everything it needs).
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 ensure_rust
 ensure_torch
 log "building amt (release)"
 cargo build --release --locked --workspace --manifest-path "$AMT_REPO/Cargo.toml"
-log "running the pipeline"
+log "running the pipeline: amt run ${*:-evaluate}"
 cd "$AMT_REPO"
-"$CARGO_TARGET_DIR/release/amt" run "$@"
+"$CARGO_TARGET_DIR/release/amt" run "${@:-evaluate}"
 echo
-echo "MIDI metadata: $AMT_REPO/artifacts/collect/midi.parquet (rejects: rejects.parquet)"
-echo "texts:         $AMT_REPO/artifacts/texts/texts.parquet"
-echo "report:        $AMT_REPO/artifacts/report.md"
-echo "metrics:       $AMT_REPO/artifacts/metrics.json"
+echo "generated MIDI: $AMT_REPO/artifacts/generate/*.mid (prompts: demo/prompts.txt)"
+echo "report:         $AMT_REPO/artifacts/evaluate/report.md (metrics.json, pieces.parquet)"
+echo "model:          $AMT_REPO/artifacts/train (Hugging Face export in hf/)"
+echo "more music:     $CARGO_TARGET_DIR/release/amt generate --text \"a calm waltz for piano in F major\" --out waltz.mid"

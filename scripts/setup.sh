@@ -64,6 +64,8 @@ ensure_venv() {
 # full CUDA build. `.libtorch` and `models/all-MiniLM-L6-v2` in the repo link
 # to them, which is where .cargo/config.toml and amt.toml look.
 ensure_torch() {
+    # The stages' charts (loss curve, piano rolls) draw text with DejaVu Sans.
+    ensure_apt fonts-dejavu-core
     if command -v nvidia-smi >/dev/null 2>&1; then
         ensure_venv torch-cuda
         AMT_TORCH_VENV="$AMT_HOME/venv-torch-cuda"
