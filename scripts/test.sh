@@ -3,6 +3,9 @@
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 ensure_rust
 ensure_torch
+# The remote-cache tests start moto's S3 server on 127.0.0.1 themselves.
+ensure_venv moto
+export AMT_MOTO_SERVER="$AMT_HOME/venv-moto/bin/moto_server"
 cd "$AMT_REPO"
 log "running the tests"
 cargo test --workspace --locked --no-fail-fast "$@"

@@ -22,6 +22,22 @@ struct RawManifest {
     params: toml::Table,
     #[serde(default)]
     stages: BTreeMap<Spanned<String>, Spanned<RawStage>>,
+    remote: Option<RemoteConfig>,
+}
+
+/// `[remote]`: a cache shared between machines, read and written through on every run.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteConfig {
+    /// `s3://bucket/prefix` (endpoint, region and credentials from `AWS_*`), or a directory.
+    pub url: String,
+    /// Upload what this project computes (default true); false only reads.
+    #[serde(default = "yes")]
+    pub push: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Deserialize)]
@@ -154,6 +170,8 @@ pub struct Pipeline {
     pub params: toml::Table,
     /// The stages, sorted by name.
     pub stages: Vec<Stage>,
+    /// `[remote]`, if set.
+    pub remote: Option<RemoteConfig>,
 }
 
 impl Pipeline {
@@ -233,6 +251,7 @@ pub fn parse(file: &Path, text: &str, builtins: &dyn Builtins) -> Result<Pipelin
     Ok(Pipeline {
         params: raw.params,
         stages,
+        remote: raw.remote,
     })
 }
 

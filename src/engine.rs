@@ -11,8 +11,10 @@ use crate::digest::{ActionKey, Digest};
 use crate::exec::{self, Job, Processes};
 use crate::fingerprint::{Inputs, canonical};
 use crate::fsutil::remove_path;
+use crate::ledger::{Ledger, RunRow};
 use crate::names::{ProjectPath, StageName};
 use crate::project::Project;
+use crate::remote::{Remote, RemoteError};
 use crate::statcache::StatCache;
 use crate::state::{Origin, StageRecord, StateDir};
 use crate::store::{ActionResult, LinkMethod, OutRecord, Store, StoreError};
@@ -163,6 +165,19 @@ pub struct Engine<'p> {
     pub hash_stats: HashStats,
     /// Running processes, shared with the interrupt handler.
     pub processes: Arc<Processes>,
+    /// Where every execution is recorded.
+    pub ledger: Ledger,
+    /// This invocation's id in the ledger.
+    invocation: String,
+    /// The remote cache read and written through, until it fails once.
+    remote: std::sync::Mutex<Option<Arc<RemoteCache>>>,
+}
+
+/// A remote cache in use by a run.
+pub struct RemoteCache {
+    pub remote: Remote,
+    /// Upload what runs here (false: read only).
+    pub push: bool,
 }
 
 impl<'p> Engine<'p> {
@@ -176,6 +191,59 @@ impl<'p> Engine<'p> {
             stat: StatCache::load(&cache.join("stat").join("v1")),
             hash_stats: HashStats::default(),
             processes: Arc::new(Processes::default()),
+            ledger: Ledger::new(&cache),
+            invocation: format!("{}-{}", now_ms(), std::process::id()),
+            remote: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Reads and writes through a remote cache from now on.
+    pub fn with_remote(self, remote: RemoteCache) -> Self {
+        *self.remote.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(remote));
+        self
+    }
+
+    fn remote(&self) -> Option<Arc<RemoteCache>> {
+        self.remote
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Reports a remote failure once and goes on without the remote.
+    fn remote_failed(&self, e: RemoteError) {
+        if self
+            .remote
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .is_some()
+        {
+            eprintln!("warning: {e}; continuing with the local cache only");
+        }
+    }
+
+    /// An action result found in the remote cache, its objects fetched and verified.
+    fn remote_lookup(&self, key: &ActionKey) -> Option<ActionResult> {
+        let r = self.remote()?;
+        let found = r.remote.get_action(key).and_then(|found| match found {
+            Some(result) => r
+                .remote
+                .fetch(key, &result, &self.store)
+                .map(|_| Some(result)),
+            None => Ok(None),
+        });
+        match found {
+            Ok(found) => found,
+            // A corrupt entry is skipped (the stage runs), but the remote stays in use.
+            Err(e @ (RemoteError::Corrupt { .. } | RemoteError::BadAction { .. })) => {
+                eprintln!("warning: {e}");
+                None
+            }
+            Err(e) => {
+                self.remote_failed(e);
+                None
+            }
         }
     }
 
@@ -276,7 +344,10 @@ impl<'p> Engine<'p> {
         } else {
             match self.store.get_action(&key) {
                 Some(result) if self.usable(stage, &result) => Decision::Restore(result),
-                _ => Decision::Run,
+                _ => match self.remote_lookup(&key) {
+                    Some(result) if self.usable(stage, &result) => Decision::Restore(result),
+                    _ => Decision::Run,
+                },
             }
         };
         Ok(Check {
@@ -321,6 +392,7 @@ impl<'p> Engine<'p> {
         check: Check,
         result: ActionResult,
     ) -> Result<LinkMethod, StageError> {
+        let (started, started_at_ms) = (Instant::now(), now_ms());
         let hasher = self.hasher();
         let mut method = LinkMethod::Reflink;
         for out in &result.outs {
@@ -332,7 +404,13 @@ impl<'p> Engine<'p> {
                 );
             }
         }
+        let mut row = self.ledger_row(stage, &check, started_at_ms, 0);
         self.record(stage, check, result.outs, Origin::Restored, 0)?;
+        row.duration_ms = started.elapsed().as_millis() as i64;
+        row.status = "restored".into();
+        row.cache_hit = true;
+        row.metrics = self.read_metrics(stage);
+        self.log_run(&row);
         Ok(method)
     }
 
@@ -368,13 +446,21 @@ impl<'p> Engine<'p> {
             env: &env,
             log: &log,
         };
-        let started = Instant::now();
-        let status = exec::run(&job, &self.processes).map_err(StageError::Spawn)?;
+        let (started, started_at_ms) = (Instant::now(), now_ms());
+        let finished = exec::run(&job, &self.processes).map_err(StageError::Spawn)?;
+        let status = finished.status;
         let duration_ms = started.elapsed().as_millis() as u64;
+        let mut row = self.ledger_row(stage, &check, started_at_ms, duration_ms);
+        row.peak_rss_kb = Some(finished.peak_rss_kb as i64);
+        row.exit_code = status.code();
         if self.processes.is_cancelled() {
+            row.status = "cancelled".into();
+            self.log_run(&row);
             return Err(StageError::Cancelled);
         }
         if !status.success() {
+            row.status = "failed".into();
+            self.log_run(&row);
             return Err(StageError::Failed {
                 status: exec::describe(&status),
                 log: log.display().to_string(),
@@ -396,15 +482,80 @@ impl<'p> Engine<'p> {
                 entry: hashed.entry,
             });
         }
-        self.store.put_action(
-            &check.key,
-            &ActionResult {
-                stage: stage.name.clone(),
-                outs: outs.clone(),
-            },
-        )?;
+        let result = ActionResult {
+            stage: stage.name.clone(),
+            outs: outs.clone(),
+        };
+        self.store.put_action(&check.key, &result)?;
+        if let Some(r) = self.remote().filter(|r| r.push)
+            && let Err(e) = r.remote.upload(&check.key, &result, &self.store)
+        {
+            self.remote_failed(e);
+        }
         self.record(stage, check, outs, Origin::Ran, duration_ms)?;
+        row.status = "ran".into();
+        row.metrics = self.read_metrics(stage);
+        self.log_run(&row);
         Ok(duration_ms)
+    }
+
+    /// A ledger row for a stage's execution, to be completed by the caller.
+    fn ledger_row(
+        &self,
+        stage: &Stage,
+        check: &Check,
+        started_at_ms: u64,
+        duration_ms: u64,
+    ) -> RunRow {
+        let params: serde_json::Map<String, serde_json::Value> = check
+            .inputs
+            .params
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    serde_json::from_str(v)
+                        .unwrap_or_else(|_| serde_json::Value::String(v.clone())),
+                )
+            })
+            .collect();
+        RunRow {
+            invocation: self.invocation.clone(),
+            stage: stage.name.to_string(),
+            action_key: check.key.to_string(),
+            params: serde_json::Value::Object(params).to_string(),
+            started_at_ms: started_at_ms as i64,
+            duration_ms: duration_ms as i64,
+            peak_rss_kb: None,
+            status: String::new(),
+            exit_code: None,
+            cache_hit: false,
+            metrics: None,
+        }
+    }
+
+    /// Appends to the ledger; a ledger that cannot be written warns but never fails a stage.
+    fn log_run(&self, row: &RunRow) {
+        if let Err(e) = self.ledger.record(row) {
+            eprintln!("warning: {e}");
+        }
+    }
+
+    /// The stage's metrics files as one JSON object by path (text where a file is not JSON).
+    fn read_metrics(&self, stage: &Stage) -> Option<String> {
+        if stage.metrics.is_empty() {
+            return None;
+        }
+        let map: serde_json::Map<String, serde_json::Value> = stage
+            .metrics
+            .iter()
+            .filter_map(|m| {
+                let text = std::fs::read_to_string(m.to_fs(self.root())).ok()?;
+                let value = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+                Some((m.to_string(), value))
+            })
+            .collect();
+        Some(serde_json::Value::Object(map).to_string())
     }
 
     /// The variables a command sees: its stage, the project root and its params.
@@ -506,6 +657,13 @@ impl<'p> Engine<'p> {
             source,
         })
     }
+}
+
+/// Milliseconds since the Unix epoch.
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Enters a parameter into the inputs leaf by leaf, so a change to one value

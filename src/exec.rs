@@ -55,8 +55,16 @@ pub struct Job<'a> {
     pub log: &'a Path,
 }
 
-/// Runs the job to completion (or cancellation) and returns its exit status.
-pub fn run(job: &Job<'_>, processes: &Processes) -> io::Result<ExitStatus> {
+/// How a job ended.
+#[derive(Clone, Copy, Debug)]
+pub struct Finished {
+    pub status: ExitStatus,
+    /// The largest resident set of the shell or any process it waited for, in KiB.
+    pub peak_rss_kb: u64,
+}
+
+/// Runs the job to completion (or cancellation) and returns how it ended.
+pub fn run(job: &Job<'_>, processes: &Processes) -> io::Result<Finished> {
     if let Some(dir) = job.log.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -83,22 +91,47 @@ pub fn run(job: &Job<'_>, processes: &Processes) -> io::Result<ExitStatus> {
     }
     // Registering under the lock means cancel() either sees this group or runs
     // before it exists, in which case we refuse to start.
-    let mut child = {
+    let child = {
         let mut groups = processes.groups.lock().expect("process table poisoned");
         if processes.is_cancelled() {
-            return Ok(ExitStatus::from_raw(libc::SIGTERM));
+            return Ok(Finished {
+                status: ExitStatus::from_raw(libc::SIGTERM),
+                peak_rss_kb: 0,
+            });
         }
         let child = cmd.spawn()?;
         groups.insert(child.id() as i32);
         child
     };
-    let status = child.wait();
+    let finished = wait_with_usage(child.id() as libc::pid_t);
     processes
         .groups
         .lock()
         .expect("process table poisoned")
         .remove(&(child.id() as i32));
-    status
+    finished
+}
+
+/// `wait4(2)`: the exit status and the resource usage, whose maximum RSS
+/// covers the child and the descendants it waited for.
+fn wait_with_usage(pid: libc::pid_t) -> io::Result<Finished> {
+    let mut status = 0;
+    // SAFETY: rusage is plain data that wait4 fills in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: pid is our own child, not yet reaped; the pointers are valid.
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if r == pid {
+            return Ok(Finished {
+                status: ExitStatus::from_raw(status),
+                peak_rss_kb: usage.ru_maxrss.max(0) as u64,
+            });
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
 }
 
 /// A readable description of an exit status.

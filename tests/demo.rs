@@ -13,27 +13,46 @@ use common::TestProject;
 fn demo() -> TestProject {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let manifest = std::fs::read_to_string(repo.join("amt.toml")).unwrap();
-    let short = manifest.replace("train.steps = 400", "train.steps = 20").replace("generate.num = 4", "generate.num = 1").replace("generate.max_tokens = 512", "generate.max_tokens = 96");
-    assert_ne!(short, manifest, "amt.toml's demo params moved; update this test");
+    let short = manifest
+        .replace("train.steps = 400", "train.steps = 20")
+        .replace("generate.num = 4", "generate.num = 1")
+        .replace("generate.max_tokens = 512", "generate.max_tokens = 96");
+    assert_ne!(
+        short, manifest,
+        "amt.toml's demo params moved; update this test"
+    );
     let p = TestProject::new(&short);
     for dir in ["data/corpus", "demo"] {
-        for entry in walkdir::WalkDir::new(repo.join(dir)).into_iter().flatten().filter(|e| e.file_type().is_file()) {
+        for entry in walkdir::WalkDir::new(repo.join(dir))
+            .into_iter()
+            .flatten()
+            .filter(|e| e.file_type().is_file())
+        {
             let rel = entry.path().strip_prefix(repo).unwrap();
             let dst = p.root().join(rel);
             std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
             std::fs::copy(entry.path(), dst).unwrap();
         }
     }
-    let encoder = repo.join("models/all-MiniLM-L6-v2").canonicalize().expect("models/all-MiniLM-L6-v2 (scripts/setup.sh links it)");
+    let encoder = repo
+        .join("models/all-MiniLM-L6-v2")
+        .canonicalize()
+        .expect("models/all-MiniLM-L6-v2 (scripts/setup.sh links it)");
     std::fs::create_dir_all(p.path("models")).unwrap();
     std::os::unix::fs::symlink(encoder, p.path("models/all-MiniLM-L6-v2")).unwrap();
     p
 }
 
-const MUSIC: [&str; 8] = ["collect", "describe", "embed", "process", "prepare", "train", "generate", "evaluate"];
+const MUSIC: [&str; 8] = [
+    "collect", "describe", "embed", "process", "prepare", "train", "generate", "evaluate",
+];
 
 fn ran(outcomes: &std::collections::BTreeMap<String, String>) -> Vec<&str> {
-    MUSIC.iter().copied().filter(|s| outcomes.get(*s).map(String::as_str) == Some("ran")).collect()
+    MUSIC
+        .iter()
+        .copied()
+        .filter(|s| outcomes.get(*s).map(String::as_str) == Some("ran"))
+        .collect()
 }
 
 #[test]
@@ -41,15 +60,28 @@ fn the_demo_runs_end_to_end_and_reruns_only_what_a_change_touches() {
     let p = demo();
     let first = p.run_ok(&["evaluate"]);
     assert_eq!(ran(&first), MUSIC, "{first:?}");
-    for f in ["artifacts/evaluate/metrics.json", "artifacts/evaluate/report.md", "artifacts/evaluate/pieces.parquet", "artifacts/train/hf/model.safetensors", "artifacts/train/loss.png"] {
+    for f in [
+        "artifacts/evaluate/metrics.json",
+        "artifacts/evaluate/report.md",
+        "artifacts/evaluate/pieces.parquet",
+        "artifacts/train/hf/model.safetensors",
+        "artifacts/train/loss.png",
+    ] {
         assert!(p.exists(f), "{f} is missing");
     }
-    let metrics: serde_json::Value = serde_json::from_str(&p.read("artifacts/evaluate/metrics.json")).unwrap();
+    let metrics: serde_json::Value =
+        serde_json::from_str(&p.read("artifacts/evaluate/metrics.json")).unwrap();
     let systems: Vec<&String> = metrics["systems"].as_object().unwrap().keys().collect();
     assert_eq!(systems, ["model", "random tokens", "untrained model"]);
-    assert_eq!(metrics["pieces"], 8, "one piece per prompt in demo/prompts.txt");
+    assert_eq!(
+        metrics["pieces"], 8,
+        "one piece per prompt in demo/prompts.txt"
+    );
     let report = p.read("artifacts/evaluate/report.md");
-    assert!(report.contains("![piano roll](rolls/01-") && report.contains("quality level"), "{report}");
+    assert!(
+        report.contains("![piano roll](rolls/01-") && report.contains("quality level"),
+        "{report}"
+    );
 
     // A rerun restores nothing and runs nothing.
     assert!(p.run_ok(&["evaluate"]).values().all(|o| o == "fresh"));
@@ -61,17 +93,41 @@ fn the_demo_runs_end_to_end_and_reruns_only_what_a_change_touches() {
 
     // A training parameter: train, generate and evaluate.
     let manifest = p.read("amt.toml");
-    p.write("amt.toml", &manifest.replace("train.seed = 0", "train.seed = 1"));
-    assert_eq!(ran(&p.run_ok(&["evaluate"])), ["train", "generate", "evaluate"]);
+    p.write(
+        "amt.toml",
+        &manifest.replace("train.seed = 0", "train.seed = 1"),
+    );
+    assert_eq!(
+        ran(&p.run_ok(&["evaluate"])),
+        ["train", "generate", "evaluate"]
+    );
 
     // A caption template: everything from the texts on, not collect.
     let manifest = p.read("amt.toml");
     let templates = "describe.captions.templates = [\"a {mood} {form}[ in {key}][, {tempo}]\"]\n";
-    p.write("amt.toml", &manifest.replace("describe.captions.seed = 0\n", &format!("describe.captions.seed = 0\n{templates}")));
+    p.write(
+        "amt.toml",
+        &manifest.replace(
+            "describe.captions.seed = 0\n",
+            &format!("describe.captions.seed = 0\n{templates}"),
+        ),
+    );
     assert_eq!(ran(&p.run_ok(&["evaluate"])), &MUSIC[1..]);
 
     // amt generate uses the project's model.
-    let out = p.amt(&["generate", "--text", "a cheerful jig in D major", "--out", "jig.mid", "--max-tokens", "64", "--threads", "1"]).expect_code(0);
+    let out = p
+        .amt(&[
+            "generate",
+            "--text",
+            "a cheerful jig in D major",
+            "--out",
+            "jig.mid",
+            "--max-tokens",
+            "64",
+            "--threads",
+            "1",
+        ])
+        .expect_code(0);
     assert!(out.stdout.contains("jig.mid"), "{}", out.stdout);
     assert_eq!(&std::fs::read(p.path("jig.mid")).unwrap()[..4], b"MThd");
 }

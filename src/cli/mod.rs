@@ -14,8 +14,10 @@ mod gc;
 mod generate;
 mod output;
 mod run;
+mod runs;
 mod stage;
 mod status;
+mod transfer;
 mod why;
 
 use std::path::PathBuf;
@@ -57,6 +59,12 @@ enum Command {
     Dag(dag::Args),
     /// Remove cache entries that the current state does not use.
     Gc(gc::Args),
+    /// List stage executions from the run ledger (cache/ledger.sqlite).
+    Runs(runs::Args),
+    /// Upload the local cache to the remote cache.
+    Push(transfer::Args),
+    /// Download the remote cache's results into the local cache.
+    Pull(transfer::Args),
     /// Run a built-in stage (amt runs this for `builtin = "…"` stages).
     Stage(stage::Args),
     /// Write MIDI from text with the project's trained model (`amt generate --help`).
@@ -151,6 +159,9 @@ pub fn main() -> ExitCode {
         Command::Why(args) => why::run(&project, args, ui),
         Command::Dag(args) => dag::run(&project, args),
         Command::Gc(args) => gc::run(&project, args, ui),
+        Command::Runs(args) => runs::run(&project, args, ui),
+        Command::Push(args) => transfer::push(&project, args, ui),
+        Command::Pull(args) => transfer::pull(&project, args, ui),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,10 +4,11 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use amt::engine::{Engine, StageError};
+use amt::engine::{Engine, RemoteCache, StageError};
 use amt::exec::Processes;
 use amt::lock;
 use amt::project::Project;
+use amt::remote::Remote;
 use amt::scheduler::{self, Options, Outcome};
 use anyhow::Context;
 
@@ -36,6 +37,13 @@ pub struct Args {
     /// Seconds to wait for another amt process to release the project.
     #[arg(long, value_name = "SECS", default_value_t = 600.0)]
     lock_timeout: f64,
+    /// Read and write through this remote cache (s3://bucket/prefix or a
+    /// directory) instead of the one `[remote]` names.
+    #[arg(long, value_name = "URL")]
+    remote: Option<String>,
+    /// Use no remote cache, even if `[remote]` names one.
+    #[arg(long, conflicts_with = "remote")]
+    no_remote: bool,
 }
 
 pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
@@ -79,7 +87,20 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
         Some(lock)
     };
 
-    let engine = Engine::open(project);
+    let mut engine = Engine::open(project);
+    if !args.dry_run && !args.no_remote {
+        let url = args
+            .remote
+            .clone()
+            .or_else(|| project.pipeline.remote.as_ref().map(|r| r.url.clone()));
+        let push = project.pipeline.remote.as_ref().is_none_or(|r| r.push);
+        if let Some(url) = url {
+            match Remote::open(&url) {
+                Ok(remote) => engine = engine.with_remote(RemoteCache { remote, push }),
+                Err(e) => eprintln!("warning: {e}; continuing with the local cache only"),
+            }
+        }
+    }
     if !args.dry_run {
         engine
             .store

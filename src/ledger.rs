@@ -1,0 +1,217 @@
+//! The run ledger: every stage execution (run, restore from the cache, or
+//! failure) as a row of an SQLite database, `cache/ledger.sqlite`. WAL mode
+//! and a busy timeout make concurrent writers safe, and users can query it
+//! with `sqlite3`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rusqlite::{Connection, params};
+use serde::Serialize;
+
+/// The database file under a project's cache directory.
+pub const FILE: &str = "ledger.sqlite";
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS runs (
+    id            INTEGER PRIMARY KEY,
+    invocation    TEXT NOT NULL,    -- one `amt run`: start time and process id
+    stage         TEXT NOT NULL,
+    action_key    TEXT NOT NULL,
+    params        TEXT NOT NULL,    -- the stage's declared params, JSON
+    started_at_ms INTEGER NOT NULL, -- Unix time
+    duration_ms   INTEGER NOT NULL,
+    peak_rss_kb   INTEGER,          -- the command's peak resident memory (NULL for restores)
+    status        TEXT NOT NULL,    -- ran | restored | failed | cancelled
+    exit_code     INTEGER,
+    cache_hit     INTEGER NOT NULL, -- 1 when restored from the cache
+    metrics       TEXT              -- the stage's metrics files, JSON by path
+);
+CREATE INDEX IF NOT EXISTS runs_stage ON runs (stage, id);
+";
+
+/// A ledger error: the database could not be opened or written.
+#[derive(Debug, thiserror::Error)]
+#[error("run ledger {path}: {source}")]
+pub struct LedgerError {
+    path: PathBuf,
+    #[source]
+    source: rusqlite::Error,
+}
+
+/// One stage execution.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RunRow {
+    pub invocation: String,
+    pub stage: String,
+    pub action_key: String,
+    pub params: String,
+    pub started_at_ms: i64,
+    pub duration_ms: i64,
+    pub peak_rss_kb: Option<i64>,
+    pub status: String,
+    pub exit_code: Option<i32>,
+    pub cache_hit: bool,
+    pub metrics: Option<String>,
+}
+
+/// The ledger, opened on first write.
+pub struct Ledger {
+    path: PathBuf,
+    conn: Mutex<Option<Connection>>,
+}
+
+fn open(path: &Path) -> rusqlite::Result<Connection> {
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(30))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.execute_batch(SCHEMA)?;
+    Ok(conn)
+}
+
+impl Ledger {
+    /// The ledger of the project whose cache directory is `cache`.
+    pub fn new(cache: &Path) -> Self {
+        Self {
+            path: cache.join(FILE),
+            conn: Mutex::new(None),
+        }
+    }
+
+    fn err(&self, source: rusqlite::Error) -> LedgerError {
+        LedgerError {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Appends a row.
+    pub fn record(&self, row: &RunRow) -> Result<(), LedgerError> {
+        let mut guard = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        if guard.is_none() {
+            *guard = Some(open(&self.path).map_err(|e| self.err(e))?);
+        }
+        let conn = guard.as_ref().expect("opened above");
+        conn.execute(
+            "INSERT INTO runs (invocation, stage, action_key, params, started_at_ms, duration_ms,
+                               peak_rss_kb, status, exit_code, cache_hit, metrics)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            params![
+                row.invocation,
+                row.stage,
+                row.action_key,
+                row.params,
+                row.started_at_ms,
+                row.duration_ms,
+                row.peak_rss_kb,
+                row.status,
+                row.exit_code,
+                row.cache_hit,
+                row.metrics
+            ],
+        )
+        .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Every row, oldest first; the newest `last` when given. An absent ledger has none.
+    pub fn rows(
+        &self,
+        stage: Option<&str>,
+        last: Option<usize>,
+    ) -> Result<Vec<RunRow>, LedgerError> {
+        if !self.path.exists() {
+            return Ok(Vec::new());
+        }
+        let conn = open(&self.path).map_err(|e| self.err(e))?;
+        let mut stmt = conn
+            .prepare(
+                "SELECT invocation, stage, action_key, params, started_at_ms, duration_ms, peak_rss_kb,
+                        status, exit_code, cache_hit, metrics
+                 FROM runs WHERE ?1 IS NULL OR stage = ?1 ORDER BY id DESC LIMIT ?2",
+            )
+            .map_err(|e| self.err(e))?;
+        let limit = last.map_or(-1, |n| n as i64);
+        let rows = stmt
+            .query_map(params![stage, limit], |r| {
+                Ok(RunRow {
+                    invocation: r.get(0)?,
+                    stage: r.get(1)?,
+                    action_key: r.get(2)?,
+                    params: r.get(3)?,
+                    started_at_ms: r.get(4)?,
+                    duration_ms: r.get(5)?,
+                    peak_rss_kb: r.get(6)?,
+                    status: r.get(7)?,
+                    exit_code: r.get(8)?,
+                    cache_hit: r.get(9)?,
+                    metrics: r.get(10)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out: Vec<RunRow> = rows.collect::<Result<_, _>>().map_err(|e| self.err(e))?;
+        out.reverse();
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(stage: &str, status: &str) -> RunRow {
+        RunRow {
+            invocation: "i1".into(),
+            stage: stage.into(),
+            action_key: "k".into(),
+            params: "{}".into(),
+            started_at_ms: 1,
+            duration_ms: 2,
+            peak_rss_kb: Some(3),
+            status: status.into(),
+            exit_code: Some(0),
+            cache_hit: false,
+            metrics: None,
+        }
+    }
+
+    #[test]
+    fn rows_come_back_in_order_and_filter_by_stage() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::new(dir.path());
+        assert!(ledger.rows(None, None).unwrap().is_empty(), "no file yet");
+        for (s, st) in [("a", "ran"), ("b", "restored"), ("a", "failed")] {
+            ledger.record(&row(s, st)).unwrap();
+        }
+        let all = ledger.rows(None, None).unwrap();
+        assert_eq!(
+            all.iter().map(|r| r.status.as_str()).collect::<Vec<_>>(),
+            ["ran", "restored", "failed"]
+        );
+        assert_eq!(ledger.rows(Some("a"), None).unwrap().len(), 2);
+        assert_eq!(ledger.rows(None, Some(1)).unwrap()[0].status, "failed");
+    }
+
+    #[test]
+    fn concurrent_writers_lose_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let cache = dir.path().to_owned();
+                s.spawn(move || {
+                    // Separate connections, as separate amt processes would have.
+                    let ledger = Ledger::new(&cache);
+                    for i in 0..25 {
+                        ledger.record(&row(&format!("s{t}-{i}"), "ran")).unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(Ledger::new(dir.path()).rows(None, None).unwrap().len(), 100);
+    }
+}

@@ -1,0 +1,257 @@
+//! The remote cache against a real S3-compatible server (moto, started here on
+//! 127.0.0.1) and a plain directory: a second checkout with an empty cache runs
+//! nothing, push and pull, corrupted objects are refused, and an unreachable
+//! remote only warns.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::TestProject;
+
+/// moto's S3 server on a free loopback port, stopped on drop.
+struct Moto {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn http(port: u16, request: &str) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(request.as_bytes()).ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+impl Moto {
+    /// Starts the server and creates `bucket`.
+    fn start(bucket: &str) -> Self {
+        let bin = std::env::var_os("AMT_MOTO_SERVER").expect(
+            "AMT_MOTO_SERVER is not set: run scripts/test.sh, which installs moto and sets it",
+        );
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting moto_server");
+        let moto = Self { child, port };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while http(port, "GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not come up on port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let reply = http(
+            port,
+            &format!("PUT /{bucket} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n"),
+        )
+        .unwrap();
+        assert!(
+            reply.starts_with("HTTP/1.0 200") || reply.starts_with("HTTP/1.1 200"),
+            "creating the bucket: {reply}"
+        );
+        moto
+    }
+
+    fn env(&self, c: &mut Command) {
+        c.env(
+            "AWS_ENDPOINT_URL",
+            format!("http://127.0.0.1:{}", self.port),
+        )
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1");
+    }
+}
+
+const PIPELINE: &str = r#"
+[params]
+n = 3
+
+[stages.make]
+cmd = "mkdir -p out/data && for i in $(seq 1 20); do echo row $i > out/data/$i.txt; done && echo made >> runs.log"
+outs = ["out/data"]
+
+[stages.sum]
+cmd = "cat out/data/*.txt | wc -l > out/sum.txt && echo summed >> runs.log"
+deps = ["out/data"]
+params = ["n"]
+outs = ["out/sum.txt"]
+"#;
+
+/// Runs `amt ARGS` with moto's credentials, expecting `code`.
+fn amt(p: &TestProject, moto: Option<&Moto>, args: &[&str], code: i32) -> common::Run {
+    let mut c = p.command(args);
+    if let Some(m) = moto {
+        m.env(&mut c);
+    }
+    let out = c.output().unwrap();
+    let run = common::Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into(),
+        stderr: String::from_utf8_lossy(&out.stderr).into(),
+    };
+    run.expect_code(code)
+}
+
+fn outcomes(run: &common::Run) -> Vec<(String, String)> {
+    run.outcomes().into_iter().collect()
+}
+
+#[test]
+fn a_second_checkout_with_an_empty_cache_executes_nothing() {
+    let moto = Moto::start("amt-ci");
+    let manifest = format!("[remote]\nurl = \"s3://amt-ci/cache\"\n{PIPELINE}");
+    let first = TestProject::new(&manifest);
+    let run = amt(&first, Some(&moto), &["--json", "run"], 0);
+    assert_eq!(
+        outcomes(&run),
+        [("make".into(), "ran".into()), ("sum".into(), "ran".into())],
+        "{}",
+        run.stderr
+    );
+
+    let second = TestProject::new(&manifest);
+    let run = amt(&second, Some(&moto), &["--json", "run"], 0);
+    assert_eq!(
+        outcomes(&run),
+        [
+            ("make".into(), "restored".into()),
+            ("sum".into(), "restored".into())
+        ],
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !second.exists("runs.log"),
+        "no command ran in the second checkout"
+    );
+    assert_eq!(second.read("out/sum.txt"), first.read("out/sum.txt"));
+    assert_eq!(second.read("out/data/7.txt"), "row 7\n");
+
+    // The second checkout's ledger says where its results came from.
+    let ledger = amt(&second, None, &["--json", "runs"], 0);
+    let rows: serde_json::Value = serde_json::from_str(&ledger.stdout).unwrap();
+    assert!(
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["status"] == "restored" && r["cache_hit"] == true),
+        "{rows}"
+    );
+}
+
+#[test]
+fn push_then_pull_through_a_directory() {
+    let remote = tempfile::tempdir().unwrap();
+    let url = remote.path().display().to_string();
+    let first = TestProject::new(PIPELINE);
+    amt(&first, None, &["run"], 0);
+    let pushed = amt(&first, None, &["push", "--remote", &url], 0);
+    assert!(
+        pushed.stdout.contains("pushed 2 action results"),
+        "{}",
+        pushed.stdout
+    );
+    let again = amt(&first, None, &["push", "--remote", &url], 0);
+    assert!(
+        again
+            .stdout
+            .contains("pushed 0 action results and 0 objects"),
+        "writes are create-only: {}",
+        again.stdout
+    );
+
+    let second = TestProject::new(PIPELINE);
+    let pulled = amt(&second, None, &["pull", "--remote", &url], 0);
+    assert!(
+        pulled.stdout.contains("pulled 2 action results"),
+        "{}",
+        pulled.stdout
+    );
+    let run = amt(&second, None, &["--json", "run"], 0);
+    assert!(
+        run.outcomes().values().all(|o| o == "restored"),
+        "{}",
+        run.stdout
+    );
+    assert!(!second.exists("runs.log"));
+}
+
+#[test]
+fn a_corrupted_remote_object_is_refused_and_the_stage_runs() {
+    let remote = tempfile::tempdir().unwrap();
+    let url = remote.path().display().to_string();
+    let first = TestProject::new(PIPELINE);
+    amt(&first, None, &["run", "--remote", &url], 0);
+    // Tamper with every stored object.
+    for entry in walkdir::WalkDir::new(remote.path().join("cas"))
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+    {
+        std::fs::write(entry.path(), b"forged").unwrap();
+    }
+    let second = TestProject::new(PIPELINE);
+    let run = amt(&second, None, &["--json", "run", "--remote", &url], 0);
+    assert!(
+        run.stderr.contains("is corrupt") && run.stderr.contains("it was not used"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.outcomes().values().all(|o| o == "ran"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(second.read("out/data/7.txt"), "row 7\n");
+}
+
+#[test]
+fn an_unreachable_remote_warns_and_the_run_goes_on_locally() {
+    // A port nothing listens on.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let p = TestProject::new(PIPELINE);
+    let mut c = p.command(&["--json", "run", "--remote", "s3://nowhere/cache"]);
+    c.env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"))
+        .env("AWS_ACCESS_KEY_ID", "x")
+        .env("AWS_SECRET_ACCESS_KEY", "x")
+        .env("AWS_REGION", "us-east-1");
+    let out = c.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("remote cache s3://nowhere/cache is unreachable")
+            && stderr.contains("continuing with the local cache only"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("unreachable").count(),
+        1,
+        "said once: {stderr}"
+    );
+    assert_eq!(p.read("out/sum.txt").trim(), "20");
+}
