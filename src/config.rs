@@ -23,6 +23,21 @@ struct RawManifest {
     #[serde(default)]
     stages: BTreeMap<Spanned<String>, Spanned<RawStage>>,
     remote: Option<RemoteConfig>,
+    #[serde(default)]
+    sweeps: BTreeMap<String, SweepConfig>,
+}
+
+/// `[sweeps.NAME]`: a grid of param values, optionally sampled.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SweepConfig {
+    /// Dotted param key → the values to try.
+    pub grid: BTreeMap<String, Vec<toml::Value>>,
+    /// Run this many points drawn at random from the grid, instead of all of it.
+    pub samples: Option<usize>,
+    /// The draws' seed.
+    #[serde(default)]
+    pub seed: u64,
 }
 
 /// `[remote]`: a cache shared between machines, read and written through on every run.
@@ -172,6 +187,8 @@ pub struct Pipeline {
     pub stages: Vec<Stage>,
     /// `[remote]`, if set.
     pub remote: Option<RemoteConfig>,
+    /// `[sweeps.NAME]` tables.
+    pub sweeps: BTreeMap<String, SweepConfig>,
 }
 
 impl Pipeline {
@@ -252,6 +269,7 @@ pub fn parse(file: &Path, text: &str, builtins: &dyn Builtins) -> Result<Pipelin
         params: raw.params,
         stages,
         remote: raw.remote,
+        sweeps: raw.sweeps,
     })
 }
 

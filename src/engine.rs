@@ -181,20 +181,27 @@ pub struct RemoteCache {
 }
 
 impl<'p> Engine<'p> {
-    /// Opens the engine's cache and state for a project.
+    /// Opens the engine's cache and state for a project. The cache (objects,
+    /// action results, ledger) may be shared; state, logs, scratch and the stat
+    /// cache belong to the project's workspace.
     pub fn open(project: &'p Project) -> Self {
-        let cache = project.cache_dir();
+        let (cache, local) = (project.cache_dir(), project.local_dir());
         Self {
             project,
             store: Store::new(&cache),
-            state: StateDir::new(&cache.join("state")),
-            stat: StatCache::load(&cache.join("stat").join("v1")),
+            state: StateDir::new(&local.join("state")),
+            stat: StatCache::load(&local.join("stat").join("v1")),
             hash_stats: HashStats::default(),
             processes: Arc::new(Processes::default()),
             ledger: Ledger::new(&cache),
             invocation: format!("{}-{}", now_ms(), std::process::id()),
             remote: std::sync::Mutex::new(None),
         }
+    }
+
+    /// This invocation's id in the ledger.
+    pub fn invocation(&self) -> &str {
+        &self.invocation
     }
 
     /// Reads and writes through a remote cache from now on.
@@ -258,13 +265,16 @@ impl<'p> Engine<'p> {
 
     /// Where stage logs go.
     pub fn log_dir(&self) -> std::path::PathBuf {
-        self.store.root().join("logs")
+        self.project.local_dir().join("logs")
     }
 
     /// A directory that survives between runs of a stage, for resumable work.
     /// It is neither an input nor an output, so it never enters the action key.
     pub fn scratch_dir(&self, stage: &Stage) -> std::path::PathBuf {
-        self.store.root().join("scratch").join(stage.name.as_str())
+        self.project
+            .local_dir()
+            .join("scratch")
+            .join(stage.name.as_str())
     }
 
     /// Where a stage's log goes.

@@ -1,7 +1,8 @@
-//! The run ledger: every stage execution (run, restore from the cache, or
-//! failure) as a row of an SQLite database, `cache/ledger.sqlite`. WAL mode
-//! and a busy timeout make concurrent writers safe, and users can query it
-//! with `sqlite3`.
+//! The run ledger, an SQLite database at `cache/ledger.sqlite`: every stage
+//! execution (run, restore from the cache, or failure) in `executions`, and
+//! every pipeline run (an `amt run`, or one sweep point) in `runs` with its
+//! params and metrics. WAL mode and a busy timeout make concurrent writers
+//! safe, and users can query it with `sqlite3`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -14,7 +15,7 @@ use serde::Serialize;
 pub const FILE: &str = "ledger.sqlite";
 
 const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS runs (
+CREATE TABLE IF NOT EXISTS executions (
     id            INTEGER PRIMARY KEY,
     invocation    TEXT NOT NULL,    -- one `amt run`: start time and process id
     stage         TEXT NOT NULL,
@@ -28,7 +29,18 @@ CREATE TABLE IF NOT EXISTS runs (
     cache_hit     INTEGER NOT NULL, -- 1 when restored from the cache
     metrics       TEXT              -- the stage's metrics files, JSON by path
 );
-CREATE INDEX IF NOT EXISTS runs_stage ON runs (stage, id);
+CREATE INDEX IF NOT EXISTS executions_stage ON executions (stage, id);
+CREATE TABLE IF NOT EXISTS runs (
+    id            INTEGER PRIMARY KEY,
+    run           TEXT NOT NULL,    -- the invocation, or the sweep point's id
+    sweep         TEXT,             -- the sweep's name (NULL for `amt run`)
+    params        TEXT NOT NULL,    -- every [params] leaf, JSON
+    status        TEXT NOT NULL,    -- ok | failed | interrupted
+    started_at_ms INTEGER NOT NULL,
+    duration_ms   INTEGER NOT NULL,
+    stages        TEXT NOT NULL,    -- outcome counts, e.g. {\"ran\": 2, \"restored\": 5}
+    metrics       TEXT NOT NULL     -- the metrics files afterwards, JSON by path
+);
 ";
 
 /// A ledger error: the database could not be opened or written.
@@ -54,6 +66,21 @@ pub struct RunRow {
     pub exit_code: Option<i32>,
     pub cache_hit: bool,
     pub metrics: Option<String>,
+}
+
+/// One pipeline run: an `amt run`, or a sweep point.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PipelineRun {
+    pub run: String,
+    pub sweep: Option<String>,
+    /// Every `[params]` leaf (dotted key → value).
+    pub params: serde_json::Map<String, serde_json::Value>,
+    pub status: String,
+    pub started_at_ms: i64,
+    pub duration_ms: i64,
+    pub stages: serde_json::Map<String, serde_json::Value>,
+    /// Metrics file path → its JSON.
+    pub metrics: serde_json::Map<String, serde_json::Value>,
 }
 
 /// The ledger, opened on first write.
@@ -90,7 +117,69 @@ impl Ledger {
         }
     }
 
-    /// Appends a row.
+    fn with_conn<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, LedgerError> {
+        let mut guard = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        if guard.is_none() {
+            *guard = Some(open(&self.path).map_err(|e| self.err(e))?);
+        }
+        f(guard.as_ref().expect("opened above")).map_err(|e| self.err(e))
+    }
+
+    /// Appends a pipeline run.
+    pub fn record_run(&self, run: &PipelineRun) -> Result<(), LedgerError> {
+        let json = |m: &serde_json::Map<String, serde_json::Value>| {
+            serde_json::Value::Object(m.clone()).to_string()
+        };
+        self.with_conn(|conn| {
+            conn.execute(
+                "INSERT INTO runs (run, sweep, params, status, started_at_ms, duration_ms, stages, metrics)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![run.run, run.sweep, json(&run.params), run.status, run.started_at_ms, run.duration_ms, json(&run.stages), json(&run.metrics)],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Pipeline runs, oldest first: of one sweep, or all; the newest `last` when given.
+    pub fn pipeline_runs(
+        &self,
+        sweep: Option<&str>,
+        last: Option<usize>,
+    ) -> Result<Vec<PipelineRun>, LedgerError> {
+        if !self.path.exists() {
+            return Ok(Vec::new());
+        }
+        let object = |text: String| match serde_json::from_str(&text) {
+            Ok(serde_json::Value::Object(m)) => m,
+            _ => serde_json::Map::new(),
+        };
+        let mut out: Vec<PipelineRun> = self.with_conn(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT run, sweep, params, status, started_at_ms, duration_ms, stages, metrics
+                 FROM runs WHERE ?1 IS NULL OR sweep = ?1 ORDER BY id DESC LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![sweep, last.map_or(-1, |n| n as i64)], |r| {
+                Ok(PipelineRun {
+                    run: r.get(0)?,
+                    sweep: r.get(1)?,
+                    params: object(r.get(2)?),
+                    status: r.get(3)?,
+                    started_at_ms: r.get(4)?,
+                    duration_ms: r.get(5)?,
+                    stages: object(r.get(6)?),
+                    metrics: object(r.get(7)?),
+                })
+            })?;
+            rows.collect()
+        })?;
+        out.reverse();
+        Ok(out)
+    }
+
+    /// Appends a stage execution.
     pub fn record(&self, row: &RunRow) -> Result<(), LedgerError> {
         let mut guard = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         if guard.is_none() {
@@ -98,7 +187,7 @@ impl Ledger {
         }
         let conn = guard.as_ref().expect("opened above");
         conn.execute(
-            "INSERT INTO runs (invocation, stage, action_key, params, started_at_ms, duration_ms,
+            "INSERT INTO executions (invocation, stage, action_key, params, started_at_ms, duration_ms,
                                peak_rss_kb, status, exit_code, cache_hit, metrics)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             params![
@@ -119,7 +208,7 @@ impl Ledger {
         Ok(())
     }
 
-    /// Every row, oldest first; the newest `last` when given. An absent ledger has none.
+    /// Stage executions, oldest first; the newest `last` when given. An absent ledger has none.
     pub fn rows(
         &self,
         stage: Option<&str>,
@@ -133,7 +222,7 @@ impl Ledger {
             .prepare(
                 "SELECT invocation, stage, action_key, params, started_at_ms, duration_ms, peak_rss_kb,
                         status, exit_code, cache_hit, metrics
-                 FROM runs WHERE ?1 IS NULL OR stage = ?1 ORDER BY id DESC LIMIT ?2",
+                 FROM executions WHERE ?1 IS NULL OR stage = ?1 ORDER BY id DESC LIMIT ?2",
             )
             .map_err(|e| self.err(e))?;
         let limit = last.map_or(-1, |n| n as i64);

@@ -21,4 +21,5 @@ pub mod scheduler;
 pub mod statcache;
 pub mod state;
 pub mod store;
+pub mod sweep;
 pub mod tree;

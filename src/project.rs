@@ -13,6 +13,10 @@ pub struct Project {
     pub pipeline: Pipeline,
     /// Its stage graph.
     pub dag: Dag,
+    /// The cache: objects, action results and the ledger (shared by sweep points).
+    cache: PathBuf,
+    /// This workspace's own records: state, logs, scratch, stat cache.
+    local: PathBuf,
 }
 
 /// Finding or loading a project failed.
@@ -43,12 +47,33 @@ impl Project {
             root: root.to_owned(),
             pipeline,
             dag,
+            cache: root.join("cache"),
+            local: root.join("cache"),
         })
     }
 
-    /// The cache directory (`<root>/cache`).
+    /// The same pipeline with other params, in another workspace directory
+    /// that keeps its own state but shares this project's cache.
+    pub fn variant(&self, root: &Path, pipeline: Pipeline) -> Result<Self, ProjectError> {
+        let dag =
+            Dag::build(&pipeline, root).map_err(|e| dag_error(&self.root.join(MANIFEST), e))?;
+        Ok(Self {
+            root: root.to_owned(),
+            pipeline,
+            dag,
+            cache: self.cache.clone(),
+            local: root.join(".amt"),
+        })
+    }
+
+    /// The cache directory (`<root>/cache`, or the parent project's for a variant).
     pub fn cache_dir(&self) -> PathBuf {
-        self.root.join("cache")
+        self.cache.clone()
+    }
+
+    /// This workspace's records (`<root>/cache` for a project, `<root>/.amt` for a variant).
+    pub fn local_dir(&self) -> PathBuf {
+        self.local.clone()
     }
 
     /// Resolves stage names given on the command line.

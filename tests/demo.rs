@@ -4,43 +4,10 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::TestProject;
 
-/// A copy of the repository's demo project (amt.toml, corpus, prompts, the
-/// encoder), training for 20 steps instead of the demo's full run.
 fn demo() -> TestProject {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let manifest = std::fs::read_to_string(repo.join("amt.toml")).unwrap();
-    let short = manifest
-        .replace("train.steps = 400", "train.steps = 20")
-        .replace("generate.num = 4", "generate.num = 1")
-        .replace("generate.max_tokens = 512", "generate.max_tokens = 96");
-    assert_ne!(
-        short, manifest,
-        "amt.toml's demo params moved; update this test"
-    );
-    let p = TestProject::new(&short);
-    for dir in ["data/corpus", "demo"] {
-        for entry in walkdir::WalkDir::new(repo.join(dir))
-            .into_iter()
-            .flatten()
-            .filter(|e| e.file_type().is_file())
-        {
-            let rel = entry.path().strip_prefix(repo).unwrap();
-            let dst = p.root().join(rel);
-            std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
-            std::fs::copy(entry.path(), dst).unwrap();
-        }
-    }
-    let encoder = repo
-        .join("models/all-MiniLM-L6-v2")
-        .canonicalize()
-        .expect("models/all-MiniLM-L6-v2 (scripts/setup.sh links it)");
-    std::fs::create_dir_all(p.path("models")).unwrap();
-    std::os::unix::fs::symlink(encoder, p.path("models/all-MiniLM-L6-v2")).unwrap();
-    p
+    common::demo_project(&[])
 }
 
 const MUSIC: [&str; 8] = [

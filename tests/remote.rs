@@ -149,7 +149,7 @@ fn a_second_checkout_with_an_empty_cache_executes_nothing() {
     assert_eq!(second.read("out/data/7.txt"), "row 7\n");
 
     // The second checkout's ledger says where its results came from.
-    let ledger = amt(&second, None, &["--json", "runs"], 0);
+    let ledger = amt(&second, None, &["--json", "runs", "--stages"], 0);
     let rows: serde_json::Value = serde_json::from_str(&ledger.stdout).unwrap();
     assert!(
         rows.as_array()

@@ -12,11 +12,13 @@
 mod dag;
 mod gc;
 mod generate;
+mod metrics;
 mod output;
 mod run;
 mod runs;
 mod stage;
 mod status;
+mod sweep;
 mod transfer;
 mod why;
 
@@ -59,8 +61,13 @@ enum Command {
     Dag(dag::Args),
     /// Remove cache entries that the current state does not use.
     Gc(gc::Args),
-    /// List stage executions from the run ledger (cache/ledger.sqlite).
+    /// Pipeline runs and sweep points from the ledger: params, metrics, duration, status.
     Runs(runs::Args),
+    /// Run the pipeline for every point of a param grid, each in its own workspace.
+    Sweep(sweep::Args),
+    /// Compare runs' metrics.
+    #[command(subcommand)]
+    Metrics(metrics::Command),
     /// Upload the local cache to the remote cache.
     Push(transfer::Args),
     /// Download the remote cache's results into the local cache.
@@ -160,6 +167,8 @@ pub fn main() -> ExitCode {
         Command::Dag(args) => dag::run(&project, args),
         Command::Gc(args) => gc::run(&project, args, ui),
         Command::Runs(args) => runs::run(&project, args, ui),
+        Command::Sweep(args) => sweep::run(&project, args, ui),
+        Command::Metrics(command) => metrics::run(&project, command, ui),
         Command::Push(args) => transfer::push(&project, args, ui),
         Command::Pull(args) => transfer::pull(&project, args, ui),
     });

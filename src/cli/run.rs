@@ -4,8 +4,10 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use amt::config::{lookup, param_keys};
 use amt::engine::{Engine, RemoteCache, StageError};
 use amt::exec::Processes;
+use amt::ledger::PipelineRun;
 use amt::lock;
 use amt::project::Project;
 use amt::remote::Remote;
@@ -118,10 +120,24 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
         mem: total_memory(),
     };
     let printer = Printer::new(ui, engine.log_dir());
+    let started_at_ms = now_ms();
     let summary = scheduler::run(&engine, &selection, &opts, &printer);
     let files_hashed = engine.hash_stats.files();
     printer.summary(&summary, files_hashed);
 
+    if !args.dry_run {
+        let run = pipeline_run(
+            &engine,
+            &selection,
+            &summary,
+            started_at_ms,
+            engine.invocation().to_owned(),
+            None,
+        );
+        if let Err(e) = engine.ledger.record_run(&run) {
+            eprintln!("warning: {e}");
+        }
+    }
     engine.stat.save().context("saving the stat cache")?;
     if engine.processes.is_cancelled() {
         return Err(Failure::Interrupted);
@@ -150,7 +166,7 @@ fn default_jobs() -> usize {
 }
 
 /// GPUs: `AMT_GPUS`, else the entries of `CUDA_VISIBLE_DEVICES`, else the NVIDIA driver's count.
-fn available_gpus() -> u32 {
+pub(super) fn available_gpus() -> u32 {
     if let Some(n) = std::env::var("AMT_GPUS").ok().and_then(|v| v.parse().ok()) {
         return n;
     }
@@ -161,10 +177,77 @@ fn available_gpus() -> u32 {
 }
 
 /// Physical memory in bytes, from /proc/meminfo (0: unknown, no limit).
-fn total_memory() -> u64 {
+pub(super) fn total_memory() -> u64 {
     let info = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     info.lines()
         .find_map(|l| l.strip_prefix("MemTotal:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A JSON value for a TOML param value.
+fn json_of(v: &toml::Value) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
+}
+
+/// The ledger row of a finished pipeline run: every param leaf, the outcome
+/// counts, and the metrics files of the stages it brought up to date.
+pub fn pipeline_run(
+    engine: &Engine<'_>,
+    selection: &BTreeSet<usize>,
+    summary: &scheduler::Summary,
+    started_at_ms: u64,
+    run: String,
+    sweep: Option<&str>,
+) -> PipelineRun {
+    let project = engine.project;
+    let params = param_keys(&project.pipeline.params)
+        .into_iter()
+        .filter_map(|k| {
+            let v = lookup(&project.pipeline.params, &k).filter(|v| !v.is_table())?;
+            Some((k.clone(), json_of(v)))
+        })
+        .collect();
+    let stages = summary
+        .counts()
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), serde_json::Value::from(v)))
+        .collect();
+    let mut metrics = serde_json::Map::new();
+    for &i in selection {
+        for m in &project.pipeline.stages[i].metrics {
+            if let Ok(text) = std::fs::read_to_string(m.to_fs(&project.root)) {
+                let v = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+                metrics.insert(m.to_string(), v);
+            }
+        }
+    }
+    let cancelled = summary
+        .outcomes
+        .iter()
+        .any(|(_, o)| matches!(o, Outcome::Failed(StageError::Cancelled)));
+    let status = if cancelled {
+        "interrupted"
+    } else if summary.failed() {
+        "failed"
+    } else {
+        "ok"
+    };
+    PipelineRun {
+        run,
+        sweep: sweep.map(str::to_owned),
+        params,
+        status: status.into(),
+        started_at_ms: started_at_ms as i64,
+        duration_ms: summary.elapsed.as_millis() as i64,
+        stages,
+        metrics,
+    }
 }

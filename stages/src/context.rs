@@ -17,6 +17,7 @@ pub struct StageContext {
     params: Value,
     deps: Value,
     outs: Value,
+    metrics: Value,
 }
 
 fn json_var(name: &str) -> anyhow::Result<Value> {
@@ -29,7 +30,7 @@ fn json_var(name: &str) -> anyhow::Result<Value> {
 }
 
 impl StageContext {
-    /// Reads `AMT_PROJECT_ROOT`, `AMT_SCRATCH`, `AMT_PARAMS`, `AMT_DEPS` and `AMT_OUTS`.
+    /// Reads `AMT_PROJECT_ROOT`, `AMT_SCRATCH`, `AMT_PARAMS`, `AMT_DEPS`, `AMT_OUTS` and `AMT_METRICS`.
     pub fn from_env() -> anyhow::Result<Self> {
         let root = std::env::var_os("AMT_PROJECT_ROOT")
             .map(PathBuf::from)
@@ -45,6 +46,7 @@ impl StageContext {
             params: json_var("AMT_PARAMS")?,
             deps: json_var("AMT_DEPS")?,
             outs: json_var("AMT_OUTS")?,
+            metrics: json_var("AMT_METRICS")?,
         })
     }
 
@@ -56,7 +58,19 @@ impl StageContext {
             params,
             deps,
             outs,
+            metrics: Value::Null,
         }
+    }
+
+    /// The same context with declared metrics files (as `metrics = [...]` gives them).
+    pub fn with_metrics(mut self, paths: &[&str]) -> Self {
+        self.metrics = Value::Array(
+            paths
+                .iter()
+                .map(|p| Value::String((*p).to_owned()))
+                .collect(),
+        );
+        self
     }
 
     /// The `[params] TABLE.*` values, with defaults for what is not set.
@@ -104,6 +118,26 @@ impl StageContext {
     /// The path bound to a dep role, if any.
     pub fn optional_dep(&self, role: &str) -> anyhow::Result<Option<PathBuf>> {
         self.bound("deps", &self.deps, role)
+    }
+
+    /// The stage's declared metrics files (`metrics = [...]` in amt.toml).
+    pub fn metrics_files(&self) -> Vec<PathBuf> {
+        match &self.metrics {
+            Value::Array(paths) => paths
+                .iter()
+                .filter_map(Value::as_str)
+                .map(|p| self.root.join(p))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Writes a stage's headline numbers to every declared metrics file.
+    pub fn write_metrics(&self, metrics: &Value) -> anyhow::Result<()> {
+        for path in self.metrics_files() {
+            crate::atomic::write_json(&path, metrics)?;
+        }
+        Ok(())
     }
 
     /// The path bound to an out role; an error names the role if it is missing.

@@ -149,3 +149,46 @@ fn regex_escape(s: &str) -> String {
 pub fn settle() {
     std::thread::sleep(std::time::Duration::from_millis(150));
 }
+
+/// A copy of the repository's demo project (amt.toml, corpus, prompts, the
+/// encoder), training for 20 steps and writing one short piece per prompt,
+/// with further `(from, to)` edits to its amt.toml.
+pub fn demo_project(edits: &[(&str, &str)]) -> TestProject {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let manifest = std::fs::read_to_string(repo.join("amt.toml")).unwrap();
+    let mut short = manifest.clone();
+    for (from, to) in [
+        ("train.steps = 400", "train.steps = 20"),
+        ("generate.num = 4", "generate.num = 1"),
+        ("generate.max_tokens = 512", "generate.max_tokens = 96"),
+    ]
+    .iter()
+    .chain(edits)
+    {
+        assert!(
+            short.contains(from),
+            "amt.toml has no `{from}`; update the tests"
+        );
+        short = short.replace(from, to);
+    }
+    let p = TestProject::new(&short);
+    for dir in ["data/corpus", "demo"] {
+        for entry in walkdir::WalkDir::new(repo.join(dir))
+            .into_iter()
+            .flatten()
+            .filter(|e| e.file_type().is_file())
+        {
+            let rel = entry.path().strip_prefix(repo).unwrap();
+            let dst = p.root().join(rel);
+            std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+            std::fs::copy(entry.path(), dst).unwrap();
+        }
+    }
+    let encoder = repo
+        .join("models/all-MiniLM-L6-v2")
+        .canonicalize()
+        .expect("models/all-MiniLM-L6-v2 (scripts/setup.sh links it)");
+    std::fs::create_dir_all(p.path("models")).unwrap();
+    std::os::unix::fs::symlink(encoder, p.path("models/all-MiniLM-L6-v2")).unwrap();
+    p
+}

@@ -349,6 +349,7 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
     let metrics = report::metrics(&pieces, &test, &perplexity, &systems);
     crate::atomic::write(&out.join("metrics.json"), &report::to_json_bytes(&metrics))?;
     report::write_pieces(&out.join("pieces.parquet"), &pieces)?;
+    ctx.write_metrics(&metrics["systems"]["model"])?;
     let loss = model_dir.join("loss.png");
     if loss.exists() {
         std::fs::copy(&loss, out.join("loss.png")).context("copying loss.png")?;

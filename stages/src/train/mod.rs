@@ -417,6 +417,12 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
         val: trained.val,
     };
     write_json(&out.join("train.json"), &summary)?;
+    ctx.write_metrics(&serde_json::json!({
+        "steps": summary.steps,
+        "final_train_loss": summary.final_train_loss,
+        "val_loss": summary.val.overall.loss,
+        "val_perplexity": summary.val.overall.perplexity,
+    }))?;
     println!(
         "train: {} parameters, {} steps, validation loss {:.4}",
         summary.parameters, summary.steps, summary.val.overall.loss

@@ -1,0 +1,248 @@
+//! `amt sweep`: run the pipeline once per point of a param grid, each point in
+//! its own workspace (`cache/sweeps/<point>`) sharing the project's cache, so
+//! the stages a point does not change come from the cache.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use amt::engine::Engine;
+use amt::lock;
+use amt::project::Project;
+use amt::scheduler::{self, Options};
+use amt::sweep::{self, Axis, Point};
+use anyhow::Context;
+
+use super::output::Printer;
+use super::{Failure, Ui};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Stages to bring up to date at each point (default: all), with their upstream.
+    stages: Vec<String>,
+    /// A param and its values, KEY=V1,V2,… (repeatable; the points are the product).
+    #[arg(short = 'S', long = "set", value_name = "KEY=VALUES")]
+    set: Vec<String>,
+    /// Start from `[sweeps.NAME]` in amt.toml; its name labels the points in the ledger.
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+    /// Run this many points drawn at random from the grid.
+    #[arg(long, value_name = "N")]
+    samples: Option<usize>,
+    /// Seed for --samples.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Points run at once [default: number of cores].
+    #[arg(short, long, value_name = "N")]
+    jobs: Option<usize>,
+    /// Seconds to wait for another amt process to release the project.
+    #[arg(long, value_name = "SECS", default_value_t = 600.0)]
+    lock_timeout: f64,
+}
+
+fn input(e: impl Into<anyhow::Error>) -> Failure {
+    Failure::Input(e.into())
+}
+
+/// The points to run, the swept axes, and the sweep's name in the ledger.
+fn points(project: &Project, args: &Args) -> Result<(Vec<Point>, Vec<Axis>, String), Failure> {
+    let mut axes: Vec<Axis> = Vec::new();
+    let (mut samples, mut seed) = (args.samples, args.seed);
+    if let Some(name) = &args.name {
+        let config = project
+            .pipeline
+            .sweeps
+            .get(name)
+            .ok_or_else(|| input(sweep::SweepError::UnknownSweep(name.clone())))?;
+        axes.extend(sweep::config_axes(config));
+        samples = samples.or(config.samples);
+        if args.seed == 0 {
+            seed = config.seed;
+        }
+    }
+    for s in &args.set {
+        let axis = sweep::parse_axis(s).map_err(input)?;
+        axes.retain(|a| a.key != axis.key);
+        axes.push(axis);
+    }
+    if axes.is_empty() {
+        return Err(input(anyhow::anyhow!(
+            "nothing to sweep: give -S KEY=V1,V2 or --name NAME ([sweeps.NAME] in amt.toml)"
+        )));
+    }
+    sweep::check_axes(&project.pipeline, &axes).map_err(input)?;
+    let mut points = sweep::grid(&axes);
+    if let Some(n) = samples {
+        points = sweep::draw(&points, n, seed);
+    }
+    let name = args.name.clone().unwrap_or_else(|| {
+        let text: Vec<String> = axes
+            .iter()
+            .map(|a| format!("{}={:?}", a.key, a.values))
+            .collect();
+        format!(
+            "sweep-{}",
+            &blake3::hash(text.join(";").as_bytes()).to_hex()[..8]
+        )
+    });
+    Ok((points, axes, name))
+}
+
+pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
+    let (points, axes, name) = points(project, &args)?;
+    let cache = project.cache_dir();
+    let timeout = Duration::from_secs_f64(args.lock_timeout.max(0.0));
+    let _lock = lock::acquire(&cache.join("lock"), timeout, |holder| {
+        if !ui.quiet {
+            eprintln!("waiting for the project lock, held by {} …", holder.0);
+        }
+    })
+    .map_err(|e| Failure::Lock(e.into()))?;
+    Engine::open(project)
+        .store
+        .clean_tmp()
+        .context("cleaning the cache's staging directory")?;
+
+    let variants: Vec<Project> = points
+        .iter()
+        .map(|p| sweep::point_project(project, p))
+        .collect::<Result<_, _>>()
+        .map_err(|e| Failure::Other(e.into()))?;
+    let targets = project
+        .resolve(&args.stages)
+        .map_err(|e| input(anyhow::anyhow!(e)))?;
+    let named: Vec<usize> = if targets.is_empty() {
+        (0..project.pipeline.stages.len()).collect()
+    } else {
+        targets
+    };
+    let selection = project.dag.with_upstream(&named);
+    if !ui.quiet && !ui.json {
+        eprintln!(
+            "sweep {name}: {} points, {} at a time",
+            points.len(),
+            args.jobs.unwrap_or_else(default_jobs).min(points.len())
+        );
+    }
+
+    let processes = Arc::new(amt::exec::Processes::default());
+    let opts = || Options {
+        jobs: 1,
+        force: Default::default(),
+        dry_run: false,
+        keep_going: false,
+        gpus: super::run::available_gpus(),
+        mem: super::run::total_memory(),
+    };
+    let quiet = Ui {
+        quiet: true,
+        json: false,
+        verbose: false,
+    };
+    // What every point shares runs once, first, so the points restore it instead
+    // of racing to compute it.
+    let shared = sweep::shared_stages(project, &selection, &axes);
+    if let Some(first) = variants.first()
+        && !shared.is_empty()
+    {
+        let mut engine = Engine::open(first);
+        engine.processes = Arc::clone(&processes);
+        let summary = scheduler::run(
+            &engine,
+            &shared,
+            &Options {
+                jobs: args.jobs.unwrap_or_else(default_jobs),
+                ..opts()
+            },
+            &Printer::new(quiet, engine.log_dir()),
+        );
+        let _ = engine.stat.save();
+        if summary.failed() {
+            eprintln!(
+                "error: a stage every point needs failed; see {}",
+                first.local_dir().join("logs").display()
+            );
+            return Err(Failure::Stage);
+        }
+    }
+    {
+        let processes = Arc::clone(&processes);
+        let _ = ctrlc::set_handler(move || {
+            let processes = Arc::clone(&processes);
+            std::thread::spawn(move || processes.cancel());
+        });
+    }
+    let next = AtomicUsize::new(0);
+    let failed = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..args
+            .jobs
+            .unwrap_or_else(default_jobs)
+            .clamp(1, points.len().max(1))
+        {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let (Some(point), Some(variant)) = (points.get(i), variants.get(i)) else {
+                        break;
+                    };
+                    if processes.is_cancelled() {
+                        break;
+                    }
+                    let mut engine = Engine::open(variant);
+                    engine.processes = Arc::clone(&processes);
+                    let started = super::run::now_ms();
+                    let summary = scheduler::run(
+                        &engine,
+                        &selection,
+                        &opts(),
+                        &Printer::new(quiet, engine.log_dir()),
+                    );
+                    let row = super::run::pipeline_run(
+                        &engine,
+                        &selection,
+                        &summary,
+                        started,
+                        point.id.clone(),
+                        Some(&name),
+                    );
+                    if row.status != "ok" {
+                        failed.fetch_add(1, Ordering::SeqCst);
+                    }
+                    if let Err(e) = engine.ledger.record_run(&row) {
+                        eprintln!("warning: {e}");
+                    }
+                    let _ = engine.stat.save();
+                    if !ui.quiet && !ui.json {
+                        let counts: Vec<String> = summary
+                            .counts()
+                            .iter()
+                            .map(|(k, v)| format!("{v} {k}"))
+                            .collect();
+                        eprintln!(
+                            "point {} ({}): {} — {} in {}",
+                            point.id,
+                            point.label(),
+                            row.status,
+                            counts.join(", "),
+                            super::output::human_duration(summary.elapsed)
+                        );
+                    }
+                }
+            });
+        }
+    });
+    if processes.is_cancelled() {
+        return Err(Failure::Interrupted);
+    }
+    super::runs::print_runs(project, Some(&name), None, ui)?;
+    if failed.load(Ordering::SeqCst) > 0 {
+        Err(Failure::Stage)
+    } else {
+        Ok(())
+    }
+}
+
+fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
