@@ -7,6 +7,8 @@ ensure_rust
 ensure_torch
 ensure_venv bench
 ensure_venv ref
+ensure_venv moto
+export AMT_MOTO_SERVER="$AMT_HOME/venv-moto/bin/moto_server"
 export AMT_BENCH_DVC="$AMT_HOME/venv-bench/bin/dvc" AMT_BENCH_PYTHON="$AMT_HOME/venv-bench/bin/python"
 export AMT_BENCH_REF_PYTHON="$AMT_HOME/venv-ref/bin/python"
 cd "$AMT_REPO"
@@ -16,12 +18,14 @@ case "${1:-all}" in
     process) cargo bench --locked -p amt-stages --bench process ;;
     tokenize) cargo bench --locked -p amt-stages --bench tokenize ;;
     model) cargo bench --locked -p amt-stages --bench model ;;
+    experiments) cargo bench --locked -p amt --bench experiments ;;
     all)
         cargo bench --locked -p amt --bench engine
         cargo bench --locked -p amt-stages --bench collect
         cargo bench --locked -p amt-stages --bench process
         cargo bench --locked -p amt-stages --bench tokenize
         cargo bench --locked -p amt-stages --bench model
+        cargo bench --locked -p amt --bench experiments
         ;;
-    *) echo "usage: scripts/bench.sh [engine [CASE…] | collect | process | tokenize | model | all]" >&2; exit 2 ;;
+    *) echo "usage: scripts/bench.sh [engine [CASE…] | collect | process | tokenize | model | experiments | all]" >&2; exit 2 ;;
 esac
