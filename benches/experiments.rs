@@ -19,8 +19,16 @@ fn amt() -> PathBuf {
 
 fn run(cmd: &mut Command) -> Duration {
     let start = Instant::now();
-    let out = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).output().expect("spawn");
-    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("spawn");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     start.elapsed()
 }
 
@@ -60,8 +68,19 @@ fn amt_sweep() -> f64 {
         .map(|_| {
             let dir = tempfile::tempdir().unwrap();
             sweep_project(dir.path());
-            run(Command::new(amt()).args(["run", "-q", "shared"]).current_dir(dir.path()));
-            let t = run(Command::new(amt()).args(["sweep", "-q", "--jobs", "1", "-S", &format!("x={}", values.join(","))]).current_dir(dir.path()));
+            run(Command::new(amt())
+                .args(["run", "-q", "shared"])
+                .current_dir(dir.path()));
+            let t = run(Command::new(amt())
+                .args([
+                    "sweep",
+                    "-q",
+                    "--jobs",
+                    "1",
+                    "-S",
+                    &format!("x={}", values.join(",")),
+                ])
+                .current_dir(dir.path()));
             t.as_secs_f64() / POINTS as f64
         })
         .collect();
@@ -70,7 +89,9 @@ fn amt_sweep() -> f64 {
 
 /// Seconds per `dvc exp run -S x=N` on the same pipeline, if DVC is installed.
 fn dvc_exp() -> Option<f64> {
-    let dvc = std::env::var_os("AMT_BENCH_DVC").map(PathBuf::from).filter(|p| p.exists())?;
+    let dvc = std::env::var_os("AMT_BENCH_DVC")
+        .map(PathBuf::from)
+        .filter(|p| p.exists())?;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     sweep_project(d);
@@ -85,11 +106,20 @@ fn dvc_exp() -> Option<f64> {
     git(&["config", "user.email", "bench@example.com"]);
     git(&["config", "user.name", "bench"]);
     run(Command::new(&dvc).args(["init", "-q"]).current_dir(d));
-    run(Command::new(&dvc).args(["config", "core.analytics", "false"]).current_dir(d));
+    run(Command::new(&dvc)
+        .args(["config", "core.analytics", "false"])
+        .current_dir(d));
     run(Command::new(&dvc).args(["repro", "-q"]).current_dir(d));
     git(&["add", "-A"]);
     git(&["commit", "-q", "-m", "init"]);
-    let times: Vec<f64> = (1..=3).map(|x| run(Command::new(&dvc).args(["exp", "run", "-q", "-S", &format!("x={x}")]).current_dir(d)).as_secs_f64()).collect();
+    let times: Vec<f64> = (1..=3)
+        .map(|x| {
+            run(Command::new(&dvc)
+                .args(["exp", "run", "-q", "-S", &format!("x={x}")])
+                .current_dir(d))
+            .as_secs_f64()
+        })
+        .collect();
     Some(median(times))
 }
 
@@ -102,13 +132,23 @@ outs = ["out/many"]
 /// moto's S3 server with a bucket, if `AMT_MOTO_SERVER` is set.
 fn moto() -> Option<(Child, u16)> {
     let bin = std::env::var_os("AMT_MOTO_SERVER")?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
-    let child = Command::new(bin).args(["-H", "127.0.0.1", "-p", &port.to_string()]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().ok()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .ok()?
+        .local_addr()
+        .ok()?
+        .port();
+    let child = Command::new(bin)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
             use std::io::{Read, Write};
-            s.write_all(b"PUT /bench HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n").ok()?;
+            s.write_all(b"PUT /bench HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n")
+                .ok()?;
             let mut reply = String::new();
             let _ = s.read_to_string(&mut reply);
             return Some((child, port));
@@ -124,11 +164,19 @@ fn moto() -> Option<(Child, u16)> {
 fn transfer(url: &str, env: &[(String, String)]) -> (f64, f64) {
     let src = tempfile::tempdir().unwrap();
     std::fs::write(src.path().join("amt.toml"), OBJECTS_PIPELINE).unwrap();
-    run(Command::new(amt()).args(["run", "-q"]).current_dir(src.path()));
-    let push = run(Command::new(amt()).args(["push", "-q", "--remote", url]).envs(env.iter().cloned()).current_dir(src.path()));
+    run(Command::new(amt())
+        .args(["run", "-q"])
+        .current_dir(src.path()));
+    let push = run(Command::new(amt())
+        .args(["push", "-q", "--remote", url])
+        .envs(env.iter().cloned())
+        .current_dir(src.path()));
     let dst = tempfile::tempdir().unwrap();
     std::fs::write(dst.path().join("amt.toml"), OBJECTS_PIPELINE).unwrap();
-    let pull = run(Command::new(amt()).args(["pull", "-q", "--remote", url]).envs(env.iter().cloned()).current_dir(dst.path()));
+    let pull = run(Command::new(amt())
+        .args(["pull", "-q", "--remote", url])
+        .envs(env.iter().cloned())
+        .current_dir(dst.path()));
     let n = (OBJECTS + 1) as f64; // the files and the directory's manifest
     (n / push.as_secs_f64(), n / pull.as_secs_f64())
 }
@@ -136,7 +184,9 @@ fn transfer(url: &str, env: &[(String, String)]) -> (f64, f64) {
 fn main() {
     println!("# sweeps and the remote cache\n");
     let per_point = amt_sweep();
-    println!("| sweep ({POINTS} points, a shared stage and a per-point stage) | seconds per point |");
+    println!(
+        "| sweep ({POINTS} points, a shared stage and a per-point stage) | seconds per point |"
+    );
     println!("|---|---:|");
     println!("| amt sweep --jobs 1 | {:.3} (target ≤ 0.100) |", per_point);
     match dvc_exp() {
@@ -155,7 +205,10 @@ fn main() {
     match moto() {
         Some((mut child, port)) => {
             let env = vec![
-                ("AWS_ENDPOINT_URL".to_owned(), format!("http://127.0.0.1:{port}")),
+                (
+                    "AWS_ENDPOINT_URL".to_owned(),
+                    format!("http://127.0.0.1:{port}"),
+                ),
                 ("AWS_ACCESS_KEY_ID".to_owned(), "bench".to_owned()),
                 ("AWS_SECRET_ACCESS_KEY".to_owned(), "bench".to_owned()),
                 ("AWS_REGION".to_owned(), "us-east-1".to_owned()),

@@ -25,8 +25,23 @@ fn ran(outcomes: &std::collections::BTreeMap<String, String>) -> Vec<&str> {
 #[test]
 fn the_demo_runs_end_to_end_and_reruns_only_what_a_change_touches() {
     let p = demo();
-    let first = p.run_ok(&["evaluate"]);
+    let remote = tempfile::tempdir().unwrap();
+    let url = remote.path().display().to_string();
+    let first = p.run_ok(&["evaluate", "--remote", &url]);
     assert_eq!(ran(&first), MUSIC, "{first:?}");
+
+    // CI with cached artifacts: a second checkout, an empty cache, the same remote.
+    let ci = demo();
+    let second = ci.run_ok(&["evaluate", "--remote", &url]);
+    assert!(
+        ran(&second).is_empty(),
+        "the second checkout executed {:?}",
+        ran(&second)
+    );
+    assert_eq!(
+        ci.read("artifacts/evaluate/metrics.json"),
+        p.read("artifacts/evaluate/metrics.json")
+    );
     for f in [
         "artifacts/evaluate/metrics.json",
         "artifacts/evaluate/report.md",
@@ -97,4 +112,47 @@ fn the_demo_runs_end_to_end_and_reruns_only_what_a_change_touches() {
         .expect_code(0);
     assert!(out.stdout.contains("jig.mid"), "{}", out.stdout);
     assert_eq!(&std::fs::read(p.path("jig.mid")).unwrap()[..4], b"MThd");
+}
+
+#[test]
+fn a_killed_training_run_resumes_from_its_last_checkpoint() {
+    let p = common::demo_project(&[(
+        "train.steps = 20",
+        "train.steps = 60\ntrain.checkpoint_every = 10",
+    )]);
+    p.run_ok(&["prepare"]);
+    let mut child = p
+        .command(&["run", "train"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let latest = p.path("cache/scratch/train/checkpoints/latest");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while !latest.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint appeared"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "training ended before it could be interrupted"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let saved = std::fs::read_to_string(&latest).unwrap();
+    let step: u64 = saved.trim().trim_start_matches("step-").parse().unwrap();
+    assert!(step < 60, "killed before the end (checkpoint {saved})");
+
+    assert_eq!(p.run_ok(&["train"])["train"], "ran");
+    let log = p.read("cache/logs/train.log");
+    assert!(
+        log.contains(&format!("resuming from the checkpoint at step {step}")),
+        "{log}"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&p.read("artifacts/train/train.json")).unwrap();
+    assert_eq!(summary["steps"], 60);
 }

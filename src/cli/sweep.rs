@@ -173,6 +173,9 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
         });
     }
     let next = AtomicUsize::new(0);
+    // Each point's ledger row, in grid order whatever order they finish in.
+    let rows: Vec<std::sync::Mutex<Option<amt::ledger::PipelineRun>>> =
+        points.iter().map(|_| Default::default()).collect();
     let failed = AtomicUsize::new(0);
     std::thread::scope(|s| {
         for _ in 0..args
@@ -213,7 +216,10 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
                         eprintln!("warning: {e}");
                     }
                     let _ = engine.stat.save();
+                    *rows[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(row);
                     if !ui.quiet && !ui.json {
+                        let row = rows[i].lock().unwrap_or_else(|e| e.into_inner());
+                        let status = row.as_ref().map_or("?", |r| r.status.as_str());
                         let counts: Vec<String> = summary
                             .counts()
                             .iter()
@@ -223,7 +229,7 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
                             "point {} ({}): {} — {} in {}",
                             point.id,
                             point.label(),
-                            row.status,
+                            status,
                             counts.join(", "),
                             super::output::human_duration(summary.elapsed)
                         );
@@ -235,7 +241,18 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
     if processes.is_cancelled() {
         return Err(Failure::Interrupted);
     }
-    super::runs::print_runs(project, Some(&name), None, ui)?;
+    let rows: Vec<amt::ledger::PipelineRun> = rows
+        .into_iter()
+        .filter_map(|r| r.into_inner().unwrap_or_else(|e| e.into_inner()))
+        .collect();
+    if ui.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).map_err(|e| Failure::Other(e.into()))?
+        );
+    } else if !ui.quiet {
+        print!("{}", super::runs::table(&rows));
+    }
     if failed.load(Ordering::SeqCst) > 0 {
         Err(Failure::Stage)
     } else {

@@ -390,3 +390,31 @@ fn the_hugging_face_export_has_gpt2_names_and_shapes() {
         "GPT2LMHeadModel's names and Conv1D shapes; no cond_proj, the head is tied"
     );
 }
+
+#[test]
+fn early_stopping_ends_training_when_validation_stops_improving() {
+    let _g = lock();
+    let (w, tok) = real_windows(8, 48);
+    let data = TrainData {
+        train: w.clone(),
+        val: w,
+        embeddings: None,
+    };
+    // A zero learning rate never improves the validation loss.
+    let p = TrainParams {
+        lr: 0.0,
+        patience: 2,
+        checkpoint_every: 1000,
+        ..params(100)
+    };
+    let t = run(
+        config(tok.vocab.len(), 48, 0.0),
+        &p,
+        &data,
+        &tok,
+        tempfile::tempdir().unwrap().path(),
+        None,
+    );
+    assert!(t.stopped_early);
+    assert_eq!(t.state.step, 15, "best at 5, no better at 10 and 15");
+}
