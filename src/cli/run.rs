@@ -125,7 +125,9 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
     let files_hashed = engine.hash_stats.files();
     printer.summary(&summary, files_hashed);
 
-    if !args.dry_run {
+    // A run that found everything fresh changed nothing; it is not worth a ledger row.
+    let did_something = summary.counts().keys().any(|k| *k != "fresh");
+    if !args.dry_run && did_something {
         let run = pipeline_run(
             &engine,
             &selection,
