@@ -7,8 +7,11 @@
 //! Run with `scripts/bench.sh experiments`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+#[path = "../tests/common/moto.rs"]
+mod moto;
 
 const POINTS: usize = 20;
 const OBJECTS: usize = 2000;
@@ -129,37 +132,6 @@ cmd = "mkdir -p out/many && for i in $(seq 1 2000); do head -c 1024 /dev/urandom
 outs = ["out/many"]
 "#;
 
-/// moto's S3 server with a bucket, if `AMT_MOTO_SERVER` is set.
-fn moto() -> Option<(Child, u16)> {
-    let bin = std::env::var_os("AMT_MOTO_SERVER")?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .ok()?
-        .local_addr()
-        .ok()?
-        .port();
-    let child = Command::new(bin)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            use std::io::{Read, Write};
-            s.write_all(b"PUT /bench HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n")
-                .ok()?;
-            let mut reply = String::new();
-            let _ = s.read_to_string(&mut reply);
-            return Some((child, port));
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// (push, pull) objects per second through `url`.
 fn transfer(url: &str, env: &[(String, String)]) -> (f64, f64) {
     let src = tempfile::tempdir().unwrap();
@@ -202,21 +174,10 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let (push, pull) = transfer(&dir.path().display().to_string(), &[]);
     println!("| directory | {push:.0} | {pull:.0} |");
-    match moto() {
-        Some((mut child, port)) => {
-            let env = vec![
-                (
-                    "AWS_ENDPOINT_URL".to_owned(),
-                    format!("http://127.0.0.1:{port}"),
-                ),
-                ("AWS_ACCESS_KEY_ID".to_owned(), "bench".to_owned()),
-                ("AWS_SECRET_ACCESS_KEY".to_owned(), "bench".to_owned()),
-                ("AWS_REGION".to_owned(), "us-east-1".to_owned()),
-            ];
-            let (push, pull) = transfer("s3://bench/cache", &env);
+    match moto::Moto::from_env("bench") {
+        Some(server) => {
+            let (push, pull) = transfer("s3://bench/cache", &server.env());
             println!("| S3 (moto on 127.0.0.1) | {push:.0} | {pull:.0} |");
-            let _ = child.kill();
-            let _ = child.wait();
         }
         None => println!("| S3 (moto) | not measured (set AMT_MOTO_SERVER) |"),
     }

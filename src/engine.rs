@@ -4,14 +4,14 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use crate::config::{Run, Stage, lookup};
 use crate::digest::{ActionKey, Digest};
 use crate::exec::{self, Job, Processes};
 use crate::fingerprint::{Inputs, canonical};
 use crate::fsutil::remove_path;
-use crate::ledger::{Ledger, RunRow};
+use crate::ledger::{Ledger, RunRow, now_ms};
 use crate::names::{ProjectPath, StageName};
 use crate::project::Project;
 use crate::remote::{Remote, RemoteError};
@@ -650,9 +650,7 @@ impl<'p> Engine<'p> {
         for (digest, bytes) in &check.dep_manifests {
             self.store.put_bytes(digest, bytes)?;
         }
-        let recorded_at_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let recorded_at_ms = now_ms();
         let record = StageRecord {
             stage: stage.name.clone(),
             action_key: check.key,
@@ -667,13 +665,6 @@ impl<'p> Engine<'p> {
             source,
         })
     }
-}
-
-/// Milliseconds since the Unix epoch.
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Enters a parameter into the inputs leaf by leaf, so a change to one value

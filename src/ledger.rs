@@ -11,6 +11,13 @@ use std::time::Duration;
 use rusqlite::{Connection, params};
 use serde::Serialize;
 
+/// Milliseconds since the Unix epoch, as the ledger records times.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// The database file under a project's cache directory.
 pub const FILE: &str = "ledger.sqlite";
 

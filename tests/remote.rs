@@ -5,82 +5,14 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::TcpListener;
 
 use common::TestProject;
+use common::moto::Moto;
 
-/// moto's S3 server on a free loopback port, stopped on drop.
-struct Moto {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn http(port: u16, request: &str) -> Option<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    s.write_all(request.as_bytes()).ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    Some(out)
-}
-
-impl Moto {
-    /// Starts the server and creates `bucket`.
-    fn start(bucket: &str) -> Self {
-        let bin = std::env::var_os("AMT_MOTO_SERVER").expect(
-            "AMT_MOTO_SERVER is not set: run scripts/test.sh, which installs moto and sets it",
-        );
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting moto_server");
-        let moto = Self { child, port };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while http(port, "GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").is_none() {
-            assert!(
-                Instant::now() < deadline,
-                "moto_server did not come up on port {port}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let reply = http(
-            port,
-            &format!("PUT /{bucket} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n"),
-        )
-        .unwrap();
-        assert!(
-            reply.starts_with("HTTP/1.0 200") || reply.starts_with("HTTP/1.1 200"),
-            "creating the bucket: {reply}"
-        );
-        moto
-    }
-
-    fn env(&self, c: &mut Command) {
-        c.env(
-            "AWS_ENDPOINT_URL",
-            format!("http://127.0.0.1:{}", self.port),
-        )
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1");
-    }
+fn moto(bucket: &str) -> Moto {
+    Moto::from_env(bucket)
+        .expect("AMT_MOTO_SERVER is not set: run scripts/test.sh, which installs moto and sets it")
 }
 
 const PIPELINE: &str = r#"
@@ -102,7 +34,7 @@ outs = ["out/sum.txt"]
 fn amt(p: &TestProject, moto: Option<&Moto>, args: &[&str], code: i32) -> common::Run {
     let mut c = p.command(args);
     if let Some(m) = moto {
-        m.env(&mut c);
+        c.envs(m.env());
     }
     let out = c.output().unwrap();
     let run = common::Run {
@@ -119,7 +51,7 @@ fn outcomes(run: &common::Run) -> Vec<(String, String)> {
 
 #[test]
 fn a_second_checkout_with_an_empty_cache_executes_nothing() {
-    let moto = Moto::start("amt-ci");
+    let moto = moto("amt-ci");
     let manifest = format!("[remote]\nurl = \"s3://amt-ci/cache\"\n{PIPELINE}");
     let first = TestProject::new(&manifest);
     let run = amt(&first, Some(&moto), &["--json", "run"], 0);

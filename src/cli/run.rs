@@ -7,7 +7,7 @@ use std::time::Duration;
 use amt::config::{lookup, param_keys};
 use amt::engine::{Engine, RemoteCache, StageError};
 use amt::exec::Processes;
-use amt::ledger::PipelineRun;
+use amt::ledger::{PipelineRun, now_ms};
 use amt::lock;
 use amt::project::Project;
 use amt::remote::Remote;
@@ -163,7 +163,7 @@ fn install_interrupt_handler(processes: Arc<Processes>) {
     });
 }
 
-fn default_jobs() -> usize {
+pub(super) fn default_jobs() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
@@ -185,13 +185,6 @@ pub(super) fn total_memory() -> u64 {
         .find_map(|l| l.strip_prefix("MemTotal:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// A JSON value for a TOML param value.

@@ -121,7 +121,9 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
         eprintln!(
             "sweep {name}: {} points, {} at a time",
             points.len(),
-            args.jobs.unwrap_or_else(default_jobs).min(points.len())
+            args.jobs
+                .unwrap_or_else(super::run::default_jobs)
+                .min(points.len())
         );
     }
 
@@ -151,7 +153,7 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
             &engine,
             &shared,
             &Options {
-                jobs: args.jobs.unwrap_or_else(default_jobs),
+                jobs: args.jobs.unwrap_or_else(super::run::default_jobs),
                 ..opts()
             },
             &Printer::new(quiet, engine.log_dir()),
@@ -180,7 +182,7 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
     std::thread::scope(|s| {
         for _ in 0..args
             .jobs
-            .unwrap_or_else(default_jobs)
+            .unwrap_or_else(super::run::default_jobs)
             .clamp(1, points.len().max(1))
         {
             s.spawn(|| {
@@ -194,7 +196,7 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
                     }
                     let mut engine = Engine::open(variant);
                     engine.processes = Arc::clone(&processes);
-                    let started = super::run::now_ms();
+                    let started = amt::ledger::now_ms();
                     let summary = scheduler::run(
                         &engine,
                         &selection,
@@ -258,8 +260,4 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
     } else {
         Ok(())
     }
-}
-
-fn default_jobs() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
 }

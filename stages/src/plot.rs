@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use anyhow::anyhow;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 const FONT_PATHS: &[&str] = &[
@@ -60,6 +61,65 @@ const COLORS: [RGBColor; 4] = [
     RGBColor(214, 39, 40),
 ];
 
+type Area<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
+type Chart<'a, 'b> =
+    ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// What a chart shows around its data.
+struct Frame<'t> {
+    title: &'t str,
+    x_label: &'t str,
+    y_label: &'t str,
+    x: std::ops::Range<f64>,
+    y: std::ops::Range<f64>,
+}
+
+/// A white canvas with the title and labelled axes (bare axes without the font).
+fn chart<'a, 'b>(
+    root: &'a Area<'b>,
+    path: &Path,
+    f: Frame<'_>,
+    text: bool,
+) -> anyhow::Result<Chart<'a, 'b>> {
+    root.fill(&WHITE).map_err(err(path))?;
+    let mut builder = ChartBuilder::on(root);
+    builder
+        .margin(10)
+        .x_label_area_size(if text { 32 } else { 8 })
+        .y_label_area_size(if text { 52 } else { 8 });
+    if text {
+        builder.caption(f.title, ("sans-serif", 16));
+    }
+    let mut chart = builder.build_cartesian_2d(f.x, f.y).map_err(err(path))?;
+    let mut mesh = chart.configure_mesh();
+    if text {
+        mesh.x_desc(f.x_label).y_desc(f.y_label);
+    } else {
+        mesh.disable_x_axis().disable_y_axis();
+    }
+    mesh.draw().map_err(err(path))?;
+    Ok(chart)
+}
+
+/// Draws the series' legend (only with the font) and writes the file.
+fn finish<'a, 'b>(
+    root: &'a Area<'b>,
+    chart: &mut Chart<'a, 'b>,
+    path: &Path,
+    legend: bool,
+) -> anyhow::Result<()> {
+    if legend {
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(err(path))?;
+    }
+    root.present().map_err(err(path))?;
+    Ok(())
+}
+
 /// Named series of `(x, y)` points as lines on one chart.
 pub fn lines(
     path: &Path,
@@ -70,27 +130,20 @@ pub fn lines(
 ) -> anyhow::Result<()> {
     let text = font_ready();
     let root = BitMapBackend::new(path, (720, 420)).into_drawing_area();
-    root.fill(&WHITE).map_err(err(path))?;
     let (x0, x1) = bounds(series.iter().flat_map(|s| s.1.iter().map(|p| p.0)));
     let (y0, y1) = bounds(series.iter().flat_map(|s| s.1.iter().map(|p| p.1)));
-    let mut builder = ChartBuilder::on(&root);
-    builder
-        .margin(12)
-        .x_label_area_size(if text { 36 } else { 8 })
-        .y_label_area_size(if text { 56 } else { 8 });
-    if text {
-        builder.caption(title, ("sans-serif", 20));
-    }
-    let mut chart = builder
-        .build_cartesian_2d(x0..x1, y0..y1)
-        .map_err(err(path))?;
-    let mut mesh = chart.configure_mesh();
-    if text {
-        mesh.x_desc(x_label).y_desc(y_label);
-    } else {
-        mesh.disable_x_axis().disable_y_axis();
-    }
-    mesh.draw().map_err(err(path))?;
+    let mut chart = chart(
+        &root,
+        path,
+        Frame {
+            title,
+            x_label,
+            y_label,
+            x: x0..x1,
+            y: y0..y1,
+        },
+        text,
+    )?;
     for (i, (name, points)) in series.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
         let drawn = chart
@@ -105,19 +158,10 @@ pub fn lines(
             });
         }
     }
-    if text {
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(err(path))?;
-    }
-    root.present().map_err(err(path))?;
-    Ok(())
+    finish(&root, &mut chart, path, text)
 }
 
-/// Overlaid histograms of named samples over shared bins.
+/// Overlaid histograms of named samples over shared bins, as shares of each sample.
 pub fn histograms(
     path: &Path,
     title: &str,
@@ -128,45 +172,38 @@ pub fn histograms(
     let text = font_ready();
     let (lo, hi) = bounds(samples.iter().flat_map(|s| s.1.iter().copied()));
     let width = (hi - lo) / bins as f64;
-    let counts: Vec<Vec<f64>> = samples
+    let shares: Vec<Vec<f64>> = samples
         .iter()
         .map(|(_, xs)| {
             let mut c = vec![0.0; bins];
             for x in xs.iter().filter(|x| x.is_finite()) {
                 c[(((x - lo) / width) as usize).min(bins - 1)] += 1.0;
             }
-            // Densities, so samples of different sizes compare.
+            // Shares, so samples of different sizes compare.
             let n = xs.len().max(1) as f64;
             c.iter().map(|v| v / n).collect()
         })
         .collect();
-    let top = counts
+    let top = shares
         .iter()
         .flatten()
         .fold(0.0f64, |a, &b| a.max(b))
         .max(1e-9)
         * 1.1;
     let root = BitMapBackend::new(path, (480, 300)).into_drawing_area();
-    root.fill(&WHITE).map_err(err(path))?;
-    let mut builder = ChartBuilder::on(&root);
-    builder
-        .margin(10)
-        .x_label_area_size(if text { 32 } else { 8 })
-        .y_label_area_size(if text { 48 } else { 8 });
-    if text {
-        builder.caption(title, ("sans-serif", 16));
-    }
-    let mut chart = builder
-        .build_cartesian_2d(lo..hi, 0.0..top)
-        .map_err(err(path))?;
-    let mut mesh = chart.configure_mesh();
-    if text {
-        mesh.x_desc(x_label).y_desc("share");
-    } else {
-        mesh.disable_x_axis().disable_y_axis();
-    }
-    mesh.draw().map_err(err(path))?;
-    for (i, ((name, _), c)) in samples.iter().zip(&counts).enumerate() {
+    let mut chart = chart(
+        &root,
+        path,
+        Frame {
+            title,
+            x_label,
+            y_label: "share",
+            x: lo..hi,
+            y: 0.0..top,
+        },
+        text,
+    )?;
+    for (i, ((name, _), c)) in samples.iter().zip(&shares).enumerate() {
         let color = COLORS[i % COLORS.len()];
         let bars = c.iter().enumerate().map(move |(b, &v)| {
             let x = lo + b as f64 * width;
@@ -179,16 +216,7 @@ pub fn histograms(
             });
         }
     }
-    if text {
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(err(path))?;
-    }
-    root.present().map_err(err(path))?;
-    Ok(())
+    finish(&root, &mut chart, path, text)
 }
 
 /// A note to draw: start and end in seconds, pitch, and a colour index (its instrument).
@@ -212,25 +240,18 @@ pub fn piano_roll(path: &Path, title: &str, notes: &[RollNote]) -> anyhow::Resul
         (f64::from(lo) - 2.0, f64::from(hi) + 3.0)
     };
     let root = BitMapBackend::new(path, (720, 280)).into_drawing_area();
-    root.fill(&WHITE).map_err(err(path))?;
-    let mut builder = ChartBuilder::on(&root);
-    builder
-        .margin(10)
-        .x_label_area_size(if text { 30 } else { 8 })
-        .y_label_area_size(if text { 40 } else { 8 });
-    if text {
-        builder.caption(title, ("sans-serif", 15));
-    }
-    let mut chart = builder
-        .build_cartesian_2d(0.0..end, lo..hi)
-        .map_err(err(path))?;
-    let mut mesh = chart.configure_mesh();
-    if text {
-        mesh.x_desc("seconds").y_desc("pitch");
-    } else {
-        mesh.disable_x_axis().disable_y_axis();
-    }
-    mesh.draw().map_err(err(path))?;
+    let mut chart = chart(
+        &root,
+        path,
+        Frame {
+            title,
+            x_label: "seconds",
+            y_label: "pitch",
+            x: 0.0..end,
+            y: lo..hi,
+        },
+        text,
+    )?;
     chart
         .draw_series(notes.iter().map(|n| {
             let p = f64::from(n.pitch);
@@ -240,6 +261,59 @@ pub fn piano_roll(path: &Path, title: &str, notes: &[RollNote]) -> anyhow::Resul
             )
         }))
         .map_err(err(path))?;
-    root.present().map_err(err(path))?;
-    Ok(())
+    finish(&root, &mut chart, path, false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn is_png(path: &Path) -> bool {
+        std::fs::read(path).is_ok_and(|b| b.len() > 1000 && b.starts_with(b"\x89PNG"))
+    }
+
+    #[test]
+    fn every_chart_writes_a_png_even_from_degenerate_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("lines.png"), dir.path().join("hist.png"));
+        lines(
+            &a,
+            "Loss",
+            "step",
+            "loss",
+            &[("train", &[(1.0, 3.0), (2.0, 2.0)]), ("validation", &[])],
+        )
+        .unwrap();
+        histograms(
+            &b,
+            "x",
+            "x",
+            &[("one value", &[1.0, 1.0]), ("none", &[])],
+            8,
+        )
+        .unwrap();
+        let c = dir.path().join("roll.png");
+        piano_roll(&c, "empty", &[]).unwrap();
+        let d = dir.path().join("roll2.png");
+        piano_roll(
+            &d,
+            "two notes",
+            &[
+                RollNote {
+                    start: 0.0,
+                    end: 1.0,
+                    pitch: 60,
+                    track: 0,
+                },
+                RollNote {
+                    start: 0.5,
+                    end: 0.5,
+                    pitch: 64,
+                    track: 9,
+                },
+            ],
+        )
+        .unwrap();
+        assert!([a, b, c, d].iter().all(|p| is_png(p)));
+    }
 }

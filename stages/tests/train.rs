@@ -56,6 +56,19 @@ fn real_windows(n: usize, width: usize) -> (Windows, Tokenizer) {
     (out, tok)
 }
 
+/// Windows to learn by heart: the validation split is the training split.
+fn memorise(n: usize, width: usize) -> (TrainData, Tokenizer) {
+    let (w, tok) = real_windows(n, width);
+    (
+        TrainData {
+            train: w.clone(),
+            val: w,
+            embeddings: None,
+        },
+        tok,
+    )
+}
+
 fn config(vocab: usize, context: usize, dropout: f64) -> GptConfig {
     GptConfig {
         vocab_size: vocab,
@@ -110,12 +123,7 @@ fn run(
 #[test]
 fn a_tiny_model_overfits_a_handful_of_windows() {
     let _g = lock();
-    let (w, tok) = real_windows(8, 64);
-    let data = TrainData {
-        train: w.clone(),
-        val: w,
-        embeddings: None,
-    };
+    let (data, tok) = memorise(8, 64);
     let p = TrainParams {
         steps: 150,
         batch_size: 8,
@@ -188,12 +196,7 @@ fn saving_then_loading_gives_an_identical_model() {
 #[test]
 fn an_interrupted_run_resumes_from_its_last_checkpoint_and_matches_an_uninterrupted_one() {
     let _g = lock();
-    let (w, tok) = real_windows(12, 48);
-    let data = TrainData {
-        train: w.clone(),
-        val: w,
-        embeddings: None,
-    };
+    let (data, tok) = memorise(12, 48);
     let p = params(12);
     let cfg = config(tok.vocab.len(), 48, 0.1);
     let whole = run(
@@ -240,12 +243,7 @@ fn an_interrupted_run_resumes_from_its_last_checkpoint_and_matches_an_uninterrup
 #[test]
 fn the_same_seed_gives_the_same_weights_and_another_seed_does_not() {
     let _g = lock();
-    let (w, tok) = real_windows(8, 48);
-    let data = TrainData {
-        train: w.clone(),
-        val: w,
-        embeddings: None,
-    };
+    let (data, tok) = memorise(8, 48);
     let cfg = config(tok.vocab.len(), 48, 0.1);
     let a = run(
         cfg.clone(),
@@ -394,12 +392,7 @@ fn the_hugging_face_export_has_gpt2_names_and_shapes() {
 #[test]
 fn early_stopping_ends_training_when_validation_stops_improving() {
     let _g = lock();
-    let (w, tok) = real_windows(8, 48);
-    let data = TrainData {
-        train: w.clone(),
-        val: w,
-        embeddings: None,
-    };
+    let (data, tok) = memorise(8, 48);
     // A zero learning rate never improves the validation loss.
     let p = TrainParams {
         lr: 0.0,

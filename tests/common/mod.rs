@@ -1,6 +1,8 @@
 //! Helpers for integration tests: a temp project and a way to run `amt` in it.
 #![allow(dead_code)]
 
+pub mod moto;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
