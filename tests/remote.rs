@@ -36,13 +36,7 @@ fn amt(p: &TestProject, moto: Option<&Moto>, args: &[&str], code: i32) -> common
     if let Some(m) = moto {
         c.envs(m.env());
     }
-    let out = c.output().unwrap();
-    let run = common::Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into(),
-        stderr: String::from_utf8_lossy(&out.stderr).into(),
-    };
-    run.expect_code(code)
+    common::Run::from(c.output().unwrap()).expect_code(code)
 }
 
 fn outcomes(run: &common::Run) -> Vec<(String, String)> {

@@ -221,17 +221,7 @@ fn read_generations(dir: &Path) -> anyhow::Result<Vec<(String, Vec<u8>, Generate
 }
 
 fn read_test_pieces(ctx: &crate::StageContext, test: &Windows) -> anyhow::Result<Vec<TestPiece>> {
-    let tokens_path = ctx.dep("tokens")?;
-    let mut semantic = HashMap::new();
-    for batch in crate::table::read_parquet(&tokens_path)? {
-        let paths =
-            crate::table::column::<arrow::array::StringArray>(&batch, "path", &tokens_path)?;
-        let tokens =
-            crate::table::column::<arrow::array::UInt32Array>(&batch, "token", &tokens_path)?;
-        for i in 0..batch.num_rows() {
-            semantic.insert(paths.value(i).to_owned(), tokens.value(i));
-        }
-    }
+    let semantic = crate::prepare::read_semantic(&ctx.dep("tokens")?)?;
     let embeddings: HashMap<String, Vec<f32>> =
         crate::embed::read_embeddings(&ctx.dep("embeddings")?)?
             .into_iter()
@@ -270,8 +260,8 @@ fn baseline_pieces(
     generations
         .iter()
         .map(|(file, _, g)| {
-            let (_, cond, _) = generator.condition(&g.prompt)?;
-            let ids = cond.tokens(&generator.tokenizer().vocab);
+            // The generation record holds the prefix it used; no need to embed the prompt again.
+            let ids = g.conditioning.tokens(&generator.tokenizer().vocab);
             let opts = SampleOptions {
                 seed: g.seed,
                 max_tokens: g.tokens.saturating_sub(prefix).max(1),

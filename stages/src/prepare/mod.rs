@@ -224,7 +224,8 @@ pub fn write_shard(path: &Path, windows: &[Window]) -> anyhow::Result<()> {
     write_parquet(path, RecordBatch::try_from_iter(columns)?)
 }
 
-fn read_semantic(path: &Path) -> anyhow::Result<HashMap<String, u32>> {
+/// Reads cluster's `tokens.parquet`: each piece's semantic token by path.
+pub fn read_semantic(path: &Path) -> anyhow::Result<HashMap<String, u32>> {
     let mut out = HashMap::new();
     for batch in read_parquet(path)? {
         let paths = column::<StringArray>(&batch, "path", path)?;
