@@ -15,6 +15,10 @@ use crate::names::{NameError, ProjectPath, StageName};
 /// The manifest's file name.
 pub const MANIFEST: &str = "amt.toml";
 
+/// Paths that belong to amt or to git. amt deletes a stage's outs before it
+/// runs, so no out may be, hold or lie inside one of them.
+pub const RESERVED: &[&str] = &["cache", MANIFEST, ".git", ".amt"];
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawManifest {
@@ -199,7 +203,8 @@ impl Pipeline {
 }
 
 /// Stages implemented by the program itself. The engine knows only their
-/// names, the version of their code and how to invoke them.
+/// names, the version of their code, the machine facts their bytes depend on
+/// and how to invoke them.
 pub trait Builtins: Sync {
     /// The code version of a built-in stage, or `None` if there is no such stage.
     fn version(&self, name: &str) -> Option<String>;
@@ -207,6 +212,14 @@ pub trait Builtins: Sync {
     fn names(&self) -> Vec<String>;
     /// The command line that runs the stage.
     fn command(&self, name: &str) -> String;
+    /// The facts about this machine that the stage's bytes depend on (entered
+    /// into its action key), after checking that the program that runs the
+    /// stage was built from the same code. `cache` is the project's cache
+    /// directory, where a probe may keep its answer.
+    fn facts(&self, name: &str, cache: &Path) -> Result<BTreeMap<String, String>, String> {
+        let _ = (name, cache);
+        Ok(BTreeMap::new())
+    }
 }
 
 /// A registry with no built-in stages: the engine on its own.
@@ -246,19 +259,30 @@ impl fmt::Display for ConfigError {
     }
 }
 
-/// Loads and validates `amt.toml` from `path`.
+/// Loads and validates `amt.toml` from `path`, and checks the project
+/// directory beside it: no out may be reached through a symbolic link.
 pub fn load(path: &Path, builtins: &dyn Builtins) -> Result<Pipeline, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
         file: path.to_owned(),
         at: None,
         message: format!("cannot read: {e}"),
     })?;
-    parse(path, &text, builtins)
+    let root = path.parent().unwrap_or(Path::new("."));
+    parse_in(path, &text, builtins, Some(root))
 }
 
 /// Parses and validates manifest text; `file` is used in messages.
 pub fn parse(file: &Path, text: &str, builtins: &dyn Builtins) -> Result<Pipeline, ConfigError> {
-    let src = Source { file, text };
+    parse_in(file, text, builtins, None)
+}
+
+fn parse_in(
+    file: &Path,
+    text: &str,
+    builtins: &dyn Builtins,
+    root: Option<&Path>,
+) -> Result<Pipeline, ConfigError> {
+    let src = Source { file, text, root };
     let raw: RawManifest = toml::from_str(text).map_err(|e| src.toml_error(&e))?;
     let mut stages = Vec::new();
     for (name, raw_stage) in raw.stages {
@@ -276,6 +300,8 @@ pub fn parse(file: &Path, text: &str, builtins: &dyn Builtins) -> Result<Pipelin
 struct Source<'a> {
     file: &'a Path,
     text: &'a str,
+    /// The project directory, when the manifest is loaded from one.
+    root: Option<&'a Path>,
 }
 
 impl Source<'_> {
@@ -419,6 +445,12 @@ impl Source<'_> {
         let out_roles = roles(&raw.outs, &outs);
         outs.extend(metrics.iter().cloned());
 
+        let raw_outs: Vec<&Spanned<String>> =
+            raw.outs.paths().into_iter().chain(raw.metrics.iter()).collect();
+        for (out, raw_out) in outs.iter().zip(&raw_outs) {
+            self.check_out(n, out, raw_out.span().start)?;
+        }
+
         for (dep, raw_dep) in deps.iter().zip(&raw_deps) {
             if let Some(out) = outs.iter().find(|o| o.overlaps(dep)) {
                 return Err(self.error(
@@ -491,6 +523,44 @@ impl Source<'_> {
             env: raw.env.into_iter().map(Spanned::into_inner).collect(),
             resources,
         })
+    }
+}
+
+impl Source<'_> {
+    /// An out must not touch amt's or git's own files, nor be reached through
+    /// a symbolic link (deleting or writing it would act outside the project).
+    fn check_out(&self, stage: &str, out: &ProjectPath, at: usize) -> Result<(), ConfigError> {
+        for reserved in RESERVED {
+            let r = ProjectPath::parse(reserved).expect("reserved names are valid paths");
+            if out.overlaps(&r) {
+                return Err(self.error(
+                    Some(at),
+                    format!(
+                        "stages.{stage}.outs: `{out}` touches `{reserved}`, which belongs to \
+                         {}; amt deletes a stage's outs before it runs, so outs must stay clear \
+                         of {}",
+                        if *reserved == ".git" { "git" } else { "amt" },
+                        RESERVED.iter().map(|r| format!("`{r}`")).collect::<Vec<_>>().join(", ")
+                    ),
+                ));
+            }
+        }
+        if let Some(root) = self.root
+            && let Some(link) = crate::fsutil::linked_ancestor(root, out)
+        {
+            let target = std::fs::read_link(link.to_fs(root))
+                .map(|t| t.display().to_string())
+                .unwrap_or_else(|_| "?".into());
+            return Err(self.error(
+                Some(at),
+                format!(
+                    "stages.{stage}.outs: `{out}` lies under `{link}`, a symbolic link (to \
+                     {target}); amt deletes and writes outs, so they must be reached \
+                     through real directories of the project"
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -651,6 +721,30 @@ mod tests {
             e.contains("amt.toml:3:9") && e.contains("contains `..`"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn outs_may_not_touch_amts_or_gits_files() {
+        for out in ["cache", "cache/x", "amt.toml", ".git", ".git/hooks", "./.amt"] {
+            let e = err(&format!("[stages.a]\ncmd = \"x\"\nouts = [\"{out}\"]\n"));
+            assert!(e.starts_with("amt.toml:3:9: stages.a.outs: `"), "{out}: {e}");
+            assert!(e.contains("amt deletes a stage's outs"), "{out}: {e}");
+        }
+        let e = err("[stages.a]\ncmd = \"x\"\nmetrics = [\"cache/m.json\"]\n");
+        assert!(e.starts_with("amt.toml:3:"), "{e}");
+        // A name that merely starts like a reserved one is fine.
+        parse(Path::new("amt.toml"), "[stages.a]\ncmd = \"x\"\nouts = [\"cached\", \".gitkeep\"]\n", &NoBuiltins).unwrap();
+    }
+
+    #[test]
+    fn outs_under_a_symbolic_link_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("out")).unwrap();
+        let manifest = dir.path().join(MANIFEST);
+        std::fs::write(&manifest, "[stages.a]\ncmd = \"x\"\nouts = [\"out/result.txt\"]\n").unwrap();
+        let e = load(&manifest, &NoBuiltins).unwrap_err().to_string();
+        assert!(e.contains("amt.toml:3:9: stages.a.outs: `out/result.txt` lies under `out`, a symbolic link"), "{e}");
     }
 
     #[test]

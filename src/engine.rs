@@ -46,6 +46,21 @@ pub enum Change {
         old: Option<String>,
         new: Option<String>,
     },
+    /// A role is bound to another path (`deps.first`: `a.txt` → `b.txt`), or bound or unbound.
+    Role {
+        binding: String,
+        old: Option<String>,
+        new: Option<String>,
+    },
+    /// A machine fact a built-in stage depends on changed (libtorch, CPU kernels, GPUs, font).
+    Fact {
+        name: String,
+        old: Option<String>,
+        new: Option<String>,
+    },
+    /// The action key changed in a way this version of amt cannot itemise
+    /// (the record was written by another version of amt).
+    Key,
     /// A dep's content changed, or the dep was added or removed.
     Dep {
         path: ProjectPath,
@@ -82,6 +97,23 @@ impl Change {
                 old: Some(o),
                 new: Some(n),
             } => format!("param {key} changed: {o} → {n}"),
+            Change::Role {
+                binding, new: None, ..
+            } => format!("role {binding} unbound"),
+            Change::Role {
+                binding, old: None, ..
+            } => format!("role {binding} bound"),
+            Change::Role {
+                binding,
+                old: Some(o),
+                new: Some(n),
+            } => format!("role {binding} changed: {o} → {n}"),
+            Change::Fact { name, old, new } => format!(
+                "machine fact {name} changed: {} → {}",
+                old.as_deref().unwrap_or("none"),
+                new.as_deref().unwrap_or("none")
+            ),
+            Change::Key => "action key changed".into(),
             Change::Dep {
                 path, old: None, ..
             } => format!("dep {path} added"),
@@ -138,6 +170,10 @@ pub enum StageError {
     Store(#[from] StoreError),
     #[error("cannot start the command: {0}")]
     Spawn(std::io::Error),
+    #[error("{0}")]
+    Builtin(String),
+    #[error("out `{out}` lies under `{link}`, a symbolic link; amt will not delete or write through it")]
+    LinkedOut { out: ProjectPath, link: ProjectPath },
     #[error("the command failed ({status}); log: {log}")]
     Failed { status: String, log: String },
     #[error("the command exited 0 but did not produce its declared out `{0}`")]
@@ -268,13 +304,39 @@ impl<'p> Engine<'p> {
         self.project.local_dir().join("logs")
     }
 
-    /// A directory that survives between runs of a stage, for resumable work.
-    /// It is neither an input nor an output, so it never enters the action key.
-    pub fn scratch_dir(&self, stage: &Stage) -> std::path::PathBuf {
+    /// A stage's own directories: `work/` for resumable work on one action
+    /// (train's checkpoints), `memo/` for memos of outside lookups that hold
+    /// whatever the action (describe's HTTP cache).
+    fn scratch_root(&self, stage: &Stage) -> std::path::PathBuf {
         self.project
             .local_dir()
             .join("scratch")
             .join(stage.name.as_str())
+    }
+
+    /// Where a stage resumes interrupted work: it holds only work on the
+    /// action recorded in its `key` file, so another action (other code,
+    /// params or data) or `--force` starts from an empty directory.
+    fn prepare_scratch(
+        &self,
+        stage: &Stage,
+        key: &ActionKey,
+        force: bool,
+    ) -> Result<(std::path::PathBuf, std::path::PathBuf), StageError> {
+        let root = self.scratch_root(stage);
+        let (work, memo, stamp) = (root.join("work"), root.join("memo"), root.join("key"));
+        let io = |what: &std::path::Path| {
+            let what = format!("scratch directory {}", what.display());
+            move |source| StageError::Io { what, source }
+        };
+        let same = std::fs::read_to_string(&stamp).is_ok_and(|k| k.trim() == key.to_string());
+        if force || !same {
+            remove_path(&work).map_err(io(&work))?;
+            crate::fsutil::write_atomic(&stamp, key.to_string().as_bytes()).map_err(io(&stamp))?;
+        }
+        std::fs::create_dir_all(&work).map_err(io(&work))?;
+        std::fs::create_dir_all(&memo).map_err(io(&memo))?;
+        Ok((work, memo))
     }
 
     /// Where a stage's log goes.
@@ -287,11 +349,16 @@ impl<'p> Engine<'p> {
         &self,
         stage: &Stage,
         hasher: &TreeHasher<'_>,
-    ) -> Result<(Inputs, Vec<(Digest, Vec<u8>)>), TreeError> {
-        let (command, code_version) = match &stage.run {
-            Run::Shell(cmd) => (cmd.clone(), None),
+    ) -> Result<(Inputs, Vec<(Digest, Vec<u8>)>), StageError> {
+        let (command, code_version, facts) = match &stage.run {
+            Run::Shell(cmd) => (cmd.clone(), None, BTreeMap::new()),
             Run::Builtin { name, version, .. } => {
-                (format!("builtin {name}"), Some(version.clone()))
+                let facts = self
+                    .project
+                    .builtins
+                    .facts(name, &self.project.cache_dir())
+                    .map_err(StageError::Builtin)?;
+                (format!("builtin {name}"), Some(version.clone()), facts)
             }
         };
         let env = stage
@@ -326,26 +393,31 @@ impl<'p> Engine<'p> {
                 params,
                 deps,
                 roles,
+                facts,
             },
             manifests,
         ))
     }
 
     /// Decides what a stage needs. `force` skips both the freshness check and the cache.
+    ///
+    /// Freshness is decided by the action key alone: the workspace is fresh
+    /// when its record has this key and the outs are as recorded. The diff of
+    /// inputs only explains a stale stage; it never decides.
     pub fn check(&self, stage: &Stage, force: bool) -> Result<Check, StageError> {
         let hasher = self.hasher();
         let (inputs, dep_manifests) = self.inputs(stage, &hasher)?;
         let key = inputs.action_key();
         let record = self.state.load(&stage.name);
-        let mut changes = match &record {
-            Some(r) => diff_inputs(&r.inputs, &inputs),
+        let changes = match &record {
             None => vec![Change::NeverRun],
+            Some(r) if r.action_key == key => self.out_changes(stage, &r.outs, &hasher),
+            Some(r) => {
+                let diff = diff_inputs(&r.inputs, &inputs);
+                if diff.is_empty() { vec![Change::Key] } else { diff }
+            }
         };
-        if let Some(r) = &record
-            && changes.is_empty()
-        {
-            changes = self.out_changes(stage, &r.outs, &hasher);
-        }
+        let mut changes = changes;
         let decision = if force {
             changes.insert(0, Change::Forced);
             Decision::Run
@@ -403,6 +475,7 @@ impl<'p> Engine<'p> {
         result: ActionResult,
     ) -> Result<LinkMethod, StageError> {
         let (started, started_at_ms) = (Instant::now(), now_ms());
+        self.check_out_paths(stage)?;
         let hasher = self.hasher();
         let mut method = LinkMethod::Reflink;
         for out in &result.outs {
@@ -424,8 +497,24 @@ impl<'p> Engine<'p> {
         Ok(method)
     }
 
+    /// Refuses outs reached through a symbolic link: the load-time check may
+    /// be stale, and deleting or writing through a link acts outside the project.
+    fn check_out_paths(&self, stage: &Stage) -> Result<(), StageError> {
+        for out in &stage.outs {
+            if let Some(link) = crate::fsutil::linked_ancestor(self.root(), out) {
+                return Err(StageError::LinkedOut {
+                    out: out.clone(),
+                    link,
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Executes a stage's command, then stores and records its outputs.
-    pub fn execute(&self, stage: &Stage, check: Check) -> Result<u64, StageError> {
+    /// `force` also empties the stage's scratch work, so nothing is resumed.
+    pub fn execute(&self, stage: &Stage, check: Check, force: bool) -> Result<u64, StageError> {
+        self.check_out_paths(stage)?;
         for out in &stage.outs {
             let abs = out.to_fs(self.root());
             remove_path(&abs).map_err(|source| StageError::Io {
@@ -443,12 +532,13 @@ impl<'p> Engine<'p> {
             Run::Shell(cmd) => cmd.clone(),
             Run::Builtin { command, .. } => command.clone(),
         };
-        let scratch = self.scratch_dir(stage);
-        std::fs::create_dir_all(&scratch).map_err(|source| StageError::Io {
-            what: format!("scratch directory {}", scratch.display()),
-            source,
-        })?;
-        let env = self.stage_env(stage, &check.inputs);
+        let (scratch, memo) = self.prepare_scratch(stage, &check.key, force)?;
+        let mut env = self.stage_env(stage, &check.inputs);
+        env.push(("AMT_SCRATCH".to_owned(), scratch.display().to_string()));
+        env.push(("AMT_MEMO".to_owned(), memo.display().to_string()));
+        if let Run::Builtin { version, .. } = &stage.run {
+            env.push(("AMT_CODE_VERSION".to_owned(), version.clone()));
+        }
         let log = self.log_path(stage);
         let job = Job {
             command: &command,
@@ -598,10 +688,6 @@ impl<'p> Engine<'p> {
                 self.root().display().to_string(),
             ),
             (
-                "AMT_SCRATCH".to_owned(),
-                self.scratch_dir(stage).display().to_string(),
-            ),
-            (
                 "AMT_DEPS".to_owned(),
                 bindings(&stage.dep_roles, &stage.deps).to_string(),
             ),
@@ -743,6 +829,24 @@ pub fn diff_inputs(old: &Inputs, new: &Inputs) -> Vec<Change> {
                 path: path.clone(),
                 old: old_e.copied(),
                 new: new_e.copied(),
+            });
+        }
+    }
+    for (binding, old_p, new_p) in merged(&old.roles, &new.roles) {
+        if old_p != new_p {
+            changes.push(Change::Role {
+                binding: binding.clone(),
+                old: old_p.cloned(),
+                new: new_p.cloned(),
+            });
+        }
+    }
+    for (name, old_v, new_v) in merged(&old.facts, &new.facts) {
+        if old_v != new_v {
+            changes.push(Change::Fact {
+                name: name.clone(),
+                old: old_v.cloned(),
+                new: new_v.cloned(),
             });
         }
     }

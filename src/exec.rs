@@ -1,18 +1,29 @@
-//! Running a stage's command: `sh -c` from the project root, in its own process
-//! group, with stdout and stderr captured to a log file.
+//! Running a stage's command: `sh -c` from the project root, under a guard
+//! process (see [`crate::guard`]) that ends everything the stage started when
+//! it exits, is cancelled, or amt dies; stdout and stderr go to a log file.
 
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::io;
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-/// How long a cancelled stage gets between SIGTERM and SIGKILL.
-const GRACE: Duration = Duration::from_secs(5);
+use crate::guard::{GRACE, GUARD_ARG};
+
+/// The program that guards stages: amt's own executable, set once at start.
+static GUARD: OnceLock<PathBuf> = OnceLock::new();
+
+/// Runs every stage under `program GUARD_ARG …` (amt's own executable, whose
+/// `main` hands that argument to [`crate::guard::main`]). Without it, stages
+/// run without a guard, and only their shell dies with amt.
+pub fn set_guard(program: PathBuf) {
+    let _ = GUARD.set(program);
+}
 
 /// The process groups of running stages, so Ctrl-C can stop them all.
 #[derive(Default)]
@@ -27,11 +38,13 @@ impl Processes {
         self.cancelled.load(Ordering::SeqCst)
     }
 
-    /// Stops every running stage: SIGTERM now, SIGKILL after a grace period.
+    /// Stops every running stage: SIGTERM now (a guard passes it on to the
+    /// whole stage and escalates to SIGKILL after its grace period), SIGKILL
+    /// if anything is still there after that.
     pub fn cancel(&self) {
         self.cancelled.store(true, Ordering::SeqCst);
         self.signal_all(libc::SIGTERM);
-        std::thread::sleep(GRACE);
+        std::thread::sleep(GRACE + Duration::from_secs(2));
         self.signal_all(libc::SIGKILL);
     }
 
@@ -69,26 +82,44 @@ pub fn run(job: &Job<'_>, processes: &Processes) -> io::Result<Finished> {
         std::fs::create_dir_all(dir)?;
     }
     let log = File::create(job.log)?;
-    let mut cmd = Command::new("sh");
+    // The guard's lifeline: it reads the pipe, and sees end-of-file when amt
+    // is gone, however it died. Only amt holds the write end (close-on-exec).
+    let mut ends = [0; 2];
+    // SAFETY: pipe2 fills two descriptors that we then own.
+    if unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors were just created and are owned only here.
+    let (lifeline, _keep) = unsafe { (OwnedFd::from_raw_fd(ends[0]), OwnedFd::from_raw_fd(ends[1])) };
+    let mut cmd = match GUARD.get() {
+        Some(guard) => {
+            let mut c = Command::new(guard);
+            c.arg(GUARD_ARG).arg("sh").stdin(Stdio::from(lifeline));
+            c
+        }
+        None => {
+            let mut c = Command::new("sh");
+            c.stdin(Stdio::null());
+            // Unguarded, at least the shell dies with amt (even by SIGKILL).
+            // SAFETY: prctl is async-signal-safe and touches only the new process.
+            unsafe {
+                c.pre_exec(|| {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+            c
+        }
+    };
     cmd.arg("-c")
         .arg(job.command)
         .current_dir(job.dir)
         .envs(job.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
         .process_group(0);
-    // If amt itself dies (even by SIGKILL), the kernel kills the stage's shell too,
-    // so an orphan can never write outputs behind the next run's back.
-    // SAFETY: prctl is async-signal-safe and touches only the new process.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
     // Registering under the lock means cancel() either sees this group or runs
     // before it exists, in which case we refuse to start.
     let child = {

@@ -9,9 +9,12 @@
 //! | param values   | declared parameters steer the command         |
 //! | dep digests    | the data changed (directories as Merkle trees)|
 //! | role bindings  | a path now plays another part for the stage   |
+//! | machine facts  | a built-in's bytes depend on them (libtorch's version, CPU kernels, GPUs, the charts' font) |
 //!
-//! Output paths, resources, timestamps and the machine are deliberately left
-//! out, so an identical action run anywhere shares its cache entry.
+//! Output paths, resources, timestamps and everything else about the machine
+//! are deliberately left out, so an identical action run anywhere shares its
+//! cache entry. A shell stage's machine is its own business: declare what
+//! matters to it with `env`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -46,6 +49,9 @@ pub struct Inputs {
     /// Named bindings (`deps.corpus` → path), which tell a stage what each path is for.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub roles: BTreeMap<String, String>,
+    /// Facts about the machine that a built-in stage's bytes depend on.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub facts: BTreeMap<String, String>,
 }
 
 impl Inputs {
@@ -124,6 +130,7 @@ mod tests {
                 },
             )]),
             roles: BTreeMap::new(),
+            facts: BTreeMap::new(),
         }
     }
 
@@ -149,6 +156,9 @@ mod tests {
         assert_ne!(i.action_key(), base);
         let mut i = inputs();
         i.roles.insert("deps.corpus".into(), "data".into());
+        assert_ne!(i.action_key(), base);
+        let mut i = inputs();
+        i.facts.insert("libtorch".into(), "2.13.0+cpu".into());
         assert_ne!(i.action_key(), base);
         assert_eq!(inputs().action_key(), base);
     }

@@ -4,6 +4,8 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::Path;
 
+use crate::names::ProjectPath;
+
 /// Writes `bytes` to `path` through a temp file in the same directory and a
 /// rename, so readers see the old content or the new, never a torn file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
@@ -25,6 +27,22 @@ pub fn remove_path(path: &Path) -> io::Result<()> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// The first directory on the way to `path` (below `root`, `path` itself
+/// excluded) that is a symbolic link, if any. amt deletes and writes outs,
+/// so an out reached through a link could land outside the project.
+pub fn linked_ancestor(root: &Path, path: &ProjectPath) -> Option<ProjectPath> {
+    let parts: Vec<&str> = path.as_str().split('/').collect();
+    for n in 1..parts.len() {
+        let prefix = parts[..n].join("/");
+        match fs::symlink_metadata(root.join(&prefix)) {
+            Ok(m) if m.file_type().is_symlink() => return ProjectPath::parse(&prefix).ok(),
+            Ok(_) => {}
+            Err(_) => return None,
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -50,5 +68,18 @@ mod tests {
         remove_path(&d).unwrap();
         assert!(!d.exists());
         remove_path(&d).unwrap();
+    }
+
+    #[test]
+    fn linked_ancestors_are_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("real/sub")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("link")).unwrap();
+        let p = |s: &str| ProjectPath::parse(s).unwrap();
+        assert_eq!(linked_ancestor(dir.path(), &p("real/sub/x")), None);
+        assert_eq!(linked_ancestor(dir.path(), &p("link/x")), Some(p("link")));
+        assert_eq!(linked_ancestor(dir.path(), &p("link")), None, "the out itself may be a link");
+        assert_eq!(linked_ancestor(dir.path(), &p("missing/x/y")), None);
     }
 }

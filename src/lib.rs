@@ -12,6 +12,7 @@ pub mod explain;
 pub mod fingerprint;
 pub mod fsutil;
 pub mod gc;
+pub mod guard;
 pub mod ledger;
 pub mod lock;
 pub mod names;

@@ -13,6 +13,8 @@ pub struct Project {
     pub pipeline: Pipeline,
     /// Its stage graph.
     pub dag: Dag,
+    /// The program's built-in stages.
+    pub builtins: &'static dyn Builtins,
     /// The cache: objects, action results and the ledger (shared by sweep points).
     cache: PathBuf,
     /// This workspace's own records: state, logs, scratch, stat cache.
@@ -39,7 +41,7 @@ impl Project {
     }
 
     /// Loads and validates the project rooted at `root`.
-    pub fn load(root: &Path, builtins: &dyn Builtins) -> Result<Self, ProjectError> {
+    pub fn load(root: &Path, builtins: &'static dyn Builtins) -> Result<Self, ProjectError> {
         let manifest = root.join(MANIFEST);
         let pipeline = config::load(&manifest, builtins)?;
         let dag = Dag::build(&pipeline, root).map_err(|e| dag_error(&manifest, e))?;
@@ -47,6 +49,7 @@ impl Project {
             root: root.to_owned(),
             pipeline,
             dag,
+            builtins,
             cache: root.join("cache"),
             local: root.join("cache"),
         })
@@ -61,6 +64,7 @@ impl Project {
             root: root.to_owned(),
             pipeline,
             dag,
+            builtins: self.builtins,
             cache: self.cache.clone(),
             local: root.join(".amt"),
         })

@@ -41,6 +41,8 @@ pub enum RemoteError {
     Corrupt { digest: Digest, actual: Digest },
     #[error("remote action result {key} is malformed: {reason}; it was not used")]
     BadAction { key: String, reason: String },
+    #[error("remote directory listing {digest} is malformed ({why}); it was not used")]
+    BadListing { digest: Digest, why: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -177,8 +179,10 @@ impl Remote {
         }
     }
 
-    /// Downloads an object, verifies its digest and stores it locally.
-    async fn fetch_object(&self, d: Digest, local: &Store) -> Result<u64, RemoteError> {
+    /// Downloads an object, verifies its digest (and, for a directory, that
+    /// its listing names only plain entries) and stores it locally.
+    async fn fetch_object(&self, e: Entry, local: &Store) -> Result<u64, RemoteError> {
+        let d = e.digest;
         if local.has(&d) {
             return Ok(0);
         }
@@ -189,6 +193,15 @@ impl Remote {
         let actual = Digest::of_bytes(&bytes);
         if actual != d {
             return Err(RemoteError::Corrupt { digest: d, actual });
+        }
+        // A self-consistent but forged listing (`..`, `/abs`) must never reach the store.
+        if e.kind == Kind::Dir
+            && let Err(why) = Manifest::decode(&bytes)
+        {
+            return Err(RemoteError::BadListing {
+                digest: d,
+                why: why.to_string(),
+            });
         }
         local.put_bytes(&d, &bytes)?;
         Ok(bytes.len() as u64)
@@ -224,7 +237,7 @@ impl Remote {
             while !level.is_empty() {
                 let todo: Vec<Entry> = level.drain(..).filter(|e| seen.insert(e.digest)).collect();
                 let fetched: Vec<u64> =
-                    stream::iter(todo.iter().map(|e| self.fetch_object(e.digest, local)))
+                    stream::iter(todo.iter().map(|e| self.fetch_object(*e, local)))
                         .buffer_unordered(PARALLEL)
                         .try_collect()
                         .await?;

@@ -228,11 +228,11 @@ pub fn run(
                 else {
                     unreachable!("checked above")
                 };
-                let tx = tx.clone();
+                let (tx, force) = (tx.clone(), opts.force.contains(&i));
                 scope.spawn(move || {
                     let stage = &stages[i];
                     reporter.started(stage, &check.changes);
-                    let outcome = match engine.execute(stage, *check) {
+                    let outcome = match engine.execute(stage, *check, force) {
                         Ok(duration_ms) => Outcome::Ran { duration_ms },
                         Err(e) => Outcome::Failed(e),
                     };

@@ -69,9 +69,27 @@ pub struct Manifest {
 
 /// A manifest that could not be decoded.
 #[derive(Debug, thiserror::Error)]
-#[error("malformed tree manifest at line {line}")]
+#[error("malformed tree manifest at line {line}{}", why.map(|w| format!(": {w}")).unwrap_or_default())]
 pub struct BadManifest {
     line: usize,
+    why: Option<&'static str>,
+}
+
+/// Why an entry name cannot be a file in a directory, if it cannot. Names
+/// come from caches, local or remote, and restoring joins them onto a path,
+/// so anything but a single plain component would write elsewhere.
+fn bad_name(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("an empty name")
+    } else if name == "." || name == ".." {
+        Some("a `.` or `..` name")
+    } else if name.contains('/') {
+        Some("a name with `/`")
+    } else if name.contains('\0') {
+        Some("a name with a NUL byte")
+    } else {
+        None
+    }
 }
 
 impl Manifest {
@@ -90,19 +108,30 @@ impl Manifest {
         out.into_bytes()
     }
 
-    /// Parses bytes written by [`Manifest::encode`].
+    /// Parses bytes written by [`Manifest::encode`], refusing names that are
+    /// not single path components and entries out of order (or repeated).
     pub fn decode(bytes: &[u8]) -> Result<Self, BadManifest> {
-        let text = std::str::from_utf8(bytes).map_err(|_| BadManifest { line: 0 })?;
+        let bad = |line, why| BadManifest { line, why };
+        let text = std::str::from_utf8(bytes).map_err(|_| bad(0, Some("not UTF-8")))?;
         let body = text
             .strip_prefix(MANIFEST_HEADER)
-            .ok_or(BadManifest { line: 1 })?;
-        let mut entries = Vec::new();
-        for (i, line) in body.lines().enumerate() {
-            let bad = || BadManifest { line: i + 2 };
+            .ok_or(bad(1, Some("no header")))?;
+        let mut entries: Vec<(String, Entry)> = Vec::new();
+        for (i, line) in body.split_terminator('\n').enumerate() {
+            let at = i + 2;
             let mut parts = line.splitn(3, ' ');
-            let kind = parts.next().and_then(Kind::from_code).ok_or_else(bad)?;
-            let digest = parts.next().and_then(|d| d.parse().ok()).ok_or_else(bad)?;
-            let name = parts.next().ok_or_else(bad)?;
+            let kind = parts.next().and_then(Kind::from_code).ok_or(bad(at, None))?;
+            let digest = parts
+                .next()
+                .and_then(|d| d.parse().ok())
+                .ok_or(bad(at, None))?;
+            let name = parts.next().ok_or(bad(at, None))?;
+            if let Some(why) = bad_name(name) {
+                return Err(bad(at, Some(why)));
+            }
+            if entries.last().is_some_and(|(prev, _)| prev.as_str() >= name) {
+                return Err(bad(at, Some("names out of order or repeated")));
+            }
             entries.push((name.to_owned(), Entry { kind, digest }));
         }
         Ok(Self { entries })
@@ -318,6 +347,21 @@ mod tests {
             assert_eq!(Digest::of_bytes(&m.encode()), *digest);
         }
         assert!(Manifest::decode(b"nope").is_err());
+    }
+
+    #[test]
+    fn manifests_with_names_that_leave_the_directory_are_refused() {
+        let d = Digest::of_bytes(b"x").to_hex();
+        for name in ["..", ".", "", "a/../../b", "/abs", "sub/x", "nul\0"] {
+            let bytes = format!("{MANIFEST_HEADER}f {d} {name}\n");
+            assert!(Manifest::decode(bytes.as_bytes()).is_err(), "{name:?} was accepted");
+        }
+        let repeated = format!("{MANIFEST_HEADER}f {d} a\nf {d} a\n");
+        assert!(Manifest::decode(repeated.as_bytes()).is_err());
+        let unsorted = format!("{MANIFEST_HEADER}f {d} b\nf {d} a\n");
+        assert!(Manifest::decode(unsorted.as_bytes()).is_err());
+        let fine = format!("{MANIFEST_HEADER}f {d} a b\nf {d} b..c\n");
+        assert_eq!(Manifest::decode(fine.as_bytes()).unwrap().entries.len(), 2);
     }
 
     #[test]

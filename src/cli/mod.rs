@@ -9,6 +9,7 @@
 //! | 4    | any other error (I/O, cache)              |
 //! | 130  | interrupted (Ctrl-C)                      |
 
+mod builtins;
 mod dag;
 mod gc;
 mod generate;
@@ -25,7 +26,6 @@ mod why;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use amt::config::Builtins;
 use amt::project::{Project, ProjectError};
 use clap::{Parser, Subcommand};
 
@@ -106,33 +106,13 @@ pub struct Ui {
     pub verbose: bool,
 }
 
-/// The built-in stages (from `stages/`), as the engine sees them: names and
-/// code versions from the registry, run by the `amt-stage` binary.
-struct StageRegistry;
-
-impl Builtins for StageRegistry {
-    fn version(&self, name: &str) -> Option<String> {
-        amt_registry::builtin(name).map(|b| b.version.to_owned())
-    }
-    fn names(&self) -> Vec<String> {
-        amt_registry::BUILTINS
-            .iter()
-            .map(|b| b.name.to_owned())
-            .collect()
-    }
-    fn command(&self, name: &str) -> String {
-        let exe = stage::stage_binary().display().to_string();
-        format!("'{}' {name}", exe.replace('\'', "'\\''"))
-    }
-}
-
 fn load_project(dir: Option<PathBuf>) -> Result<Project, Failure> {
     let start = match dir {
         Some(d) => d,
         None => std::env::current_dir().map_err(|e| Failure::Other(e.into()))?,
     };
     let root = Project::discover(&start).map_err(|e| Failure::Input(e.into()))?;
-    Project::load(&root, &StageRegistry).map_err(|e| match e {
+    Project::load(&root, &builtins::StageRegistry).map_err(|e| match e {
         ProjectError::Config(c) => Failure::Input(anyhow::Error::new(c)),
         other => Failure::Input(other.into()),
     })
@@ -140,6 +120,15 @@ fn load_project(dir: Option<PathBuf>) -> Result<Project, Failure> {
 
 /// Parses arguments, runs the command and returns its exit code.
 pub fn main() -> ExitCode {
+    // `amt __stage-guard CMD…` is how amt runs each stage (see amt::guard).
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == amt::guard::GUARD_ARG) {
+        let code = amt::guard::main(&args[2..]);
+        return ExitCode::from(code.clamp(0, 255) as u8);
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        amt::exec::set_guard(exe);
+    }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("AMT_LOG"))

@@ -12,8 +12,14 @@ use serde_json::Value;
 pub struct StageContext {
     /// The project root; every bound path is relative to it.
     pub root: PathBuf,
-    /// A directory that survives between runs, for resumable work (HTTP caches, checkpoints).
+    /// Where interrupted work on this action resumes (train's checkpoints).
+    /// The engine empties it when the action changes or on `--force`.
     pub scratch: PathBuf,
+    /// Memos of outside lookups, kept whatever the action (describe's HTTP
+    /// cache). Never for state derived from the stage's inputs.
+    pub memo: PathBuf,
+    /// The code version the engine keyed this run with, when run by amt.
+    pub code_version: Option<String>,
     params: Value,
     deps: Value,
     outs: Value,
@@ -30,7 +36,8 @@ fn json_var(name: &str) -> anyhow::Result<Value> {
 }
 
 impl StageContext {
-    /// Reads `AMT_PROJECT_ROOT`, `AMT_SCRATCH`, `AMT_PARAMS`, `AMT_DEPS`, `AMT_OUTS` and `AMT_METRICS`.
+    /// Reads `AMT_PROJECT_ROOT`, `AMT_SCRATCH`, `AMT_MEMO`, `AMT_CODE_VERSION`,
+    /// `AMT_PARAMS`, `AMT_DEPS`, `AMT_OUTS` and `AMT_METRICS`.
     pub fn from_env() -> anyhow::Result<Self> {
         let root = std::env::var_os("AMT_PROJECT_ROOT")
             .map(PathBuf::from)
@@ -40,9 +47,14 @@ impl StageContext {
         let scratch = std::env::var_os("AMT_SCRATCH")
             .map(PathBuf::from)
             .unwrap_or_else(|| root.join("cache/scratch"));
+        let memo = std::env::var_os("AMT_MEMO")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| scratch.join("memo"));
         Ok(Self {
             root,
             scratch,
+            memo,
+            code_version: std::env::var("AMT_CODE_VERSION").ok(),
             params: json_var("AMT_PARAMS")?,
             deps: json_var("AMT_DEPS")?,
             outs: json_var("AMT_OUTS")?,
@@ -54,7 +66,9 @@ impl StageContext {
     pub fn new(root: PathBuf, scratch: PathBuf, params: Value, deps: Value, outs: Value) -> Self {
         Self {
             root,
+            memo: scratch.join("memo"),
             scratch,
+            code_version: None,
             params,
             deps,
             outs,

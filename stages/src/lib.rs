@@ -11,6 +11,7 @@ pub mod describe;
 pub mod device;
 pub mod embed;
 pub mod evaluate;
+pub mod facts;
 pub mod generate;
 pub mod midi;
 pub mod model;
@@ -22,7 +23,7 @@ pub mod train;
 
 pub use context::StageContext;
 
-pub use amt_registry::{BUILTINS, BuiltinInfo, builtin};
+pub use amt_registry::{BUILTINS, BuiltinInfo, FACTS, builtin};
 
 /// A built-in stage's implementation.
 pub type Runner = fn(&StageContext) -> anyhow::Result<()>;

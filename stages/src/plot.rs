@@ -11,22 +11,26 @@ use anyhow::anyhow;
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
-const FONT_PATHS: &[&str] = &[
+pub const FONT_PATHS: &[&str] = &[
     "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
     "/usr/share/fonts/TTF/DejaVuSans.ttf",
 ];
+
+/// The font file charts would be drawn with, if the machine has one. Its
+/// bytes are in every PNG, so `amt-stage --probe` reports its digest.
+pub fn font_path() -> Option<&'static Path> {
+    FONT_PATHS.iter().map(Path::new).find(|p| p.is_file())
+}
 
 /// Registers the font once; false when none was found.
 fn font_ready() -> bool {
     static READY: OnceLock<bool> = OnceLock::new();
     *READY.get_or_init(|| {
-        for p in FONT_PATHS {
-            if let Ok(bytes) = std::fs::read(p) {
-                // The font lives as long as the process, as plotters requires.
-                let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-                if plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_ok() {
-                    return true;
-                }
+        if let Some(bytes) = font_path().and_then(|p| std::fs::read(p).ok()) {
+            // The font lives as long as the process, as plotters requires.
+            let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+            if plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_ok() {
+                return true;
             }
         }
         eprintln!("warning: DejaVuSans.ttf not found (apt-get install fonts-dejavu-core); charts have no text");

@@ -340,11 +340,12 @@ fn the_journal_resumes_after_a_crash_and_other_sources_fill_gaps() {
     let (labels, user) = (HashMap::new(), HashMap::new());
 
     // A first run that "crashed" after one piece: its journal holds that piece.
-    describe(&[kesh.clone()], &p, &labels, &user, scratch.path()).unwrap();
-    std::fs::remove_dir_all(scratch.path().join("wikipedia/http")).unwrap(); // even without the response cache
+    let memo = scratch.path().join("memo");
+    describe(&[kesh.clone()], &p, &labels, &user, scratch.path(), &memo).unwrap();
+    std::fs::remove_dir_all(memo.join("wikipedia/http")).unwrap(); // even without the response cache
     let before = wiki.requests();
     let (rows, failures) =
-        describe(&[kesh, air, none], &p, &labels, &user, scratch.path()).unwrap();
+        describe(&[kesh, air, none], &p, &labels, &user, scratch.path(), &memo).unwrap();
     assert!(failures.is_empty(), "{failures:?}");
     let asked: Vec<String> = wiki.state.lock().unwrap().log[before..]
         .iter()

@@ -1,8 +1,13 @@
 //! `amt-stage NAME`: runs one built-in stage with the inputs that `amt run`
 //! passes in the environment (`AMT_PARAMS`, `AMT_DEPS`, `AMT_OUTS`, …).
-//! `amt-stage --list` prints the stages and their code versions.
+//! `amt-stage --list` prints the stages and their code versions;
+//! `amt-stage --probe` prints them with the machine facts, as JSON, for the
+//! engine's action keys.
 
 use std::process::ExitCode;
+
+/// The code version the engine keyed the stage with (amt sets it).
+const EXPECTED_VERSION: &str = "AMT_CODE_VERSION";
 
 fn main() -> ExitCode {
     // Die with the process that started us (amt's `sh -c`), so a stage never
@@ -19,8 +24,22 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        [flag] if flag == "--probe" => {
+            let probe = amt_stages::facts::probe();
+            match serde_json::to_string(&probe) {
+                Ok(json) => {
+                    println!("{json}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: encoding the probe: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         [name] => {
-            let Some(run) = amt_stages::runner(name) else {
+            let (Some(info), Some(run)) = (amt_stages::builtin(name), amt_stages::runner(name))
+            else {
                 let names: Vec<&str> = amt_stages::BUILTINS.iter().map(|b| b.name).collect();
                 eprintln!(
                     "error: no built-in stage is called `{name}` (available: {})",
@@ -28,6 +47,18 @@ fn main() -> ExitCode {
                 );
                 return ExitCode::from(2);
             };
+            // The engine keyed this run with the code version compiled into
+            // amt; results of other code must never be stored under that key.
+            if let Ok(expected) = std::env::var(EXPECTED_VERSION)
+                && expected != info.version
+            {
+                eprintln!(
+                    "error: stage {name}: amt expects code version {expected}, but this amt-stage \
+                     was built from other sources ({}); rebuild both: cargo build --release --bins",
+                    info.version
+                );
+                return ExitCode::from(2);
+            }
             match amt_stages::StageContext::from_env().and_then(|ctx| run(&ctx)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -37,7 +68,7 @@ fn main() -> ExitCode {
             }
         }
         _ => {
-            eprintln!("usage: amt-stage NAME | amt-stage --list");
+            eprintln!("usage: amt-stage NAME | amt-stage --list | amt-stage --probe");
             ExitCode::from(2)
         }
     }

@@ -106,20 +106,22 @@ pub fn write_texts(path: &Path, rows: &[TextRow]) -> anyhow::Result<()> {
     write_parquet(path, RecordBatch::try_from_iter(columns)?)
 }
 
-/// Describes pieces with the configured sources. `scratch` holds the Wikipedia
-/// response cache and journal.
+/// Describes pieces with the configured sources. `memo` holds the Wikipedia
+/// response cache (kept across runs), `scratch` the journal of this run's
+/// lookups (kept until the run completes).
 pub fn describe(
     pieces: &[PieceRow],
     params: &Params,
     labels: &HashMap<String, labels::Labels>,
     user: &HashMap<String, file::UserText>,
     scratch: &Path,
+    memo: &Path,
 ) -> anyhow::Result<(Vec<TextRow>, Vec<String>)> {
     let captioner =
         captions::Captioner::new(&params.captions).context("invalid [params] describe.captions")?;
     let mut wiki = if params.sources.contains(&Source::Wikipedia) {
         let client =
-            wikipedia::Client::new(params.wikipedia.clone(), &scratch.join("wikipedia/http"))?;
+            wikipedia::Client::new(params.wikipedia.clone(), &memo.join("wikipedia/http"))?;
         let (journal, done) =
             wikipedia::Journal::open(&client.journal_path(&scratch.join("wikipedia")))?;
         let done: HashMap<String, Option<wikipedia::Found>> =
@@ -191,7 +193,7 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
     } else {
         HashMap::new()
     };
-    let (rows, failures) = describe(&pieces, &params, &labels, &user, &ctx.scratch)?;
+    let (rows, failures) = describe(&pieces, &params, &labels, &user, &ctx.scratch, &ctx.memo)?;
     let out = ctx.out("dir")?;
     write_texts(&out.join("texts.parquet"), &rows)?;
 

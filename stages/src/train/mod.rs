@@ -120,13 +120,23 @@ pub fn prefix_len(vocab: &Vocab) -> usize {
 }
 
 /// A digest of everything that determines the weights, so a checkpoint is
-/// resumed only by the run that wrote it.
-pub fn fingerprint(config: &GptConfig, params: &TrainParams, data: &TrainData) -> String {
+/// resumed only by the run that wrote it: the config, the params, the data,
+/// the device it trains on (CUDA trains in bf16) and the code that trains.
+/// The engine's scratch directory is already per action; this guards the
+/// library's own callers too.
+pub fn fingerprint(
+    config: &GptConfig,
+    params: &TrainParams,
+    data: &TrainData,
+    device: Device,
+) -> String {
     let mut h = blake3::Hasher::new();
     let mut p = params.clone();
-    // Neither changes the result.
-    (p.threads, p.device) = (0, String::new());
+    // The device param is replaced by the device it resolved to.
+    p.device = format!("{device:?}");
     h.update(&serde_json::to_vec(&(config, &p)).expect("plain data serializes"));
+    let code = crate::builtin("train").map_or("", |b| b.version);
+    h.update(code.as_bytes());
     for w in [&data.train, &data.val] {
         h.update(&(w.width as u64).to_le_bytes());
         w.tokens.iter().for_each(|t| _ = h.update(&t.to_le_bytes()));
@@ -166,7 +176,7 @@ pub fn train(
         params.batch_size > 0 && params.grad_accum > 0,
         "[params] train.batch_size and train.grad_accum must be at least 1"
     );
-    let fingerprint = fingerprint(&config, params, data);
+    let fingerprint = fingerprint(&config, params, data, device);
     tch::manual_seed(params.seed as i64);
     let model = Gpt::new(config, device);
     let mut optim = AdamW::new(model.named_weights(), params);

@@ -1,0 +1,169 @@
+//! The built-in stages as the engine sees them: names and code versions from
+//! the registry, machine facts from `amt-stage --probe`, run by `amt-stage`.
+//!
+//! The probe loads libtorch (about half a second), so its answer is kept in
+//! `cache/probe/HOST.json` with a stamp of everything it depends on: the
+//! `amt-stage` binary, the files it names (libtorch, the font), the variables
+//! libtorch reads and the GPUs the driver lists. A no-op run only compares
+//! the stamp.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use amt::config::Builtins;
+use amt::fsutil::write_atomic;
+use serde::{Deserialize, Serialize};
+
+use super::stage::stage_binary;
+
+/// What `amt-stage --probe` prints.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Probe {
+    /// Each stage's code version as compiled into `amt-stage`.
+    pub versions: BTreeMap<String, String>,
+    /// The machine facts.
+    pub facts: BTreeMap<String, String>,
+    /// Files whose change can change a fact.
+    pub watch: Vec<PathBuf>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Cached {
+    stamp: Vec<String>,
+    probe: Probe,
+}
+
+/// Variables that change what libtorch does, hence the facts.
+const VARS: &[&str] = &["ATEN_CPU_CAPABILITY", "CUDA_VISIBLE_DEVICES", "LD_LIBRARY_PATH"];
+
+fn stat_line(path: &Path) -> String {
+    match std::fs::metadata(path) {
+        Ok(m) => format!(
+            "{} {} {} {} {}.{}",
+            path.display(),
+            m.dev(),
+            m.ino(),
+            m.size(),
+            m.mtime(),
+            m.mtime_nsec()
+        ),
+        Err(_) => format!("{} missing", path.display()),
+    }
+}
+
+/// Everything the probe's answer depends on, cheap to read.
+fn stamp(binary: &Path, watch: &[PathBuf]) -> Vec<String> {
+    let mut s = vec![stat_line(binary)];
+    s.extend(watch.iter().map(|p| stat_line(p)));
+    s.extend(VARS.iter().map(|v| format!("{v}={}", std::env::var(v).unwrap_or_default())));
+    let mut gpus: Vec<String> = std::fs::read_dir("/proc/driver/nvidia/gpus")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    gpus.sort();
+    s.push(format!("gpus={}", gpus.join(",")));
+    s
+}
+
+fn host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty() && !h.contains('/'))
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// The probe, from the cache when its stamp still holds.
+fn probe(cache: &Path) -> Result<Probe, String> {
+    let binary = stage_binary();
+    let file = cache.join("probe").join(format!("{}.json", host()));
+    if let Some(cached) = std::fs::read(&file)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Cached>(&b).ok())
+        && cached.stamp == stamp(&binary, &cached.probe.watch)
+    {
+        return Ok(cached.probe);
+    }
+    let out = std::process::Command::new(&binary)
+        .arg("--probe")
+        .output()
+        .map_err(|e| {
+            format!(
+                "cannot run {}: {e}; it is built with the workspace (cargo build --release --bins)",
+                binary.display()
+            )
+        })?;
+    if !out.status.success() {
+        return Err(format!(
+            "{} --probe failed: {}",
+            binary.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let probe: Probe = serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("{} --probe printed no probe: {e}", binary.display()))?;
+    let cached = Cached {
+        stamp: stamp(&binary, &probe.watch),
+        probe,
+    };
+    // The probe is only a memo: failing to keep it costs the next run half a second.
+    if let Ok(bytes) = serde_json::to_vec_pretty(&cached) {
+        let _ = write_atomic(&file, &bytes);
+    }
+    Ok(cached.probe)
+}
+
+/// The registry of built-in stages that `amt` runs through `amt-stage`.
+pub struct StageRegistry;
+
+impl Builtins for StageRegistry {
+    fn version(&self, name: &str) -> Option<String> {
+        amt_registry::builtin(name).map(|b| b.version.to_owned())
+    }
+
+    fn names(&self) -> Vec<String> {
+        amt_registry::BUILTINS
+            .iter()
+            .map(|b| b.name.to_owned())
+            .collect()
+    }
+
+    fn command(&self, name: &str) -> String {
+        let exe = stage_binary().display().to_string();
+        format!("'{}' {name}", exe.replace('\'', "'\\''"))
+    }
+
+    fn facts(&self, name: &str, cache: &Path) -> Result<BTreeMap<String, String>, String> {
+        static PROBE: OnceLock<Result<Probe, String>> = OnceLock::new();
+        let probe = PROBE.get_or_init(|| probe(cache)).as_ref().map_err(Clone::clone)?;
+        let info = amt_registry::builtin(name).ok_or_else(|| format!("no built-in stage `{name}`"))?;
+        match probe.versions.get(name) {
+            Some(v) if v == info.version => {}
+            other => {
+                return Err(format!(
+                    "{} was built from other sources than this amt: stage {name} has code \
+                     version {} in amt and {} in amt-stage. Running it would store the old \
+                     code's output under the new code's key; rebuild both: cargo build \
+                     --release --bins (or scripts/demo.sh)",
+                    stage_binary().display(),
+                    info.version,
+                    other.map_or("none", String::as_str)
+                ));
+            }
+        }
+        info.facts
+            .iter()
+            .map(|f| {
+                probe
+                    .facts
+                    .get(*f)
+                    .map(|v| (f.to_string(), v.clone()))
+                    .ok_or_else(|| format!("amt-stage --probe did not report the fact `{f}`"))
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,125 @@
+//! The facts about this machine that a built-in stage's bytes can depend on,
+//! as `amt-stage --probe` reports them to the engine, which puts the ones a
+//! stage's code reaches into its action key (amt-registry's `FACTS` says which).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+/// What `amt-stage --probe` prints.
+#[derive(Debug, Serialize)]
+pub struct Probe {
+    /// Each built-in stage's code version, as compiled into this binary.
+    pub versions: BTreeMap<&'static str, &'static str>,
+    /// Each fact's value on this machine.
+    pub facts: BTreeMap<&'static str, String>,
+    /// Files whose change can change a fact; the engine probes again when one does.
+    pub watch: Vec<PathBuf>,
+}
+
+/// The directory of the libtorch this binary was linked against.
+fn libtorch_lib() -> Option<&'static Path> {
+    let lib = env!("AMT_LIBTORCH_LIB");
+    (!lib.is_empty()).then(|| Path::new(lib))
+}
+
+/// libtorch's version, from the files that ship beside its libraries: the
+/// PyPI wheel's `version.py`, or a libtorch archive's `build-version`.
+fn libtorch_version(lib: &Path) -> String {
+    let base = lib.parent().unwrap_or(lib);
+    if let Ok(text) = std::fs::read_to_string(base.join("version.py"))
+        && let Some(v) = text.lines().find_map(|l| l.strip_prefix("__version__ = "))
+    {
+        return v.trim().trim_matches(['\'', '"']).to_owned();
+    }
+    std::fs::read_to_string(base.join("build-version"))
+        .map(|v| v.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// The CPU kernels libtorch picks: `ATEN_CPU_CAPABILITY` if set, else the
+/// best of AVX-512, AVX2 and the default that the CPU supports.
+fn cpu_capability() -> String {
+    if let Ok(forced) = std::env::var("ATEN_CPU_CAPABILITY") {
+        return forced.to_ascii_lowercase();
+    }
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let flags: Vec<&str> = info
+        .lines()
+        .find_map(|l| l.strip_prefix("flags"))
+        .map(|l| l.trim_start_matches([' ', '\t', ':']).split_whitespace().collect())
+        .unwrap_or_default();
+    let has = |f: &str| flags.contains(&f);
+    if ["avx512f", "avx512bw", "avx512vl", "avx512dq"].iter().all(|f| has(f)) {
+        "avx512".into()
+    } else if has("avx2") && has("fma") {
+        "avx2".into()
+    } else {
+        std::env::consts::ARCH.into()
+    }
+}
+
+/// The GPUs libtorch can use, by model, or `none`.
+fn cuda() -> String {
+    if !tch::Cuda::is_available() {
+        return "none".into();
+    }
+    let mut models: Vec<String> = std::fs::read_dir("/proc/driver/nvidia/gpus")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|gpu| std::fs::read_to_string(gpu.path().join("information")).ok())
+        .filter_map(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("Model:"))
+                .map(|m| m.trim().to_owned())
+        })
+        .collect();
+    models.sort();
+    let visible = std::env::var("CUDA_VISIBLE_DEVICES").unwrap_or_default();
+    format!(
+        "{} device(s) [{}] visible={visible}",
+        tch::Cuda::device_count(),
+        models.join(", ")
+    )
+}
+
+/// Probes the machine.
+pub fn probe() -> Probe {
+    let lib = libtorch_lib();
+    let font = crate::plot::font_path();
+    let font_digest = font
+        .and_then(|p| std::fs::read(p).ok())
+        .map_or_else(|| "none".into(), |b| blake3::hash(&b).to_hex()[..16].to_owned());
+    let facts = BTreeMap::from([
+        ("libtorch", lib.map_or_else(|| "unknown".into(), libtorch_version)),
+        ("cpu", cpu_capability()),
+        ("cuda", cuda()),
+        ("font", font_digest),
+    ]);
+    debug_assert!(amt_registry::FACTS.iter().all(|(name, _)| facts.contains_key(name)));
+    let mut watch: Vec<PathBuf> = crate::plot::FONT_PATHS.iter().map(PathBuf::from).collect();
+    if let Some(lib) = lib {
+        let base = lib.parent().unwrap_or(lib);
+        watch.extend([lib.join("libtorch_cpu.so"), base.join("version.py"), base.join("build-version")]);
+    }
+    Probe {
+        versions: crate::BUILTINS.iter().map(|b| (b.name, b.version)).collect(),
+        facts,
+        watch,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_registered_fact_is_probed() {
+        let probe = super::probe();
+        for (name, _) in amt_registry::FACTS {
+            assert!(probe.facts.contains_key(name), "{name} is not probed");
+        }
+        assert_eq!(probe.versions.len(), crate::BUILTINS.len());
+        assert_ne!(probe.facts["libtorch"], "unknown", "{probe:?}");
+    }
+}
