@@ -75,6 +75,8 @@ pub enum Change {
     OutsDeclared,
     /// An upstream stage will run first, so the inputs are not known yet.
     Upstream(StageName),
+    /// `--verify`: up to date, executed again to compare its bytes.
+    Verify,
 }
 
 impl Change {
@@ -125,6 +127,7 @@ impl Change {
             Change::OutModified(p) => format!("out {p} modified"),
             Change::OutsDeclared => "declared outs changed".into(),
             Change::Upstream(s) => format!("upstream stage {s} is stale"),
+            Change::Verify => "verifying that it reproduces its outputs".into(),
         }
     }
 }
@@ -159,6 +162,24 @@ impl Check {
     pub fn dep_manifests(&self) -> &[(Digest, Vec<u8>)] {
         &self.dep_manifests
     }
+}
+
+/// How to execute a stage.
+#[derive(Clone, Copy, Debug)]
+pub struct ExecMode {
+    /// Empty the stage's scratch work first, so nothing is resumed (`--force`, `--verify`).
+    pub fresh_scratch: bool,
+    /// Store the result in the action cache (false when verifying a result already there).
+    pub cache_result: bool,
+}
+
+/// What an execution produced.
+#[derive(Debug)]
+pub struct Executed {
+    /// How long the command ran.
+    pub duration_ms: u64,
+    /// The outputs as hashed.
+    pub outs: Vec<OutRecord>,
 }
 
 /// Something went wrong while handling a stage.
@@ -409,7 +430,7 @@ impl<'p> Engine<'p> {
         let (inputs, dep_manifests) = self.inputs(stage, &hasher)?;
         let key = inputs.action_key();
         let record = self.state.load(&stage.name);
-        let changes = match &record {
+        let mut changes = match &record {
             None => vec![Change::NeverRun],
             Some(r) if r.action_key == key => self.out_changes(stage, &r.outs, &hasher),
             Some(r) => {
@@ -417,7 +438,6 @@ impl<'p> Engine<'p> {
                 if diff.is_empty() { vec![Change::Key] } else { diff }
             }
         };
-        let mut changes = changes;
         let decision = if force {
             changes.insert(0, Change::Forced);
             Decision::Run
@@ -512,8 +532,13 @@ impl<'p> Engine<'p> {
     }
 
     /// Executes a stage's command, then stores and records its outputs.
-    /// `force` also empties the stage's scratch work, so nothing is resumed.
-    pub fn execute(&self, stage: &Stage, check: Check, force: bool) -> Result<u64, StageError> {
+    pub fn execute(
+        &self,
+        stage: &Stage,
+        check: Check,
+        mode: ExecMode,
+    ) -> Result<Executed, StageError> {
+        let force = mode.fresh_scratch;
         self.check_out_paths(stage)?;
         for out in &stage.outs {
             let abs = out.to_fs(self.root());
@@ -586,17 +611,19 @@ impl<'p> Engine<'p> {
             stage: stage.name.clone(),
             outs: outs.clone(),
         };
-        self.store.put_action(&check.key, &result)?;
-        if let Some(r) = self.remote().filter(|r| r.push)
-            && let Err(e) = r.remote.upload(&check.key, &result, &self.store)
-        {
-            self.remote_failed(e);
+        if mode.cache_result {
+            self.store.put_action(&check.key, &result)?;
+            if let Some(r) = self.remote().filter(|r| r.push)
+                && let Err(e) = r.remote.upload(&check.key, &result, &self.store)
+            {
+                self.remote_failed(e);
+            }
         }
-        self.record(stage, check, outs, Origin::Ran, duration_ms)?;
+        self.record(stage, check, outs.clone(), Origin::Ran, duration_ms)?;
         row.status = "ran".into();
         row.metrics = self.read_metrics(stage);
         self.log_run(&row);
-        Ok(duration_ms)
+        Ok(Executed { duration_ms, outs })
     }
 
     /// A ledger row for a stage's execution, to be completed by the caller.
@@ -860,4 +887,39 @@ fn merged<'a, K: Ord, V>(
 ) -> Vec<(&'a K, Option<&'a V>, Option<&'a V>)> {
     let keys: std::collections::BTreeSet<&K> = a.keys().chain(b.keys()).collect();
     keys.into_iter().map(|k| (k, a.get(k), b.get(k))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_diff_explains_roles_and_facts() {
+        let old = Inputs {
+            command: "x".into(),
+            code_version: None,
+            env: BTreeMap::new(),
+            params: BTreeMap::new(),
+            deps: BTreeMap::new(),
+            roles: BTreeMap::from([
+                ("deps.first".into(), "a".into()),
+                ("deps.second".into(), "b".into()),
+            ]),
+            facts: BTreeMap::from([("cpu".into(), "avx2".into())]),
+        };
+        let mut new = old.clone();
+        new.roles.insert("deps.first".into(), "b".into());
+        new.roles.insert("deps.second".into(), "a".into());
+        new.facts.insert("cpu".into(), "avx512".into());
+        let why: Vec<String> = diff_inputs(&old, &new).iter().map(Change::summary).collect();
+        assert_eq!(
+            why,
+            [
+                "role deps.first changed: a → b",
+                "role deps.second changed: b → a",
+                "machine fact cpu changed: avx2 → avx512"
+            ]
+        );
+        assert!(diff_inputs(&old, &old).is_empty());
+    }
 }

@@ -10,9 +10,10 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::config::{Resources, Stage};
-use crate::engine::{Change, Check, Decision, Engine, StageError};
-use crate::names::StageName;
-use crate::store::LinkMethod;
+use crate::engine::{Change, Check, Decision, Engine, ExecMode, StageError};
+use crate::names::{ProjectPath, StageName};
+use crate::store::{LinkMethod, OutRecord};
+use crate::tree::Entry;
 
 /// How to run.
 #[derive(Clone, Debug)]
@@ -29,6 +30,9 @@ pub struct Options {
     pub gpus: u32,
     /// Memory available to stages, in bytes (0: unlimited).
     pub mem: u64,
+    /// Execute stages that are fresh or cached too, and compare their
+    /// outputs with what the workspace or the cache holds.
+    pub verify: bool,
 }
 
 /// What happened to one stage.
@@ -40,6 +44,10 @@ pub enum Outcome {
     Restored(LinkMethod),
     /// Executed successfully.
     Ran { duration_ms: u64 },
+    /// Verify: executed again and produced the recorded bytes.
+    Verified { duration_ms: u64 },
+    /// Verify: executed again and produced other bytes than the ones on record.
+    Nondeterministic(Vec<OutDiff>),
     /// Dry run: would execute, for these reasons.
     WouldRun(Vec<Change>),
     /// Dry run: would restore from the cache, for these reasons.
@@ -60,6 +68,8 @@ impl Outcome {
             Outcome::Fresh
                 | Outcome::Restored(_)
                 | Outcome::Ran { .. }
+                | Outcome::Verified { .. }
+                | Outcome::Nondeterministic(_)
                 | Outcome::WouldRun(_)
                 | Outcome::WouldRestore(_)
         )
@@ -71,6 +81,8 @@ impl Outcome {
             Outcome::Fresh => "fresh",
             Outcome::Restored(_) => "restored",
             Outcome::Ran { .. } => "ran",
+            Outcome::Verified { .. } => "verified",
+            Outcome::Nondeterministic(_) => "nondeterministic",
             Outcome::WouldRun(_) => "would run",
             Outcome::WouldRestore(_) => "would restore",
             Outcome::Failed(StageError::Cancelled) => "cancelled",
@@ -79,6 +91,17 @@ impl Outcome {
             Outcome::NotStarted => "not started",
         }
     }
+}
+
+/// An output that came out differently when a stage was verified.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutDiff {
+    /// The declared out.
+    pub path: ProjectPath,
+    /// What the workspace or cache held.
+    pub expected: Option<Entry>,
+    /// What the stage produced now.
+    pub actual: Entry,
 }
 
 /// Receives progress as the scheduler works. Called from worker threads.
@@ -102,6 +125,15 @@ impl Summary {
     /// True when any stage failed, was cancelled or could not run.
     pub fn failed(&self) -> bool {
         self.outcomes.iter().any(|(_, o)| !o.is_ok())
+    }
+
+    /// The stages that produced other bytes when verified.
+    pub fn nondeterministic(&self) -> Vec<usize> {
+        self.outcomes
+            .iter()
+            .filter(|(_, o)| matches!(o, Outcome::Nondeterministic(_)))
+            .map(|(i, _)| *i)
+            .collect()
     }
 
     /// How many stages had each outcome label, sorted by label.
@@ -143,6 +175,8 @@ pub fn run(
     let (mut cpus_free, mut gpus_free, mut mem_free) = (jobs, opts.gpus, opts.mem);
     let mut failed = false;
     let mut stale_upstream: BTreeMap<usize, StageName> = BTreeMap::new();
+    // Verify: the outputs each re-executed stage must reproduce.
+    let mut expected: BTreeMap<usize, Vec<OutRecord>> = BTreeMap::new();
     let (tx, rx) = mpsc::channel::<Msg>();
 
     std::thread::scope(|scope| {
@@ -228,18 +262,27 @@ pub fn run(
                 else {
                     unreachable!("checked above")
                 };
-                let (tx, force) = (tx.clone(), opts.force.contains(&i));
+                let tx = tx.clone();
+                let verifying = expected.remove(&i);
+                let mode = ExecMode {
+                    fresh_scratch: opts.force.contains(&i) || verifying.is_some(),
+                    cache_result: verifying.is_none(),
+                };
                 scope.spawn(move || {
                     let stage = &stages[i];
                     reporter.started(stage, &check.changes);
-                    let outcome = match engine.execute(stage, *check, force) {
-                        Ok(duration_ms) => Outcome::Ran { duration_ms },
-                        Err(e) => Outcome::Failed(e),
+                    let outcome = match (engine.execute(stage, *check, mode), verifying) {
+                        (Ok(done), None) => Outcome::Ran {
+                            duration_ms: done.duration_ms,
+                        },
+                        (Ok(done), Some(want)) => compare(&want, &done.outs, done.duration_ms),
+                        (Err(e), _) => Outcome::Failed(e),
                     };
                     let _ = tx.send(Msg::Finished(i, outcome));
                 });
             }
 
+            let progressed = !settled.is_empty();
             for (i, outcome) in settled {
                 failed |= !outcome.is_ok();
                 reporter.finished(&stages[i], &outcome);
@@ -253,12 +296,12 @@ pub fn run(
                 .values()
                 .any(|s| matches!(s, Slot::Waiting | Slot::Ready(_)));
             if !busy {
-                if pending && !stopping {
-                    continue; // newly settled stages may unblock others
+                // With nothing in flight no message will come: settle what the
+                // newly settled stages unblock (skips cascade down a chain), or stop.
+                if pending && progressed {
+                    continue;
                 }
-                if !pending {
-                    break;
-                }
+                break;
             }
             let Ok(msg) = rx.recv() else { break };
             let (i, outcome) = match msg {
@@ -277,6 +320,16 @@ pub fn run(
                                 .changes
                                 .push(Change::Upstream(stale_upstream[&i].clone()));
                             (i, Outcome::WouldRun(check.changes))
+                        }
+                        Ok(mut check) if opts.verify && !opts.dry_run && !matches!(check.decision, Decision::Run) => {
+                            let want = match std::mem::replace(&mut check.decision, Decision::Run) {
+                                Decision::Restore(result) => result.outs,
+                                _ => engine.state.load(&stages[i].name).map(|r| r.outs).unwrap_or_default(),
+                            };
+                            check.changes = vec![Change::Verify];
+                            expected.insert(i, want);
+                            slots.insert(i, Slot::Ready(Box::new(check)));
+                            continue;
                         }
                         Ok(check) => match check.decision {
                             Decision::Fresh => (i, Outcome::Fresh),
@@ -341,6 +394,26 @@ pub fn run(
     Summary {
         outcomes,
         elapsed: started.elapsed(),
+    }
+}
+
+/// A verified stage's outcome: the same outs, or which ones differ.
+fn compare(want: &[OutRecord], got: &[OutRecord], duration_ms: u64) -> Outcome {
+    let diffs: Vec<OutDiff> = got
+        .iter()
+        .filter_map(|g| {
+            let w = want.iter().find(|w| w.path == g.path).map(|w| w.entry);
+            (w != Some(g.entry)).then(|| OutDiff {
+                path: g.path.clone(),
+                expected: w,
+                actual: g.entry,
+            })
+        })
+        .collect();
+    if diffs.is_empty() {
+        Outcome::Verified { duration_ms }
+    } else {
+        Outcome::Nondeterministic(diffs)
     }
 }
 

@@ -155,3 +155,134 @@ outs = { dir = "out/cluster" }
         "{out:?}"
     );
 }
+
+/// `amt` beside a stand-in `amt-stage` (a shell script) that answers
+/// `--probe` from `probe.json` and runs stages with the real binary.
+struct FakeStageBinary {
+    dir: tempfile::TempDir,
+}
+
+impl FakeStageBinary {
+    fn new(versions: &serde_json::Value, cpu: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let real = common::amt_bin();
+        let amt = dir.path().join("amt");
+        if std::fs::hard_link(&real, &amt).is_err() {
+            std::fs::copy(&real, &amt).unwrap();
+        }
+        let real_stage = real.with_file_name("amt-stage");
+        let d = dir.path().display();
+        let script = format!(
+            "#!/bin/sh\nif [ \"$1\" = --probe ]; then echo probed >> {d}/probes; cat {d}/probe.json; \
+             else exec '{}' \"$@\"; fi\n",
+            real_stage.display()
+        );
+        std::fs::write(dir.path().join("amt-stage"), script).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            dir.path().join("amt-stage"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        let fake = Self { dir };
+        fake.set(versions, cpu);
+        fake
+    }
+
+    /// Rewrites the probe's answer; `probe.json` is in its watch list, so amt probes again.
+    fn set(&self, versions: &serde_json::Value, cpu: &str) {
+        let probe = serde_json::json!({
+            "versions": versions,
+            "facts": {"libtorch": "2.13.0+cpu", "cpu": cpu, "cuda": "none", "font": "none"},
+            "watch": [self.dir.path().join("probe.json")],
+        });
+        std::fs::write(self.dir.path().join("probe.json"), probe.to_string()).unwrap();
+    }
+
+    fn probes(&self) -> usize {
+        std::fs::read_to_string(self.dir.path().join("probes")).map_or(0, |s| s.lines().count())
+    }
+
+    fn amt(&self, p: &TestProject, args: &[&str]) -> common::Run {
+        let out = std::process::Command::new(self.dir.path().join("amt"))
+            .args(args)
+            .current_dir(p.root())
+            .output()
+            .unwrap();
+        common::Run::from(out)
+    }
+}
+
+/// The code versions compiled into this amt, as amt-stage would report them.
+fn versions() -> serde_json::Value {
+    let p = TestProject::new("");
+    let list = p.amt(&["stage", "--list"]).expect_code(0).stdout;
+    list.lines()
+        .map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next().unwrap().to_owned(), serde_json::Value::from(w.next().unwrap()))
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
+#[test]
+fn an_amt_stage_built_from_other_code_is_refused() {
+    let mut stale = versions();
+    stale["collect"] = "0000000000000000".into();
+    let fake = FakeStageBinary::new(&stale, "avx2");
+    let p = project(PIPELINE);
+    let run = fake.amt(&p, &["run", "collect"]).expect_code(1);
+    assert!(
+        run.stderr.contains("was built from other sources than this amt: stage collect has code version")
+            && run.stderr.contains("and 0000000000000000 in amt-stage")
+            && run.stderr.contains("cargo build --release --bins"),
+        "{}",
+        run.stderr
+    );
+    assert!(!p.exists("out/collect"), "the stale binary never ran");
+    assert!(!p.exists("cache/ac"), "nothing was cached");
+}
+
+/// A built-in stage that uses libtorch depends on the machine's facts: when
+/// one changes, it (and only it) goes stale; changing back restores.
+#[test]
+fn machine_facts_enter_the_keys_of_the_stages_that_depend_on_them() {
+    let manifest = format!(
+        "{PIPELINE}{}",
+        r#"
+[stages.embed]
+builtin = "embed"
+params = ["embed"]
+deps = { texts = "out/texts/texts.parquet", model = "models/all-MiniLM-L6-v2" }
+outs = { dir = "out/embed" }
+"#
+    )
+    .replace("describe.captions.seed = 1", "describe.captions.seed = 1\nembed.threads = 1");
+    let p = project(&manifest);
+    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/all-MiniLM-L6-v2");
+    std::os::unix::fs::symlink(model.parent().unwrap(), p.path("models")).unwrap();
+    let fake = FakeStageBinary::new(&versions(), "avx2");
+
+    let out = fake.amt(&p, &["--json", "run"]).expect_code(0).outcomes();
+    assert!(out.values().all(|o| o == "ran"), "{out:?}");
+    assert_eq!(fake.probes(), 1);
+    fake.amt(&p, &["run"]).expect_code(0);
+    assert_eq!(fake.probes(), 1, "an unchanged machine is not probed again");
+
+    fake.set(&versions(), "avx512");
+    let status = fake.amt(&p, &["status"]).expect_code(0).stdout;
+    assert!(
+        status.contains("machine fact cpu changed: avx2 → avx512"),
+        "{status}"
+    );
+    let out = fake.amt(&p, &["--json", "run"]).expect_code(0).outcomes();
+    assert_eq!(
+        (out["collect"].as_str(), out["describe"].as_str(), out["embed"].as_str()),
+        ("fresh", "fresh", "ran"),
+        "{out:?}"
+    );
+    fake.set(&versions(), "avx2");
+    let out = fake.amt(&p, &["--json", "run"]).expect_code(0).outcomes();
+    assert_eq!(out["embed"], "restored", "{out:?}");
+}

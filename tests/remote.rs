@@ -181,3 +181,78 @@ fn an_unreachable_remote_warns_and_the_run_goes_on_locally() {
     );
     assert_eq!(p.read("out/sum.txt").trim(), "20");
 }
+
+/// A forged but self-consistent entry: every digest is right, but the
+/// listing of `out/data` names `../../../NAME`, one level above the project. Returns the objects to plant
+/// (name under the remote's prefix, bytes) for the action result `genuine`.
+fn forge(genuine: &[u8], name: &str) -> Vec<(String, Vec<u8>)> {
+    let content = b"written outside the project".to_vec();
+    let content_hex = blake3::hash(&content).to_hex().to_string();
+    let listing = format!("amt-tree-v1\nf {content_hex} ../../../{name}\n").into_bytes();
+    let listing_hex = blake3::hash(&listing).to_hex().to_string();
+    let mut action: serde_json::Value = serde_json::from_slice(genuine).unwrap();
+    action["outs"][0]["digest"] = serde_json::Value::String(listing_hex.clone());
+    vec![
+        (format!("cas/blake3/{content_hex}"), content),
+        (format!("cas/blake3/{listing_hex}"), listing),
+        (String::new(), serde_json::to_vec(&action).unwrap()),
+    ]
+}
+
+fn make_key(p: &TestProject) -> String {
+    let state: serde_json::Value = serde_json::from_str(&p.read("cache/state/make.json")).unwrap();
+    state["action_key"].as_str().unwrap().to_owned()
+}
+
+/// The second checkout refuses the forged listing, runs the stage itself and
+/// writes nothing outside its directory.
+fn assert_forgery_refused(run: &common::Run, second: &TestProject, name: &str) {
+    for dir in second.root().ancestors().take(3) {
+        assert!(!dir.join(name).exists(), "{} was written", dir.join(name).display());
+    }
+    assert!(
+        run.stderr.contains("is malformed") && run.stderr.contains("it was not used"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.outcomes()["make"], "ran", "{}", run.stdout);
+    assert_eq!(second.read("out/data/7.txt"), "row 7\n");
+}
+
+#[test]
+fn a_forged_listing_in_a_directory_remote_writes_nothing_outside_the_project() {
+    let remote = tempfile::tempdir().unwrap();
+    let url = remote.path().display().to_string();
+    let first = TestProject::new(PIPELINE);
+    amt(&first, None, &["run", "--remote", &url], 0);
+    let key = make_key(&first);
+    let ac = remote.path().join(format!("ac/blake3/{key}.json"));
+    let name = format!("amt-escape-{}", std::process::id());
+    for (path, bytes) in forge(&std::fs::read(&ac).unwrap(), &name) {
+        let dst = if path.is_empty() { ac.clone() } else { remote.path().join(path) };
+        std::fs::write(dst, bytes).unwrap();
+    }
+    let second = TestProject::new(PIPELINE);
+    let run = amt(&second, None, &["--json", "run", "--remote", &url], 0);
+    assert_forgery_refused(&run, &second, &name);
+}
+
+#[test]
+fn a_forged_listing_in_s3_writes_nothing_outside_the_project() {
+    let moto = moto("amt-forged");
+    let manifest = format!("[remote]\nurl = \"s3://amt-forged/cache\"\n{PIPELINE}");
+    let first = TestProject::new(&manifest);
+    amt(&first, Some(&moto), &["run"], 0);
+    // The genuine result, as the first checkout recorded it locally.
+    let key = make_key(&first);
+    let ac = format!("cache/ac/blake3/{key}.json");
+    let genuine = std::fs::read(first.path(&format!("cache/ac/blake3/{}/{}.json", &key[..2], &key[2..]))).unwrap();
+    let name = format!("amt-escape-s3-{}", std::process::id());
+    for (path, bytes) in forge(&genuine, &name) {
+        let path = if path.is_empty() { ac.clone() } else { format!("cache/{path}") };
+        moto.put("amt-forged", &path, &bytes);
+    }
+    let second = TestProject::new(&manifest);
+    let run = amt(&second, Some(&moto), &["--json", "run"], 0);
+    assert_forgery_refused(&run, &second, &name);
+}

@@ -256,6 +256,50 @@ fn a_failure_shows_the_log_records_nothing_and_starts_no_new_work() {
     assert_eq!(out["c_downstream"], "skipped");
 }
 
+/// Skips cascade down a chain even when nothing else is running (this run
+/// used to wait forever for a message no stage would send).
+#[test]
+fn a_failure_skips_a_whole_chain_and_the_run_ends() {
+    let p = TestProject::new(
+        r#"
+        [stages.a]
+        cmd = "exit 1"
+        outs = ["a.txt"]
+        [stages.b]
+        cmd = "cat a.txt > b.txt"
+        deps = ["a.txt"]
+        outs = ["b.txt"]
+        [stages.c]
+        cmd = "cat b.txt > c.txt"
+        deps = ["b.txt"]
+        outs = ["c.txt"]
+        [stages.d]
+        cmd = "cat c.txt > d.txt"
+        deps = ["c.txt"]
+        outs = ["d.txt"]
+        "#,
+    );
+    let mut child = p
+        .command(&["--json", "run"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("amt run did not end after a failure");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let run = common::Run::from(child.wait_with_output().unwrap()).expect_code(1);
+    let out = run.outcomes();
+    assert_eq!(
+        [&out["a"], &out["b"], &out["c"], &out["d"]],
+        ["failed", "skipped", "skipped", "skipped"]
+    );
+}
+
 #[test]
 fn running_stages_finish_after_another_fails() {
     let p = TestProject::new(

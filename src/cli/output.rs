@@ -110,7 +110,16 @@ impl Reporter for Printer {
         if self.ui.json {
             let mut ev = json!({"event": "finished", "stage": name, "outcome": outcome.label()});
             match outcome {
-                Outcome::Ran { duration_ms } => ev["duration_ms"] = json!(duration_ms),
+                Outcome::Ran { duration_ms } | Outcome::Verified { duration_ms } => {
+                    ev["duration_ms"] = json!(duration_ms)
+                }
+                Outcome::Nondeterministic(diffs) => {
+                    ev["differs"] = json!(diffs.iter().map(|d| json!({
+                        "out": d.path.as_str(),
+                        "expected": d.expected.map(|e| e.digest.to_hex()),
+                        "actual": d.actual.digest.to_hex(),
+                    })).collect::<Vec<_>>())
+                }
                 Outcome::WouldRun(c) | Outcome::WouldRestore(c) => {
                     ev["reasons"] = json!(c.iter().map(Change::summary).collect::<Vec<_>>())
                 }
@@ -121,7 +130,7 @@ impl Reporter for Printer {
             println!("{ev}");
             return;
         }
-        let failed = !outcome.is_ok();
+        let failed = !outcome.is_ok() || matches!(outcome, Outcome::Nondeterministic(_));
         if self.ui.quiet && !failed {
             return;
         }
@@ -133,6 +142,22 @@ impl Reporter for Printer {
                 "✓ {name} ran in {}",
                 human_duration(Duration::from_millis(*duration_ms))
             ),
+            Outcome::Verified { duration_ms } => format!(
+                "✓ {name} verified: the same bytes again in {}",
+                human_duration(Duration::from_millis(*duration_ms))
+            ),
+            Outcome::Nondeterministic(diffs) => {
+                let mut t = format!("✗ {name} is nondeterministic: the same inputs gave other bytes");
+                for d in diffs {
+                    t.push_str(&format!(
+                        "\n    {}: {} then, {} now",
+                        d.path,
+                        d.expected.map_or("nothing".into(), |e| e.digest.short()),
+                        d.actual.digest.short()
+                    ));
+                }
+                t
+            }
             Outcome::WouldRun(c) => format!("• {name} would run: {}", reasons(c)),
             Outcome::WouldRestore(c) => {
                 format!("• {name} would be restored from cache: {}", reasons(c))

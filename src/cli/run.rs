@@ -46,6 +46,10 @@ pub struct Args {
     /// Use no remote cache, even if `[remote]` names one.
     #[arg(long, conflicts_with = "remote")]
     no_remote: bool,
+    /// Execute the selected stages even when fresh or cached, and check that
+    /// they reproduce the recorded outputs byte for byte; name those that do not.
+    #[arg(long, conflicts_with_all = ["dry_run", "force"])]
+    verify: bool,
 }
 
 pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
@@ -118,6 +122,7 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
         keep_going: args.keep_going,
         gpus: available_gpus(),
         mem: total_memory(),
+        verify: args.verify,
     };
     let printer = Printer::new(ui, engine.log_dir());
     let started_at_ms = now_ms();
@@ -148,9 +153,21 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
         .outcomes
         .iter()
         .any(|(_, o)| matches!(o, Outcome::Failed(StageError::Cancelled)));
+    let nondeterministic = summary.nondeterministic();
+    if !nondeterministic.is_empty() && !ui.json {
+        let names: Vec<&str> = nondeterministic
+            .iter()
+            .map(|&i| project.pipeline.stages[i].name.as_str())
+            .collect();
+        eprintln!(
+            "nondeterministic: {} (the same inputs gave other bytes; their cached results stay as they were)",
+            names.join(", ")
+        );
+    }
     match (summary.failed(), cancelled) {
         (_, true) => Err(Failure::Interrupted),
         (true, _) => Err(Failure::Stage),
+        _ if !nondeterministic.is_empty() => Err(Failure::Stage),
         _ => Ok(()),
     }
 }

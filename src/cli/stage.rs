@@ -9,11 +9,15 @@ use std::process::ExitCode;
 #[derive(clap::Args)]
 pub struct Args {
     /// The built-in stage to run.
-    #[arg(required_unless_present = "list")]
+    #[arg(required_unless_present_any = ["list", "sources"])]
     name: Option<String>,
     /// List the built-in stages and their code versions.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "sources")]
     list: bool,
+    /// List the source files behind a built-in stage's code version, and the
+    /// machine facts in its key.
+    #[arg(long, value_name = "NAME")]
+    sources: Option<String>,
 }
 
 /// The `amt-stage` binary installed beside the running `amt`.
@@ -26,6 +30,20 @@ pub fn run(args: Args) -> ExitCode {
     if args.list {
         for b in amt_registry::BUILTINS {
             println!("{:<10} {}  {}", b.name, b.version, b.summary);
+        }
+        return ExitCode::SUCCESS;
+    }
+    if let Some(name) = args.sources {
+        let Some(b) = amt_registry::builtin(&name) else {
+            eprintln!("error: no built-in stage is called `{name}`");
+            return ExitCode::from(2);
+        };
+        println!("{} {} (stages/, {} files)", b.name, b.version, b.sources.len());
+        for f in b.sources {
+            println!("  {f}");
+        }
+        if !b.facts.is_empty() {
+            println!("machine facts: {}", b.facts.join(", "));
         }
         return ExitCode::SUCCESS;
     }

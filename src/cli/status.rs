@@ -32,6 +32,7 @@ pub fn check_all(engine: &Engine<'_>, selection: &BTreeSet<usize>) -> Summary {
         keep_going: true,
         gpus: u32::MAX,
         mem: 0,
+        verify: false,
     };
     scheduler::run(engine, selection, &opts, &Silent)
 }

@@ -135,6 +135,7 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
         keep_going: false,
         gpus: super::run::available_gpus(),
         mem: super::run::total_memory(),
+        verify: false,
     };
     let quiet = Ui {
         quiet: true,

@@ -1,14 +1,16 @@
 //! Gives every built-in stage a code version: a blake3 digest of the source
 //! files its code reaches (found by walking the module graph from the stage's
-//! entry module, see `src/reach.rs`), of Cargo.lock and the stages crate's
-//! manifest and build script (which pin what the code links), and of the
-//! compiler's version. The engine puts it into the stage's action key, so a
+//! entry module, see `src/reach.rs`), of the locked versions of the crates
+//! the stages crate depends on (its part of Cargo.lock), of its manifest and
+//! build script (which pin what the code links), and of the compiler's version. The engine puts it into the stage's action key, so a
 //! change to any code a stage can run reruns that stage and what follows it,
 //! and a change to code it cannot run reruns nothing.
 
 #[path = "src/list.rs"]
 #[allow(dead_code)]
 mod list;
+#[path = "src/lock.rs"]
+mod lock;
 #[path = "src/reach.rs"]
 #[allow(dead_code)]
 mod reach;
@@ -17,15 +19,17 @@ use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
 /// Files besides the reached sources that shape every stage's binary.
-const ALWAYS: &[&str] = &["../Cargo.lock", "Cargo.toml", "build.rs"];
+const ALWAYS: &[&str] = &["Cargo.toml", "build.rs"];
 
 fn main() {
     let here = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it"));
     let stages = here.join("..");
     println!("cargo:rerun-if-changed={}", stages.join("src").display());
-    for f in ALWAYS {
+    for f in ALWAYS.iter().chain(&["../Cargo.lock"]) {
         println!("cargo:rerun-if-changed={}", stages.join(f).display());
     }
+    let lock = std::fs::read_to_string(stages.join("../Cargo.lock")).expect("reading Cargo.lock");
+    let locked = lock::closure(&lock, "amt-stages");
     let graph = reach::Graph::load(&stages, "src/lib.rs", &["src/bin/amt-stage.rs"], "amt_stages")
         .unwrap_or_else(|e| panic!("deriving the built-in stages' code versions: {e}"));
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
@@ -50,6 +54,10 @@ fn main() {
         let mut hasher = blake3::Hasher::new();
         hasher.update(b"amt-code-v2\0");
         hasher.update(&compiler);
+        for package in &locked {
+            hasher.update(package.as_bytes());
+            hasher.update(b"\n");
+        }
         let files: Vec<PathBuf> = ALWAYS
             .iter()
             .map(PathBuf::from)

@@ -66,6 +66,24 @@ impl Moto {
         Some(moto)
     }
 
+    /// Writes (or overwrites) an object, as anyone holding the credentials
+    /// could, with boto3 from moto's own venv (S3 wants signed writes).
+    pub fn put(&self, bucket: &str, key: &str, body: &[u8]) {
+        let bin = std::env::var_os("AMT_MOTO_SERVER").expect("AMT_MOTO_SERVER");
+        let python = std::path::Path::new(&bin).with_file_name("python");
+        let script = "import boto3, sys\n\
+            s3 = boto3.client('s3', endpoint_url=sys.argv[1], aws_access_key_id='test', \
+            aws_secret_access_key='test', region_name='us-east-1')\n\
+            s3.put_object(Bucket=sys.argv[2], Key=sys.argv[3], Body=sys.stdin.buffer.read())\n";
+        let mut child = Command::new(python)
+            .args(["-c", script, &format!("http://127.0.0.1:{}", self.port), bucket, key])
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("running moto's python");
+        child.stdin.take().unwrap().write_all(body).unwrap();
+        assert!(child.wait().unwrap().success(), "putting {key}");
+    }
+
     /// The variables that point object_store at this server.
     pub fn env(&self) -> Vec<(String, String)> {
         vec![

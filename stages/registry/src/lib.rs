@@ -7,6 +7,8 @@
 
 mod list;
 #[cfg(test)]
+mod lock;
+#[cfg(test)]
 #[allow(dead_code)]
 mod reach;
 
