@@ -377,7 +377,7 @@ impl<'p> Engine<'p> {
                 let facts = self
                     .project
                     .builtins
-                    .facts(name, &self.project.cache_dir())
+                    .facts(name, &self.project.cache_dir(), stage.resources.cpus)
                     .map_err(StageError::Builtin)?;
                 (format!("builtin {name}"), Some(version.clone()), facts)
             }
@@ -561,6 +561,7 @@ impl<'p> Engine<'p> {
         let mut env = self.stage_env(stage, &check.inputs);
         env.push(("AMT_SCRATCH".to_owned(), scratch.display().to_string()));
         env.push(("AMT_MEMO".to_owned(), memo.display().to_string()));
+        env.extend(cpu_share_env(stage.resources.cpus, |v| std::env::var_os(v).is_some()));
         if let Run::Builtin { version, .. } = &stage.run {
             env.push(("AMT_CODE_VERSION".to_owned(), version.clone()));
         }
@@ -780,6 +781,28 @@ impl<'p> Engine<'p> {
     }
 }
 
+/// Variables through which common thread pools (OpenMP, MKL, OpenBLAS, rayon)
+/// size themselves; amt sets each to the stage's share unless the user did.
+pub const THREAD_VARS: &[&str] = &[
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "RAYON_NUM_THREADS",
+];
+
+/// What tells a stage its CPU share: `AMT_CPUS`, and the thread-pool
+/// variables the user has not set (`user_set` says which they have). The
+/// share is the stage's declared `cpus`, also when `-j` is smaller, so that
+/// a stage whose bytes depend on its thread count computes the same bytes
+/// whatever `-j` a run was given.
+pub fn cpu_share_env(cpus: u32, user_set: impl Fn(&str) -> bool) -> Vec<(String, String)> {
+    let share = cpus.max(1).to_string();
+    std::iter::once("AMT_CPUS")
+        .chain(THREAD_VARS.iter().copied().filter(|v| !user_set(v)))
+        .map(|v| (v.to_owned(), share.clone()))
+        .collect()
+}
+
 /// Enters a parameter into the inputs leaf by leaf, so a change to one value
 /// inside a declared table is reported by its own dotted key.
 fn flatten_param(key: &str, value: &toml::Value, into: &mut BTreeMap<String, String>) {
@@ -921,5 +944,19 @@ mod tests {
             ]
         );
         assert!(diff_inputs(&old, &old).is_empty());
+    }
+
+    #[test]
+    fn a_stage_learns_its_share_and_the_users_own_settings_stay() {
+        let env = cpu_share_env(1, |v| v == "OMP_NUM_THREADS");
+        assert_eq!(
+            env,
+            [
+                ("AMT_CPUS".to_owned(), "1".to_owned()),
+                ("MKL_NUM_THREADS".to_owned(), "1".to_owned()),
+                ("OPENBLAS_NUM_THREADS".to_owned(), "1".to_owned()),
+                ("RAYON_NUM_THREADS".to_owned(), "1".to_owned()),
+            ]
+        );
     }
 }

@@ -127,7 +127,7 @@ fn a_killed_training_run_resumes_from_its_last_checkpoint() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let latest = p.path("cache/scratch/train/checkpoints/latest");
+    let latest = p.path("cache/scratch/train/work/checkpoints/latest");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
     while !latest.exists() {
         assert!(

@@ -476,3 +476,34 @@ fn an_empty_pipeline_has_nothing_to_do() {
     p.amt(&["status"]).expect_code(0);
     p.amt(&["dag"]).expect_code(0);
 }
+
+/// A stage learns its CPU share: `AMT_CPUS` and the thread-pool variables,
+/// except those the user set.
+#[test]
+fn a_stage_sees_its_cpu_share_and_the_users_own_thread_settings() {
+    let p = TestProject::new(
+        r#"
+        [stages.one]
+        cmd = "echo $AMT_CPUS $OMP_NUM_THREADS $MKL_NUM_THREADS $OPENBLAS_NUM_THREADS $RAYON_NUM_THREADS > one.txt"
+        cpus = 1
+        outs = ["one.txt"]
+        [stages.two]
+        cmd = "echo $AMT_CPUS $OMP_NUM_THREADS $RAYON_NUM_THREADS > two.txt"
+        cpus = 2
+        outs = ["two.txt"]
+        "#,
+    );
+    let run = p
+        .command(&["run", "-j", "1"])
+        .env_remove("OMP_NUM_THREADS")
+        .env_remove("MKL_NUM_THREADS")
+        .env_remove("OPENBLAS_NUM_THREADS")
+        .env("RAYON_NUM_THREADS", "7")
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert_eq!(p.read("one.txt"), "1 1 1 1 7\n");
+    // The declared share, even under a smaller -j, so its thread count (and
+    // with it, for a libtorch stage, its bytes) does not depend on -j.
+    assert_eq!(p.read("two.txt"), "2 2 7\n");
+}

@@ -137,7 +137,12 @@ impl Builtins for StageRegistry {
         format!("'{}' {name}", exe.replace('\'', "'\\''"))
     }
 
-    fn facts(&self, name: &str, cache: &Path) -> Result<BTreeMap<String, String>, String> {
+    fn facts(
+        &self,
+        name: &str,
+        cache: &Path,
+        cpus: u32,
+    ) -> Result<BTreeMap<String, String>, String> {
         static PROBE: OnceLock<Result<Probe, String>> = OnceLock::new();
         let probe = PROBE.get_or_init(|| probe(cache)).as_ref().map_err(Clone::clone)?;
         let info = amt_registry::builtin(name).ok_or_else(|| format!("no built-in stage `{name}`"))?;
@@ -158,10 +163,14 @@ impl Builtins for StageRegistry {
         info.facts
             .iter()
             .map(|f| {
-                probe
-                    .facts
-                    .get(*f)
-                    .map(|v| (f.to_string(), v.clone()))
+                // The thread count comes from the run, not from the machine.
+                let value = if *f == amt_registry::THREADS_FACT {
+                    Some(cpus.max(1).to_string())
+                } else {
+                    probe.facts.get(*f).cloned()
+                };
+                value
+                    .map(|v| (f.to_string(), v))
                     .ok_or_else(|| format!("amt-stage --probe did not report the fact `{f}`"))
             })
             .collect()

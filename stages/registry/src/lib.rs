@@ -12,7 +12,7 @@ mod lock;
 #[allow(dead_code)]
 mod reach;
 
-pub use list::{FACTS, PROBE_MODULE};
+pub use list::{FACTS, PROBE_MODULE, THREADS_FACT};
 
 /// A built-in stage's public description.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,9 +63,9 @@ mod tests {
         let facts = |s: &str| builtin(s).unwrap().facts.to_vec();
         assert_eq!(facts("collect"), Vec::<&str>::new());
         assert_eq!(facts("prepare"), Vec::<&str>::new());
-        assert_eq!(facts("embed"), ["libtorch", "cpu", "cuda"]);
-        assert_eq!(facts("train"), ["libtorch", "cpu", "cuda", "font"]);
-        assert_eq!(facts("evaluate"), ["libtorch", "cpu", "cuda", "font"]);
+        assert_eq!(facts("embed"), ["libtorch", "cpu", "cuda", "threads"]);
+        assert_eq!(facts("train"), ["libtorch", "cpu", "cuda", "font", "threads"]);
+        assert_eq!(facts("evaluate"), ["libtorch", "cpu", "cuda", "font", "threads"]);
     }
 
     #[test]

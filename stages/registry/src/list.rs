@@ -83,4 +83,10 @@ pub const FACTS: &[(&str, Trigger)] = &[
     ("cuda", Trigger::Extern("tch")),
     // The font the charts' text is drawn with (or none): it is in every PNG.
     ("font", Trigger::Module("plot")),
+    // libtorch's thread count: parallel reductions sum in chunks, one per
+    // thread. Its value is the stage's CPU share (`cpus`), not a probe's.
+    (THREADS_FACT, Trigger::Extern("tch")),
 ];
+
+/// The fact whose value is the stage's CPU share rather than the machine's.
+pub const THREADS_FACT: &str = "threads";

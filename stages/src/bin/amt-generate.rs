@@ -39,8 +39,11 @@ struct Args {
     /// The train stage's output directory (`amt generate` passes the project's).
     #[arg(long, env = "AMT_MODEL", default_value = "artifacts/train")]
     model: PathBuf,
-    /// Torch threads (0: one per core).
-    #[arg(long, default_value_t = 0)]
+    /// Torch threads. Sampling's operations are too small to spread over
+    /// cores, so one thread each lets concurrent generations share the
+    /// machine instead of fighting over it (0: the CPU share, `AMT_CPUS` or
+    /// every core).
+    #[arg(long, default_value_t = 1)]
     threads: usize,
     /// `auto` (CUDA when present), `cpu` or `cuda`.
     #[arg(long, default_value = "auto")]
