@@ -11,6 +11,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::names::{NameError, ProjectPath, StageName};
+use crate::params::{ParamKey, Params};
 
 /// The manifest's file name.
 pub const MANIFEST: &str = "amt.toml";
@@ -29,6 +30,8 @@ struct RawManifest {
     remote: Option<RemoteConfig>,
     #[serde(default)]
     sweeps: BTreeMap<String, SweepConfig>,
+    #[serde(default)]
+    profiles: BTreeMap<String, Spanned<toml::Table>>,
 }
 
 /// `[sweeps.NAME]`: a grid of param values, optionally sampled.
@@ -174,8 +177,8 @@ pub struct Stage {
     pub out_roles: Option<Vec<(String, ProjectPath)>>,
     /// The subset of `outs` that hold metrics.
     pub metrics: Vec<ProjectPath>,
-    /// Dotted parameter keys whose values enter the fingerprint.
-    pub params: Vec<String>,
+    /// Dotted parameter keys (values or whole tables) whose values enter the fingerprint.
+    pub params: Vec<ParamKey>,
     /// Environment variables whose values enter the fingerprint.
     pub env: Vec<String>,
     /// Scheduling needs.
@@ -185,8 +188,12 @@ pub struct Stage {
 /// A validated pipeline: stages sorted by name, and the parameter tree.
 #[derive(Clone, Debug)]
 pub struct Pipeline {
-    /// `[params]`.
-    pub params: toml::Table,
+    /// `[params]`, with the active profile applied.
+    pub params: Params,
+    /// The active profile (`--profile`, `AMT_PROFILE`), if any.
+    pub profile: Option<String>,
+    /// `[profiles.NAME]`: params to override, each checked against `[params]`.
+    pub profiles: BTreeMap<String, toml::Table>,
     /// The stages, sorted by name.
     pub stages: Vec<Stage>,
     /// `[remote]`, if set.
@@ -199,6 +206,26 @@ impl Pipeline {
     /// Finds a stage by name.
     pub fn stage(&self, name: &str) -> Option<&Stage> {
         self.stages.iter().find(|s| s.name.as_str() == name)
+    }
+
+    /// The same pipeline with `[profiles.NAME]` applied to its params.
+    pub fn with_profile(mut self, name: &str) -> Result<Self, String> {
+        let Some(overlay) = self.profiles.get(name) else {
+            let names: Vec<&str> = self.profiles.keys().map(String::as_str).collect();
+            let mut m = format!("no profile is called `{name}`");
+            match suggest(name, names.iter().copied()) {
+                Some(s) => m.push_str(&format!("; did you mean `{s}`?")),
+                None if names.is_empty() => m.push_str(" (amt.toml defines no [profiles.NAME])"),
+                None => m.push_str(&format!("; profiles: {}", names.join(", "))),
+            }
+            return Err(m);
+        };
+        // Checked when the manifest was parsed.
+        self.params
+            .overlay(overlay)
+            .map_err(|e| format!("profiles.{name}: {e}"))?;
+        self.profile = Some(name.to_owned());
+        Ok(self)
     }
 }
 
@@ -290,13 +317,36 @@ fn parse_in(
 ) -> Result<Pipeline, ConfigError> {
     let src = Source { file, text, root };
     let raw: RawManifest = toml::from_str(text).map_err(|e| src.toml_error(&e))?;
+    let params = Params::new(raw.params);
     let mut stages = Vec::new();
     for (name, raw_stage) in raw.stages {
-        stages.push(src.stage(&name, raw_stage, &raw.params, builtins)?);
+        stages.push(src.stage(&name, raw_stage, &params, builtins)?);
     }
     check_outs(&src, &stages)?;
+    let mut profiles = BTreeMap::new();
+    for (name, table) in raw.profiles {
+        if let Err(e) = params.clone().overlay(table.get_ref()) {
+            // Point at the key where it is written, else at the profile.
+            let span = table.span();
+            let at = match &e {
+                crate::params::ParamError::Unknown { key, .. } => {
+                    // The table's own lines: up to the next header.
+                    let rest = &text[span.start.min(text.len())..];
+                    let end = rest[1..].find("\n[").map_or(rest.len(), |e| e + 1);
+                    let body = &rest[..end];
+                    let last = key.rsplit('.').next().unwrap_or(key);
+                    body.find(key.as_str()).or_else(|| body.find(last)).map(|o| span.start + o)
+                }
+                _ => None,
+            };
+            return Err(src.error(at.or(Some(span.start)), format!("profiles.{name}: {e}")));
+        }
+        profiles.insert(name, table.into_inner());
+    }
     Ok(Pipeline {
-        params: raw.params,
+        params,
+        profile: None,
+        profiles,
         stages,
         remote: raw.remote,
         sweeps: raw.sweeps,
@@ -376,7 +426,7 @@ impl Source<'_> {
         &self,
         name: &Spanned<String>,
         raw: Spanned<RawStage>,
-        params: &toml::Table,
+        params: &Params,
         builtins: &dyn Builtins,
     ) -> Result<Stage, ConfigError> {
         let stage_at = Some(name.span().start);
@@ -466,18 +516,12 @@ impl Source<'_> {
             }
         }
 
+        let mut param_keys = Vec::new();
         for p in &raw.params {
-            if lookup(params, p.get_ref()).is_none() {
-                let keys = param_keys(params);
-                let mut m = format!(
-                    "stages.{n}.params: `{}` is not defined in [params]",
-                    p.get_ref()
-                );
-                if let Some(s) = suggest(p.get_ref(), keys.iter().map(String::as_str)) {
-                    m.push_str(&format!("; did you mean `{s}`?"));
-                }
-                return Err(self.error(Some(p.span().start), m));
-            }
+            let key = params
+                .require(p.get_ref())
+                .map_err(|e| self.error(Some(p.span().start), format!("stages.{n}.params: {e}")))?;
+            param_keys.push(key);
         }
 
         for v in &raw.env {
@@ -525,7 +569,7 @@ impl Source<'_> {
             dep_roles,
             out_roles,
             metrics,
-            params: raw.params.into_iter().map(Spanned::into_inner).collect(),
+            params: param_keys,
             env: raw.env.into_iter().map(Spanned::into_inner).collect(),
             resources,
         })
@@ -594,37 +638,6 @@ fn check_outs(src: &Source<'_>, stages: &[Stage]) -> Result<(), ConfigError> {
         }
     }
     Ok(())
-}
-
-/// Finds a dotted key (`train.lr`) in a parameter table.
-pub fn lookup<'t>(params: &'t toml::Table, key: &str) -> Option<&'t toml::Value> {
-    let mut parts = key.split('.');
-    let mut value = params.get(parts.next()?)?;
-    for part in parts {
-        value = value.as_table()?.get(part)?;
-    }
-    Some(value)
-}
-
-/// Every dotted key in a parameter table, tables included.
-pub fn param_keys(params: &toml::Table) -> Vec<String> {
-    fn walk(prefix: &str, t: &toml::Table, out: &mut Vec<String>) {
-        for (k, v) in t {
-            let key = if prefix.is_empty() {
-                k.clone()
-            } else {
-                format!("{prefix}.{k}")
-            };
-            if let toml::Value::Table(sub) = v {
-                walk(&key, sub, out);
-            }
-            out.push(key);
-        }
-    }
-    let mut out = Vec::new();
-    walk("", params, &mut out);
-    out.sort();
-    out
 }
 
 /// The closest candidate to `word`, if any is close enough to be a typo.
@@ -754,6 +767,28 @@ mod tests {
     }
 
     #[test]
+    fn profiles_override_params_and_name_their_mistakes() {
+        let text = "[params]\ntrain.steps = 400\nmodel.preset = \"tiny\"\n\
+                    [profiles.dev]\ntrain.steps = 20\n[profiles.prod]\nmodel.preset = \"gpt2-small\"\n";
+        let p = parse(Path::new("amt.toml"), text, &NoBuiltins).unwrap();
+        let steps = |p: &Pipeline| {
+            p.params.get(&ParamKey::parse("train.steps").unwrap()).and_then(|v| v.as_integer())
+        };
+        assert_eq!(steps(&p), Some(400));
+        let dev = p.clone().with_profile("dev").unwrap();
+        assert_eq!((steps(&dev), dev.profile.as_deref()), (Some(20), Some("dev")));
+        assert_eq!(
+            p.clone().with_profile("deb").unwrap_err(),
+            "no profile is called `deb`; did you mean `dev`?"
+        );
+        let e = err("[params]\ntrain.steps = 1\n[profiles.dev]\ntrain.stepz = 2\n");
+        assert!(
+            e.starts_with("amt.toml:4:1: profiles.dev: `train.stepz` is not defined in [params]; did you mean `train.steps`?"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn sizes_parse() {
         assert_eq!(parse_size("512M"), Some(512 << 20));
         assert_eq!(parse_size("1.5GiB"), Some(3 << 29));
@@ -761,18 +796,4 @@ mod tests {
         assert_eq!(parse_size("lots"), None);
     }
 
-    #[test]
-    fn dotted_lookup() {
-        let t: toml::Table = toml::from_str("[train]\nlr = 3e-4\n[model]\nlayers = 2").unwrap();
-        assert_eq!(
-            lookup(&t, "train.lr").and_then(|v| v.as_float()),
-            Some(3e-4)
-        );
-        assert!(lookup(&t, "train").is_some());
-        assert!(lookup(&t, "train.x").is_none());
-        assert_eq!(
-            param_keys(&t),
-            ["model", "model.layers", "train", "train.lr"]
-        );
-    }
 }

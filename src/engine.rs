@@ -6,10 +6,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::config::{Run, Stage, lookup};
+use crate::config::{Run, Stage};
 use crate::digest::{ActionKey, Digest};
 use crate::exec::{self, Job, Processes};
-use crate::fingerprint::{Inputs, canonical};
+use crate::fingerprint::Inputs;
+use crate::params::{canonical, json_of_canonical, nest};
 use crate::fsutil::remove_path;
 use crate::ledger::{Ledger, RunRow, now_ms};
 use crate::names::{ProjectPath, StageName};
@@ -387,12 +388,12 @@ impl<'p> Engine<'p> {
             .iter()
             .map(|v| (v.clone(), std::env::var(v).ok()))
             .collect();
-        let mut params = BTreeMap::new();
-        for key in &stage.params {
-            if let Some(value) = lookup(&self.project.pipeline.params, key) {
-                flatten_param(key, value, &mut params);
-            }
-        }
+        let params = stage
+            .params
+            .iter()
+            .flat_map(|key| self.project.pipeline.params.leaves(key))
+            .map(|(key, value)| (key, canonical(value)))
+            .collect();
         let mut deps = BTreeMap::new();
         let mut manifests = Vec::new();
         for dep in &stage.deps {
@@ -639,13 +640,7 @@ impl<'p> Engine<'p> {
             .inputs
             .params
             .iter()
-            .map(|(k, v)| {
-                (
-                    k.clone(),
-                    serde_json::from_str(v)
-                        .unwrap_or_else(|_| serde_json::Value::String(v.clone())),
-                )
-            })
+            .map(|(k, v)| (k.to_string(), json_of_canonical(v)))
             .collect();
         RunRow {
             invocation: self.invocation.clone(),
@@ -728,26 +723,20 @@ impl<'p> Engine<'p> {
                 bindings(&None, &stage.metrics).to_string(),
             ),
         ];
-        let mut params = serde_json::Value::Object(serde_json::Map::new());
-        for (key, v) in &inputs.params {
-            let value =
-                serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.clone()));
-            insert_dotted(&mut params, key, value);
-        }
+        let params = nest(
+            inputs
+                .params
+                .iter()
+                .map(|(k, v)| (k.as_str(), json_of_canonical(v))),
+        );
         env.push(("AMT_PARAMS".to_owned(), params.to_string()));
         for (k, v) in &inputs.params {
-            let var: String = k
-                .chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() {
-                        c.to_ascii_uppercase()
-                    } else {
-                        '_'
-                    }
-                })
-                .collect();
-            let plain = serde_json::from_str::<String>(v).unwrap_or_else(|_| v.clone());
-            env.push((format!("AMT_PARAM_{var}"), plain));
+            // A string as itself; anything else as its canonical JSON.
+            let plain = match json_of_canonical(v) {
+                serde_json::Value::String(s) => s,
+                _ => v.clone(),
+            };
+            env.push((k.env_var(), plain));
         }
         env
     }
@@ -803,43 +792,6 @@ pub fn cpu_share_env(cpus: u32, user_set: impl Fn(&str) -> bool) -> Vec<(String,
         .collect()
 }
 
-/// Enters a parameter into the inputs leaf by leaf, so a change to one value
-/// inside a declared table is reported by its own dotted key.
-fn flatten_param(key: &str, value: &toml::Value, into: &mut BTreeMap<String, String>) {
-    match value {
-        toml::Value::Table(t) if !t.is_empty() => {
-            for (k, v) in t {
-                flatten_param(&format!("{key}.{k}"), v, into);
-            }
-        }
-        _ => {
-            into.insert(key.to_owned(), canonical(value));
-        }
-    }
-}
-
-/// Sets `a.b.c` in a JSON object, creating the nested objects on the way.
-fn insert_dotted(root: &mut serde_json::Value, key: &str, value: serde_json::Value) {
-    let mut node = root;
-    let mut parts = key.split('.').peekable();
-    while let Some(part) = parts.next() {
-        let map = match node {
-            serde_json::Value::Object(m) => m,
-            other => {
-                *other = serde_json::Value::Object(serde_json::Map::new());
-                other.as_object_mut().expect("just made an object")
-            }
-        };
-        if parts.peek().is_none() {
-            map.insert(part.to_owned(), value);
-            return;
-        }
-        node = map
-            .entry(part.to_owned())
-            .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
-    }
-}
-
 /// Every difference between recorded and current inputs, in a stable order.
 pub fn diff_inputs(old: &Inputs, new: &Inputs) -> Vec<Change> {
     let mut changes = Vec::new();
@@ -867,7 +819,7 @@ pub fn diff_inputs(old: &Inputs, new: &Inputs) -> Vec<Change> {
     for (key, old_v, new_v) in merged(&old.params, &new.params) {
         if old_v != new_v {
             changes.push(Change::Param {
-                key: key.clone(),
+                key: key.to_string(),
                 old: old_v.cloned(),
                 new: new_v.cloned(),
             });

@@ -17,12 +17,12 @@
 //! matters to it with `env`.
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
 
 use serde::{Deserialize, Serialize};
 
 use crate::digest::{ActionKey, Digest};
 use crate::names::ProjectPath;
+use crate::params::ParamKey;
 use crate::tree::Entry;
 
 /// Prefixes the hashed bytes so a future scheme can never collide with this one.
@@ -40,9 +40,9 @@ pub struct Inputs {
     /// Declared environment variables; `None` when unset.
     #[serde(default)]
     pub env: BTreeMap<String, Option<String>>,
-    /// Declared parameters as canonical JSON text.
+    /// Declared parameters, leaf by leaf, as canonical JSON text.
     #[serde(default)]
-    pub params: BTreeMap<String, String>,
+    pub params: BTreeMap<ParamKey, String>,
     /// Every dependency's kind and digest.
     #[serde(default)]
     pub deps: BTreeMap<ProjectPath, Entry>,
@@ -64,53 +64,6 @@ impl Inputs {
     }
 }
 
-/// Canonical JSON for a parameter value: tables with sorted keys, floats in
-/// shortest round-trip form, so `3e-4` and `0.0003` hash alike.
-pub fn canonical(value: &toml::Value) -> String {
-    let mut out = String::new();
-    write_canonical(value, &mut out);
-    out
-}
-
-fn write_canonical(value: &toml::Value, out: &mut String) {
-    use toml::Value::*;
-    match value {
-        String(s) => out.push_str(&serde_json::to_string(s).expect("strings serialise")),
-        Integer(i) => write!(out, "{i}").expect("writing to a String"),
-        Float(f) if f.is_nan() => out.push_str("\"nan\""),
-        Float(f) if f.is_infinite() => out.push_str(if *f > 0.0 { "\"inf\"" } else { "\"-inf\"" }),
-        Float(f) => write!(out, "{f:?}").expect("writing to a String"),
-        Boolean(b) => write!(out, "{b}").expect("writing to a String"),
-        Datetime(d) => {
-            out.push_str(&serde_json::to_string(&d.to_string()).expect("strings serialise"))
-        }
-        Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_canonical(item, out);
-            }
-            out.push(']');
-        }
-        Table(t) => {
-            out.push('{');
-            let mut keys: Vec<_> = t.keys().collect();
-            keys.sort();
-            for (i, k) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&serde_json::to_string(k).expect("strings serialise"));
-                out.push(':');
-                write_canonical(&t[k], out);
-            }
-            out.push('}');
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,7 +74,7 @@ mod tests {
             command: "python train.py".into(),
             code_version: None,
             env: BTreeMap::new(),
-            params: BTreeMap::from([("train.lr".into(), "0.0003".into())]),
+            params: BTreeMap::from([(ParamKey::parse("train.lr").unwrap(), "0.0003".into())]),
             deps: BTreeMap::from([(
                 ProjectPath::parse("data").unwrap(),
                 Entry {
@@ -147,7 +100,7 @@ mod tests {
         i.env.insert("SEED".into(), None);
         assert_ne!(i.action_key(), base);
         let mut i = inputs();
-        i.params.insert("train.lr".into(), "0.001".into());
+        i.params.insert(ParamKey::parse("train.lr").unwrap(), "0.001".into());
         assert_ne!(i.action_key(), base);
         let mut i = inputs();
         i.deps
@@ -163,11 +116,4 @@ mod tests {
         assert_eq!(inputs().action_key(), base);
     }
 
-    #[test]
-    fn canonical_values_ignore_spelling_and_key_order() {
-        let a: toml::Table = toml::from_str("x = { b = 3e-4, a = [1, \"s\"] }").unwrap();
-        let b: toml::Table = toml::from_str("x = { a = [1, \"s\"], b = 0.0003 }").unwrap();
-        assert_eq!(canonical(&a["x"]), canonical(&b["x"]));
-        assert_eq!(canonical(&a["x"]), r#"{"a":[1,"s"],"b":0.0003}"#);
-    }
 }

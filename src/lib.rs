@@ -16,6 +16,7 @@ pub mod guard;
 pub mod ledger;
 pub mod lock;
 pub mod names;
+pub mod params;
 pub mod project;
 pub mod remote;
 pub mod scheduler;

@@ -40,10 +40,22 @@ impl Project {
             .ok_or_else(|| ProjectError::NotFound(start.to_owned()))
     }
 
-    /// Loads and validates the project rooted at `root`.
-    pub fn load(root: &Path, builtins: &'static dyn Builtins) -> Result<Self, ProjectError> {
+    /// Loads and validates the project rooted at `root`, with `[profiles.NAME]`
+    /// applied when a profile is named.
+    pub fn load(
+        root: &Path,
+        builtins: &'static dyn Builtins,
+        profile: Option<&str>,
+    ) -> Result<Self, ProjectError> {
         let manifest = root.join(MANIFEST);
-        let pipeline = config::load(&manifest, builtins)?;
+        let mut pipeline = config::load(&manifest, builtins)?;
+        if let Some(name) = profile {
+            pipeline = pipeline.with_profile(name).map_err(|message| ConfigError {
+                file: manifest.clone(),
+                at: None,
+                message,
+            })?;
+        }
         let dag = Dag::build(&pipeline, root).map_err(|e| dag_error(&manifest, e))?;
         Ok(Self {
             root: root.to_owned(),

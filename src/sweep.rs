@@ -7,8 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use crate::config::{Pipeline, SweepConfig, lookup, param_keys, suggest};
-use crate::fingerprint::canonical;
+use crate::config::{Pipeline, SweepConfig};
+use crate::params::{ParamError, ParamKey, canonical};
 use crate::project::{Project, ProjectError};
 
 /// A sweep problem, naming the key or value at fault.
@@ -16,8 +16,8 @@ use crate::project::{Project, ProjectError};
 pub enum SweepError {
     #[error("`{0}` is not KEY=VALUE[,VALUE…]")]
     Syntax(String),
-    #[error("sweep param `{key}` is not in [params]{hint}")]
-    UnknownParam { key: String, hint: String },
+    #[error("sweep param {0}")]
+    Param(#[from] ParamError),
     #[error("sweep param `{0}` has no values")]
     Empty(String),
     #[error("no sweep is called `{0}` in amt.toml")]
@@ -34,7 +34,7 @@ pub enum SweepError {
 /// One param and the values it takes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Axis {
-    pub key: String,
+    pub key: ParamKey,
     pub values: Vec<toml::Value>,
 }
 
@@ -42,11 +42,11 @@ pub struct Axis {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Point {
     pub id: String,
-    pub overrides: BTreeMap<String, toml::Value>,
+    pub overrides: BTreeMap<ParamKey, toml::Value>,
 }
 
 impl Point {
-    fn new(overrides: BTreeMap<String, toml::Value>) -> Self {
+    fn new(overrides: BTreeMap<ParamKey, toml::Value>) -> Self {
         let text: String = overrides
             .iter()
             .map(|(k, v)| format!("{k}={}\n", canonical(v)))
@@ -79,32 +79,28 @@ pub fn parse_axis(arg: &str) -> Result<Axis, SweepError> {
     let (key, values) = arg
         .split_once('=')
         .ok_or_else(|| SweepError::Syntax(arg.to_owned()))?;
-    let key = key.trim();
-    if key.is_empty() {
-        return Err(SweepError::Syntax(arg.to_owned()));
-    }
+    let key = ParamKey::parse(key.trim()).map_err(|_| SweepError::Syntax(arg.to_owned()))?;
     let values: Vec<toml::Value> = values
         .split(',')
         .filter(|v| !v.trim().is_empty())
         .map(value)
         .collect();
     if values.is_empty() {
-        return Err(SweepError::Empty(key.to_owned()));
+        return Err(SweepError::Empty(key.to_string()));
     }
-    Ok(Axis {
-        key: key.to_owned(),
-        values,
-    })
+    Ok(Axis { key, values })
 }
 
 /// The axes of a `[sweeps.NAME]` table.
-pub fn config_axes(config: &SweepConfig) -> Vec<Axis> {
+pub fn config_axes(config: &SweepConfig) -> Result<Vec<Axis>, SweepError> {
     config
         .grid
         .iter()
-        .map(|(k, v)| Axis {
-            key: k.clone(),
-            values: v.clone(),
+        .map(|(k, v)| {
+            Ok(Axis {
+                key: ParamKey::parse(k)?,
+                values: v.clone(),
+            })
         })
         .collect()
 }
@@ -143,25 +139,11 @@ pub fn draw(points: &[Point], n: usize, seed: u64) -> Vec<Point> {
 pub fn check_axes(pipeline: &Pipeline, axes: &[Axis]) -> Result<(), SweepError> {
     for axis in axes {
         if axis.values.is_empty() {
-            return Err(SweepError::Empty(axis.key.clone()));
+            return Err(SweepError::Empty(axis.key.to_string()));
         }
-        if lookup(&pipeline.params, &axis.key).is_none() {
-            let keys = param_keys(&pipeline.params);
-            let hint = suggest(&axis.key, keys.iter().map(String::as_str))
-                .map_or(String::new(), |s| format!("; did you mean `{s}`?"));
-            return Err(SweepError::UnknownParam {
-                key: axis.key.clone(),
-                hint,
-            });
-        }
+        pipeline.params.require(axis.key.as_str())?;
     }
     Ok(())
-}
-
-/// True when a stage declaring `declared` (a key or a whole table) reads `key`.
-fn reads(declared: &str, key: &str) -> bool {
-    let within = |a: &str, b: &str| a == b || a.starts_with(&format!("{b}."));
-    within(key, declared) || within(declared, key)
 }
 
 /// The stages in `selection` that no point changes: they read none of the
@@ -179,7 +161,7 @@ pub fn shared_stages(
             project.pipeline.stages[i]
                 .params
                 .iter()
-                .any(|d| axes.iter().any(|a| reads(d, &a.key)))
+                .any(|d| axes.iter().any(|a| d.overlaps(&a.key)))
         })
         .collect();
     let changed = project.dag.with_downstream(&touched);
@@ -188,22 +170,6 @@ pub fn shared_stages(
         .copied()
         .filter(|i| !changed.contains(i))
         .collect()
-}
-
-/// Sets a dotted key in a params table (the key exists: see [`check_axes`]).
-fn set(table: &mut toml::Table, key: &str, v: toml::Value) {
-    match key.split_once('.') {
-        Some((head, rest)) => {
-            if let Some(toml::Value::Table(t)) = table.get_mut(head) {
-                set(t, rest, v);
-            } else {
-                table.insert(key.to_owned(), v);
-            }
-        }
-        None => {
-            table.insert(key.to_owned(), v);
-        }
-    }
 }
 
 /// The point's workspace: `cache/sweeps/<id>`.
@@ -246,7 +212,7 @@ fn mirror(src: &Path, dst: &Path, rel: &Path, outs: &[PathBuf]) -> Result<(), Sw
 pub fn point_project(project: &Project, point: &Point) -> Result<Project, SweepError> {
     let mut pipeline = project.pipeline.clone();
     for (k, v) in &point.overrides {
-        set(&mut pipeline.params, k, v.clone());
+        pipeline.params.set(k, v.clone())?;
     }
     let root = workspace(project, point);
     let outs: Vec<PathBuf> = pipeline
@@ -265,7 +231,7 @@ mod tests {
     #[test]
     fn axes_parse_toml_values() {
         let a = parse_axis("train.lr=1e-3, 3e-4").unwrap();
-        assert_eq!(a.key, "train.lr");
+        assert_eq!(a.key.as_str(), "train.lr");
         assert_eq!(
             a.values,
             vec![toml::Value::Float(1e-3), toml::Value::Float(3e-4)]

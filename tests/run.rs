@@ -507,3 +507,37 @@ fn a_stage_sees_its_cpu_share_and_the_users_own_thread_settings() {
     // with it, for a libtorch stage, its bytes) does not depend on -j.
     assert_eq!(p.read("two.txt"), "2 2 7\n");
 }
+
+/// `--profile` (or `AMT_PROFILE`) overrides params; its values enter keys
+/// like any param, so switching back and forth restores from the cache.
+#[test]
+fn profiles_override_params_and_switching_back_restores() {
+    let p = TestProject::new(
+        r#"
+        [params]
+        steps = 400
+        [profiles.dev]
+        steps = 20
+        [stages.train]
+        cmd = "echo . >> runs/train; echo $AMT_PARAM_STEPS > model.txt"
+        params = ["steps"]
+        outs = ["model.txt"]
+        "#,
+    );
+    std::fs::create_dir_all(p.path("runs")).unwrap();
+    p.run_ok(&[]);
+    assert_eq!(p.read("model.txt"), "400\n");
+    p.run_ok(&["--profile", "dev"]);
+    assert_eq!(p.read("model.txt"), "20\n");
+    let status = p.amt(&["status", "--profile", "dev"]).expect_code(0).stdout;
+    assert!(status.starts_with("profile: dev\n"), "{status}");
+    let out = p.run_ok(&[]);
+    assert_eq!(out["train"], "restored");
+    assert_eq!(p.read("model.txt"), "400\n");
+    let out = p.command(&["--json", "run"]).env("AMT_PROFILE", "dev").output().unwrap();
+    assert_eq!(common::Run::from(out).expect_code(0).outcomes()["train"], "restored");
+    assert_eq!((p.read("model.txt").as_str(), p.runs("train")), ("20\n", 2));
+
+    let r = p.amt(&["run", "--profile", "deb"]).expect_code(2);
+    assert!(r.stderr.contains("no profile is called `deb`; did you mean `dev`?"), "{}", r.stderr);
+}

@@ -113,7 +113,7 @@ fn sweep_keys_are_checked_against_params() {
     let e = p.amt(&["sweep", "-S", "train.lrr=1"]).expect_code(2);
     assert!(
         e.stderr
-            .contains("sweep param `train.lrr` is not in [params]; did you mean `train.lr`?"),
+            .contains("sweep param `train.lrr` is not defined in [params]; did you mean `train.lr`?"),
         "{}",
         e.stderr
     );

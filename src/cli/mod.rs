@@ -45,6 +45,9 @@ struct Cli {
     /// Also list fresh stages.
     #[arg(short, long, global = true)]
     verbose: bool,
+    /// Apply `[profiles.NAME]` of amt.toml to the params.
+    #[arg(long, global = true, env = "AMT_PROFILE", value_name = "NAME")]
+    profile: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -106,13 +109,13 @@ pub struct Ui {
     pub verbose: bool,
 }
 
-fn load_project(dir: Option<PathBuf>) -> Result<Project, Failure> {
+fn load_project(dir: Option<PathBuf>, profile: Option<&str>) -> Result<Project, Failure> {
     let start = match dir {
         Some(d) => d,
         None => std::env::current_dir().map_err(|e| Failure::Other(e.into()))?,
     };
     let root = Project::discover(&start).map_err(|e| Failure::Input(e.into()))?;
-    Project::load(&root, &builtins::StageRegistry).map_err(|e| match e {
+    Project::load(&root, &builtins::StageRegistry, profile).map_err(|e| match e {
         ProjectError::Config(c) => Failure::Input(anyhow::Error::new(c)),
         other => Failure::Input(other.into()),
     })
@@ -143,12 +146,12 @@ pub fn main() -> ExitCode {
         Command::Stage(args) => return stage::run(args),
         Command::Generate(args) => {
             // Outside a project, --model must name the model.
-            let project = load_project(cli.project).ok();
+            let project = load_project(cli.project, cli.profile.as_deref()).ok();
             return generate::run(project.as_ref(), args);
         }
         other => other,
     };
-    let result = load_project(cli.project).and_then(|project| match command {
+    let result = load_project(cli.project, cli.profile.as_deref()).and_then(|project| match command {
         Command::Stage(_) | Command::Generate(_) => unreachable!("handled above"),
         Command::Run(args) => run::run(&project, args, ui),
         Command::Status(args) => status::run(&project, args, ui),

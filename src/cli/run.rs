@@ -4,7 +4,6 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use amt::config::{lookup, param_keys};
 use amt::engine::{Engine, RemoteCache, StageError};
 use amt::exec::Processes;
 use amt::ledger::{PipelineRun, now_ms};
@@ -204,11 +203,6 @@ pub(super) fn total_memory() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
-/// A JSON value for a TOML param value.
-fn json_of(v: &toml::Value) -> serde_json::Value {
-    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
-}
-
 /// The ledger row of a finished pipeline run: every param leaf, the outcome
 /// counts, and the metrics files of the stages it brought up to date.
 pub fn pipeline_run(
@@ -220,12 +214,12 @@ pub fn pipeline_run(
     sweep: Option<&str>,
 ) -> PipelineRun {
     let project = engine.project;
-    let params = param_keys(&project.pipeline.params)
+    let params = project
+        .pipeline
+        .params
+        .all_leaves()
         .into_iter()
-        .filter_map(|k| {
-            let v = lookup(&project.pipeline.params, &k).filter(|v| !v.is_table())?;
-            Some((k.clone(), json_of(v)))
-        })
+        .map(|(k, v)| (k.to_string(), amt::params::to_json(v)))
         .collect();
     let stages = summary
         .counts()

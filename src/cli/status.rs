@@ -80,11 +80,15 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
                 json!({"stage": stages[*i].name.as_str(), "state": state, "reasons": reasons})
             })
             .collect();
+        let doc = json!({"profile": project.pipeline.profile, "stages": rows});
         println!(
             "{}",
-            serde_json::to_string_pretty(&rows).context("encoding status")?
+            serde_json::to_string_pretty(&doc).context("encoding status")?
         );
         return Ok(());
+    }
+    if let Some(profile) = &project.pipeline.profile {
+        println!("profile: {profile}");
     }
     let width = shown
         .iter()

@@ -54,7 +54,7 @@ fn points(project: &Project, args: &Args) -> Result<(Vec<Point>, Vec<Axis>, Stri
             .sweeps
             .get(name)
             .ok_or_else(|| input(sweep::SweepError::UnknownSweep(name.clone())))?;
-        axes.extend(sweep::config_axes(config));
+        axes.extend(sweep::config_axes(config).map_err(input)?);
         samples = samples.or(config.samples);
         if args.seed == 0 {
             seed = config.seed;

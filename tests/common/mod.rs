@@ -172,7 +172,7 @@ pub fn demo_project(edits: &[(&str, &str)]) -> TestProject {
             short.contains(from),
             "amt.toml has no `{from}`; update the tests"
         );
-        short = short.replace(from, to);
+        short = short.replacen(from, to, 1);
     }
     let p = TestProject::new(&short);
     for dir in ["data/corpus", "demo"] {

@@ -30,7 +30,7 @@ pub struct EmbedParams {
     /// Texts per forward pass.
     #[serde(default = "default_batch")]
     pub batch_size: usize,
-    /// Torch threads on CPU (0: one per core).
+    /// Torch threads on CPU (0: the stage's CPU share, `cpus` in amt.toml).
     #[serde(default)]
     pub threads: usize,
     /// `auto` (CUDA when present), `cpu` or `cuda`.

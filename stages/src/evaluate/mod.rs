@@ -39,7 +39,7 @@ pub struct EvaluateParams {
     pub seed: u64,
     /// Windows per perplexity forward pass.
     pub eval_batch: usize,
-    /// Torch threads on CPU (0: one per core).
+    /// Torch threads on CPU (0: the stage's CPU share, `cpus` in amt.toml).
     pub threads: usize,
     /// `auto` (CUDA when present), `cpu` or `cuda`.
     pub device: String,

@@ -25,7 +25,7 @@ pub struct GenerateParams {
     pub num: usize,
     #[serde(flatten)]
     pub sampling: SampleOptions,
-    /// Torch threads on CPU (0: one per core).
+    /// Torch threads on CPU (0: the stage's CPU share, `cpus` in amt.toml).
     pub threads: usize,
     /// `auto` (CUDA when present), `cpu` or `cuda`.
     pub device: String,

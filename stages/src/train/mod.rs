@@ -61,7 +61,7 @@ pub struct TrainParams {
     pub checkpoint_every: u64,
     /// Stop after this many validations without improvement (0: never).
     pub patience: u32,
-    /// Torch threads on CPU (0: one per core).
+    /// Torch threads on CPU (0: the stage's CPU share, `cpus` in amt.toml).
     pub threads: usize,
     /// `auto` (CUDA when present), `cpu` or `cuda`.
     pub device: String,
