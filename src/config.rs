@@ -239,18 +239,12 @@ pub trait Builtins: Sync {
     fn names(&self) -> Vec<String>;
     /// The command line that runs the stage.
     fn command(&self, name: &str) -> String;
-    /// The facts about this machine and run that the stage's bytes depend on
+    /// The facts about this machine that the stage's bytes depend on
     /// (entered into its action key), after checking that the program that
     /// runs the stage was built from the same code. `cache` is the project's
-    /// cache directory, where a probe may keep its answer; `cpus` is the
-    /// stage's CPU share, which sets its thread counts.
-    fn facts(
-        &self,
-        name: &str,
-        cache: &Path,
-        cpus: u32,
-    ) -> Result<BTreeMap<String, String>, String> {
-        let _ = (name, cache, cpus);
+    /// cache directory, where a probe may keep its answer.
+    fn facts(&self, name: &str, cache: &Path) -> Result<BTreeMap<String, String>, String> {
+        let _ = (name, cache);
         Ok(BTreeMap::new())
     }
 }

@@ -59,6 +59,13 @@ pub enum Change {
         old: Option<String>,
         new: Option<String>,
     },
+    /// A variable amt gives the command changed (`AMT_DEPS` when deps are
+    /// reordered, `AMT_CPUS` with `cpus`, `AMT_STAGE` on a rename).
+    Given {
+        var: String,
+        old: Option<String>,
+        new: Option<String>,
+    },
     /// The action key changed in a way this version of amt cannot itemise
     /// (the record was written by another version of amt).
     Key,
@@ -115,6 +122,11 @@ impl Change {
                 "machine fact {name} changed: {} → {}",
                 old.as_deref().unwrap_or("none"),
                 new.as_deref().unwrap_or("none")
+            ),
+            Change::Given { var, old, new } => format!(
+                "{var} changed: {} → {}",
+                old.as_deref().unwrap_or("unset"),
+                new.as_deref().unwrap_or("unset")
             ),
             Change::Key => "action key changed".into(),
             Change::Dep {
@@ -289,7 +301,7 @@ impl<'p> Engine<'p> {
     }
 
     /// An action result found in the remote cache, its objects fetched and verified.
-    fn remote_lookup(&self, key: &ActionKey) -> Option<ActionResult> {
+    fn remote_lookup(&self, stage: &Stage, key: &ActionKey) -> Option<ActionResult> {
         let r = self.remote()?;
         let found = r.remote.get_action(key).and_then(|found| match found {
             Some(result) => r
@@ -300,9 +312,9 @@ impl<'p> Engine<'p> {
         });
         match found {
             Ok(found) => found,
-            // A corrupt entry is skipped (the stage runs), but the remote stays in use.
-            Err(e @ (RemoteError::Corrupt { .. } | RemoteError::BadAction { .. })) => {
-                eprintln!("warning: {e}");
+            // A bad entry is skipped (the stage runs), but the remote stays in use.
+            Err(e) if e.is_entry_fault() => {
+                eprintln!("warning: stage {}: action {}: {e}", stage.name, key.0.short());
                 None
             }
             Err(e) => {
@@ -378,15 +390,24 @@ impl<'p> Engine<'p> {
                 let facts = self
                     .project
                     .builtins
-                    .facts(name, &self.project.cache_dir(), stage.resources.cpus)
+                    .facts(name, &self.project.cache_dir())
                     .map_err(StageError::Builtin)?;
                 (format!("builtin {name}"), Some(version.clone()), facts)
             }
         };
+        let given = given_vars(stage);
+        // A declared variable has the value the command will see: amt's own
+        // (the CPU share) where amt sets it, else the one amt was started with.
         let env = stage
             .env
             .iter()
-            .map(|v| (v.clone(), std::env::var(v).ok()))
+            .map(|v| {
+                let value = match given.get(v) {
+                    Some(set) => Some(set.clone()),
+                    None => std::env::var_os(v).map(|os| env_text(&os)),
+                };
+                (v.clone(), value)
+            })
             .collect();
         let params = stage
             .params
@@ -415,6 +436,7 @@ impl<'p> Engine<'p> {
                 params,
                 deps,
                 roles,
+                given,
                 facts,
             },
             manifests,
@@ -447,7 +469,7 @@ impl<'p> Engine<'p> {
         } else {
             match self.store.get_action(&key) {
                 Some(result) if self.usable(stage, &result) => Decision::Restore(result),
-                _ => match self.remote_lookup(&key) {
+                _ => match self.remote_lookup(stage, &key) {
                     Some(result) if self.usable(stage, &result) => Decision::Restore(result),
                     _ => Decision::Run,
                 },
@@ -559,13 +581,15 @@ impl<'p> Engine<'p> {
             Run::Builtin { command, .. } => command.clone(),
         };
         let (scratch, memo) = self.prepare_scratch(stage, &check.key, force)?;
-        let mut env = self.stage_env(stage, &check.inputs);
+        let mut env = self.stage_env(&check.inputs)?;
         env.push(("AMT_SCRATCH".to_owned(), scratch.display().to_string()));
         env.push(("AMT_MEMO".to_owned(), memo.display().to_string()));
-        env.extend(cpu_share_env(stage.resources.cpus, |v| std::env::var_os(v).is_some()));
-        if let Run::Builtin { version, .. } = &stage.run {
-            env.push(("AMT_CODE_VERSION".to_owned(), version.clone()));
+        if !check.inputs.facts.is_empty() {
+            // The program checks that its machine has the facts the key holds.
+            let facts = serde_json::to_string(&check.inputs.facts).expect("strings serialise");
+            env.push(("AMT_FACTS".to_owned(), facts));
         }
+
         let log = self.log_path(stage);
         let job = Job {
             command: &command,
@@ -681,48 +705,19 @@ impl<'p> Engine<'p> {
         Some(serde_json::Value::Object(map).to_string())
     }
 
-    /// The variables a command sees: its stage, the project root and its params.
-    fn stage_env(&self, stage: &Stage, inputs: &Inputs) -> Vec<(String, String)> {
-        let bindings =
-            |roles: &Option<Vec<(String, ProjectPath)>>, paths: &[ProjectPath]| match roles {
-                Some(named) => serde_json::Value::Object(
-                    named
-                        .iter()
-                        .map(|(r, p)| (r.clone(), serde_json::Value::String(p.to_string())))
-                        .collect(),
-                ),
-                None => serde_json::Value::Array(
-                    paths
-                        .iter()
-                        .map(|p| serde_json::Value::String(p.to_string()))
-                        .collect(),
-                ),
-            };
-        let plain_outs: Vec<ProjectPath> = stage
-            .outs
+    /// The variables a command sees: what its key covers (the variables amt
+    /// gives it and its params), and where it runs (the project root), which
+    /// the key leaves out so that results are shared between checkouts.
+    fn stage_env(&self, inputs: &Inputs) -> Result<Vec<(String, String)>, StageError> {
+        let mut env: Vec<(String, String)> = inputs
+            .given
             .iter()
-            .filter(|o| !stage.metrics.contains(o))
-            .cloned()
+            .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        let mut env = vec![
-            ("AMT_STAGE".to_owned(), stage.name.to_string()),
-            (
-                "AMT_PROJECT_ROOT".to_owned(),
-                self.root().display().to_string(),
-            ),
-            (
-                "AMT_DEPS".to_owned(),
-                bindings(&stage.dep_roles, &stage.deps).to_string(),
-            ),
-            (
-                "AMT_OUTS".to_owned(),
-                bindings(&stage.out_roles, &plain_outs).to_string(),
-            ),
-            (
-                "AMT_METRICS".to_owned(),
-                bindings(&None, &stage.metrics).to_string(),
-            ),
-        ];
+        env.push((
+            "AMT_PROJECT_ROOT".to_owned(),
+            self.root().display().to_string(),
+        ));
         let params = nest(
             inputs
                 .params
@@ -736,9 +731,15 @@ impl<'p> Engine<'p> {
                 serde_json::Value::String(s) => s,
                 _ => v.clone(),
             };
+            if plain.contains('\0') {
+                return Err(StageError::Builtin(format!(
+                    "param {k} holds a NUL byte, which no environment variable ({}) can carry",
+                    k.env_var()
+                )));
+            }
             env.push((k.env_var(), plain));
         }
-        env
+        Ok(env)
     }
 
     /// Writes the stage record, and keeps the deps' manifests so `why` can diff them later.
@@ -767,6 +768,58 @@ impl<'p> Engine<'p> {
             what: format!("the record of stage `{}`", stage.name),
             source,
         })
+    }
+}
+
+/// The variables amt gives a stage's command besides its params and where it
+/// runs: its name, its bindings and its CPU share. They are part of the
+/// action key, since a command may write any of them into its outputs.
+fn given_vars(stage: &Stage) -> BTreeMap<String, String> {
+    let bindings = |roles: &Option<Vec<(String, ProjectPath)>>, paths: &[ProjectPath]| {
+        let text = |p: &ProjectPath| serde_json::Value::String(p.to_string());
+        match roles {
+            Some(named) => serde_json::Value::Object(
+                named.iter().map(|(r, p)| (r.clone(), text(p))).collect(),
+            ),
+            None => serde_json::Value::Array(paths.iter().map(text).collect()),
+        }
+    };
+    let plain_outs: Vec<ProjectPath> = stage
+        .outs
+        .iter()
+        .filter(|o| !stage.metrics.contains(o))
+        .cloned()
+        .collect();
+    let mut given = BTreeMap::from([
+        ("AMT_STAGE".to_owned(), stage.name.to_string()),
+        ("AMT_DEPS".to_owned(), bindings(&stage.dep_roles, &stage.deps).to_string()),
+        ("AMT_OUTS".to_owned(), bindings(&stage.out_roles, &plain_outs).to_string()),
+        ("AMT_METRICS".to_owned(), bindings(&None, &stage.metrics).to_string()),
+    ]);
+    given.extend(cpu_share_env(stage.resources.cpus, |v| std::env::var_os(v).is_some()));
+    if let Run::Builtin { version, .. } = &stage.run {
+        given.insert("AMT_CODE_VERSION".to_owned(), version.clone());
+    }
+    given
+}
+
+/// An environment value as key text; bytes that are not UTF-8 are escaped
+/// (`\xff`), so two different values never look alike.
+fn env_text(value: &std::ffi::OsStr) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    match value.to_str() {
+        Some(s) => s.to_owned(),
+        None => value
+            .as_bytes()
+            .iter()
+            .map(|&b| {
+                if b.is_ascii() && b != b'\\' {
+                    (b as char).to_string()
+                } else {
+                    format!("\\x{b:02x}")
+                }
+            })
+            .collect(),
     }
 }
 
@@ -843,6 +896,18 @@ pub fn diff_inputs(old: &Inputs, new: &Inputs) -> Vec<Change> {
             });
         }
     }
+    let roles_changed = changes.iter().any(|c| matches!(c, Change::Role { .. }));
+    for (var, old_v, new_v) in merged(&old.given, &new.given) {
+        // A rebinding already shows as its roles.
+        let said = roles_changed && (var == "AMT_DEPS" || var == "AMT_OUTS");
+        if old_v != new_v && !said {
+            changes.push(Change::Given {
+                var: var.clone(),
+                old: old_v.cloned(),
+                new: new_v.cloned(),
+            });
+        }
+    }
     for (name, old_v, new_v) in merged(&old.facts, &new.facts) {
         if old_v != new_v {
             changes.push(Change::Fact {
@@ -880,6 +945,7 @@ mod tests {
                 ("deps.first".into(), "a".into()),
                 ("deps.second".into(), "b".into()),
             ]),
+            given: BTreeMap::new(),
             facts: BTreeMap::from([("cpu".into(), "avx2".into())]),
         };
         let mut new = old.clone();

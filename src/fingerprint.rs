@@ -9,12 +9,14 @@
 //! | param values   | declared parameters steer the command         |
 //! | dep digests    | the data changed (directories as Merkle trees)|
 //! | role bindings  | a path now plays another part for the stage   |
+//! | given vars     | `AMT_STAGE`, `AMT_DEPS`/`AMT_OUTS`/`AMT_METRICS` in order, `AMT_CPUS` and the thread-pool variables amt sets |
 //! | machine facts  | a built-in's bytes depend on them (libtorch's version, CPU kernels, GPUs, the charts' font) |
 //!
-//! Output paths, resources, timestamps and everything else about the machine
-//! are deliberately left out, so an identical action run anywhere shares its
-//! cache entry. A shell stage's machine is its own business: declare what
-//! matters to it with `env`.
+//! Where the stage runs (the project root, its scratch and memo directories),
+//! `mem`, timestamps and everything else about the machine are deliberately
+//! left out, so an identical action run anywhere shares its cache entry. A
+//! shell stage's machine is its own business: declare what matters to it
+//! with `env`.
 
 use std::collections::BTreeMap;
 
@@ -49,6 +51,10 @@ pub struct Inputs {
     /// Named bindings (`deps.corpus` → path), which tell a stage what each path is for.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub roles: BTreeMap<String, String>,
+    /// The variables amt gives the command (its name, its bindings in order,
+    /// its CPU share), as the command sees them.
+    #[serde(default)]
+    pub given: BTreeMap<String, String>,
     /// Facts about the machine that a built-in stage's bytes depend on.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub facts: BTreeMap<String, String>,
@@ -83,6 +89,7 @@ mod tests {
                 },
             )]),
             roles: BTreeMap::new(),
+            given: BTreeMap::new(),
             facts: BTreeMap::new(),
         }
     }
@@ -112,6 +119,9 @@ mod tests {
         assert_ne!(i.action_key(), base);
         let mut i = inputs();
         i.facts.insert("libtorch".into(), "2.13.0+cpu".into());
+        assert_ne!(i.action_key(), base);
+        let mut i = inputs();
+        i.given.insert("AMT_CPUS".into(), "2".into());
         assert_ne!(i.action_key(), base);
         assert_eq!(inputs().action_key(), base);
     }

@@ -15,6 +15,11 @@
 //!
 //! It exits as the shell did (same code, or the same signal), and since it
 //! reaps every descendant, `wait4` on it reports the tree's peak memory.
+//!
+//! One case it cannot cover: a guard killed outright (SIGKILL to the guard
+//! itself) takes its shell with it (`PR_SET_PDEATHSIG`), but a descendant
+//! that left the shell's process group is re-parented to init. A cgroup per
+//! stage would close that; amt does not require one.
 
 use std::ffi::OsString;
 use std::io;
@@ -122,6 +127,8 @@ fn guard(argv: &[OsString]) -> io::Result<i32> {
             let mut empty: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut empty);
             libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+            // Should the guard itself be killed outright, the shell goes with it.
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
             Ok(())
         });
     }

@@ -47,6 +47,19 @@ pub enum RemoteError {
     Store(#[from] StoreError),
 }
 
+impl RemoteError {
+    /// True when one entry is bad (corrupt, forged, incomplete) but the
+    /// remote itself answers, so it stays in use for other stages.
+    pub fn is_entry_fault(&self) -> bool {
+        !matches!(
+            self,
+            RemoteError::Unreachable { .. }
+                | RemoteError::Url { .. }
+                | RemoteError::Store(StoreError::Io { .. })
+        )
+    }
+}
+
 /// What a push or pull moved.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Transfer {

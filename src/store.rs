@@ -23,6 +23,12 @@ use crate::fsutil::{remove_path, write_atomic};
 use crate::names::{ProjectPath, StageName};
 use crate::tree::{Entry, Kind, Manifest};
 
+/// The most entries (files and directories) one restored tree may have.
+pub const MAX_TREE_FILES: u64 = 10_000_000;
+
+/// The deepest directory nesting a restored tree may have.
+pub const MAX_TREE_DEPTH: usize = 256;
+
 /// One declared output and what it hashed to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutRecord {
@@ -48,9 +54,9 @@ pub struct ActionResult {
 pub enum LinkMethod {
     /// A copy-on-write clone (`FICLONE`).
     Reflink,
-    /// A hard link to the read-only object.
-    Hardlink,
-    /// A plain copy.
+    /// A plain copy. Never a hard link: a file that shares the object's inode
+    /// would let an edit in the workspace (by root, whom read-only bits do
+    /// not stop) rewrite the cached object itself.
     Copy,
 }
 
@@ -63,6 +69,10 @@ pub enum StoreError {
     MissingObject(Digest),
     #[error("cache object {digest} is corrupt: {why}")]
     Corrupt { digest: Digest, why: String },
+    #[error("`{path}` changed while amt stored it (it hashed to {expected} a moment before); nothing was cached")]
+    Changed { path: PathBuf, expected: Digest },
+    #[error("cache entry {digest} lists a tree of {what}, more than amt restores; it was not used")]
+    TooLarge { digest: Digest, what: String },
 }
 
 fn io_at(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
@@ -154,13 +164,21 @@ impl Store {
         self.publish(staged, d)
     }
 
-    /// Stores a copy of the file at `src`, whose digest is `d`.
+    /// Stores a copy of the file at `src`, whose digest is `d`. The copy is
+    /// hashed again, so a file that changed after it was hashed is refused
+    /// rather than stored under the old digest.
     pub fn put_file(&self, src: &Path, d: &Digest) -> Result<(), StoreError> {
         if self.has(d) {
             return Ok(());
         }
         let staged = self.staging_file()?;
         clone_or_copy(src, &staged).map_err(io_at(src))?;
+        if Digest::of_file(&staged).map_err(io_at(&staged))? != *d {
+            return Err(StoreError::Changed {
+                path: src.to_owned(),
+                expected: *d,
+            });
+        }
         self.publish(staged, d)
     }
 
@@ -219,15 +237,55 @@ impl Store {
         }
     }
 
-    /// True when every object reachable from `entry` is stored.
+    /// True when every object reachable from `entry` is stored and the tree
+    /// is one amt would restore (see [`Store::tree_size`]).
     pub fn is_complete(&self, entry: &Entry) -> bool {
-        match entry.kind {
-            Kind::File | Kind::Exec => self.has(&entry.digest),
-            Kind::Dir => match self.manifest(&entry.digest) {
-                Ok(m) => m.entries.iter().all(|(_, e)| self.is_complete(e)),
-                Err(_) => false,
-            },
+        self.tree_size(entry).is_ok()
+    }
+
+    /// How many files the tree under `entry` restores to, checking on the
+    /// way that every object is stored and every listing decodes. Listings
+    /// can share subtrees, so a forged entry of a few objects could expand to
+    /// billions of files; each distinct listing is visited once, and a tree
+    /// of more than [`MAX_TREE_FILES`] files or [`MAX_TREE_DEPTH`] levels is refused.
+    pub fn tree_size(&self, entry: &Entry) -> Result<u64, StoreError> {
+        fn walk(
+            store: &Store,
+            entry: &Entry,
+            depth: usize,
+            seen: &mut HashMap<Digest, u64>,
+        ) -> Result<u64, StoreError> {
+            if entry.kind != Kind::Dir {
+                return if store.has(&entry.digest) {
+                    Ok(1)
+                } else {
+                    Err(StoreError::MissingObject(entry.digest))
+                };
+            }
+            if let Some(&n) = seen.get(&entry.digest) {
+                return Ok(n);
+            }
+            if depth > MAX_TREE_DEPTH {
+                return Err(StoreError::TooLarge {
+                    digest: entry.digest,
+                    what: format!("more than {MAX_TREE_DEPTH} levels"),
+                });
+            }
+            let manifest = store.manifest(&entry.digest)?;
+            let mut n: u64 = 1;
+            for (_, child) in &manifest.entries {
+                n = n.saturating_add(walk(store, child, depth + 1, seen)?);
+                if n > MAX_TREE_FILES {
+                    return Err(StoreError::TooLarge {
+                        digest: entry.digest,
+                        what: format!("more than {MAX_TREE_FILES} entries"),
+                    });
+                }
+            }
+            seen.insert(entry.digest, n);
+            Ok(n)
         }
+        walk(self, entry, 0, &mut HashMap::new())
     }
 
     /// Every object digest reachable from `entry`, manifests included.
@@ -345,22 +403,13 @@ fn clone_or_copy(src: &Path, dst: &Path) -> io::Result<LinkMethod> {
     Ok(LinkMethod::Copy)
 }
 
-/// Puts an object at `dst`: a reflink if the filesystem can, else a hard link
-/// (objects are read-only, so the link is too), else a copy.
+/// Puts an object at `dst`: a copy-on-write clone if the filesystem can, else
+/// a copy, writable like any output.
 fn materialize(object: &Path, dst: &Path, executable: bool) -> io::Result<LinkMethod> {
-    if reflink(object, dst).is_ok() {
-        let mode = if executable { 0o755 } else { 0o644 };
-        fs::set_permissions(dst, fs::Permissions::from_mode(mode))?;
-        return Ok(LinkMethod::Reflink);
-    }
-    // An executable needs its own mode bits, which a shared inode cannot give it.
-    if !executable && fs::hard_link(object, dst).is_ok() {
-        return Ok(LinkMethod::Hardlink);
-    }
-    fs::copy(object, dst)?;
+    let method = clone_or_copy(object, dst)?;
     let mode = if executable { 0o755 } else { 0o644 };
     fs::set_permissions(dst, fs::Permissions::from_mode(mode))?;
-    Ok(LinkMethod::Copy)
+    Ok(method)
 }
 
 impl PartialOrd for LinkMethod {
@@ -374,8 +423,7 @@ impl Ord for LinkMethod {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         let rank = |m: &LinkMethod| match m {
             LinkMethod::Reflink => 0,
-            LinkMethod::Hardlink => 1,
-            LinkMethod::Copy => 2,
+            LinkMethod::Copy => 1,
         };
         rank(self).cmp(&rank(other))
     }
@@ -383,6 +431,8 @@ impl Ord for LinkMethod {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
+
     use super::*;
     use crate::statcache::StatCache;
     use crate::tree::{HashStats, TreeHasher};
@@ -423,6 +473,70 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(object_mode & 0o222, 0, "objects are read-only");
+    }
+
+    #[test]
+    fn a_tree_that_expands_beyond_the_limit_is_refused_without_expanding_it() {
+        // 40 levels, each listing the next twice: 2^40 files from 41 objects.
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let leaf = Digest::of_bytes(b"x");
+        store.put_bytes(&leaf, b"x").unwrap();
+        let mut entry = Entry {
+            kind: Kind::File,
+            digest: leaf,
+        };
+        for _ in 0..40 {
+            let bytes = Manifest {
+                entries: vec![("a".into(), entry), ("b".into(), entry)],
+            }
+            .encode();
+            let d = Digest::of_bytes(&bytes);
+            store.put_bytes(&d, &bytes).unwrap();
+            entry = Entry {
+                kind: Kind::Dir,
+                digest: d,
+            };
+        }
+        let started = std::time::Instant::now();
+        assert!(matches!(
+            store.tree_size(&entry),
+            Err(StoreError::TooLarge { .. })
+        ));
+        assert!(!store.is_complete(&entry));
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_restored_file_is_a_copy_that_an_edit_cannot_turn_into_the_cached_object() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(&dir.path().join("cache"));
+        let d = Digest::of_bytes(b"good\n");
+        store.put_bytes(&d, b"good\n").unwrap();
+        let out = dir.path().join("o");
+        let entry = Entry {
+            kind: Kind::File,
+            digest: d,
+        };
+        store.restore(&entry, &out).unwrap();
+        // What root can do to any file, read-only or not.
+        fs::set_permissions(&out, fs::Permissions::from_mode(0o644)).unwrap();
+        fs::OpenOptions::new().append(true).open(&out).unwrap().write_all(b"EVIL\n").unwrap();
+        assert_eq!(store.read(&d).unwrap(), b"good\n");
+    }
+
+    #[test]
+    fn a_file_that_changes_while_it_is_stored_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(&dir.path().join("cache"));
+        let src = dir.path().join("f");
+        fs::write(&src, b"now").unwrap();
+        let stale = Digest::of_bytes(b"before");
+        assert!(matches!(
+            store.put_file(&src, &stale),
+            Err(StoreError::Changed { .. })
+        ));
+        assert!(!store.has(&stale));
     }
 
     #[test]

@@ -163,7 +163,7 @@ struct FakeStageBinary {
 }
 
 impl FakeStageBinary {
-    fn new(versions: &serde_json::Value, cpu: &str) -> Self {
+    fn new(versions: &serde_json::Value, facts: &serde_json::Value) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let real = common::amt_bin();
         let amt = dir.path().join("amt");
@@ -185,15 +185,15 @@ impl FakeStageBinary {
         )
         .unwrap();
         let fake = Self { dir };
-        fake.set(versions, cpu);
+        fake.set(versions, facts);
         fake
     }
 
     /// Rewrites the probe's answer; `probe.json` is in its watch list, so amt probes again.
-    fn set(&self, versions: &serde_json::Value, cpu: &str) {
+    fn set(&self, versions: &serde_json::Value, facts: &serde_json::Value) {
         let probe = serde_json::json!({
             "versions": versions,
-            "facts": {"libtorch": "2.13.0+cpu", "cpu": cpu, "cuda": "none", "font": "none"},
+            "facts": facts,
             "watch": [self.dir.path().join("probe.json")],
         });
         std::fs::write(self.dir.path().join("probe.json"), probe.to_string()).unwrap();
@@ -213,6 +213,16 @@ impl FakeStageBinary {
     }
 }
 
+/// This machine's facts, as the real amt-stage reports them.
+fn real_facts() -> serde_json::Value {
+    let out = std::process::Command::new(common::amt_bin().with_file_name("amt-stage"))
+        .arg("--probe")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["facts"].clone()
+}
+
 /// The code versions compiled into this amt, as amt-stage would report them.
 fn versions() -> serde_json::Value {
     let p = TestProject::new("");
@@ -230,7 +240,7 @@ fn versions() -> serde_json::Value {
 fn an_amt_stage_built_from_other_code_is_refused() {
     let mut stale = versions();
     stale["collect"] = "0000000000000000".into();
-    let fake = FakeStageBinary::new(&stale, "avx2");
+    let fake = FakeStageBinary::new(&stale, &real_facts());
     let p = project(PIPELINE);
     let run = fake.amt(&p, &["run", "collect"]).expect_code(1);
     assert!(
@@ -245,7 +255,8 @@ fn an_amt_stage_built_from_other_code_is_refused() {
 }
 
 /// A built-in stage that uses libtorch depends on the machine's facts: when
-/// one changes, it (and only it) goes stale; changing back restores.
+/// one changes, it (and only it) goes stale, and a stage keyed with facts
+/// that are not the machine's refuses to run.
 #[test]
 fn machine_facts_enter_the_keys_of_the_stages_that_depend_on_them() {
     let manifest = format!(
@@ -262,7 +273,8 @@ outs = { dir = "out/embed" }
     let p = project(&manifest);
     let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/all-MiniLM-L6-v2");
     std::os::unix::fs::symlink(model.parent().unwrap(), p.path("models")).unwrap();
-    let fake = FakeStageBinary::new(&versions(), "avx2");
+    let facts = real_facts();
+    let fake = FakeStageBinary::new(&versions(), &facts);
 
     let out = fake.amt(&p, &["--json", "run"]).expect_code(0).outcomes();
     assert!(out.values().all(|o| o == "ran"), "{out:?}");
@@ -270,19 +282,32 @@ outs = { dir = "out/embed" }
     fake.amt(&p, &["run"]).expect_code(0);
     assert_eq!(fake.probes(), 1, "an unchanged machine is not probed again");
 
-    fake.set(&versions(), "avx512");
+    // A probe that says another CPU: embed (and only embed) is stale, and
+    // the real amt-stage refuses to run under facts that are not its own.
+    let mut other = facts.clone();
+    other["cpu"] = "sse-only".into();
+    fake.set(&versions(), &other);
     let status = fake.amt(&p, &["status"]).expect_code(0).stdout;
+    let cpu = facts["cpu"].as_str().unwrap();
     assert!(
-        status.contains("machine fact cpu changed: avx2 → avx512"),
+        status.contains(&format!("machine fact cpu changed: {cpu} → sse-only")),
         "{status}"
     );
-    let out = fake.amt(&p, &["--json", "run"]).expect_code(0).outcomes();
+    let run = fake.amt(&p, &["--json", "run"]).expect_code(1);
+    let out = run.outcomes();
     assert_eq!(
         (out["collect"].as_str(), out["describe"].as_str(), out["embed"].as_str()),
-        ("fresh", "fresh", "ran"),
+        ("fresh", "fresh", "failed"),
         "{out:?}"
     );
-    fake.set(&versions(), "avx2");
+    assert!(
+        p.read("cache/logs/embed.log")
+            .contains(&format!("amt keyed this run for cpu = sse-only, but this machine has {cpu}")),
+        "{}",
+        p.read("cache/logs/embed.log")
+    );
+    // The failed run removed embed's outs; the true facts' result comes back from the cache.
+    fake.set(&versions(), &facts);
     let out = fake.amt(&p, &["--json", "run"]).expect_code(0).outcomes();
     assert_eq!(out["embed"], "restored", "{out:?}");
 }

@@ -1,14 +1,15 @@
 //! Differential testing against clean builds, the test Bazel and Shake are
 //! trusted for: random small pipelines, random sequences of edits (dep
-//! contents, params, commands, env values, role bindings, stages added and
-//! removed, reverts to an earlier state, outs deleted or edited by hand,
+//! contents, params, commands, env values, role bindings, dep order, stage
+//! names, CPU shares, outs moved between `outs` and `metrics`, stages added
+//! and removed, reverts to an earlier state, outs deleted or edited by hand,
 //! `kill -9` mid-run), and after every step each output of an incremental
 //! `amt run` must equal the output of a from-scratch build in a fresh
 //! directory.
 //!
-//! Every stage's output is a function of exactly its declared inputs (its
-//! command text, deps, named bindings, params and env), so any difference is
-//! a stale result reused or a fresh one lost. `AMT_DIFF_CASES` sets the number
+//! Every stage's output is a function of exactly what it is given (its
+//! command text, deps, bindings, params, declared env and the variables amt
+//! sets), so any difference is a stale result reused or a fresh one lost. `AMT_DIFF_CASES` sets the number
 //! of sequences (default 100); `scripts/differential.sh` runs thousands.
 
 mod common;
@@ -41,6 +42,11 @@ struct StageSpec {
     named: bool,
     params: Vec<usize>,
     env: Vec<usize>,
+    /// Part of the stage's name (`s0_3`).
+    tag: u8,
+    cpus: u32,
+    /// Its second output is declared under `metrics` rather than `outs`.
+    metric: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -59,12 +65,19 @@ enum Edit {
     Env(usize, Option<u8>),
     /// Rotate a stage's role bindings.
     SwapRoles(usize),
+    /// Rotate a stage's deps, keeping them a list or a table as they are.
+    Reorder(usize),
+    Rename(usize, u8),
+    Cpus(usize, u32),
+    /// Move a stage's second output between `outs` and `metrics`.
+    FlipMetric(usize),
     AddStage(StageSpec),
     RemoveLast,
     /// Back to the state this many steps ago.
     Revert(usize),
     DeleteOut(usize),
-    EditOut(usize),
+    /// Replace an out's file, or append to it in place.
+    EditOut(usize, bool),
     /// `kill -9` amt this many milliseconds into a run.
     Kill(u64),
 }
@@ -85,8 +98,9 @@ fn stage_spec(earlier: usize) -> impl Strategy<Value = StageSpec> {
         any::<bool>(),
         prop::collection::vec(0..KNOBS, 0..=2),
         prop::collection::vec(0..KNOBS, 0..=2),
+        (0u8..3, 1u32..=3, any::<bool>()),
     )
-        .prop_map(|(k, mut deps, named, mut params, mut env)| {
+        .prop_map(|(k, mut deps, named, mut params, mut env, (tag, cpus, metric))| {
             // A path may be declared once.
             let mut seen = Vec::new();
             deps.retain(|d| {
@@ -106,6 +120,9 @@ fn stage_spec(earlier: usize) -> impl Strategy<Value = StageSpec> {
                 named,
                 params,
                 env,
+                tag,
+                cpus,
+                metric,
             }
         })
 }
@@ -136,11 +153,15 @@ fn edit() -> impl Strategy<Value = Edit> {
         2 => (0usize..5, any::<u8>()).prop_map(|(s, k)| Edit::Command(s, k)),
         2 => (0..KNOBS, any::<Option<u8>>()).prop_map(|(e, v)| Edit::Env(e, v)),
         2 => (0usize..5).prop_map(Edit::SwapRoles),
+        1 => (0usize..5).prop_map(Edit::Reorder),
+        1 => (0usize..5, 0u8..3).prop_map(|(s, t)| Edit::Rename(s, t)),
+        1 => (0usize..5, 1u32..=3).prop_map(|(s, c)| Edit::Cpus(s, c)),
+        1 => (0usize..5).prop_map(Edit::FlipMetric),
         1 => stage_spec(5).prop_map(Edit::AddStage),
         1 => Just(Edit::RemoveLast),
         2 => (1usize..4).prop_map(Edit::Revert),
         1 => (0usize..5).prop_map(Edit::DeleteOut),
-        1 => (0usize..5).prop_map(Edit::EditOut),
+        1 => (0usize..5, any::<bool>()).prop_map(|(s, replace)| Edit::EditOut(s, replace)),
         1 => (0u64..40).prop_map(Edit::Kill),
     ]
 }
@@ -154,6 +175,10 @@ fn dep_path(d: &Dep) -> String {
 
 fn out_path(stage: usize) -> String {
     format!("o/s{stage}.txt")
+}
+
+fn second_path(stage: usize) -> String {
+    format!("o/s{stage}.m")
 }
 
 impl State {
@@ -172,7 +197,12 @@ impl State {
                 .filter(|d| !matches!(d, Dep::Stage(j) if *j >= i || *j >= self.stages.len()))
                 .map(dep_path)
                 .collect();
-            let mut cmd = format!("mkdir -p o; {{ echo k{}; echo \\\"$AMT_DEPS\\\"; echo \\\"$AMT_PARAMS\\\";", s.k);
+            let mut cmd = format!(
+                "mkdir -p o; echo $AMT_STAGE > {}; {{ echo k{}; echo \\\"$AMT_DEPS\\\"; echo \\\"$AMT_OUTS $AMT_METRICS\\\"; \
+                 echo \\\"$AMT_PARAMS\\\"; echo $AMT_STAGE $AMT_CPUS $OMP_NUM_THREADS;",
+                second_path(i),
+                s.k
+            );
             for e in &s.env {
                 cmd.push_str(&format!(" echo E{e}=${{AMT_DT_E{e}-unset}};"));
             }
@@ -183,7 +213,7 @@ impl State {
                 cmd.push_str(&format!(" cat {d};"));
             }
             cmd.push_str(&format!(" }} > {}", out_path(i)));
-            m.push_str(&format!("\n[stages.s{i}]\ncmd = \"{cmd}\"\n"));
+            m.push_str(&format!("\n[stages.s{i}_{}]\ncmd = \"{cmd}\"\ncpus = {}\n", s.tag, s.cpus));
             if s.named {
                 let roles: Vec<String> = deps
                     .iter()
@@ -199,7 +229,11 @@ impl State {
             m.push_str(&format!("params = [{}]\n", params.join(", ")));
             let env: Vec<String> = s.env.iter().map(|e| format!("\"AMT_DT_E{e}\"")).collect();
             m.push_str(&format!("env = [{}]\n", env.join(", ")));
-            m.push_str(&format!("outs = [\"{}\"]\n", out_path(i)));
+            if s.metric {
+                m.push_str(&format!("outs = [\"{}\"]\nmetrics = [\"{}\"]\n", out_path(i), second_path(i)));
+            } else {
+                m.push_str(&format!("outs = [\"{}\", \"{}\"]\n", out_path(i), second_path(i)));
+            }
         }
         m
     }
@@ -236,6 +270,15 @@ impl State {
                     s.named = true;
                 }
             }
+            Edit::Reorder(s) => {
+                let deps = &mut self.stages[s % n].deps;
+                if !deps.is_empty() {
+                    deps.rotate_left(1);
+                }
+            }
+            Edit::Rename(s, t) => self.stages[s % n].tag = *t,
+            Edit::Cpus(s, c) => self.stages[s % n].cpus = *c,
+            Edit::FlipMetric(s) => self.stages[s % n].metric ^= true,
             Edit::AddStage(spec) if n < 6 => self.stages.push(spec.clone()),
             Edit::RemoveLast if n > 1 => {
                 self.stages.pop();
@@ -278,8 +321,8 @@ fn run_ok(dir: &Path, state: &State, jobs: &str) {
 
 fn outputs(dir: &Path, state: &State) -> Vec<(String, String)> {
     (0..state.stages.len())
-        .map(|i| {
-            let p = out_path(i);
+        .flat_map(|i| [out_path(i), second_path(i)])
+        .map(|p| {
             let text = std::fs::read_to_string(dir.join(&p)).unwrap_or_else(|e| format!("<{e}>"));
             (p, text)
         })
@@ -303,12 +346,15 @@ fn check_sequence(start: State, edits: Vec<Edit>, jobs: &str) -> Result<(), Test
             Edit::DeleteOut(s) => {
                 let _ = std::fs::remove_file(dir.join(out_path(s % state.stages.len())));
             }
-            Edit::EditOut(s) => {
+            Edit::EditOut(s, replace) => {
                 let p = dir.join(out_path(s % state.stages.len()));
-                // Outs restored from the cache may be read-only hard links; an
-                // editor replaces the file.
-                let _ = std::fs::remove_file(&p);
-                let _ = std::fs::write(&p, "edited by hand\n");
+                if *replace {
+                    let _ = std::fs::remove_file(&p);
+                    let _ = std::fs::write(&p, "edited by hand\n");
+                } else if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(&p) {
+                    use std::io::Write;
+                    let _ = f.write_all(b"appended in place\n");
+                }
             }
             Edit::Kill(ms) => {
                 let mut child = amt(dir, &state, &["run", "-q", "-j", jobs]).spawn().unwrap();

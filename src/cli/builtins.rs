@@ -36,7 +36,36 @@ struct Cached {
 }
 
 /// Variables that change what libtorch does, hence the facts.
-const VARS: &[&str] = &["ATEN_CPU_CAPABILITY", "CUDA_VISIBLE_DEVICES", "LD_LIBRARY_PATH"];
+const VARS: &[&str] = &[
+    "ATEN_CPU_CAPABILITY",
+    "CUDA_VISIBLE_DEVICES",
+    "LD_LIBRARY_PATH",
+    "ONEDNN_MAX_CPU_ISA",
+    "DNNL_MAX_CPU_ISA",
+    "MKL_CBWR",
+    "MKL_ENABLE_INSTRUCTIONS",
+    "NVIDIA_TF32_OVERRIDE",
+    "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE",
+];
+
+/// The processor (model and feature flags) and the GPU driver, so that a
+/// cache carried to another machine with the same host name is probed again.
+fn machine_identity() -> Vec<String> {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let first = |key: &str| {
+        cpuinfo
+            .lines()
+            .find(|l| l.starts_with(key))
+            .map(|l| blake3::hash(l.as_bytes()).to_hex()[..16].to_owned())
+            .unwrap_or_default()
+    };
+    let driver = std::fs::read_to_string("/proc/driver/nvidia/version").unwrap_or_default();
+    vec![
+        format!("cpu model {}", first("model name")),
+        format!("cpu flags {}", first("flags")),
+        format!("driver {}", blake3::hash(driver.as_bytes()).to_hex()[..16].to_owned()),
+    ]
+}
 
 fn stat_line(path: &Path) -> String {
     match std::fs::metadata(path) {
@@ -66,6 +95,7 @@ fn stamp(binary: &Path, watch: &[PathBuf]) -> Vec<String> {
         .collect();
     gpus.sort();
     s.push(format!("gpus={}", gpus.join(",")));
+    s.extend(machine_identity());
     s
 }
 
@@ -137,12 +167,7 @@ impl Builtins for StageRegistry {
         format!("'{}' {name}", exe.replace('\'', "'\\''"))
     }
 
-    fn facts(
-        &self,
-        name: &str,
-        cache: &Path,
-        cpus: u32,
-    ) -> Result<BTreeMap<String, String>, String> {
+    fn facts(&self, name: &str, cache: &Path) -> Result<BTreeMap<String, String>, String> {
         static PROBE: OnceLock<Result<Probe, String>> = OnceLock::new();
         let probe = PROBE.get_or_init(|| probe(cache)).as_ref().map_err(Clone::clone)?;
         let info = amt_registry::builtin(name).ok_or_else(|| format!("no built-in stage `{name}`"))?;
@@ -163,14 +188,10 @@ impl Builtins for StageRegistry {
         info.facts
             .iter()
             .map(|f| {
-                // The thread count comes from the run, not from the machine.
-                let value = if *f == amt_registry::THREADS_FACT {
-                    Some(cpus.max(1).to_string())
-                } else {
-                    probe.facts.get(*f).cloned()
-                };
-                value
-                    .map(|v| (f.to_string(), v))
+                probe
+                    .facts
+                    .get(*f)
+                    .map(|v| (f.to_string(), v.clone()))
                     .ok_or_else(|| format!("amt-stage --probe did not report the fact `{f}`"))
             })
             .collect()

@@ -132,6 +132,11 @@ pub fn main() -> ExitCode {
     if let Ok(exe) = std::env::current_exe() {
         amt::exec::set_guard(exe);
     }
+    // A closed stdout (`amt runs | head`) ends amt quietly, as it does any Unix
+    // tool, instead of a panic in println!. Sockets are not affected: Rust
+    // writes to them with MSG_NOSIGNAL.
+    // SAFETY: restoring the default disposition of one signal at start-up.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("AMT_LOG"))

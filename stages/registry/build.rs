@@ -18,16 +18,44 @@ mod reach;
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
-/// Files besides the reached sources that shape every stage's binary.
-const ALWAYS: &[&str] = &["Cargo.toml", "build.rs"];
+/// Files besides the reached sources that shape every stage's binary (paths
+/// relative to `stages/`): its manifest and build script, this registry (the
+/// stage list, which `amt-stage` dispatches by), and the build configuration.
+const ALWAYS: &[&str] = &[
+    "Cargo.toml",
+    "build.rs",
+    "registry/Cargo.toml",
+    "registry/build.rs",
+    "registry/src/lib.rs",
+    "registry/src/list.rs",
+    "../.cargo/config.toml",
+];
+
+/// Build settings that are not files: the flags and target features the
+/// compiler was given, and the workspace's `[profile.*]` tables (overflow
+/// checks, panic strategy). Optimisation levels are left out on purpose:
+/// Rust computes the same results at every level (no fast-math).
+fn build_settings(stages: &Path) -> Vec<u8> {
+    let mut out = Vec::new();
+    for var in ["CARGO_ENCODED_RUSTFLAGS", "CARGO_CFG_TARGET_FEATURE", "TARGET"] {
+        out.extend(format!("{var}={}\n", std::env::var(var).unwrap_or_default()).into_bytes());
+    }
+    let root = std::fs::read_to_string(stages.join("../Cargo.toml")).unwrap_or_default();
+    let manifest: toml::Table = root.parse().expect("the workspace Cargo.toml is TOML");
+    if let Some(profiles) = manifest.get("profile") {
+        out.extend(profiles.to_string().into_bytes());
+    }
+    out
+}
 
 fn main() {
     let here = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it"));
     let stages = here.join("..");
     println!("cargo:rerun-if-changed={}", stages.join("src").display());
-    for f in ALWAYS.iter().chain(&["../Cargo.lock"]) {
+    for f in ALWAYS.iter().chain(&["../Cargo.lock", "../Cargo.toml"]) {
         println!("cargo:rerun-if-changed={}", stages.join(f).display());
     }
+    let settings = build_settings(&stages);
     let lock = std::fs::read_to_string(stages.join("../Cargo.lock")).expect("reading Cargo.lock");
     let locked = lock::closure(&lock, "amt-stages");
     let graph = reach::Graph::load(&stages, "src/lib.rs", &["src/bin/amt-stage.rs"], "amt_stages")
@@ -54,6 +82,7 @@ fn main() {
         let mut hasher = blake3::Hasher::new();
         hasher.update(b"amt-code-v2\0");
         hasher.update(&compiler);
+        hasher.update(&settings);
         for package in &locked {
             hasher.update(package.as_bytes());
             hasher.update(b"\n");
@@ -64,8 +93,14 @@ fn main() {
             .chain(reached.files.iter().cloned())
             .collect();
         for f in &files {
-            let bytes = std::fs::read(stages.join(f))
-                .unwrap_or_else(|e| panic!("reading {}: {e}", f.display()));
+            // A missing optional file (no .cargo/config.toml) hashes as absent.
+            let bytes = match std::fs::read(stages.join(f)) {
+                Ok(b) => b,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && f.starts_with("..") => {
+                    Vec::new()
+                }
+                Err(e) => panic!("reading {}: {e}", f.display()),
+            };
             hasher.update(f.to_string_lossy().as_bytes());
             hasher.update(&(bytes.len() as u64).to_le_bytes());
             hasher.update(&bytes);

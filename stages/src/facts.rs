@@ -18,10 +18,18 @@ pub struct Probe {
     pub watch: Vec<PathBuf>,
 }
 
-/// The directory of the libtorch this binary was linked against.
-fn libtorch_lib() -> Option<&'static Path> {
-    let lib = env!("AMT_LIBTORCH_LIB");
-    (!lib.is_empty()).then(|| Path::new(lib))
+/// The directory of the libtorch this process loaded: from the memory map
+/// (`LD_LIBRARY_PATH` can load another than the one linked against), else
+/// the one it was linked against.
+fn libtorch_lib() -> Option<PathBuf> {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    let loaded = maps
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .find(|p| p.ends_with("/libtorch_cpu.so"))
+        .and_then(|p| Path::new(p).parent().map(Path::to_owned));
+    let linked = env!("AMT_LIBTORCH_LIB");
+    loaded.or_else(|| (!linked.is_empty()).then(|| PathBuf::from(linked)))
 }
 
 /// libtorch's version, from the files that ship beside its libraries: the
@@ -38,12 +46,43 @@ fn libtorch_version(lib: &Path) -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-/// The CPU kernels libtorch picks: `ATEN_CPU_CAPABILITY` if set, else the
-/// best of AVX-512, AVX2 and the default that the CPU supports.
+/// The CPU kernels libtorch picks: the best of AVX-512, AVX2 and the default
+/// that the CPU supports, lowered (never raised) by `ATEN_CPU_CAPABILITY`.
 fn cpu_capability() -> String {
-    if let Ok(forced) = std::env::var("ATEN_CPU_CAPABILITY") {
-        return forced.to_ascii_lowercase();
+    let supported = supported_capability();
+    let rank = |c: &str| match c {
+        "avx512" => 2,
+        "avx2" => 1,
+        _ => 0,
+    };
+    match std::env::var("ATEN_CPU_CAPABILITY") {
+        Ok(forced) if rank(&forced.to_ascii_lowercase()) < rank(&supported) => {
+            forced.to_ascii_lowercase()
+        }
+        _ => supported,
     }
+}
+
+/// Variables that change libtorch's numerics (oneDNN and MKL code paths,
+/// TF32 on NVIDIA GPUs), with the values this process sees.
+pub const TORCH_VARS: &[&str] = &[
+    "ONEDNN_MAX_CPU_ISA",
+    "DNNL_MAX_CPU_ISA",
+    "MKL_CBWR",
+    "MKL_ENABLE_INSTRUCTIONS",
+    "NVIDIA_TF32_OVERRIDE",
+    "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE",
+];
+
+fn torch_env() -> String {
+    let set: Vec<String> = TORCH_VARS
+        .iter()
+        .filter_map(|v| std::env::var(v).ok().map(|value| format!("{v}={value}")))
+        .collect();
+    if set.is_empty() { "none".into() } else { set.join(" ") }
+}
+
+fn supported_capability() -> String {
     let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let flags: Vec<&str> = info
         .lines()
@@ -85,6 +124,26 @@ fn cuda() -> String {
     )
 }
 
+/// Checks, before a stage runs, that this machine has the facts amt keyed
+/// the run with (`AMT_FACTS`): a stale probe must never file one machine's
+/// result under another's facts.
+pub fn check_keyed(keyed: &BTreeMap<String, String>) -> Result<(), String> {
+    let here = probe().facts;
+    for (name, value) in keyed {
+        match here.get(name.as_str()) {
+            Some(v) if v == value => {}
+            other => {
+                return Err(format!(
+                    "amt keyed this run for {name} = {value}, but this machine has {}; \
+                     amt's probe (cache/probe/) is stale: delete it and run again",
+                    other.map_or("nothing", String::as_str)
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Probes the machine.
 pub fn probe() -> Probe {
     let lib = libtorch_lib();
@@ -93,14 +152,15 @@ pub fn probe() -> Probe {
         .and_then(|p| std::fs::read(p).ok())
         .map_or_else(|| "none".into(), |b| blake3::hash(&b).to_hex()[..16].to_owned());
     let facts = BTreeMap::from([
-        ("libtorch", lib.map_or_else(|| "unknown".into(), libtorch_version)),
+        ("libtorch", lib.as_deref().map_or_else(|| "unknown".into(), libtorch_version)),
         ("cpu", cpu_capability()),
+        ("torch_env", torch_env()),
         ("cuda", cuda()),
         ("font", font_digest),
     ]);
 
     let mut watch: Vec<PathBuf> = crate::plot::FONT_PATHS.iter().map(PathBuf::from).collect();
-    if let Some(lib) = lib {
+    if let Some(lib) = &lib {
         let base = lib.parent().unwrap_or(lib);
         watch.extend([lib.join("libtorch_cpu.so"), base.join("version.py"), base.join("build-version")]);
     }
@@ -117,8 +177,7 @@ mod tests {
     fn every_registered_fact_is_probed() {
         let probe = super::probe();
         for (name, _) in amt_registry::FACTS {
-            let from_the_run = *name == amt_registry::THREADS_FACT;
-            assert!(probe.facts.contains_key(name) || from_the_run, "{name} is not probed");
+            assert!(probe.facts.contains_key(name), "{name} is not probed");
         }
         assert_eq!(probe.versions.len(), crate::BUILTINS.len());
         assert_ne!(probe.facts["libtorch"], "unknown", "{probe:?}");

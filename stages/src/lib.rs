@@ -1,7 +1,9 @@
 //! amt's music: the built-in stages and the libraries behind them.
 //!
 //! Each stage is a library function, registered by name in `amt-registry`
-//! (which the `amt` binary reads) and run by the `amt-stage` binary.
+//! (which the `amt` binary reads) and dispatched to by name in the
+//! `amt-stage` binary (the only place that names every stage, so that no
+//! stage's code version depends on another's).
 
 pub mod atomic;
 pub mod cluster;
@@ -27,28 +29,3 @@ pub use amt_registry::{BUILTINS, BuiltinInfo, FACTS, builtin};
 
 /// A built-in stage's implementation.
 pub type Runner = fn(&StageContext) -> anyhow::Result<()>;
-
-/// The implementation of a built-in stage named in the registry.
-pub fn runner(name: &str) -> Option<Runner> {
-    match name {
-        "collect" => Some(collect::run),
-        "describe" => Some(describe::run),
-        "embed" => Some(embed::run),
-        "cluster" => Some(cluster::run),
-        "prepare" => Some(prepare::run),
-        "train" => Some(train::run),
-        "generate" => Some(generate::run),
-        "evaluate" => Some(evaluate::run),
-        _ => None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn every_registered_stage_has_an_implementation() {
-        for b in super::BUILTINS {
-            assert!(super::runner(b.name).is_some(), "{} has no runner", b.name);
-        }
-    }
-}

@@ -171,7 +171,7 @@ fn the_stages_write_their_tables_and_captions_are_stable() {
         json!({"corpus": corpus}),
         json!({"dir": "out/collect"}),
     );
-    amt_stages::runner("collect").unwrap()(&collect_ctx).unwrap();
+    amt_stages::collect::run(&collect_ctx).unwrap();
     let pieces = read_pieces(&root.join("out/collect/midi.parquet")).unwrap();
     assert_eq!(pieces.len(), 320, "the bundled demo corpus");
     let rejects = read_parquet(&root.join("out/collect/rejects.parquet")).unwrap();
@@ -186,7 +186,7 @@ fn the_stages_write_their_tables_and_captions_are_stable() {
         json!({"pieces": "out/collect/midi.parquet", "manifest": manifest}),
         json!({"dir": "out/texts"}),
     );
-    amt_stages::runner("describe").unwrap()(&describe_ctx).unwrap();
+    amt_stages::describe::run(&describe_ctx).unwrap();
     let texts = &read_parquet(&root.join("out/texts/texts.parquet")).unwrap()[0];
     let path = Path::new("texts.parquet");
     let text = column::<StringArray>(texts, "text", path).unwrap();

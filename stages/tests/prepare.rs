@@ -120,7 +120,7 @@ fn the_stage_writes_shards_and_a_versioned_vocabulary() {
         json!({"corpus": corpus.to_string_lossy(), "tokens": "tokens.parquet"}),
         json!({"dir": "out"}),
     );
-    amt_stages::runner("prepare").unwrap()(&ctx).unwrap();
+    amt_stages::prepare::run(&ctx).unwrap();
     let vocab: serde_json::Value =
         serde_json::from_slice(&std::fs::read(root.join("out/vocab.json")).unwrap()).unwrap();
     assert_eq!(vocab["version"], 1);

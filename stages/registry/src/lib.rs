@@ -12,7 +12,7 @@ mod lock;
 #[allow(dead_code)]
 mod reach;
 
-pub use list::{FACTS, PROBE_MODULE, THREADS_FACT};
+pub use list::{FACTS, PROBE_MODULE};
 
 /// A built-in stage's public description.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,9 +63,9 @@ mod tests {
         let facts = |s: &str| builtin(s).unwrap().facts.to_vec();
         assert_eq!(facts("collect"), Vec::<&str>::new());
         assert_eq!(facts("prepare"), Vec::<&str>::new());
-        assert_eq!(facts("embed"), ["libtorch", "cpu", "cuda", "threads"]);
-        assert_eq!(facts("train"), ["libtorch", "cpu", "cuda", "font", "threads"]);
-        assert_eq!(facts("evaluate"), ["libtorch", "cpu", "cuda", "font", "threads"]);
+        assert_eq!(facts("embed"), ["libtorch", "cpu", "torch_env", "cuda"]);
+        assert_eq!(facts("train"), ["libtorch", "cpu", "torch_env", "cuda", "font"]);
+        assert_eq!(facts("evaluate"), ["libtorch", "cpu", "torch_env", "cuda", "font"]);
     }
 
     #[test]
@@ -168,7 +168,7 @@ mod tests {
     }
 
     fn is_dispatch(f: &str) -> bool {
-        f == "src/lib.rs" || f.starts_with("src/bin/")
+        f.starts_with("src/bin/")
     }
 
     /// `crate::…` and `super::…` paths in a file's code (comments skipped),

@@ -79,14 +79,10 @@ pub const FACTS: &[(&str, Trigger)] = &[
     ("libtorch", Trigger::Extern("tch")),
     // The CPU kernels libtorch dispatches to (AVX2, AVX-512): they sum in other orders.
     ("cpu", Trigger::Extern("tch")),
+    // Variables that steer libtorch's oneDNN, MKL and TF32 code paths.
+    ("torch_env", Trigger::Extern("tch")),
     // The GPUs libtorch can use: `device = "auto"` picks CUDA, with bf16 autocast.
     ("cuda", Trigger::Extern("tch")),
     // The font the charts' text is drawn with (or none): it is in every PNG.
     ("font", Trigger::Module("plot")),
-    // libtorch's thread count: parallel reductions sum in chunks, one per
-    // thread. Its value is the stage's CPU share (`cpus`), not a probe's.
-    (THREADS_FACT, Trigger::Extern("tch")),
 ];
-
-/// The fact whose value is the stage's CPU share rather than the machine's.
-pub const THREADS_FACT: &str = "threads";

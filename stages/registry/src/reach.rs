@@ -9,8 +9,17 @@
 //! the `amt-stage` binary dispatch to every stage; their references to *other*
 //! stages' entry modules are not followed.
 //!
-//! Anything the walker cannot follow (`#[path]`, `include!`, a module file it
-//! cannot find, a file it cannot parse) is an error, so a stage's file list is
+//! Paths count wherever they are written: in code, in `use` (also inside
+//! functions), inside macro tokens, in attribute arguments and in string
+//! literals that spell a path (`#[serde(default = "crate::x::f")]`). An `impl`
+//! is found through the names its header uses, glob imports and `type`
+//! aliases included.
+//!
+//! Anything the walker cannot follow is an error when a stage reaches it:
+//! `#[path]`, `include!` and `include_str!`/`include_bytes!`, `env!` and
+//! `option_env!` (values baked in at build time), `#[macro_use]` and
+//! `#[macro_export]` (macros used far from where they are written), a module
+//! file it cannot find, a file it cannot parse. So a stage's file list is
 //! complete by construction. Over-approximation is allowed: a name that might
 //! mean a module is taken to mean it.
 //!
@@ -60,8 +69,13 @@ struct Module {
     /// The file that holds it (relative to the crate directory).
     file: PathBuf,
     children: BTreeSet<String>,
-    /// Names brought in by `use`, and what they stand for.
-    imports: BTreeMap<String, Ref>,
+    /// Names brought in by `use` (anywhere in the module, functions
+    /// included), and every path each stands for.
+    imports: BTreeMap<String, Vec<Ref>>,
+    /// `use …::*` imports.
+    globs: Vec<Ref>,
+    /// `type Name = …;` aliases and the paths in the aliased type.
+    aliases: BTreeMap<String, Vec<Ref>>,
 }
 
 #[derive(Default)]
@@ -69,14 +83,19 @@ struct FileRefs {
     refs: Vec<Ref>,
     /// Paths in `impl` headers (the trait and the self type).
     impl_refs: Vec<Ref>,
+    /// What the walker cannot follow, reported if a stage reaches the file.
+    unfollowable: Vec<String>,
 }
 
 /// The module graph of a crate (its library and one or more binaries).
 pub struct Graph {
     modules: BTreeMap<ModPath, Module>,
     files: BTreeMap<PathBuf, FileRefs>,
-    /// The crate roots (library and binaries): they dispatch to every stage.
+    /// The crate roots (library and binaries): part of every stage.
     roots: BTreeSet<PathBuf>,
+    /// The binaries: they dispatch to every stage, so their references to
+    /// other stages' modules are not followed.
+    dispatchers: BTreeSet<PathBuf>,
     /// How binaries name the library (`amt_stages`).
     lib_name: String,
 }
@@ -98,6 +117,7 @@ impl Graph {
             modules: BTreeMap::new(),
             files: BTreeMap::new(),
             roots: BTreeSet::new(),
+            dispatchers: bins.iter().map(PathBuf::from).collect(),
             lib_name: lib_name.to_owned(),
         };
         let mut pending = VecDeque::new();
@@ -124,6 +144,7 @@ impl Graph {
                 dirs: vec![child_dir],
                 refs: FileRefs::default(),
                 in_impl_header: false,
+                alias: None,
                 pending: Vec::new(),
                 error: None,
             };
@@ -220,12 +241,14 @@ impl Graph {
                 out.insert(Target::Module(self.walk(s.clone(), &r.segments)));
                 found = true;
             }
-            if let Some(import) = m.and_then(|m| m.imports.get(first))
+            if let Some(imports) = m.and_then(|m| m.imports.get(first))
                 && depth < 8
             {
-                let mut full = import.clone();
-                full.segments.extend(rest.iter().cloned());
-                self.resolve(&full, depth + 1, out);
+                for import in imports {
+                    let mut full = import.clone();
+                    full.segments.extend(rest.iter().cloned());
+                    self.resolve(&full, depth + 1, out);
+                }
                 found = true;
             }
             scope = Self::parent(&s);
@@ -233,6 +256,42 @@ impl Graph {
         if !found {
             out.insert(Target::Extern(first.clone()));
         }
+    }
+
+    /// Everything an `impl` header's path may name: as [`Graph::resolve`],
+    /// plus a bare name brought in by a glob import (`use super::*`), plus
+    /// what a `type` alias of that name stands for.
+    fn resolve_impl(&self, r: &Ref, out: &mut BTreeSet<Target>) {
+        let mut direct = BTreeSet::new();
+        self.resolve(r, 0, &mut direct);
+        let Some(last) = r.segments.last() else {
+            return;
+        };
+        let bare = r.segments.len() == 1;
+        let mut scope = Some(r.scope.clone());
+        while let Some(s) = scope {
+            if let Some(m) = self.modules.get(&s) {
+                if bare {
+                    for g in &m.globs {
+                        self.resolve(g, 0, out);
+                    }
+                }
+                for aliased in m.aliases.get(last).into_iter().flatten() {
+                    self.resolve(aliased, 0, out);
+                }
+            }
+            scope = Self::parent(&s);
+        }
+        for t in &direct {
+            if let Target::Module(m) = t
+                && let Some(aliased) = self.modules.get(m).and_then(|m| m.aliases.get(last))
+            {
+                for a in aliased {
+                    self.resolve(a, 0, out);
+                }
+            }
+        }
+        out.extend(direct);
     }
 
     /// The files and external crates reachable from the library module
@@ -255,7 +314,7 @@ impl Graph {
         for (file, refs) in &self.files {
             for r in &refs.impl_refs {
                 let mut targets = BTreeSet::new();
-                self.resolve(r, 0, &mut targets);
+                self.resolve_impl(r, &mut targets);
                 for t in targets {
                     if let Target::Module(m) = t
                         && let Some(module) = self.modules.get(&m)
@@ -276,8 +335,11 @@ impl Graph {
             if !out.files.insert(file.clone()) {
                 continue;
             }
-            let dispatch = self.roots.contains(&file);
+            let dispatch = self.dispatchers.contains(&file);
             let refs = &self.files[&file];
+            if let Some(what) = refs.unfollowable.first() {
+                return Err(ReachError(format!("{}: {what}", file.display())));
+            }
             for r in &refs.refs {
                 let mut targets = BTreeSet::new();
                 self.resolve(r, 0, &mut targets);
@@ -314,6 +376,8 @@ struct Collector<'g> {
     dirs: Vec<PathBuf>,
     refs: FileRefs,
     in_impl_header: bool,
+    /// The `type` alias being read, whose paths are recorded under its name.
+    alias: Option<String>,
     /// File modules found: (their key, the directory to look in), name.
     pending: Vec<((ModPath, PathBuf), String)>,
     error: Option<ReachError>,
@@ -324,6 +388,16 @@ impl Collector<'_> {
         if self.error.is_none() {
             self.error = Some(ReachError(format!("{}: {what}", self.file.display())));
         }
+    }
+
+    /// Notes something the walker cannot follow; it is an error for any
+    /// stage that reaches this file.
+    fn unfollowable(&mut self, what: String) {
+        self.refs.unfollowable.push(what);
+    }
+
+    fn module(&mut self) -> &mut Module {
+        self.graph.modules.entry(self.scope.clone()).or_default()
     }
 
     fn record(&mut self, segments: Vec<String>, global: bool, in_use: bool) {
@@ -339,6 +413,9 @@ impl Collector<'_> {
         if self.in_impl_header {
             self.refs.impl_refs.push(r.clone());
         }
+        if let Some(alias) = self.alias.clone() {
+            self.module().aliases.entry(alias).or_default().push(r.clone());
+        }
         self.refs.refs.push(r);
     }
 
@@ -351,7 +428,16 @@ impl Collector<'_> {
             }
             syn::UseTree::Name(n) => self.import(prefix, global, &n.ident, &n.ident),
             syn::UseTree::Rename(r) => self.import(prefix, global, &r.ident, &r.rename),
-            syn::UseTree::Glob(_) => self.record(prefix.clone(), global, true),
+            syn::UseTree::Glob(_) => {
+                let r = Ref {
+                    scope: self.scope.clone(),
+                    segments: prefix.clone(),
+                    global,
+                    in_use: true,
+                };
+                self.module().globs.push(r);
+                self.record(prefix.clone(), global, true);
+            }
             syn::UseTree::Group(g) => {
                 for t in &g.items {
                     self.use_tree(prefix, global, t);
@@ -378,12 +464,7 @@ impl Collector<'_> {
             in_use: true,
         };
         if alias != "_" {
-            self.graph
-                .modules
-                .entry(self.scope.clone())
-                .or_default()
-                .imports
-                .insert(alias, r);
+            self.module().imports.entry(alias).or_default().push(r);
         }
         self.record(segments, global, true);
     }
@@ -395,7 +476,8 @@ impl Collector<'_> {
         let mut global = false;
         // How many `:` of a `::` were just seen.
         let mut colons = 0;
-        for tt in tokens {
+        let mut tokens = tokens.into_iter().peekable();
+        while let Some(tt) = tokens.next() {
             match tt {
                 TokenTree::Ident(i) => {
                     if colons != 2 {
@@ -420,6 +502,23 @@ impl Collector<'_> {
                     colons = 0;
                     self.scan_tokens(g.stream());
                 }
+                TokenTree::Punct(p) if p.as_char() == '!' => {
+                    // A macro called inside another's tokens: `include_str!(…)`.
+                    if let [name] = path.as_slice() {
+                        let args = match tokens.peek() {
+                            Some(TokenTree::Group(g)) => Some(g.stream()),
+                            _ => None,
+                        };
+                        self.check_macro(&name.clone(), args.as_ref());
+                    }
+                    self.flush_tokens(&mut path, &mut global);
+                    colons = 0;
+                }
+                TokenTree::Literal(lit) => {
+                    self.flush_tokens(&mut path, &mut global);
+                    colons = 0;
+                    self.string_path(&lit.to_string());
+                }
                 _ => {
                     self.flush_tokens(&mut path, &mut global);
                     colons = 0;
@@ -427,6 +526,43 @@ impl Collector<'_> {
             }
         }
         self.flush_tokens(&mut path, &mut global);
+    }
+
+    /// Paths spelled in a string literal (`"crate::x::f"`, as serde's and
+    /// clap's attributes take them).
+    fn string_path(&mut self, literal: &str) {
+        let Some(inner) = literal.strip_prefix('"').and_then(|l| l.strip_suffix('"')) else {
+            return;
+        };
+        let segments: Vec<&str> = inner.split("::").collect();
+        let ident = |s: &str| {
+            !s.is_empty()
+                && s.chars().all(|c| c.is_alphanumeric() || c == '_')
+                && !s.starts_with(|c: char| c.is_ascii_digit())
+        };
+        if segments.len() > 1 && segments.iter().all(|s| ident(s)) {
+            self.record(segments.iter().map(|s| s.to_string()).collect(), false, false);
+        }
+    }
+
+    /// Macros whose effect the walker cannot see. `env!("CARGO_PKG_…")` is
+    /// fine: those values come from Cargo.toml, which every version covers.
+    fn check_macro(&mut self, name: &str, args: Option<&proc_macro2::TokenStream>) {
+        let first_arg = args
+            .and_then(|a| a.clone().into_iter().next())
+            .map(|t| t.to_string())
+            .unwrap_or_default();
+        match name {
+            "include" | "include_str" | "include_bytes" => {
+                self.unfollowable(format!("`{name}!` reads a file the code-version walker cannot follow"))
+            }
+            "env" | "option_env" if !first_arg.starts_with("\"CARGO_PKG_") => {
+                self.unfollowable(format!(
+                    "`{name}!({first_arg})` bakes a build-time variable into the code, which no code version covers"
+                ))
+            }
+            _ => {}
+        }
     }
 
     /// Records a path found in tokens; a lone identifier names nothing outside its file.
@@ -484,20 +620,28 @@ impl<'ast> Visit<'ast> for Collector<'_> {
     }
 
     fn visit_macro(&mut self, m: &'ast syn::Macro) {
-        if let Some(last) = m.path.segments.last()
-            && matches!(
-                last.ident.to_string().as_str(),
-                "include" | "include_str" | "include_bytes"
-            )
-        {
-            self.fail(format!(
-                "`{}!` reads a file the code-version walker cannot follow",
-                last.ident
-            ));
-            return;
+        if let Some(last) = m.path.segments.last() {
+            self.check_macro(&last.ident.to_string(), Some(&m.tokens));
         }
         self.visit_path(&m.path);
         self.scan_tokens(m.tokens.clone());
+    }
+
+    fn visit_attribute(&mut self, a: &'ast syn::Attribute) {
+        if a.path().is_ident("macro_use") || a.path().is_ident("macro_export") {
+            self.unfollowable(format!(
+                "`#[{}]` makes a macro usable far from its file, which the code-version walker cannot follow",
+                a.path().segments.last().map(|s| s.ident.to_string()).unwrap_or_default()
+            ));
+        }
+        use quote::ToTokens;
+        self.scan_tokens(a.meta.to_token_stream());
+    }
+
+    fn visit_item_type(&mut self, t: &'ast syn::ItemType) {
+        let saved = self.alias.replace(t.ident.to_string());
+        syn::visit::visit_item_type(self, t);
+        self.alias = saved;
     }
 
     fn visit_item_impl(&mut self, i: &'ast syn::ItemImpl) {
@@ -542,14 +686,15 @@ mod tests {
             .collect()
     }
 
-    const LIB: &str = "pub mod a; pub mod b; pub mod util; pub mod shapes;
-        pub fn runner(n: &str) -> fn() { match n { \"a\" => a::run, _ => b::run } }";
+    const LIB: &str = "pub mod a; pub mod b; pub mod util; pub mod shapes;";
+    const BIN: &str =
+        "fn main() { let _ = match 1 { 0 => demo::a::run, _ => demo::b::run }; }";
 
     #[test]
     fn follows_paths_uses_children_and_macros_but_not_other_stages() {
         let dir = crate_of(&[
             ("src/lib.rs", LIB),
-            ("src/bin/run.rs", "fn main() { demo::runner(\"a\")() }"),
+            ("src/bin/run.rs", BIN),
             ("src/a/mod.rs", "mod inner; pub fn run() { inner::go() }"),
             ("src/a/inner.rs", "pub fn go() { println!(\"{}\", crate::util::x()) }"),
             ("src/b.rs", "use crate::util as u; pub fn run() { u::deep::y(); }"),
@@ -569,10 +714,55 @@ mod tests {
     }
 
     #[test]
+    fn a_re_export_at_the_crate_root_is_followed() {
+        let dir = crate_of(&[
+            ("src/lib.rs", "pub mod a; pub mod b; pub use b::helper;"),
+            ("src/bin/run.rs", BIN),
+            ("src/a.rs", "pub fn run() { crate::helper() }"),
+            ("src/b.rs", "pub fn run() {} pub fn helper() {}"),
+        ]);
+        assert!(reached(dir.path(), "a", &["a", "b"]).contains(&"src/b.rs".to_owned()));
+    }
+
+    #[test]
+    fn impls_through_globs_and_aliases_and_paths_in_strings_are_reached() {
+        let dir = crate_of(&[
+            ("src/lib.rs", "pub mod a; pub mod b; pub mod grid; pub mod util;"),
+            ("src/bin/run.rs", BIN),
+            ("src/a.rs", "pub fn run() { crate::grid::Grid.cells(); }"),
+            ("src/b.rs", "#[derive(serde::Deserialize)] pub struct P { #[serde(default = \"crate::util::d\")] x: u8 } pub fn run() {}"),
+            ("src/grid/mod.rs", "pub struct Grid; pub type G = Grid; mod imp; mod more;"),
+            ("src/grid/imp.rs", "use super::*; impl Grid { pub fn cells(&self) {} }"),
+            ("src/grid/more.rs", "impl super::G { pub fn rows(&self) {} }"),
+            ("src/util.rs", "pub fn d() -> u8 { 1 }"),
+        ]);
+        let a = reached(dir.path(), "a", &["a", "b"]);
+        assert!(a.contains(&"src/grid/imp.rs".to_owned()), "{a:?}");
+        assert!(a.contains(&"src/grid/more.rs".to_owned()), "{a:?}");
+        assert!(reached(dir.path(), "b", &["a", "b"]).contains(&"src/util.rs".to_owned()));
+    }
+
+    #[test]
+    fn aliases_in_functions_do_not_hide_each_other() {
+        let dir = crate_of(&[
+            ("src/lib.rs", "pub mod a; pub mod b; pub mod x; pub mod y;"),
+            ("src/bin/run.rs", BIN),
+            ("src/a.rs", "pub fn run() { { use crate::x as m; m::f(); } { use crate::y as m; m::g(); } }"),
+            ("src/b.rs", "pub fn run() {}"),
+            ("src/x/mod.rs", "pub mod f;"),
+            ("src/x/f.rs", ""),
+            ("src/y/mod.rs", "pub mod g;"),
+            ("src/y/g.rs", ""),
+        ]);
+        let a = reached(dir.path(), "a", &["a", "b"]);
+        assert!(a.contains(&"src/x/f.rs".to_owned()) && a.contains(&"src/y/g.rs".to_owned()), "{a:?}");
+    }
+
+    #[test]
     fn an_impl_elsewhere_is_reached_with_its_type() {
         let dir = crate_of(&[
             ("src/lib.rs", LIB),
-            ("src/bin/run.rs", "fn main() {}"),
+            ("src/bin/run.rs", BIN),
             ("src/a.rs", "pub fn run() { let s = crate::shapes::S; s.area(); }"),
             ("src/b.rs", "pub fn run() {}"),
             ("src/util.rs", "use crate::shapes::S; impl S { pub fn area(&self) -> f64 { 2.0 } }"),
@@ -586,7 +776,7 @@ mod tests {
     fn siblings_through_use_super_glob_and_inline_modules() {
         let dir = crate_of(&[
             ("src/lib.rs", LIB),
-            ("src/bin/run.rs", "fn main() {}"),
+            ("src/bin/run.rs", BIN),
             ("src/a/mod.rs", "mod one; mod two; pub fn run() { one::f() }"),
             ("src/a/one.rs", "use super::*; pub fn f() { two::g() }"),
             ("src/a/two.rs", "pub fn g() {}"),
@@ -606,12 +796,24 @@ mod tests {
         ]);
         let e = Graph::load(dir.path(), "src/lib.rs", &["src/bin/run.rs"], "demo").err();
         assert!(e.unwrap().0.contains("#[path]"));
-        let dir = crate_of(&[
-            ("src/lib.rs", "const X: &str = include_str!(\"x.txt\");"),
-            ("src/bin/run.rs", ""),
-        ]);
-        let e = Graph::load(dir.path(), "src/lib.rs", &["src/bin/run.rs"], "demo").err();
-        assert!(e.unwrap().0.contains("include_str!"));
+        // Reached by stage a, and only there: stage b does not care.
+        for (code, says) in [
+            ("const X: &str = include_str!(\"x.txt\");", "include_str!"),
+            ("fn f() { println!(\"{}\", include_str!(\"x.txt\")); }", "include_str!"),
+            ("const V: &str = env!(\"HOME\");", "env!(\"HOME\")"),
+            ("#[macro_export] macro_rules! m { () => {} }", "macro_export"),
+        ] {
+            let dir = crate_of(&[
+                ("src/lib.rs", "pub mod a; pub mod b;"),
+                ("src/bin/run.rs", BIN),
+                ("src/a.rs", &format!("pub fn run() {{}} {code}")),
+                ("src/b.rs", "pub fn run() {}"),
+            ]);
+            let g = Graph::load(dir.path(), "src/lib.rs", &["src/bin/run.rs"], "demo").unwrap();
+            let e = g.reach("a", &["a", "b"]).unwrap_err();
+            assert!(e.0.contains(says), "{code}: {e}");
+            assert!(g.reach("b", &["a", "b"]).is_ok());
+        }
         let dir = crate_of(&[("src/lib.rs", "mod gone;"), ("src/bin/run.rs", "")]);
         let e = Graph::load(dir.path(), "src/lib.rs", &["src/bin/run.rs"], "demo").err();
         assert!(e.unwrap().0.contains("module `gone` has no file"));
@@ -621,7 +823,7 @@ mod tests {
     fn externs_are_recorded() {
         let dir = crate_of(&[
             ("src/lib.rs", LIB),
-            ("src/bin/run.rs", "fn main() {}"),
+            ("src/bin/run.rs", BIN),
             ("src/a.rs", "pub fn run() { let _ = tch::Device::Cpu; }"),
             ("src/b.rs", "pub fn run() {}"),
             ("src/util.rs", ""),

@@ -6,6 +6,22 @@
 
 use std::process::ExitCode;
 
+/// The implementation of a built-in stage named in the registry.
+fn runner(name: &str) -> Option<amt_stages::Runner> {
+    use amt_stages::*;
+    match name {
+        "collect" => Some(collect::run),
+        "describe" => Some(describe::run),
+        "embed" => Some(embed::run),
+        "cluster" => Some(cluster::run),
+        "prepare" => Some(prepare::run),
+        "train" => Some(train::run),
+        "generate" => Some(generate::run),
+        "evaluate" => Some(evaluate::run),
+        _ => None,
+    }
+}
+
 /// The code version the engine keyed the stage with (amt sets it).
 const EXPECTED_VERSION: &str = "AMT_CODE_VERSION";
 
@@ -38,7 +54,7 @@ fn main() -> ExitCode {
             }
         }
         [name] => {
-            let (Some(info), Some(run)) = (amt_stages::builtin(name), amt_stages::runner(name))
+            let (Some(info), Some(run)) = (amt_stages::builtin(name), runner(name))
             else {
                 let names: Vec<&str> = amt_stages::BUILTINS.iter().map(|b| b.name).collect();
                 eprintln!(
@@ -59,6 +75,14 @@ fn main() -> ExitCode {
                 );
                 return ExitCode::from(2);
             }
+            // Nor under machine facts that are not this machine's.
+            if let Ok(keyed) = std::env::var("AMT_FACTS") {
+                let keyed = serde_json::from_str(&keyed).unwrap_or_default();
+                if let Err(e) = amt_stages::facts::check_keyed(&keyed) {
+                    eprintln!("error: stage {name}: {e}");
+                    return ExitCode::from(2);
+                }
+            }
             match amt_stages::StageContext::from_env().and_then(|ctx| run(&ctx)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -70,6 +94,16 @@ fn main() -> ExitCode {
         _ => {
             eprintln!("usage: amt-stage NAME | amt-stage --list | amt-stage --probe");
             ExitCode::from(2)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_registered_stage_has_an_implementation() {
+        for b in amt_stages::BUILTINS {
+            assert!(super::runner(b.name).is_some(), "{} has no runner", b.name);
         }
     }
 }
