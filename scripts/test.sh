@@ -9,3 +9,8 @@ export AMT_MOTO_SERVER="$AMT_HOME/venv-moto/bin/moto_server"
 cd "$AMT_REPO"
 log "running the tests"
 cargo test --workspace --locked --no-fail-fast "$@"
+# The same parity tests on the larger shared corpus, when it is beside the clone.
+shared=${AMT_SHARED:-$AMT_REPO/../shared}
+if [ -f "$shared/reference/corpus_features.parquet" ]; then
+    "$AMT_REPO/scripts/parity.sh" "$shared"
+fi

@@ -1,4 +1,4 @@
-//! collect and describe on real files from ../shared/corpus and on broken
+//! collect and describe on real files of the corpus (see `common`) and on broken
 //! files made here, with snapshots of metadata and captions.
 
 mod common;
@@ -19,7 +19,7 @@ use serde_json::json;
 /// A few real pieces of different kinds: a chorale, a jig, an MMA groove with drums.
 const SAMPLES: &[&str] = &[
     "classical/Johann Sebastian Bach/Chorale BWV 1.6.mid",
-    "folk/Traditional (Ireland)/A Bhruinnillin Bheasach.mid",
+    "folk/Traditional (Ireland)/A Blast of Wind.mid",
     "mma/MMA BossaNova/BossaNova in G-sharp minor - 106 BPM - im6-iim7b5-V7-im6 - 24 bars.mid",
 ];
 

@@ -1,5 +1,5 @@
 //! evaluate's metrics: muspy's definitions checked against muspy itself on
-//! the whole shared corpus, and snapshots of every metric on fixed pairs of
+//! the whole corpus (see `common`), and snapshots of every metric on fixed pairs of
 //! real pieces, so a change in how any metric behaves shows in review.
 
 mod common;
@@ -30,7 +30,7 @@ const MUSPY: [(&str, &str); 10] = [
 
 /// path → muspy value per metric (None where the reference has null).
 fn muspy_reference() -> HashMap<String, Vec<Option<f64>>> {
-    let path = common::shared().join("reference/corpus_features.parquet");
+    let path = common::reference();
     let mut out = HashMap::new();
     for b in read_parquet(&path).unwrap() {
         let paths = column::<StringArray>(&b, "path", &path).unwrap();
@@ -65,7 +65,7 @@ fn agree(ours: f64, theirs: f64) -> bool {
 }
 
 #[test]
-fn quality_metrics_agree_with_muspy_on_the_shared_corpus() {
+fn quality_metrics_agree_with_muspy_on_the_corpus() {
     let reference = muspy_reference();
     let corpus = common::corpus();
     let mut agreed = [0usize; 10];

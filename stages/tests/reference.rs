@@ -1,8 +1,9 @@
-//! collect's features against ../shared/reference/corpus_features.parquet,
-//! which was computed with pretty_midi, mido and muspy on the same 3913 files.
+//! collect's features against the reference features (see `common`), which
+//! pretty_midi, mido and muspy computed on the same files: the repository's
+//! 320, or with `scripts/parity.sh` the shared corpus's 3,913.
 //!
-//! The issue requires ≥ 99 % agreement on note counts, durations, tempi, and
-//! time and key signatures; on this corpus every field below agrees on 100 %.
+//! It requires ≥ 99 % agreement on note counts, durations, tempi, and time and
+//! key signatures; on both corpora every field below agrees on 100 %.
 //! Each field is compared with the library whose definition we follow:
 //! - note counts: the original AMT pairing (LIFO per track and pitch, which
 //!   symusic shares), so `amt_n_paired_notes`. pretty_midi differs from it on
@@ -92,14 +93,9 @@ fn close(a: f64, b: f64, rel: f64) -> bool {
 
 #[test]
 fn features_agree_with_pretty_midi_mido_and_muspy() {
-    let shared = common::shared();
-    let reference = reference(&shared.join("reference/corpus_features.parquet"));
-    let collected = collect::scan(&shared.join("corpus"), &Params::default()).unwrap();
-    assert_eq!(
-        collected.rejects,
-        vec![],
-        "every file of the shared corpus parses"
-    );
+    let reference = reference(&common::reference());
+    let collected = collect::scan(&common::corpus(), &Params::default()).unwrap();
+    assert_eq!(collected.rejects, vec![], "every file of the corpus parses");
     assert_eq!(collected.pieces.len(), reference.len());
 
     let mut agree: Vec<(&str, f64, usize, Vec<String>)> = Vec::new();

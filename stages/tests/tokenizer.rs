@@ -1,5 +1,5 @@
-//! The tokenizer: lossless round trip on the grid over the whole shared
-//! corpus, property tests on random notes and random tokens, and a snapshot.
+//! The tokenizer: lossless round trip on the grid over the whole corpus (see
+//! `common`), property tests on random notes and random tokens, and a snapshot.
 
 mod common;
 
@@ -22,7 +22,7 @@ fn multiset(notes: &[GridNote]) -> HashMap<GridNote, usize> {
 }
 
 #[test]
-fn round_trip_over_the_whole_shared_corpus() {
+fn round_trip_over_the_whole_corpus() {
     let tok = Tokenizer::new(Config::default());
     let cfg = &tok.vocab.config;
     let (mut total, mut exact, mut files_exact) = (0usize, 0usize, 0usize);
