@@ -14,4 +14,7 @@ echo
 echo "generated MIDI: $AMT_REPO/artifacts/generate/*.mid (prompts: demo/prompts.txt)"
 echo "report:         $AMT_REPO/artifacts/evaluate/report.md (metrics.json, pieces.parquet)"
 echo "model:          $AMT_REPO/artifacts/train (Hugging Face export in hf/)"
-echo "more music:     $CARGO_TARGET_DIR/release/amt generate --text \"a calm waltz for piano in F major\" --out waltz.mid"
+echo "more music:     amt generate --text \"a calm waltz for piano in F major\" --out waltz.mid"
+echo
+echo "amt is in $CARGO_TARGET_DIR/release; put it on your PATH with:"
+echo "  export PATH=\"$CARGO_TARGET_DIR/release:\$PATH\""

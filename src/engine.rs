@@ -9,6 +9,8 @@ use std::time::Instant;
 use crate::config::{Run, Stage};
 use crate::digest::{ActionKey, Digest};
 use crate::exec::{self, Job, Processes};
+use amt_registry::progress::{PROGRESS_VAR, Progress};
+
 use crate::fingerprint::Inputs;
 use crate::params::{canonical, json_of_canonical, nest};
 use crate::fsutil::remove_path;
@@ -554,12 +556,22 @@ impl<'p> Engine<'p> {
         Ok(())
     }
 
+    /// Where a running stage reports its progress (`AMT_PROGRESS`).
+    pub fn progress_path(&self, stage: &Stage) -> std::path::PathBuf {
+        self.project
+            .local_dir()
+            .join("progress")
+            .join(format!("{}.json", stage.name))
+    }
+
     /// Executes a stage's command, then stores and records its outputs.
+    /// `on_progress` hears each new report the stage writes while it runs.
     pub fn execute(
         &self,
         stage: &Stage,
         check: Check,
         mode: ExecMode,
+        on_progress: &(dyn Fn(&Progress) + Sync),
     ) -> Result<Executed, StageError> {
         let force = mode.fresh_scratch;
         self.check_out_paths(stage)?;
@@ -590,15 +602,28 @@ impl<'p> Engine<'p> {
             env.push(("AMT_FACTS".to_owned(), facts));
         }
 
+        let progress = self.progress_path(stage);
+        let progress_io = |source| StageError::Io {
+            what: format!("the progress file {}", progress.display()),
+            source,
+        };
+        remove_path(&progress).map_err(progress_io)?;
+        if let Some(dir) = progress.parent() {
+            std::fs::create_dir_all(dir).map_err(progress_io)?;
+        }
+        env.push((PROGRESS_VAR.to_owned(), progress.display().to_string()));
+
         let log = self.log_path(stage);
         let job = Job {
             command: &command,
             dir: self.root(),
             env: &env,
             log: &log,
+            mem_limit: (stage.resources.mem > 0).then_some(stage.resources.mem),
         };
         let (started, started_at_ms) = (Instant::now(), now_ms());
-        let finished = exec::run(&job, &self.processes).map_err(StageError::Spawn)?;
+        let finished = watch_progress(&progress, on_progress, || exec::run(&job, &self.processes))
+            .map_err(StageError::Spawn)?;
         let status = finished.status;
         let duration_ms = started.elapsed().as_millis() as u64;
         let mut row = self.ledger_row(stage, &check, started_at_ms, duration_ms);
@@ -769,6 +794,38 @@ impl<'p> Engine<'p> {
             source,
         })
     }
+}
+
+/// Runs `work` while a second thread reads the progress file every quarter
+/// second and passes on each report that differs from the last.
+fn watch_progress<T>(
+    path: &Path,
+    on_progress: &(dyn Fn(&Progress) + Sync),
+    work: impl FnOnce() -> T,
+) -> T {
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut last: Option<Progress> = None;
+            let mut ticks = 0u32;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                ticks += 1;
+                if ticks % 5 != 0 {
+                    continue;
+                }
+                if let Some(p) = Progress::read(path)
+                    && last.as_ref() != Some(&p)
+                {
+                    on_progress(&p);
+                    last = Some(p);
+                }
+            }
+        });
+        let out = work();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        out
+    })
 }
 
 /// The variables amt gives a stage's command besides its params and where it

@@ -66,6 +66,9 @@ pub struct Job<'a> {
     pub env: &'a [(String, String)],
     /// Where stdout and stderr go.
     pub log: &'a Path,
+    /// The most memory (bytes of data: heap and private mappings) the stage
+    /// may allocate, from its `mem` (`RLIMIT_DATA`); past it, allocations fail.
+    pub mem_limit: Option<u64>,
 }
 
 /// How a job ended.
@@ -94,20 +97,25 @@ pub fn run(job: &Job<'_>, processes: &Processes) -> io::Result<Finished> {
     let mut cmd = match GUARD.get() {
         Some(guard) => {
             let mut c = Command::new(guard);
-            c.arg(GUARD_ARG).arg("sh").stdin(Stdio::from(lifeline));
+            c.arg(GUARD_ARG);
+            if let Some(bytes) = job.mem_limit {
+                c.arg(format!("--mem={bytes}"));
+            }
+            c.arg("sh").stdin(Stdio::from(lifeline));
             c
         }
         None => {
             let mut c = Command::new("sh");
             c.stdin(Stdio::null());
+            let limit = job.mem_limit;
             // Unguarded, at least the shell dies with amt (even by SIGKILL).
-            // SAFETY: prctl is async-signal-safe and touches only the new process.
+            // SAFETY: prctl and setrlimit are async-signal-safe and touch only the new process.
             unsafe {
-                c.pre_exec(|| {
+                c.pre_exec(move || {
                     if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                         return Err(io::Error::last_os_error());
                     }
-                    Ok(())
+                    crate::guard::limit_data(limit)
                 });
             }
             c

@@ -99,7 +99,32 @@ pub fn main(argv: &[OsString]) -> i32 {
     }
 }
 
+/// Applies a stage's `mem` as `RLIMIT_DATA` (heap and private mappings),
+/// so an allocation past it fails in the stage instead of the machine
+/// swapping or the kernel killing something else. Call between fork and exec.
+pub fn limit_data(bytes: Option<u64>) -> io::Result<()> {
+    let Some(bytes) = bytes else {
+        return Ok(());
+    };
+    let limit = libc::rlimit {
+        rlim_cur: bytes,
+        rlim_max: bytes,
+    };
+    // SAFETY: setrlimit on the calling process with a valid struct.
+    if unsafe { libc::setrlimit(libc::RLIMIT_DATA, &limit) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 fn guard(argv: &[OsString]) -> io::Result<i32> {
+    let (mem, argv) = match argv.first().and_then(|a| a.to_str()?.strip_prefix("--mem=")) {
+        Some(n) => (
+            Some(n.parse::<u64>().map_err(|_| io::Error::other("--mem takes bytes"))?),
+            &argv[1..],
+        ),
+        None => (None, argv),
+    };
     let Some((program, args)) = argv.split_first() else {
         return Err(io::Error::other("no command to run"));
     };
@@ -123,13 +148,13 @@ fn guard(argv: &[OsString]) -> io::Result<i32> {
     cmd.args(args).stdin(Stdio::null()).process_group(0);
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             let mut empty: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut empty);
             libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
             // Should the guard itself be killed outright, the shell goes with it.
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
+            limit_data(mem)
         });
     }
     let child = cmd.spawn()?;

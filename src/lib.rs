@@ -10,6 +10,7 @@ pub mod engine;
 pub mod exec;
 pub mod explain;
 pub mod fingerprint;
+pub mod fsck;
 pub mod fsutil;
 pub mod gc;
 pub mod guard;

@@ -308,6 +308,15 @@ impl Remote {
         })
     }
 
+    /// Asks the remote for an entry no one writes, and times the answer: a
+    /// "not found" proves it answers.
+    pub fn ping(&self) -> Result<Duration, RemoteError> {
+        let started = std::time::Instant::now();
+        self.runtime
+            .block_on(self.get(&self.path(&["amt-ping"])))
+            .map(|_| started.elapsed())
+    }
+
     /// Every action key the remote holds.
     pub fn action_keys(&self) -> Result<Vec<ActionKey>, RemoteError> {
         self.runtime.block_on(async {

@@ -9,6 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use amt_registry::progress::Progress;
+
 use crate::config::{Resources, Stage};
 use crate::engine::{Change, Check, Decision, Engine, ExecMode, StageError};
 use crate::names::{ProjectPath, StageName};
@@ -110,6 +112,8 @@ pub trait Reporter: Sync {
     fn started(&self, stage: &Stage, changes: &[Change]);
     /// A stage reached its outcome.
     fn finished(&self, stage: &Stage, outcome: &Outcome);
+    /// A running stage reported how far it is.
+    fn progress(&self, _stage: &Stage, _progress: &Progress) {}
 }
 
 /// The result of a scheduler run.
@@ -271,7 +275,8 @@ pub fn run(
                 scope.spawn(move || {
                     let stage = &stages[i];
                     reporter.started(stage, &check.changes);
-                    let outcome = match (engine.execute(stage, *check, mode), verifying) {
+                    let on_progress = |p: &Progress| reporter.progress(stage, p);
+                    let outcome = match (engine.execute(stage, *check, mode, &on_progress), verifying) {
                         (Ok(done), None) => Outcome::Ran {
                             duration_ms: done.duration_ms,
                         },

@@ -111,7 +111,8 @@ impl Store {
             .join(&hex[2..])
     }
 
-    fn action_path(&self, k: &ActionKey) -> PathBuf {
+    /// Where the action result for this key lives.
+    pub fn action_path(&self, k: &ActionKey) -> PathBuf {
         let hex = k.0.to_hex();
         self.root
             .join("ac")

@@ -156,3 +156,30 @@ fn a_killed_training_run_resumes_from_its_last_checkpoint() {
         serde_json::from_str(&p.read("artifacts/train/train.json")).unwrap();
     assert_eq!(summary["steps"], 60);
 }
+
+/// Under a memory limit too small for its micro-batch, training halves the
+/// micro-batch (doubling accumulation) until it fits, and completes.
+#[test]
+fn training_that_runs_out_of_memory_halves_its_micro_batch_and_completes() {
+    let p = common::demo_project(&[
+        ("train.steps = 20", "train.steps = 3\ntrain.checkpoint_every = 1\ntrain.eval_every = 100"),
+        ("train.batch_size = 16", "train.batch_size = 256"),
+        ("outs = { dir = \"artifacts/train\" }", "outs = { dir = \"artifacts/train\" }\nmem = \"2G\""),
+    ]);
+    let out = p.run_ok(&["train"]);
+    assert_eq!(out["train"], "ran");
+    let log = p.read("cache/logs/train.log");
+    assert!(
+        log.contains("train: out of memory at step 0 with micro-batches of 256: resuming from the last checkpoint with micro-batches of 128 × 2"),
+        "{log}"
+    );
+    assert!(!log.contains("panicked"), "the expected failures are not printed as panics:\n{log}");
+    let metrics: serde_json::Value = serde_json::from_str(&p.read("artifacts/metrics/train.json")).unwrap();
+    let micro = metrics["micro_batch"].as_u64().unwrap();
+    assert!(micro < 256 && 256 % micro == 0, "{metrics}");
+    assert_eq!(metrics["steps"], 3);
+    assert_eq!(metrics["out_of_memory"][0]["micro_batch"], 256);
+    // The ledger has it too, with the stage's metrics.
+    let runs = p.amt(&["--json", "runs", "--stages", "--stage", "train"]).expect_code(0).stdout;
+    assert!(runs.contains("out_of_memory"), "{runs}");
+}

@@ -541,3 +541,35 @@ fn profiles_override_params_and_switching_back_restores() {
     let r = p.amt(&["run", "--profile", "deb"]).expect_code(2);
     assert!(r.stderr.contains("no profile is called `deb`; did you mean `dev`?"), "{}", r.stderr);
 }
+
+/// A stage that writes `$AMT_PROGRESS` is shown going; `--json` emits it as
+/// `progress` events.
+#[test]
+fn a_stage_reports_progress_and_amt_passes_it_on() {
+    let p = TestProject::new(
+        r#"
+        [stages.count]
+        cmd = "for i in 1 2 3; do printf '{\"done\":%d,\"total\":3,\"unit\":\"steps\",\"message\":\"loss 0.%d\"}' $i $i > $AMT_PROGRESS.tmp && mv $AMT_PROGRESS.tmp $AMT_PROGRESS; sleep 0.4; done; echo ok > out.txt"
+        outs = ["out.txt"]
+        "#,
+    );
+    let run = p.amt(&["--json", "run"]).expect_code(0);
+    let events: Vec<serde_json::Value> = run
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|v: &serde_json::Value| v["event"] == "progress")
+        .collect();
+    assert!(!events.is_empty(), "{}", run.stdout);
+    let first = &events[0];
+    assert_eq!(
+        (&first["stage"], &first["total"], &first["unit"]),
+        (&"count".into(), &3.into(), &"steps".into()),
+        "{first}"
+    );
+    assert!(first["message"].as_str().unwrap().starts_with("loss 0."));
+    // Without a terminal, lines are rationed: at most one in the first seconds.
+    let plain = p.amt(&["run", "--force"]).expect_code(0);
+    let lines = plain.stderr.lines().filter(|l| l.contains("count ") && l.contains("/3 steps")).count();
+    assert_eq!(lines, 1, "{}", plain.stderr);
+}

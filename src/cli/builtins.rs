@@ -118,6 +118,21 @@ fn probe(cache: &Path) -> Result<Probe, String> {
     {
         return Ok(cached.probe);
     }
+    let probe = probe_now()?;
+    let cached = Cached {
+        stamp: stamp(&binary, &probe.watch),
+        probe,
+    };
+    // The probe is only a memo: failing to keep it costs the next run half a second.
+    if let Ok(bytes) = serde_json::to_vec_pretty(&cached) {
+        let _ = write_atomic(&file, &bytes);
+    }
+    Ok(cached.probe)
+}
+
+/// Runs `amt-stage --probe` now.
+pub fn probe_now() -> Result<Probe, String> {
+    let binary = stage_binary();
     let out = std::process::Command::new(&binary)
         .arg("--probe")
         .output()
@@ -134,17 +149,8 @@ fn probe(cache: &Path) -> Result<Probe, String> {
             String::from_utf8_lossy(&out.stderr).trim()
         ));
     }
-    let probe: Probe = serde_json::from_slice(&out.stdout)
-        .map_err(|e| format!("{} --probe printed no probe: {e}", binary.display()))?;
-    let cached = Cached {
-        stamp: stamp(&binary, &probe.watch),
-        probe,
-    };
-    // The probe is only a memo: failing to keep it costs the next run half a second.
-    if let Ok(bytes) = serde_json::to_vec_pretty(&cached) {
-        let _ = write_atomic(&file, &bytes);
-    }
-    Ok(cached.probe)
+    serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("{} --probe printed no probe: {e}", binary.display()))
 }
 
 /// The registry of built-in stages that `amt` runs through `amt-stage`.

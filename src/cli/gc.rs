@@ -21,6 +21,10 @@ pub struct Args {
     /// Seconds to wait for another amt process to release the project.
     #[arg(long, value_name = "SECS", default_value_t = 600.0)]
     lock_timeout: f64,
+    /// Instead: hash every cached object, and remove damaged objects and the
+    /// action results that need them (what `amt doctor --deep` reports).
+    #[arg(long, conflicts_with = "max_size")]
+    repair: bool,
 }
 
 fn size(s: &str) -> Result<u64, String> {
@@ -40,6 +44,9 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
     )
     .map_err(|e| Failure::Lock(e.into()))?;
     let engine = Engine::open(project);
+    if args.repair {
+        return repair(&engine.store, args.dry_run, ui);
+    }
     let report = amt::gc::collect(&engine.store, &engine.state, args.max_size, args.dry_run)
         .context("collecting garbage")?;
     if !args.dry_run {
@@ -69,6 +76,30 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
             report.actions_removed,
             human_bytes(report.bytes_freed),
             human_bytes(report.bytes_kept)
+        );
+    }
+    Ok(())
+}
+
+/// `--repair`: hash everything, remove what is damaged.
+fn repair(store: &amt::store::Store, dry_run: bool, ui: Ui) -> Result<(), Failure> {
+    let report = amt::fsck::check(store).context("checking the cache")?;
+    let removed = if dry_run {
+        0
+    } else {
+        amt::fsck::repair(store, &report).context("removing damaged entries")?
+    };
+    if ui.json {
+        let doc = serde_json::json!({"checked": report, "removed": removed});
+        println!("{doc}");
+    } else if !ui.quiet {
+        println!(
+            "checked {} objects and {} action results: {} damaged objects, {} damaged action results{}",
+            report.objects_checked,
+            report.actions_checked,
+            report.damaged_objects.len(),
+            report.damaged_actions.len(),
+            if dry_run { " (nothing removed: --dry-run)".to_owned() } else { format!("; removed {removed} files") }
         );
     }
     Ok(())

@@ -11,6 +11,7 @@
 
 mod builtins;
 mod dag;
+mod doctor;
 mod gc;
 mod generate;
 mod metrics;
@@ -79,6 +80,8 @@ enum Command {
     Stage(stage::Args),
     /// Write MIDI from text with the project's trained model (`amt generate --help`).
     Generate(generate::Args),
+    /// Check that this machine can run this project, and say how to fix what it cannot.
+    Doctor(doctor::Args),
 }
 
 /// How a command ended, mapped to the documented exit codes.
@@ -154,10 +157,17 @@ pub fn main() -> ExitCode {
             let project = load_project(cli.project, cli.profile.as_deref()).ok();
             return generate::run(project.as_ref(), args);
         }
+        // A project that does not load is one of the things doctor reports.
+        Command::Doctor(args) => {
+            let project = load_project(cli.project, cli.profile.as_deref());
+            return exit_code(doctor::run(project, args, ui));
+        }
         other => other,
     };
     let result = load_project(cli.project, cli.profile.as_deref()).and_then(|project| match command {
-        Command::Stage(_) | Command::Generate(_) => unreachable!("handled above"),
+        Command::Stage(_) | Command::Generate(_) | Command::Doctor(_) => {
+            unreachable!("handled above")
+        }
         Command::Run(args) => run::run(&project, args, ui),
         Command::Status(args) => status::run(&project, args, ui),
         Command::Why(args) => why::run(&project, args, ui),
@@ -169,6 +179,11 @@ pub fn main() -> ExitCode {
         Command::Push(args) => transfer::push(&project, args, ui),
         Command::Pull(args) => transfer::pull(&project, args, ui),
     });
+    exit_code(result)
+}
+
+/// The documented exit code of a command's result, with its error printed.
+fn exit_code(result: Result<(), Failure>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Stage) => ExitCode::from(1),

@@ -3,12 +3,13 @@
 
 use std::io::IsTerminal;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use amt::config::Stage;
 use amt::engine::{Change, StageError};
 use amt::exec;
 use amt::scheduler::{Outcome, Reporter, Summary};
+use amt_registry::progress::Progress;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde_json::json;
 
@@ -17,12 +18,18 @@ use super::Ui;
 /// Lines of a failed stage's log shown on failure.
 const LOG_TAIL: usize = 30;
 
+/// Without a terminal (or with `--json`), a stage's progress is printed at
+/// most this often.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
 /// Prints scheduler events according to the output settings.
 pub struct Printer {
     ui: Ui,
     log_dir: std::path::PathBuf,
     bars: Option<MultiProgress>,
     running: Mutex<Vec<(String, ProgressBar)>>,
+    /// When each running stage started and when its progress was last printed.
+    clocks: Mutex<std::collections::HashMap<String, (Instant, Option<Instant>)>>,
 }
 
 impl Printer {
@@ -35,6 +42,7 @@ impl Printer {
             log_dir,
             bars,
             running: Mutex::new(Vec::new()),
+            clocks: Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -69,7 +77,46 @@ impl Printer {
 }
 
 impl Reporter for Printer {
+    fn progress(&self, stage: &Stage, p: &Progress) {
+        let name = stage.name.to_string();
+        let now = Instant::now();
+        let eta = {
+            let mut clocks = self.clocks.lock().expect("printer lock poisoned");
+            let (started, last) = clocks.entry(name.clone()).or_insert((now, None));
+            // A terminal spinner updates always; printed lines are rationed.
+            let throttled = self.bars.is_none()
+                && last.is_some_and(|t| now.duration_since(t) < PROGRESS_EVERY);
+            if throttled || self.ui.quiet {
+                return;
+            }
+            *last = Some(now);
+            eta(now.duration_since(*started), p)
+        };
+        let eta_text = eta.map(|d| format!(", ETA {}", human_duration(d))).unwrap_or_default();
+        if self.ui.json {
+            let ev = json!({"event": "progress", "stage": name, "done": p.done, "total": p.total,
+                            "unit": p.unit, "message": p.message,
+                            "eta_s": eta.map(|d| d.as_secs())});
+            println!("{ev}");
+            return;
+        }
+        let text = format!("{} {}{eta_text}", stage.name, p.summary());
+        match &self.bars {
+            Some(_) => {
+                let running = self.running.lock().expect("printer lock poisoned");
+                if let Some((_, bar)) = running.iter().find(|(n, _)| *n == name) {
+                    bar.set_message(text);
+                }
+            }
+            None => eprintln!("  {text}"),
+        }
+    }
+
     fn started(&self, stage: &Stage, changes: &[Change]) {
+        self.clocks
+            .lock()
+            .expect("printer lock poisoned")
+            .insert(stage.name.to_string(), (Instant::now(), None));
         let why = changes.first().map(Change::summary).unwrap_or_default();
         if self.ui.json {
             println!(
@@ -188,6 +235,13 @@ fn reasons(changes: &[Change]) -> String {
         .map(Change::summary)
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// How long is left, from the rate so far (once there is one).
+fn eta(elapsed: Duration, p: &Progress) -> Option<Duration> {
+    let total = p.total?;
+    (p.done > 0 && total >= p.done)
+        .then(|| elapsed.mul_f64((total - p.done) as f64 / p.done as f64))
 }
 
 /// `850ms`, `12.3s`, `4m05s`.

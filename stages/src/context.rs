@@ -20,6 +20,8 @@ pub struct StageContext {
     pub memo: PathBuf,
     /// The code version the engine keyed this run with, when run by amt.
     pub code_version: Option<String>,
+    /// Where to report progress (`AMT_PROGRESS`), when run by amt.
+    pub progress: Option<PathBuf>,
     params: Value,
     deps: Value,
     outs: Value,
@@ -55,6 +57,7 @@ impl StageContext {
             scratch,
             memo,
             code_version: std::env::var("AMT_CODE_VERSION").ok(),
+            progress: std::env::var_os(amt_registry::progress::PROGRESS_VAR).map(PathBuf::from),
             params: json_var("AMT_PARAMS")?,
             deps: json_var("AMT_DEPS")?,
             outs: json_var("AMT_OUTS")?,
@@ -69,6 +72,7 @@ impl StageContext {
             memo: scratch.join("memo"),
             scratch,
             code_version: None,
+            progress: None,
             params,
             deps,
             outs,
@@ -152,6 +156,11 @@ impl StageContext {
             crate::atomic::write_json(&path, metrics)?;
         }
         Ok(())
+    }
+
+    /// A progress meter for `amt run` to show, in `unit`s out of `total`.
+    pub fn meter(&self, unit: &'static str, total: Option<u64>) -> crate::progress::Meter {
+        crate::progress::Meter::new(self.progress.clone(), unit, total)
     }
 
     /// The path bound to an out role; an error names the role if it is missing.

@@ -19,6 +19,7 @@ pub mod midi;
 pub mod model;
 pub mod plot;
 pub mod prepare;
+pub mod progress;
 pub mod table;
 pub mod tokenizer;
 pub mod train;

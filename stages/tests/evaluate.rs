@@ -112,10 +112,12 @@ fn quality_metrics_agree_with_muspy_on_the_corpus() {
     }
     println!("{report}");
     for (i, (name, _)) in MUSPY.iter().enumerate() {
+        // muspy leaves a value out only where it is undefined; nearly every file counts.
         assert!(
-            compared[i] > 3500,
-            "{name}: only {} files compared",
-            compared[i]
+            compared[i] as f64 >= 0.9 * reference.len() as f64,
+            "{name}: only {} of {} files compared",
+            compared[i],
+            reference.len()
         );
         // The misses are files where muspy pairs notes differently (FIFO, and it
         // keeps notes left open at the end of a track; see the reference README).

@@ -1,11 +1,13 @@
-//! The built-in stages as the engine sees them: name, summary, code version,
-//! the sources behind that version and the machine facts their bytes depend
-//! on. This crate has no dependencies, so the `amt` binary can register the
+//! The contract between the engine and the built-in stages: each stage's
+//! name, summary, code version, the sources behind that version and the
+//! machine facts its bytes depend on, and the progress protocol any stage can
+//! speak. It depends on nothing heavy, so the `amt` binary can register the
 //! stages without linking what they use (libtorch makes every start of a
 //! binary that links it cost about half a second). The stages themselves run
 //! in the `amt-stage` binary.
 
 mod list;
+pub mod progress;
 #[cfg(test)]
 mod lock;
 #[cfg(test)]

@@ -140,11 +140,26 @@ pub fn analyze_file(rel: &str, abs: &Path, max_bytes: u64) -> Result<Piece, Reje
 
 /// Scans a corpus in parallel.
 pub fn scan(root: &Path, params: &Params) -> std::io::Result<Collected> {
+    scan_reporting(root, params, &|_, _| {})
+}
+
+/// [`scan`], telling `on_file` how many files of how many are done.
+pub fn scan_reporting(
+    root: &Path,
+    params: &Params,
+    on_file: &(dyn Fn(u64, u64) + Sync),
+) -> std::io::Result<Collected> {
     let max_bytes = (params.max_file_mib * 1024.0 * 1024.0) as u64;
     let files = find_midi_files(root)?;
+    let done = std::sync::atomic::AtomicU64::new(0);
     let results: Vec<Result<Piece, Reject>> = files
         .par_iter()
-        .map(|(rel, abs)| analyze_file(rel, abs, max_bytes))
+        .map(|(rel, abs)| {
+            let r = analyze_file(rel, abs, max_bytes);
+            let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            on_file(n, files.len() as u64);
+            r
+        })
         .collect();
     let mut collected = Collected::default();
     for r in results {
@@ -163,8 +178,14 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
     let corpus = ctx.dep("corpus")?;
     let out = ctx.out("dir")?;
     let started = Instant::now();
-    let collected =
-        scan(&corpus, &params).with_context(|| format!("scanning {}", corpus.display()))?;
+    let meter = std::sync::Mutex::new(ctx.meter("files", None));
+    let report = |done: u64, total: u64| {
+        let mut m = meter.lock().unwrap_or_else(|e| e.into_inner());
+        m.set_total(total);
+        m.update(done, String::new);
+    };
+    let collected = scan_reporting(&corpus, &params, &report)
+        .with_context(|| format!("scanning {}", corpus.display()))?;
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     table::write_pieces(&out.join("midi.parquet"), &collected.pieces)?;
     table::write_rejects(&out.join("rejects.parquet"), &collected.rejects)?;

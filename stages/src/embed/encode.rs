@@ -95,6 +95,17 @@ impl Encoder {
 
     /// Embeds texts, `batch_size` at a time.
     pub fn encode(&self, texts: &[&str], batch_size: usize) -> anyhow::Result<Encoded> {
+        self.encode_reporting(texts, batch_size, &mut |_, _| {})
+    }
+
+    /// [`Encoder::encode`], telling `on_batch` how many distinct texts of how
+    /// many are done after each batch.
+    pub fn encode_reporting(
+        &self,
+        texts: &[&str],
+        batch_size: usize,
+        on_batch: &mut dyn FnMut(u64, u64),
+    ) -> anyhow::Result<Encoded> {
         let mut index: HashMap<&str, usize> = HashMap::new();
         let mut unique: Vec<&str> = Vec::new();
         let slots: Vec<usize> = texts
@@ -120,6 +131,7 @@ impl Encoder {
         let mut vectors = vec![Vec::new(); unique.len()];
         let device = self.bert.device();
         let _guard = tch::no_grad_guard();
+        let mut done = 0;
         for chunk in order.chunks(batch_size.max(1)) {
             let len = chunk
                 .iter()
@@ -158,6 +170,8 @@ impl Encoder {
             for (row, &i) in chunk.iter().enumerate() {
                 vectors[i] = flat[row * self.dim()..(row + 1) * self.dim()].to_vec();
             }
+            done += chunk.len() as u64;
+            on_batch(done, unique.len() as u64);
         }
         Ok(Encoded {
             vectors: slots.iter().map(|&s| vectors[s].clone()).collect(),

@@ -137,7 +137,11 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
     let encoder = Encoder::load(&model_dir, device, params.pooling, params.normalize)
         .with_context(|| format!("loading the model in {}", model_dir.display()))?;
     let refs: Vec<&str> = texts.iter().map(|(_, t)| t.as_str()).collect();
-    let encoded = encoder.encode(&refs, params.batch_size)?;
+    let mut meter = ctx.meter("distinct texts", None);
+    let encoded = encoder.encode_reporting(&refs, params.batch_size, &mut |done, total| {
+        meter.set_total(total);
+        meter.update(done, String::new)
+    })?;
     let rows: Vec<(String, String, Vec<f32>)> = texts
         .iter()
         .zip(encoded.vectors)

@@ -103,8 +103,12 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let mut rows = Vec::new();
     let mut tokens = 0;
+    let mut meter = ctx.meter("pieces", Some((prompts.len() * params.num) as u64));
     for (i, prompt) in prompts.iter().enumerate() {
         for k in 0..params.num {
+            meter.update((i * params.num + k) as u64, || {
+                format!("{:.0} tokens/s", tokens as f64 / started.elapsed().as_secs_f64().max(1e-9))
+            });
             let seed = params.sampling.seed + (i * params.num + k) as u64;
             let g = generator.generate(
                 prompt,
@@ -127,6 +131,7 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
             });
         }
     }
+    meter.update(rows.len() as u64, String::new);
     write_json(&out.join("generations.json"), &rows)?;
     let secs = started.elapsed().as_secs_f64();
     println!(

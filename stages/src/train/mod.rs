@@ -134,6 +134,10 @@ pub fn fingerprint(
     let mut p = params.clone();
     // The device param is replaced by the device it resolved to.
     p.device = format!("{device:?}");
+    // Only the effective batch shapes an update (micro-batches see the same
+    // windows), so a run that halved its micro-batch after running out of
+    // memory resumes the same checkpoints.
+    (p.batch_size, p.grad_accum) = (params.batch_size * params.grad_accum, 1);
     h.update(&serde_json::to_vec(&(config, &p)).expect("plain data serializes"));
     let code = crate::builtin("train").map_or("", |b| b.version);
     h.update(code.as_bytes());
@@ -151,6 +155,28 @@ pub fn fingerprint(
         }
     }
     h.finalize().to_hex().to_string()
+}
+
+/// A training step ran out of memory (CUDA's or, under a memory limit, the CPU's).
+#[derive(Debug, thiserror::Error)]
+#[error("out of memory at step {step} with a micro-batch of {micro_batch} windows: {detail}")]
+pub struct OutOfMemory {
+    pub step: u64,
+    pub micro_batch: usize,
+    pub detail: String,
+}
+
+/// The text of a panic's payload.
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> Option<String> {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+}
+
+/// libtorch's messages for a failed allocation, on the CPU and on CUDA.
+fn is_out_of_memory(text: &str) -> bool {
+    text.contains("can't allocate memory") || text.contains("out of memory")
 }
 
 /// Trains (or resumes) a model. `checkpoints` holds resumable checkpoints;
@@ -221,30 +247,51 @@ pub fn train(
                 .wrapping_mul(1_000_003)
                 .wrapping_add(step as i64),
         );
-        let mut loss_sum = 0.0;
-        for micro in 0..params.grad_accum {
-            let index = step * params.grad_accum as u64 + micro as u64;
-            let rows = data::batch_rows(data.train.len(), params.batch_size, params.seed, index);
-            let (x, y) = data.train.batch(&rows, prefix, pad, device);
-            let e = data
-                .embeddings
-                .as_ref()
-                .map(|(t, dim)| data.train.embeddings(&rows, t, *dim, device));
-            let logits = tch::autocast(cuda, || model.forward(&x, e.as_ref(), true, None));
-            let loss = logits
-                .to_kind(Kind::Float)
-                .view([-1, model.config.vocab_size as i64])
-                .cross_entropy_loss::<tch::Tensor>(
-                    &y.view(-1),
-                    None,
-                    tch::Reduction::Mean,
-                    data::IGNORE,
-                    0.0,
-                )
-                / params.grad_accum as f64;
-            loss.backward();
-            loss_sum += loss.double_value(&[]);
-        }
+        // An allocation that fails inside libtorch panics in tch; out of
+        // memory is caught here so the caller can retry with smaller batches.
+        let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut loss_sum = 0.0;
+            for micro in 0..params.grad_accum {
+                let index = step * params.grad_accum as u64 + micro as u64;
+                let rows = data::batch_rows(data.train.len(), params.batch_size, params.seed, index);
+                let (x, y) = data.train.batch(&rows, prefix, pad, device);
+                let e = data
+                    .embeddings
+                    .as_ref()
+                    .map(|(t, dim)| data.train.embeddings(&rows, t, *dim, device));
+                let logits = tch::autocast(cuda, || model.forward(&x, e.as_ref(), true, None));
+                let loss = logits
+                    .to_kind(Kind::Float)
+                    .view([-1, model.config.vocab_size as i64])
+                    .cross_entropy_loss::<tch::Tensor>(
+                        &y.view(-1),
+                        None,
+                        tch::Reduction::Mean,
+                        data::IGNORE,
+                        0.0,
+                    )
+                    / params.grad_accum as f64;
+                loss.backward();
+                loss_sum += loss.double_value(&[]);
+            }
+            loss_sum
+        }));
+        let loss_sum = match attempt {
+            Ok(loss) => loss,
+            Err(panic) => match panic_text(panic.as_ref()) {
+                Some(text) if is_out_of_memory(&text) => {
+                    // libtorch appends a C++ backtrace; its first line says it all.
+                    let detail = text.lines().next().unwrap_or("").to_owned();
+                    return Err(OutOfMemory {
+                        step,
+                        micro_batch: params.batch_size,
+                        detail,
+                    }
+                    .into());
+                }
+                _ => std::panic::resume_unwind(panic),
+            },
+        };
         let grad_norm = optim.clip_grad_norm(params.grad_clip);
         let lr = learning_rate(params, step);
         optim.step(lr);
@@ -311,6 +358,9 @@ pub fn train(
 /// `train.json`: the run's summary (no timings, so the bytes are reproducible).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Summary {
+    /// The micro-batch training ended with: smaller than configured after it
+    /// ran out of memory (the effective batch is the same).
+    pub micro_batch: usize,
     pub parameters: i64,
     pub config: GptConfig,
     pub steps: u64,
@@ -385,15 +435,70 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
         data.train.len(),
         data.train.width
     );
-    let trained = train(
-        config,
-        &params,
-        &data,
-        &tok.vocab,
-        device,
-        &ctx.scratch.join("checkpoints"),
-        &mut |_| ControlFlow::Continue(()),
-    )?;
+    let mut meter = ctx.meter("steps", Some(params.steps));
+    let tokens_per_step = (params.batch_size * params.grad_accum * (data.train.width - 1)) as f64;
+    let (started, mut first_step) = (std::time::Instant::now(), None);
+    // Out of memory: halve the micro-batch, double the accumulation (the
+    // effective batch stays), and resume from the last checkpoint. The panic
+    // tch raises for it is expected, so it is not printed.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let quiet = panic_text(info.payload()).is_some_and(|t| is_out_of_memory(&t));
+        if !quiet {
+            hook(info);
+        }
+    }));
+    let mut run_params = params.clone();
+    let mut recoveries = Vec::new();
+    let trained = loop {
+        let attempt = train(
+            config.clone(),
+            &run_params,
+            &data,
+            &tok.vocab,
+            device,
+            &ctx.scratch.join("checkpoints"),
+            &mut |row| {
+                // A resumed run counts its speed from where it resumed.
+                let first = *first_step.get_or_insert(row.step.saturating_sub(1));
+                meter.update(row.step, || {
+                    let rate = (row.step - first) as f64 * tokens_per_step
+                        / started.elapsed().as_secs_f64();
+                    format!("loss {:.3}, {rate:.0} tokens/s", row.train_loss)
+                });
+                ControlFlow::Continue(())
+            },
+        );
+        match attempt {
+            Ok(t) => break t,
+            Err(e) => {
+                let Some(oom) = e.downcast_ref::<OutOfMemory>() else {
+                    return Err(e);
+                };
+                if run_params.batch_size <= 1 {
+                    anyhow::bail!(
+                        "{oom}; even one window per micro-batch does not fit: give the stage more \
+                         memory (stages.train.mem), or shrink the model or prepare.context"
+                    );
+                }
+                run_params.batch_size /= 2;
+                run_params.grad_accum *= 2;
+                println!(
+                    "train: out of memory at step {} with micro-batches of {}: resuming from the \
+                     last checkpoint with micro-batches of {} × {} accumulated (the same effective batch)",
+                    oom.step,
+                    oom.micro_batch,
+                    run_params.batch_size,
+                    run_params.grad_accum
+                );
+                recoveries.push(serde_json::json!({
+                    "step": oom.step,
+                    "micro_batch": oom.micro_batch,
+                    "retried_with": run_params.batch_size,
+                }));
+            }
+        }
+    };
 
     let out = ctx.out("dir")?;
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
@@ -417,6 +522,7 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
     log::plot(&out.join("loss.png"), &trained.state.log)?;
     let per_update = (params.batch_size * params.grad_accum * (data.train.width - 1)) as u64;
     let summary = Summary {
+        micro_batch: run_params.batch_size,
         parameters: trained.model.parameters(),
         config: trained.model.config.clone(),
         steps: trained.state.step,
@@ -427,11 +533,14 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
         val: trained.val,
     };
     write_json(&out.join("train.json"), &summary)?;
+    // The ledger records the metrics, so a recovery shows there too.
     ctx.write_metrics(&serde_json::json!({
         "steps": summary.steps,
         "final_train_loss": summary.final_train_loss,
         "val_loss": summary.val.overall.loss,
         "val_perplexity": summary.val.overall.perplexity,
+        "micro_batch": summary.micro_batch,
+        "out_of_memory": recoveries,
     }))?;
     println!(
         "train: {} parameters, {} steps, validation loss {:.4}",
