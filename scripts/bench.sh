@@ -19,6 +19,7 @@ case "${1:-all}" in
     tokenize) cargo bench --locked -p amt-stages --bench tokenize ;;
     model) cargo bench --locked -p amt-stages --bench model ;;
     experiments) cargo bench --locked -p amt --bench experiments ;;
+    shares) cargo bench --locked -p amt --bench shares ;;
     all)
         cargo bench --locked -p amt --bench engine
         cargo bench --locked -p amt-stages --bench collect
@@ -26,6 +27,7 @@ case "${1:-all}" in
         cargo bench --locked -p amt-stages --bench tokenize
         cargo bench --locked -p amt-stages --bench model
         cargo bench --locked -p amt --bench experiments
+        cargo bench --locked -p amt --bench shares
         ;;
-    *) echo "usage: scripts/bench.sh [engine [CASE…] | collect | process | tokenize | model | experiments | all]" >&2; exit 2 ;;
+    *) echo "usage: scripts/bench.sh [engine [CASE…] | collect | process | tokenize | model | experiments | shares | all]" >&2; exit 2 ;;
 esac

@@ -3,8 +3,10 @@
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 ensure_rust
 ensure_torch
-# The remote-cache tests start moto's S3 server on 127.0.0.1 themselves.
+# The remote-cache tests start moto's S3 server on 127.0.0.1 themselves, and
+# the Slurm tests a single-node cluster (munged, slurmctld, slurmd) the same way.
 ensure_venv moto
+ensure_apt slurm-wlm munge
 export AMT_MOTO_SERVER="$AMT_HOME/venv-moto/bin/moto_server"
 cd "$AMT_REPO"
 log "running the tests"

@@ -32,6 +32,144 @@ struct RawManifest {
     sweeps: BTreeMap<String, SweepConfig>,
     #[serde(default)]
     profiles: BTreeMap<String, Spanned<toml::Table>>,
+    executor: Option<Spanned<RawExecutor>>,
+}
+
+/// Where stages run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutorKind {
+    /// On this machine, under the stage guard.
+    #[default]
+    Local,
+    /// As Slurm jobs (`sbatch`), on a filesystem the cluster shares.
+    Slurm,
+}
+
+impl ExecutorKind {
+    /// Parses `local` or `slurm`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "local" => Some(Self::Local),
+            "slurm" => Some(Self::Slurm),
+            _ => None,
+        }
+    }
+}
+
+/// What sbatch is told besides what amt decides itself: `[executor.slurm]`,
+/// and a stage's `slurm = { … }`, whose fields win.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlurmOptions {
+    /// `--partition`.
+    pub partition: Option<String>,
+    /// `--account`.
+    pub account: Option<String>,
+    /// `--time`: `MM`, `MM:SS`, `HH:MM:SS` or `D-HH:MM:SS`.
+    pub time: Option<String>,
+    /// `--qos`.
+    pub qos: Option<String>,
+    /// `--constraint`.
+    pub constraint: Option<String>,
+    /// Further sbatch arguments, word by word.
+    #[serde(default)]
+    pub extra: Vec<String>,
+}
+
+impl SlurmOptions {
+    /// These options with a stage's own on top.
+    pub fn with(&self, stage: &SlurmOptions) -> SlurmOptions {
+        let pick = |a: &Option<String>, b: &Option<String>| b.clone().or_else(|| a.clone());
+        SlurmOptions {
+            partition: pick(&self.partition, &stage.partition),
+            account: pick(&self.account, &stage.account),
+            time: pick(&self.time, &stage.time),
+            qos: pick(&self.qos, &stage.qos),
+            constraint: pick(&self.constraint, &stage.constraint),
+            extra: self.extra.iter().chain(&stage.extra).cloned().collect(),
+        }
+    }
+}
+
+/// sbatch arguments amt sets itself, which `extra` may not.
+const MANAGED_SBATCH: &[&str] = &[
+    "--job-name", "-J", "--output", "-o", "--error", "-e", "--parsable", "--export", "--comment",
+    "--chdir", "-D", "--wrap", "--cpus-per-task", "-c", "--mem", "--gres", "--ntasks", "-n",
+    "--open-mode",
+];
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExecutor {
+    kind: Option<ExecutorKind>,
+    slurm: Option<Spanned<RawSlurm>>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSlurm {
+    partition: Option<String>,
+    account: Option<String>,
+    time: Option<String>,
+    qos: Option<String>,
+    constraint: Option<String>,
+    #[serde(default)]
+    extra: Vec<String>,
+    poll: Option<String>,
+    poll_max: Option<String>,
+    job_name: Option<String>,
+}
+
+/// `[executor]`: where stages run, and how Slurm is driven.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecutorConfig {
+    /// `local` (default) or `slurm`; `amt run --executor` overrides it.
+    pub kind: ExecutorKind,
+    /// `[executor.slurm]`.
+    pub slurm: SlurmConfig,
+}
+
+/// `[executor.slurm]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SlurmConfig {
+    /// What every job is submitted with.
+    pub options: SlurmOptions,
+    /// The first wait between status queries; it grows while nothing
+    /// finishes, up to `poll_max`, and starts again when something does.
+    pub poll: std::time::Duration,
+    /// The longest wait between status queries.
+    pub poll_max: std::time::Duration,
+    /// The job name's prefix; the run's id follows it, so one query by name
+    /// finds every job of a run.
+    pub job_name: String,
+}
+
+impl Default for SlurmConfig {
+    fn default() -> Self {
+        Self {
+            options: SlurmOptions::default(),
+            poll: std::time::Duration::from_secs(10),
+            poll_max: std::time::Duration::from_secs(180),
+            job_name: "amt".into(),
+        }
+    }
+}
+
+/// Parses `500ms`, `10s`, `3m` or plain seconds.
+pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.trim().parse().ok().filter(|n: &f64| *n >= 0.0)?;
+    let secs = match unit.trim() {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return None,
+    };
+    Some(std::time::Duration::from_secs_f64(secs))
 }
 
 /// `[sweeps.NAME]`: a grid of param values, optionally sampled.
@@ -80,6 +218,8 @@ struct RawStage {
     cpus: Option<Spanned<u32>>,
     gpus: Option<Spanned<u32>>,
     mem: Option<Spanned<String>>,
+    executor: Option<Spanned<ExecutorKind>>,
+    slurm: Option<Spanned<SlurmOptions>>,
 }
 
 /// `deps` or `outs`: a list of paths, or a table binding role names to paths
@@ -183,6 +323,19 @@ pub struct Stage {
     pub env: Vec<String>,
     /// Scheduling needs.
     pub resources: Resources,
+    /// Where it runs when not where the run says (`executor = "local"`).
+    pub executor: Option<ExecutorKind>,
+    /// Its own sbatch options, over `[executor.slurm]`.
+    pub slurm: SlurmOptions,
+}
+
+/// `[profiles.NAME]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Profile {
+    /// Params to override.
+    pub params: toml::Table,
+    /// Where stages run under this profile.
+    pub executor: Option<ExecutorKind>,
 }
 
 /// A validated pipeline: stages sorted by name, and the parameter tree.
@@ -192,8 +345,11 @@ pub struct Pipeline {
     pub params: Params,
     /// The active profile (`--profile`, `AMT_PROFILE`), if any.
     pub profile: Option<String>,
-    /// `[profiles.NAME]`: params to override, each checked against `[params]`.
-    pub profiles: BTreeMap<String, toml::Table>,
+    /// `[profiles.NAME]`: params to override, each checked against `[params]`,
+    /// and the executor (`executor = "slurm"` in a profile).
+    pub profiles: BTreeMap<String, Profile>,
+    /// `[executor]`, with the active profile's and the command line's choice applied.
+    pub executor: ExecutorConfig,
     /// The stages, sorted by name.
     pub stages: Vec<Stage>,
     /// `[remote]`, if set.
@@ -222,8 +378,11 @@ impl Pipeline {
         };
         // Checked when the manifest was parsed.
         self.params
-            .overlay(overlay)
+            .overlay(&overlay.params)
             .map_err(|e| format!("profiles.{name}: {e}"))?;
+        if let Some(kind) = overlay.executor {
+            self.executor.kind = kind;
+        }
         self.profile = Some(name.to_owned());
         Ok(self)
     }
@@ -319,9 +478,24 @@ fn parse_in(
     check_outs(&src, &stages)?;
     let mut profiles = BTreeMap::new();
     for (name, table) in raw.profiles {
-        if let Err(e) = params.clone().overlay(table.get_ref()) {
+        let span = table.span();
+        let mut table = table.into_inner();
+        // `executor` in a profile chooses where stages run, unless it is a param.
+        let executor = match table.get("executor") {
+            Some(v) if params.require("executor").is_err() => {
+                let kind = v.as_str().and_then(ExecutorKind::parse).ok_or_else(|| {
+                    src.error(
+                        Some(span.start),
+                        format!("profiles.{name}.executor: `{v}` is not \"local\" or \"slurm\""),
+                    )
+                })?;
+                table.remove("executor");
+                Some(kind)
+            }
+            _ => None,
+        };
+        if let Err(e) = params.clone().overlay(&table) {
             // Point at the key where it is written, else at the profile.
-            let span = table.span();
             let at = match &e {
                 crate::params::ParamError::Unknown { key, .. } => {
                     // The table's own lines: up to the next header.
@@ -335,12 +509,20 @@ fn parse_in(
             };
             return Err(src.error(at.or(Some(span.start)), format!("profiles.{name}: {e}")));
         }
-        profiles.insert(name, table.into_inner());
+        profiles.insert(
+            name,
+            Profile {
+                params: table,
+                executor,
+            },
+        );
     }
+    let executor = src.executor(raw.executor)?;
     Ok(Pipeline {
         params,
         profile: None,
         profiles,
+        executor,
         stages,
         remote: raw.remote,
         sweeps: raw.sweeps,
@@ -555,8 +737,20 @@ impl Source<'_> {
             mem,
         };
 
+        let slurm = match raw.slurm {
+            Some(o) => {
+                let at = o.span().start;
+                let o = o.into_inner();
+                self.check_slurm(&format!("stages.{n}.slurm"), &o, at)?;
+                o
+            }
+            None => SlurmOptions::default(),
+        };
+
         Ok(Stage {
             name: stage_name,
+            executor: raw.executor.map(Spanned::into_inner),
+            slurm,
             run,
             deps,
             outs,
@@ -571,6 +765,79 @@ impl Source<'_> {
 }
 
 impl Source<'_> {
+    /// `[executor]` and `[executor.slurm]`, validated.
+    fn executor(&self, raw: Option<Spanned<RawExecutor>>) -> Result<ExecutorConfig, ConfigError> {
+        let raw = raw.map(Spanned::into_inner).unwrap_or_default();
+        let mut slurm = SlurmConfig::default();
+        if let Some(r) = raw.slurm {
+            let at = r.span().start;
+            let r = r.into_inner();
+            let options = SlurmOptions {
+                partition: r.partition,
+                account: r.account,
+                time: r.time,
+                qos: r.qos,
+                constraint: r.constraint,
+                extra: r.extra,
+            };
+            self.check_slurm("executor.slurm", &options, at)?;
+            slurm.options = options;
+            let duration = |key: &str, v: Option<String>, default| match v {
+                None => Ok(default),
+                Some(v) => parse_duration(&v).filter(|d| !d.is_zero()).ok_or_else(|| {
+                    self.error(
+                        Some(at),
+                        format!("executor.slurm.{key}: `{v}` is not a duration like 500ms, 10s or 3m"),
+                    )
+                }),
+            };
+            slurm.poll = duration("poll", r.poll, slurm.poll)?;
+            slurm.poll_max = duration("poll_max", r.poll_max, slurm.poll_max)?.max(slurm.poll);
+            if let Some(name) = r.job_name {
+                let ok = !name.is_empty()
+                    && name.len() <= 40
+                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                if !ok {
+                    return Err(self.error(
+                        Some(at),
+                        format!("executor.slurm.job_name: `{name}` must be 1 to 40 letters, digits, `_` or `-`"),
+                    ));
+                }
+                slurm.job_name = name;
+            }
+        }
+        Ok(ExecutorConfig {
+            kind: raw.kind.unwrap_or_default(),
+            slurm,
+        })
+    }
+
+    /// sbatch options that cannot work: a malformed time, or an `extra`
+    /// argument that would fight one amt sets.
+    fn check_slurm(&self, key: &str, o: &SlurmOptions, at: usize) -> Result<(), ConfigError> {
+        if let Some(t) = &o.time {
+            let ok = !t.is_empty()
+                && t.chars().all(|c| c.is_ascii_digit() || c == ':' || c == '-')
+                && t.starts_with(|c: char| c.is_ascii_digit());
+            if !ok {
+                return Err(self.error(
+                    Some(at),
+                    format!("{key}.time: `{t}` is not a Slurm time (MM, MM:SS, HH:MM:SS or D-HH:MM:SS)"),
+                ));
+            }
+        }
+        for word in &o.extra {
+            let flag = word.split('=').next().unwrap_or(word);
+            if MANAGED_SBATCH.contains(&flag) {
+                return Err(self.error(
+                    Some(at),
+                    format!("{key}.extra: `{word}` is set by amt itself (from the stage's name, log, `cpus`, `mem` and `gpus`)"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// An out must not touch amt's or git's own files, nor be reached through
     /// a symbolic link (deleting or writing it would act outside the project).
     fn check_out(&self, stage: &str, out: &ProjectPath, at: usize) -> Result<(), ConfigError> {
@@ -780,6 +1047,46 @@ mod tests {
             e.starts_with("amt.toml:4:1: profiles.dev: `train.stepz` is not defined in [params]; did you mean `train.steps`?"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn the_executor_and_a_stages_slurm_options_parse_and_merge() {
+        let text = "[executor]\nkind = \"slurm\"\n[executor.slurm]\npartition = \"cpu\"\ntime = \"1:00:00\"\n\
+                    poll = \"500ms\"\nextra = [\"--nice=5\"]\n\
+                    [stages.a]\ncmd = \"x\"\nouts = [\"o\"]\nslurm = { partition = \"gpu\", extra = [\"--exclusive\"] }\n\
+                    [stages.b]\ncmd = \"y\"\nouts = [\"p\"]\nexecutor = \"local\"\n";
+        let p = parse(Path::new("amt.toml"), text, &NoBuiltins).unwrap();
+        assert_eq!(p.executor.kind, ExecutorKind::Slurm);
+        assert_eq!(p.executor.slurm.poll, std::time::Duration::from_millis(500));
+        assert_eq!(p.executor.slurm.poll_max, std::time::Duration::from_secs(180));
+        let a = p.stage("a").unwrap();
+        let merged = p.executor.slurm.options.with(&a.slurm);
+        assert_eq!(merged.partition.as_deref(), Some("gpu"));
+        assert_eq!(merged.time.as_deref(), Some("1:00:00"));
+        assert_eq!(merged.extra, ["--nice=5", "--exclusive"]);
+        assert_eq!(p.stage("b").unwrap().executor, Some(ExecutorKind::Local));
+    }
+
+    #[test]
+    fn slurm_options_that_cannot_work_are_refused() {
+        let e = err("[executor.slurm]\nextra = [\"--job-name=x\"]\n");
+        assert!(e.contains("executor.slurm.extra: `--job-name=x` is set by amt itself"), "{e}");
+        let e = err("[stages.a]\ncmd = \"x\"\nouts = [\"o\"]\nslurm = { time = \"an hour\" }\n");
+        assert!(e.starts_with("amt.toml:4:9: stages.a.slurm.time: `an hour` is not a Slurm time"), "{e}");
+        let e = err("[executor]\nkind = \"k8s\"\n");
+        assert!(e.contains("amt.toml:2:8"), "{e}");
+        let e = err("[executor.slurm]\npoll = \"soon\"\n");
+        assert!(e.contains("executor.slurm.poll: `soon` is not a duration"), "{e}");
+    }
+
+    #[test]
+    fn a_profile_may_choose_the_executor() {
+        let text = "[params]\nx = 1\n[profiles.cluster]\nexecutor = \"slurm\"\nx = 2\n";
+        let p = parse(Path::new("amt.toml"), text, &NoBuiltins).unwrap();
+        assert_eq!(p.executor.kind, ExecutorKind::Local);
+        let c = p.with_profile("cluster").unwrap();
+        assert_eq!(c.executor.kind, ExecutorKind::Slurm);
+        assert_eq!(c.params.get(&ParamKey::parse("x").unwrap()).and_then(|v| v.as_integer()), Some(2));
     }
 
     #[test]

@@ -6,9 +6,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::config::{Run, Stage};
+use crate::config::{ExecutorKind, Run, Stage};
 use crate::digest::{ActionKey, Digest};
-use crate::exec::{self, Job, Processes};
+use crate::exec::{Job, Processes};
+use crate::executor::{Executor, Local};
 use amt_registry::progress::{PROGRESS_VAR, Progress};
 
 use crate::fingerprint::Inputs;
@@ -195,6 +196,8 @@ pub struct Executed {
     pub duration_ms: u64,
     /// The outputs as hashed.
     pub outs: Vec<OutRecord>,
+    /// The cluster's id for the job, when it ran as one.
+    pub job_id: Option<String>,
 }
 
 /// Something went wrong while handling a stage.
@@ -237,6 +240,8 @@ pub struct Engine<'p> {
     pub hash_stats: HashStats,
     /// Running processes, shared with the interrupt handler.
     pub processes: Arc<Processes>,
+    /// The cluster stages can run on, and whether they do unless they say otherwise.
+    cluster: Option<(Arc<dyn Executor>, ExecutorKind)>,
     /// Where every execution is recorded.
     pub ledger: Ledger,
     /// This invocation's id in the ledger.
@@ -265,6 +270,7 @@ impl<'p> Engine<'p> {
             stat: StatCache::load(&local.join("stat").join("v1")),
             hash_stats: HashStats::default(),
             processes: Arc::new(Processes::default()),
+            cluster: None,
             ledger: Ledger::new(&cache),
             invocation: format!("{}-{}", now_ms(), std::process::id()),
             remote: std::sync::Mutex::new(None),
@@ -274,6 +280,44 @@ impl<'p> Engine<'p> {
     /// This invocation's id in the ledger.
     pub fn invocation(&self) -> &str {
         &self.invocation
+    }
+
+    /// Makes `cluster` available: stages that ask for it (`executor =
+    /// "slurm"`) run there, and so does every other stage when `default` is
+    /// `Slurm`, except those that ask to stay local.
+    pub fn with_executor(mut self, cluster: Arc<dyn Executor>, default: ExecutorKind) -> Self {
+        self.cluster = Some((cluster, default));
+        self
+    }
+
+    /// The executor a stage runs with.
+    pub fn executor_for(&self, stage: &Stage) -> &dyn Executor {
+        match &self.cluster {
+            Some((cluster, default)) if stage.executor.unwrap_or(*default) == ExecutorKind::Slurm => {
+                cluster.as_ref()
+            }
+            _ => &Local,
+        }
+    }
+
+    /// What executing a stage would do (`--dry-run`): for a cluster, the
+    /// submission.
+    pub fn describe_execution(&self, stage: &Stage, key: &str) -> String {
+        let command = match &stage.run {
+            Run::Shell(cmd) => cmd.clone(),
+            Run::Builtin { command, .. } => command.clone(),
+        };
+        let log = self.log_path(stage);
+        let job = Job {
+            stage: stage.name.as_str(),
+            key,
+            command: &command,
+            dir: self.root(),
+            env: &[],
+            log: &log,
+            resources: stage.resources,
+        };
+        self.executor_for(stage).describe(&job)
     }
 
     /// Reads and writes through a remote cache from now on.
@@ -614,31 +658,36 @@ impl<'p> Engine<'p> {
         env.push((PROGRESS_VAR.to_owned(), progress.display().to_string()));
 
         let log = self.log_path(stage);
+        let key = check.key.to_string();
         let job = Job {
+            stage: stage.name.as_str(),
+            key: &key,
             command: &command,
             dir: self.root(),
             env: &env,
             log: &log,
-            mem_limit: (stage.resources.mem > 0).then_some(stage.resources.mem),
+            resources: stage.resources,
         };
+        let executor = self.executor_for(stage);
         let (started, started_at_ms) = (Instant::now(), now_ms());
-        let finished = watch_progress(&progress, on_progress, || exec::run(&job, &self.processes))
+        let finished = watch_progress(&progress, on_progress, || executor.run(&job, &self.processes))
             .map_err(StageError::Spawn)?;
-        let status = finished.status;
         let duration_ms = started.elapsed().as_millis() as u64;
         let mut row = self.ledger_row(stage, &check, started_at_ms, duration_ms);
-        row.peak_rss_kb = Some(finished.peak_rss_kb as i64);
-        row.exit_code = status.code();
+        row.peak_rss_kb = finished.peak_rss_kb.map(|kb| kb as i64);
+        row.exit_code = finished.status.code();
+        row.executor = executor.name().to_owned();
+        row.job_id = finished.job_id.clone();
         if self.processes.is_cancelled() {
             row.status = "cancelled".into();
             self.log_run(&row);
             return Err(StageError::Cancelled);
         }
-        if !status.success() {
+        if !finished.success() {
             row.status = "failed".into();
             self.log_run(&row);
             return Err(StageError::Failed {
-                status: exec::describe(&status),
+                status: finished.describe(),
                 log: log.display().to_string(),
             });
         }
@@ -674,7 +723,11 @@ impl<'p> Engine<'p> {
         row.status = "ran".into();
         row.metrics = self.read_metrics(stage);
         self.log_run(&row);
-        Ok(Executed { duration_ms, outs })
+        Ok(Executed {
+            duration_ms,
+            outs,
+            job_id: finished.job_id,
+        })
     }
 
     /// A ledger row for a stage's execution, to be completed by the caller.
@@ -703,6 +756,8 @@ impl<'p> Engine<'p> {
             exit_code: None,
             cache_hit: false,
             metrics: None,
+            executor: String::new(),
+            job_id: None,
         }
     }
 

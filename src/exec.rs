@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
+use crate::config::Resources;
 use crate::guard::{GRACE, GUARD_ARG};
 
 /// The program that guards stages: amt's own executable, set once at start.
@@ -58,6 +59,10 @@ impl Processes {
 
 /// A command to run for a stage.
 pub struct Job<'a> {
+    /// The stage it runs for.
+    pub stage: &'a str,
+    /// The action key it computes (labels a cluster job).
+    pub key: &'a str,
     /// The shell command.
     pub command: &'a str,
     /// The working directory (the project root).
@@ -66,17 +71,45 @@ pub struct Job<'a> {
     pub env: &'a [(String, String)],
     /// Where stdout and stderr go.
     pub log: &'a Path,
-    /// The most memory (bytes of data: heap and private mappings) the stage
-    /// may allocate, from its `mem` (`RLIMIT_DATA`); past it, allocations fail.
-    pub mem_limit: Option<u64>,
+    /// What it asks of the machine. Its `mem` (when set) is also the most
+    /// memory (bytes of data: heap and private mappings) the stage may
+    /// allocate (`RLIMIT_DATA`); past it, allocations fail.
+    pub resources: Resources,
 }
 
 /// How a job ended.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Finished {
     pub status: ExitStatus,
-    /// The largest resident set of the shell or any process it waited for, in KiB.
-    pub peak_rss_kb: u64,
+    /// The largest resident set of the shell or any process it waited for, in
+    /// KiB, where the executor can tell.
+    pub peak_rss_kb: Option<u64>,
+    /// The cluster's id for the job, when it ran as one.
+    pub job_id: Option<String>,
+    /// Why it failed, when the executor knows better than the exit status
+    /// (a Slurm job's state: `TIMEOUT`, `CANCELLED`, `NODE_FAIL`).
+    pub failure: Option<String>,
+}
+
+impl Finished {
+    fn local(status: ExitStatus, peak_rss_kb: u64) -> Self {
+        Self {
+            status,
+            peak_rss_kb: Some(peak_rss_kb),
+            job_id: None,
+            failure: None,
+        }
+    }
+
+    /// True when the command succeeded.
+    pub fn success(&self) -> bool {
+        self.status.success() && self.failure.is_none()
+    }
+
+    /// How it ended, in words.
+    pub fn describe(&self) -> String {
+        self.failure.clone().unwrap_or_else(|| describe(&self.status))
+    }
 }
 
 /// Runs the job to completion (or cancellation) and returns how it ended.
@@ -98,8 +131,8 @@ pub fn run(job: &Job<'_>, processes: &Processes) -> io::Result<Finished> {
         Some(guard) => {
             let mut c = Command::new(guard);
             c.arg(GUARD_ARG);
-            if let Some(bytes) = job.mem_limit {
-                c.arg(format!("--mem={bytes}"));
+            if job.resources.mem > 0 {
+                c.arg(format!("--mem={}", job.resources.mem));
             }
             c.arg("sh").stdin(Stdio::from(lifeline));
             c
@@ -107,7 +140,7 @@ pub fn run(job: &Job<'_>, processes: &Processes) -> io::Result<Finished> {
         None => {
             let mut c = Command::new("sh");
             c.stdin(Stdio::null());
-            let limit = job.mem_limit;
+            let limit = (job.resources.mem > 0).then_some(job.resources.mem);
             // Unguarded, at least the shell dies with amt (even by SIGKILL).
             // SAFETY: prctl and setrlimit are async-signal-safe and touch only the new process.
             unsafe {
@@ -133,10 +166,7 @@ pub fn run(job: &Job<'_>, processes: &Processes) -> io::Result<Finished> {
     let child = {
         let mut groups = processes.groups.lock().expect("process table poisoned");
         if processes.is_cancelled() {
-            return Ok(Finished {
-                status: ExitStatus::from_raw(libc::SIGTERM),
-                peak_rss_kb: 0,
-            });
+            return Ok(Finished::local(ExitStatus::from_raw(libc::SIGTERM), 0));
         }
         let child = cmd.spawn()?;
         groups.insert(child.id() as i32);
@@ -161,10 +191,10 @@ fn wait_with_usage(pid: libc::pid_t) -> io::Result<Finished> {
         // SAFETY: pid is our own child, not yet reaped; the pointers are valid.
         let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
         if r == pid {
-            return Ok(Finished {
-                status: ExitStatus::from_raw(status),
-                peak_rss_kb: usage.ru_maxrss.max(0) as u64,
-            });
+            return Ok(Finished::local(
+                ExitStatus::from_raw(status),
+                usage.ru_maxrss.max(0) as u64,
+            ));
         }
         let e = io::Error::last_os_error();
         if e.kind() != io::ErrorKind::Interrupted {

@@ -34,7 +34,9 @@ CREATE TABLE IF NOT EXISTS executions (
     status        TEXT NOT NULL,    -- ran | restored | failed | cancelled
     exit_code     INTEGER,
     cache_hit     INTEGER NOT NULL, -- 1 when restored from the cache
-    metrics       TEXT              -- the stage's metrics files, JSON by path
+    metrics       TEXT,             -- the stage's metrics files, JSON by path
+    executor      TEXT,             -- local | slurm
+    job_id        TEXT              -- the cluster's job id, when it ran as one
 );
 CREATE INDEX IF NOT EXISTS executions_stage ON executions (stage, id);
 CREATE TABLE IF NOT EXISTS runs (
@@ -73,6 +75,10 @@ pub struct RunRow {
     pub exit_code: Option<i32>,
     pub cache_hit: bool,
     pub metrics: Option<String>,
+    /// Where it ran: `local`, `slurm` (empty for restores).
+    pub executor: String,
+    /// The cluster's job id, when it ran as one.
+    pub job_id: Option<String>,
 }
 
 /// One pipeline run: an `amt run`, or a sweep point.
@@ -105,6 +111,17 @@ fn open(path: &Path) -> rusqlite::Result<Connection> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.execute_batch(SCHEMA)?;
+    // Ledgers written before these columns existed gain them.
+    for column in ["executor", "job_id"] {
+        let present: bool = conn.query_row(
+            "SELECT COUNT(*) FROM pragma_table_info('executions') WHERE name = ?1",
+            [column],
+            |r| r.get::<_, i64>(0).map(|n| n > 0),
+        )?;
+        if !present {
+            conn.execute_batch(&format!("ALTER TABLE executions ADD COLUMN {column} TEXT"))?;
+        }
+    }
     Ok(conn)
 }
 
@@ -195,8 +212,8 @@ impl Ledger {
         let conn = guard.as_ref().expect("opened above");
         conn.execute(
             "INSERT INTO executions (invocation, stage, action_key, params, started_at_ms, duration_ms,
-                               peak_rss_kb, status, exit_code, cache_hit, metrics)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                               peak_rss_kb, status, exit_code, cache_hit, metrics, executor, job_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             params![
                 row.invocation,
                 row.stage,
@@ -208,7 +225,9 @@ impl Ledger {
                 row.status,
                 row.exit_code,
                 row.cache_hit,
-                row.metrics
+                row.metrics,
+                row.executor,
+                row.job_id
             ],
         )
         .map_err(|e| self.err(e))?;
@@ -228,7 +247,7 @@ impl Ledger {
         let mut stmt = conn
             .prepare(
                 "SELECT invocation, stage, action_key, params, started_at_ms, duration_ms, peak_rss_kb,
-                        status, exit_code, cache_hit, metrics
+                        status, exit_code, cache_hit, metrics, executor, job_id
                  FROM executions WHERE ?1 IS NULL OR stage = ?1 ORDER BY id DESC LIMIT ?2",
             )
             .map_err(|e| self.err(e))?;
@@ -247,6 +266,8 @@ impl Ledger {
                     exit_code: r.get(8)?,
                     cache_hit: r.get(9)?,
                     metrics: r.get(10)?,
+                    executor: r.get::<_, Option<String>>(11)?.unwrap_or_default(),
+                    job_id: r.get(12)?,
                 })
             })
             .map_err(|e| self.err(e))?;
@@ -271,6 +292,8 @@ mod tests {
             peak_rss_kb: Some(3),
             status: status.into(),
             exit_code: Some(0),
+            executor: "local".into(),
+            job_id: None,
             cache_hit: false,
             metrics: None,
         }

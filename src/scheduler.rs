@@ -44,8 +44,11 @@ pub enum Outcome {
     Fresh,
     /// Outputs restored from the cache.
     Restored(LinkMethod),
-    /// Executed successfully.
-    Ran { duration_ms: u64 },
+    /// Executed successfully (as the cluster job `job`, when it ran as one).
+    Ran {
+        duration_ms: u64,
+        job: Option<String>,
+    },
     /// Verify: executed again and produced the recorded bytes.
     Verified { duration_ms: u64 },
     /// Verify: executed again and produced other bytes than the ones on record.
@@ -238,9 +241,18 @@ pub fn run(
                     settled.push((i, Outcome::NotStarted));
                     continue;
                 }
-                let need = Resources {
-                    cpus: stages[i].resources.cpus.min(jobs as u32),
-                    ..stages[i].resources
+                // A stage a cluster runs takes one slot: `-j` counts jobs in flight.
+                let need = if engine.executor_for(&stages[i]).is_remote() {
+                    Resources {
+                        cpus: 1,
+                        gpus: 0,
+                        mem: 0,
+                    }
+                } else {
+                    Resources {
+                        cpus: stages[i].resources.cpus.min(jobs as u32),
+                        ..stages[i].resources
+                    }
                 };
                 if let Some(why) = never_fits(&need, opts) {
                     settled.push((
@@ -279,6 +291,7 @@ pub fn run(
                     let outcome = match (engine.execute(stage, *check, mode, &on_progress), verifying) {
                         (Ok(done), None) => Outcome::Ran {
                             duration_ms: done.duration_ms,
+                            job: done.job_id,
                         },
                         (Ok(done), Some(want)) => compare(&want, &done.outs, done.duration_ms),
                         (Err(e), _) => Outcome::Failed(e),

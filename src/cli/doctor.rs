@@ -89,7 +89,7 @@ pub fn run(project: Result<Project, Failure>, args: Args, ui: Ui) -> Result<(), 
             report.push(disk(&project.root));
             report.push(memory(project));
             report.push(remote(project));
-            report.push(check("slurm", Status::Skip, "no executor is configured; stages run here"));
+            report.push(slurm(project));
             report.push(lock_state(project));
             if args.deep {
                 report.push(cache(project));
@@ -325,6 +325,49 @@ fn remote(project: &Project) -> Check {
         ),
         Err(e) => check("remote", Status::Fail, e.to_string())
             .fix("check the URL, and AWS_ENDPOINT_URL and the credentials for S3"),
+    }
+}
+
+/// Whether slurmctld answers, when a stage would run on Slurm.
+fn slurm(project: &Project) -> Check {
+    use amt::config::ExecutorKind;
+    let wanted = project.pipeline.executor.kind == ExecutorKind::Slurm
+        || project
+            .pipeline
+            .stages
+            .iter()
+            .any(|s| s.executor == Some(ExecutorKind::Slurm));
+    if !wanted {
+        return check("slurm", Status::Skip, "no stage runs on Slurm ([executor] kind = \"slurm\" or --executor slurm)");
+    }
+    let started = std::time::Instant::now();
+    match std::process::Command::new("sinfo")
+        .args(["--noheader", "--format=%P %a %D %t"])
+        .output()
+    {
+        Err(e) => check("slurm", Status::Fail, format!("cannot run sinfo: {e}"))
+            .fix("install Slurm's client commands, or run without --executor slurm"),
+        Ok(out) if !out.status.success() => check(
+            "slurm",
+            Status::Fail,
+            format!("sinfo failed: {}", String::from_utf8_lossy(&out.stderr).trim()),
+        )
+        .fix("check that slurmctld runs and SLURM_CONF names its slurm.conf"),
+        Ok(out) => {
+            let partitions: Vec<String> = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(|l| l.trim().to_owned())
+                .collect();
+            check(
+                "slurm",
+                Status::Ok,
+                format!(
+                    "slurmctld answers in {} ms; partitions: {}",
+                    started.elapsed().as_millis(),
+                    partitions.join("; ")
+                ),
+            )
+        }
     }
 }
 

@@ -157,9 +157,13 @@ impl Reporter for Printer {
         if self.ui.json {
             let mut ev = json!({"event": "finished", "stage": name, "outcome": outcome.label()});
             match outcome {
-                Outcome::Ran { duration_ms } | Outcome::Verified { duration_ms } => {
-                    ev["duration_ms"] = json!(duration_ms)
+                Outcome::Ran { duration_ms, job } => {
+                    ev["duration_ms"] = json!(duration_ms);
+                    if let Some(job) = job {
+                        ev["job"] = json!(job);
+                    }
                 }
+                Outcome::Verified { duration_ms } => ev["duration_ms"] = json!(duration_ms),
                 Outcome::Nondeterministic(diffs) => {
                     ev["differs"] = json!(diffs.iter().map(|d| json!({
                         "out": d.path.as_str(),
@@ -185,9 +189,10 @@ impl Reporter for Printer {
             Outcome::Fresh if !self.ui.verbose => return,
             Outcome::Fresh => format!("✓ {name} is fresh"),
             Outcome::Restored(m) => format!("↺ {name} restored from cache ({m:?})").to_lowercase(),
-            Outcome::Ran { duration_ms } => format!(
-                "✓ {name} ran in {}",
-                human_duration(Duration::from_millis(*duration_ms))
+            Outcome::Ran { duration_ms, job } => format!(
+                "✓ {name} ran in {}{}",
+                human_duration(Duration::from_millis(*duration_ms)),
+                job.as_ref().map(|j| format!(" (Slurm job {j})")).unwrap_or_default()
             ),
             Outcome::Verified { duration_ms } => format!(
                 "✓ {name} verified: the same bytes again in {}",

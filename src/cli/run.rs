@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use amt::config::ExecutorKind;
 use amt::engine::{Engine, RemoteCache, StageError};
 use amt::exec::Processes;
 use amt::ledger::{PipelineRun, now_ms};
@@ -11,6 +12,7 @@ use amt::lock;
 use amt::project::Project;
 use amt::remote::Remote;
 use amt::scheduler::{self, Options, Outcome};
+use amt::slurm::Slurm;
 use anyhow::Context;
 
 use super::output::Printer;
@@ -49,6 +51,52 @@ pub struct Args {
     /// they reproduce the recorded outputs byte for byte; name those that do not.
     #[arg(long, conflicts_with_all = ["dry_run", "force"])]
     verify: bool,
+    /// Where stages run: `local`, or `slurm` (as jobs; `[executor.slurm]`
+    /// configures them) [default: `[executor] kind`, else local].
+    #[arg(long, value_name = "KIND", value_parser = executor_kind)]
+    executor: Option<ExecutorKind>,
+}
+
+pub(super) fn executor_kind(s: &str) -> Result<ExecutorKind, String> {
+    ExecutorKind::parse(s).ok_or_else(|| format!("`{s}` is not local or slurm"))
+}
+
+/// The Slurm executor a run needs, if any stage runs on Slurm: by default
+/// (`kind`), or because it asks to. `start` makes it ready to submit (a dry
+/// run only describes); it is shared by every workspace of the invocation.
+pub(super) fn slurm_executor(
+    project: &Project,
+    kind: ExecutorKind,
+    invocation: &str,
+    start: bool,
+) -> Result<Option<Arc<Slurm>>, Failure> {
+    let wanted = kind == ExecutorKind::Slurm
+        || project
+            .pipeline
+            .stages
+            .iter()
+            .any(|s| s.executor == Some(ExecutorKind::Slurm));
+    if !wanted {
+        return Ok(None);
+    }
+    let stages = project
+        .pipeline
+        .stages
+        .iter()
+        .map(|s| (s.name.to_string(), s.slurm.clone()))
+        .collect();
+    let slurm = Slurm::new(
+        project.pipeline.executor.slurm.clone(),
+        stages,
+        invocation,
+        &project.cache_dir(),
+    );
+    let slurm = if start {
+        slurm.start().context("starting the Slurm executor")?
+    } else {
+        slurm
+    };
+    Ok(Some(Arc::new(slurm)))
 }
 
 pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
@@ -112,6 +160,10 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
             .clean_tmp()
             .context("cleaning the cache's staging directory")?;
     }
+    let kind = args.executor.unwrap_or(project.pipeline.executor.kind);
+    if let Some(slurm) = slurm_executor(project, kind, engine.invocation(), !args.dry_run)? {
+        engine = engine.with_executor(slurm, kind);
+    }
     install_interrupt_handler(Arc::clone(&engine.processes));
 
     let opts = Options {
@@ -128,6 +180,9 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
     let summary = scheduler::run(&engine, &selection, &opts, &printer);
     let files_hashed = engine.hash_stats.files();
     printer.summary(&summary, files_hashed);
+    if args.dry_run && !ui.quiet {
+        print_submissions(&engine, &summary);
+    }
 
     // A run that found everything fresh changed nothing; it is not worth a ledger row.
     let did_something = summary.counts().keys().any(|k| *k != "fresh");
@@ -168,6 +223,22 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
         (true, _) => Err(Failure::Stage),
         _ if !nondeterministic.is_empty() => Err(Failure::Stage),
         _ => Ok(()),
+    }
+}
+
+/// `--dry-run` with a cluster: what each stage that would run would submit.
+fn print_submissions(engine: &Engine<'_>, summary: &scheduler::Summary) {
+    let stages = &engine.project.pipeline.stages;
+    for (i, outcome) in &summary.outcomes {
+        let stage = &stages[*i];
+        if !matches!(outcome, Outcome::WouldRun(_)) || !engine.executor_for(stage).is_remote() {
+            continue;
+        }
+        // The inputs may depend on stages that have not run yet: then the key is not known.
+        let key = engine
+            .check(stage, false)
+            .map_or_else(|_| "unknown".to_owned(), |c| c.key.to_string());
+        println!("{}", engine.describe_execution(stage, &key));
     }
 }
 

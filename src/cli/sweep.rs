@@ -38,6 +38,10 @@ pub struct Args {
     /// Seconds to wait for another amt process to release the project.
     #[arg(long, value_name = "SECS", default_value_t = 600.0)]
     lock_timeout: f64,
+    /// Where stages run: `local`, or `slurm`, each point's stages as jobs
+    /// (`--jobs` then counts points, hence jobs, in flight).
+    #[arg(long, value_name = "KIND", value_parser = super::run::executor_kind)]
+    executor: Option<amt::config::ExecutorKind>,
 }
 
 fn input(e: impl Into<anyhow::Error>) -> Failure {
@@ -128,6 +132,20 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
     }
 
     let processes = Arc::new(amt::exec::Processes::default());
+    // One cluster executor for every point, so one status query follows them all.
+    let kind = args.executor.unwrap_or(project.pipeline.executor.kind);
+    let invocation = format!("sweep-{}-{}", amt::ledger::now_ms(), std::process::id());
+    let slurm = super::run::slurm_executor(project, kind, &invocation, true)?;
+    fn place<'p>(
+        engine: Engine<'p>,
+        slurm: &Option<Arc<amt::slurm::Slurm>>,
+        kind: amt::config::ExecutorKind,
+    ) -> Engine<'p> {
+        match slurm {
+            Some(s) => engine.with_executor(Arc::clone(s) as Arc<dyn amt::executor::Executor>, kind),
+            None => engine,
+        }
+    }
     let opts = || Options {
         jobs: 1,
         force: Default::default(),
@@ -148,7 +166,7 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
     if let Some(first) = variants.first()
         && !shared.is_empty()
     {
-        let mut engine = Engine::open(first);
+        let mut engine = place(Engine::open(first), &slurm, kind);
         engine.processes = Arc::clone(&processes);
         let summary = scheduler::run(
             &engine,
@@ -195,7 +213,7 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
                     if processes.is_cancelled() {
                         break;
                     }
-                    let mut engine = Engine::open(variant);
+                    let mut engine = place(Engine::open(variant), &slurm, kind);
                     engine.processes = Arc::clone(&processes);
                     let started = amt::ledger::now_ms();
                     let summary = scheduler::run(

@@ -37,14 +37,110 @@ impl Dense {
     }
 }
 
+/// Causal self-attention: queries, keys and values from one projection,
+/// libtorch's scaled dot-product attention, and an output projection.
+#[derive(Debug)]
+struct Attention {
+    c_attn: Dense,
+    c_proj: Dense,
+    heads: i64,
+    head_dim: i64,
+}
+
+impl Attention {
+    /// `x` is `[B, T, width]`; with a layer's cache, its positions from `start` on.
+    fn forward(
+        &self,
+        x: &Tensor,
+        cache: Option<(&mut Tensor, &mut Tensor)>,
+        start: i64,
+        dropout: f64,
+        train: bool,
+    ) -> Tensor {
+        let (batch, len, width) = x.size3().expect("x is [batch, time, width]");
+        let qkv = self.c_attn.forward(x).split(width, 2);
+        let split = |t: &Tensor| t.view([batch, len, self.heads, self.head_dim]).transpose(1, 2);
+        let (q, k, v) = (split(&qkv[0]), split(&qkv[1]), split(&qkv[2]));
+        let (k, v) = match cache {
+            Some((keys, values)) => {
+                keys.narrow(2, start, len).copy_(&k);
+                values.narrow(2, start, len).copy_(&v);
+                (keys.narrow(2, 0, start + len), values.narrow(2, 0, start + len))
+            }
+            None => (k, v),
+        };
+        // One new query attends to every cached key; a fresh sequence is causal.
+        let causal = len > 1;
+        let attention_dropout = if train { dropout } else { 0.0 };
+        let y = Tensor::scaled_dot_product_attention::<Tensor>(
+            &q,
+            &k,
+            &v,
+            None,
+            attention_dropout,
+            causal,
+            None,
+            false,
+        );
+        let y = y.transpose(1, 2).contiguous().view([batch, len, width]);
+        self.c_proj.forward(&y).dropout(dropout, train)
+    }
+}
+
+/// The feed-forward half of a block: widen four times, GELU, narrow.
+#[derive(Debug)]
+struct Mlp {
+    c_fc: Dense,
+    c_proj: Dense,
+}
+
+impl Mlp {
+    fn forward(&self, x: &Tensor, dropout: f64, train: bool) -> Tensor {
+        let h = self.c_fc.forward(x).gelu("tanh");
+        self.c_proj.forward(&h).dropout(dropout, train)
+    }
+}
+
+/// A pre-LayerNorm transformer block: `x + attn(ln(x))`, then `x + mlp(ln(x))`.
 #[derive(Debug)]
 struct Block {
     ln_1: nn::LayerNorm,
-    c_attn: Dense,
-    attn_proj: Dense,
+    attn: Attention,
     ln_2: nn::LayerNorm,
-    c_fc: Dense,
-    mlp_proj: Dense,
+    mlp: Mlp,
+}
+
+impl Block {
+    fn new(p: &nn::Path, c: &GptConfig, std: f64, proj_std: f64) -> Self {
+        let d = c.width;
+        let ln = |p: nn::Path| nn::layer_norm(p, vec![d as i64], Default::default());
+        Block {
+            ln_1: ln(p / "ln_1"),
+            attn: Attention {
+                c_attn: Dense::new(p / "attn" / "c_attn", d, 3 * d, std),
+                c_proj: Dense::new(p / "attn" / "c_proj", d, d, proj_std),
+                heads: c.heads as i64,
+                head_dim: c.head_dim() as i64,
+            },
+            ln_2: ln(p / "ln_2"),
+            mlp: Mlp {
+                c_fc: Dense::new(p / "mlp" / "c_fc", d, 4 * d, std),
+                c_proj: Dense::new(p / "mlp" / "c_proj", 4 * d, d, proj_std),
+            },
+        }
+    }
+
+    fn forward(
+        &self,
+        x: Tensor,
+        cache: Option<(&mut Tensor, &mut Tensor)>,
+        start: i64,
+        dropout: f64,
+        train: bool,
+    ) -> Tensor {
+        let x = &x + self.attn.forward(&self.ln_1.forward(&x), cache, start, dropout, train);
+        &x + self.mlp.forward(&self.ln_2.forward(&x), dropout, train)
+    }
 }
 
 /// Keys and values of every layer for the positions seen so far, preallocated
@@ -106,21 +202,10 @@ impl Gpt {
                 stdev: 0.01,
             },
         );
-        let ln = |p: nn::Path| nn::layer_norm(p, vec![d as i64], Default::default());
         let blocks = (0..config.layers)
-            .map(|i| {
-                let h = &t / "h" / i;
-                Block {
-                    ln_1: ln(&h / "ln_1"),
-                    c_attn: Dense::new(&h / "attn" / "c_attn", d, 3 * d, std),
-                    attn_proj: Dense::new(&h / "attn" / "c_proj", d, d, proj_std),
-                    ln_2: ln(&h / "ln_2"),
-                    c_fc: Dense::new(&h / "mlp" / "c_fc", d, 4 * d, std),
-                    mlp_proj: Dense::new(&h / "mlp" / "c_proj", 4 * d, d, proj_std),
-                }
-            })
+            .map(|i| Block::new(&(&t / "h" / i), &config, std, proj_std))
             .collect();
-        let ln_f = ln(&t / "ln_f");
+        let ln_f = nn::layer_norm(&t / "ln_f", vec![d as i64], Default::default());
         let cond_proj = (config.conditioning == Conditioning::TokensAndEmbedding)
             .then(|| Dense::new(&root / "cond_proj", config.embedding_dim, d, std));
         Self {
@@ -179,7 +264,7 @@ impl Gpt {
         train: bool,
         mut cache: Option<&mut KvCache>,
     ) -> Tensor {
-        let (batch, len) = ids.size2().expect("ids are [batch, time]");
+        let (_, len) = ids.size2().expect("ids are [batch, time]");
         let start = cache.as_ref().map_or(0, |c| c.len);
         assert!(
             start + len <= self.config.context as i64,
@@ -196,39 +281,13 @@ impl Gpt {
             let first = x.narrow(1, 0, 1) + proj.forward(&e.to_kind(x.kind())).unsqueeze(1);
             x = Tensor::cat(&[first, x.narrow(1, 1, len - 1)], 1);
         }
-        let mut x = x.dropout(self.config.dropout, train);
-        let (heads, hd) = (self.config.heads as i64, self.config.head_dim() as i64);
-        for (layer, b) in self.blocks.iter().enumerate() {
-            let qkv = b
-                .c_attn
-                .forward(&b.ln_1.forward(&x))
-                .split(self.config.width as i64, 2);
-            let split = |t: &Tensor| t.view([batch, len, heads, hd]).transpose(1, 2);
-            let (q, k, v) = (split(&qkv[0]), split(&qkv[1]), split(&qkv[2]));
-            let (k, v) = match cache.as_deref_mut() {
-                Some(c) => {
-                    c.keys[layer].narrow(2, start, len).copy_(&k);
-                    c.values[layer].narrow(2, start, len).copy_(&v);
-                    (
-                        c.keys[layer].narrow(2, 0, start + len),
-                        c.values[layer].narrow(2, 0, start + len),
-                    )
-                }
-                None => (k, v),
-            };
-            let dropout = if train { self.config.dropout } else { 0.0 };
-            // One new query attends to every cached key; a fresh sequence is causal.
-            let causal = len > 1;
-            let y = Tensor::scaled_dot_product_attention::<Tensor>(
-                &q, &k, &v, None, dropout, causal, None, false,
-            );
-            let y = y
-                .transpose(1, 2)
-                .contiguous()
-                .view([batch, len, heads * hd]);
-            x = x + b.attn_proj.forward(&y).dropout(self.config.dropout, train);
-            let h = b.c_fc.forward(&b.ln_2.forward(&x)).gelu("tanh");
-            x = x + b.mlp_proj.forward(&h).dropout(self.config.dropout, train);
+        let dropout = self.config.dropout;
+        let mut x = x.dropout(dropout, train);
+        for (layer, block) in self.blocks.iter().enumerate() {
+            let kv = cache
+                .as_deref_mut()
+                .map(|c| (&mut c.keys[layer], &mut c.values[layer]));
+            x = block.forward(x, kv, start, dropout, train);
         }
         if let Some(c) = cache {
             c.len = start + len;
