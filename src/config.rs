@@ -92,12 +92,50 @@ impl SlurmOptions {
     }
 }
 
-/// sbatch arguments amt sets itself, which `extra` may not.
-const MANAGED_SBATCH: &[&str] = &[
-    "--job-name", "-J", "--output", "-o", "--error", "-e", "--parsable", "--export", "--comment",
-    "--chdir", "-D", "--wrap", "--cpus-per-task", "-c", "--mem", "--gres", "--ntasks", "-n",
-    "--open-mode",
+/// sbatch options amt sets itself, or that would break how it follows a job
+/// (an array's ids, a held or waiting job, requeueing), which `extra` may not
+/// give: long forms, and their one-letter forms.
+const MANAGED_SBATCH: &[(&str, Option<char>)] = &[
+    ("--job-name", Some('J')),
+    ("--output", Some('o')),
+    ("--error", Some('e')),
+    ("--parsable", None),
+    ("--export", None),
+    ("--comment", None),
+    ("--chdir", Some('D')),
+    ("--wrap", None),
+    ("--cpus-per-task", Some('c')),
+    ("--mem", None),
+    ("--gres", None),
+    ("--ntasks", Some('n')),
+    ("--open-mode", None),
+    ("--array", Some('a')),
+    ("--hold", Some('H')),
+    ("--wait", Some('W')),
+    ("--requeue", None),
+    ("--no-requeue", None),
+    ("--dependency", Some('d')),
 ];
+
+/// The managed option an `extra` word gives, if any. Long options may be
+/// abbreviated (`--out=` is `--output`), as sbatch's getopt allows.
+fn managed_sbatch(word: &str) -> Option<&'static str> {
+    if let Some(long) = word.strip_prefix("--") {
+        let name = long.split('=').next().unwrap_or(long);
+        if name.is_empty() {
+            return None;
+        }
+        return MANAGED_SBATCH
+            .iter()
+            .find(|(flag, _)| flag[2..] == *name || (name.len() >= 3 && flag[2..].starts_with(name)))
+            .map(|(flag, _)| *flag);
+    }
+    let short = word.strip_prefix('-')?.chars().next()?;
+    MANAGED_SBATCH
+        .iter()
+        .find(|(_, letter)| *letter == Some(short))
+        .map(|(flag, _)| *flag)
+}
 
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -827,11 +865,13 @@ impl Source<'_> {
             }
         }
         for word in &o.extra {
-            let flag = word.split('=').next().unwrap_or(word);
-            if MANAGED_SBATCH.contains(&flag) {
+            if let Some(flag) = managed_sbatch(word) {
                 return Err(self.error(
                     Some(at),
-                    format!("{key}.extra: `{word}` is set by amt itself (from the stage's name, log, `cpus`, `mem` and `gpus`)"),
+                    format!(
+                        "{key}.extra: `{word}` ({flag}) is amt's to set: it follows each job by its \
+                         name, log and id, and sets resources from `cpus`, `mem` and `gpus`"
+                    ),
                 ));
             }
         }
@@ -1069,8 +1109,12 @@ mod tests {
 
     #[test]
     fn slurm_options_that_cannot_work_are_refused() {
-        let e = err("[executor.slurm]\nextra = [\"--job-name=x\"]\n");
-        assert!(e.contains("executor.slurm.extra: `--job-name=x` is set by amt itself"), "{e}");
+        for word in ["--job-name=x", "-Jother", "--out=/tmp/x.log", "--array=0-3", "--hold", "-o", "--no-req"] {
+            let e = err(&format!("[executor.slurm]\nextra = [\"{word}\"]\n"));
+            assert!(e.contains(&format!("executor.slurm.extra: `{word}` (")), "{word}: {e}");
+        }
+        // Options amt leaves alone pass, abbreviated or not.
+        parse(Path::new("amt.toml"), "[executor.slurm]\nextra = [\"--exclusive\", \"--nice=5\", \"-N1\"]\n", &NoBuiltins).unwrap();
         let e = err("[stages.a]\ncmd = \"x\"\nouts = [\"o\"]\nslurm = { time = \"an hour\" }\n");
         assert!(e.starts_with("amt.toml:4:9: stages.a.slurm.time: `an hour` is not a Slurm time"), "{e}");
         let e = err("[executor]\nkind = \"k8s\"\n");

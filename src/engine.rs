@@ -1,152 +1,30 @@
 //! Deciding what each stage needs, and doing it: leave it (fresh), restore its
 //! outputs from the cache, or execute it and record the result.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
+use amt_registry::progress::{PROGRESS_VAR, Progress};
+
+use crate::action_cache::ActionCache;
+pub use crate::action_cache::RemoteCache;
+pub use crate::change::{Change, diff_inputs};
 use crate::config::{ExecutorKind, Run, Stage};
 use crate::digest::{ActionKey, Digest};
 use crate::exec::{Job, Processes};
 use crate::executor::{Executor, Local};
-use amt_registry::progress::{PROGRESS_VAR, Progress};
-
 use crate::fingerprint::Inputs;
-use crate::params::{canonical, json_of_canonical, nest};
 use crate::fsutil::remove_path;
 use crate::ledger::{Ledger, RunRow, now_ms};
-use crate::names::{ProjectPath, StageName};
+use crate::names::ProjectPath;
+use crate::params::{json_of_canonical, nest};
 use crate::project::Project;
-use crate::remote::{Remote, RemoteError};
+use crate::stage_env::watch_progress;
 use crate::statcache::StatCache;
 use crate::state::{Origin, StageRecord, StateDir};
 use crate::store::{ActionResult, LinkMethod, OutRecord, Store, StoreError};
-use crate::tree::{Entry, HashStats, TreeError, TreeHasher};
-
-/// Why a stage is not fresh. `amt status` shows the first; `amt why` all.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Change {
-    /// No record: the stage never ran here.
-    NeverRun,
-    /// `--force`.
-    Forced,
-    /// The command text changed.
-    Command { old: String, new: String },
-    /// A built-in stage's code version changed.
-    CodeVersion {
-        old: Option<String>,
-        new: Option<String>,
-    },
-    /// A declared environment variable changed.
-    Env {
-        var: String,
-        old: Option<String>,
-        new: Option<String>,
-    },
-    /// A declared parameter changed (canonical JSON, `None` when not declared before/now).
-    Param {
-        key: String,
-        old: Option<String>,
-        new: Option<String>,
-    },
-    /// A role is bound to another path (`deps.first`: `a.txt` → `b.txt`), or bound or unbound.
-    Role {
-        binding: String,
-        old: Option<String>,
-        new: Option<String>,
-    },
-    /// A machine fact a built-in stage depends on changed (libtorch, CPU kernels, GPUs, font).
-    Fact {
-        name: String,
-        old: Option<String>,
-        new: Option<String>,
-    },
-    /// A variable amt gives the command changed (`AMT_DEPS` when deps are
-    /// reordered, `AMT_CPUS` with `cpus`, `AMT_STAGE` on a rename).
-    Given {
-        var: String,
-        old: Option<String>,
-        new: Option<String>,
-    },
-    /// The action key changed in a way this version of amt cannot itemise
-    /// (the record was written by another version of amt).
-    Key,
-    /// A dep's content changed, or the dep was added or removed.
-    Dep {
-        path: ProjectPath,
-        old: Option<Entry>,
-        new: Option<Entry>,
-    },
-    /// A declared out is missing from the workspace.
-    OutMissing(ProjectPath),
-    /// A declared out was modified after it was recorded.
-    OutModified(ProjectPath),
-    /// The list of declared outs changed.
-    OutsDeclared,
-    /// An upstream stage will run first, so the inputs are not known yet.
-    Upstream(StageName),
-    /// `--verify`: up to date, executed again to compare its bytes.
-    Verify,
-}
-
-impl Change {
-    /// One line for humans.
-    pub fn summary(&self) -> String {
-        match self {
-            Change::NeverRun => "never run".into(),
-            Change::Forced => "forced".into(),
-            Change::Command { .. } => "command changed".into(),
-            Change::CodeVersion { old, new } => format!(
-                "code version changed: {} → {}",
-                old.as_deref().unwrap_or("none"),
-                new.as_deref().unwrap_or("none")
-            ),
-            Change::Env { var, .. } => format!("env {var} changed"),
-            Change::Param { key, old: None, .. } => format!("param {key} added"),
-            Change::Param { key, new: None, .. } => format!("param {key} removed"),
-            Change::Param {
-                key,
-                old: Some(o),
-                new: Some(n),
-            } => format!("param {key} changed: {o} → {n}"),
-            Change::Role {
-                binding, new: None, ..
-            } => format!("role {binding} unbound"),
-            Change::Role {
-                binding, old: None, ..
-            } => format!("role {binding} bound"),
-            Change::Role {
-                binding,
-                old: Some(o),
-                new: Some(n),
-            } => format!("role {binding} changed: {o} → {n}"),
-            Change::Fact { name, old, new } => format!(
-                "machine fact {name} changed: {} → {}",
-                old.as_deref().unwrap_or("none"),
-                new.as_deref().unwrap_or("none")
-            ),
-            Change::Given { var, old, new } => format!(
-                "{var} changed: {} → {}",
-                old.as_deref().unwrap_or("unset"),
-                new.as_deref().unwrap_or("unset")
-            ),
-            Change::Key => "action key changed".into(),
-            Change::Dep {
-                path, old: None, ..
-            } => format!("dep {path} added"),
-            Change::Dep {
-                path, new: None, ..
-            } => format!("dep {path} removed"),
-            Change::Dep { path, .. } => format!("dep {path} changed"),
-            Change::OutMissing(p) => format!("out {p} missing"),
-            Change::OutModified(p) => format!("out {p} modified"),
-            Change::OutsDeclared => "declared outs changed".into(),
-            Change::Upstream(s) => format!("upstream stage {s} is stale"),
-            Change::Verify => "verifying that it reproduces its outputs".into(),
-        }
-    }
-}
+use crate::tree::{HashStats, TreeError, TreeHasher};
 
 /// What a stage needs, as found by [`Engine::check`].
 #[derive(Debug)]
@@ -211,6 +89,8 @@ pub enum StageError {
     Spawn(std::io::Error),
     #[error("{0}")]
     Builtin(String),
+    #[error("{0}")]
+    Inputs(#[from] crate::inputs::InputsError),
     #[error("out `{out}` lies under `{link}`, a symbolic link; amt will not delete or write through it")]
     LinkedOut { out: ProjectPath, link: ProjectPath },
     #[error("the command failed ({status}); log: {log}")]
@@ -246,15 +126,8 @@ pub struct Engine<'p> {
     pub ledger: Ledger,
     /// This invocation's id in the ledger.
     invocation: String,
-    /// The remote cache read and written through, until it fails once.
-    remote: std::sync::Mutex<Option<Arc<RemoteCache>>>,
-}
-
-/// A remote cache in use by a run.
-pub struct RemoteCache {
-    pub remote: Remote,
-    /// Upload what runs here (false: read only).
-    pub push: bool,
+    /// The action cache: the local store, and a remote one when set.
+    cache: ActionCache,
 }
 
 impl<'p> Engine<'p> {
@@ -273,13 +146,19 @@ impl<'p> Engine<'p> {
             cluster: None,
             ledger: Ledger::new(&cache),
             invocation: format!("{}-{}", now_ms(), std::process::id()),
-            remote: std::sync::Mutex::new(None),
+            cache: ActionCache::new(Store::new(&cache)),
         }
     }
 
     /// This invocation's id in the ledger.
     pub fn invocation(&self) -> &str {
         &self.invocation
+    }
+
+    /// Reads and writes through a remote cache from now on.
+    pub fn with_remote(mut self, remote: RemoteCache) -> Self {
+        self.cache = self.cache.with_remote(remote);
+        self
     }
 
     /// Makes `cluster` available: stages that ask for it (`executor =
@@ -318,56 +197,6 @@ impl<'p> Engine<'p> {
             resources: stage.resources,
         };
         self.executor_for(stage).describe(&job)
-    }
-
-    /// Reads and writes through a remote cache from now on.
-    pub fn with_remote(self, remote: RemoteCache) -> Self {
-        *self.remote.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(remote));
-        self
-    }
-
-    fn remote(&self) -> Option<Arc<RemoteCache>> {
-        self.remote
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    /// Reports a remote failure once and goes on without the remote.
-    fn remote_failed(&self, e: RemoteError) {
-        if self
-            .remote
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-            .is_some()
-        {
-            eprintln!("warning: {e}; continuing with the local cache only");
-        }
-    }
-
-    /// An action result found in the remote cache, its objects fetched and verified.
-    fn remote_lookup(&self, stage: &Stage, key: &ActionKey) -> Option<ActionResult> {
-        let r = self.remote()?;
-        let found = r.remote.get_action(key).and_then(|found| match found {
-            Some(result) => r
-                .remote
-                .fetch(key, &result, &self.store)
-                .map(|_| Some(result)),
-            None => Ok(None),
-        });
-        match found {
-            Ok(found) => found,
-            // A bad entry is skipped (the stage runs), but the remote stays in use.
-            Err(e) if e.is_entry_fault() => {
-                eprintln!("warning: stage {}: action {}: {e}", stage.name, key.0.short());
-                None
-            }
-            Err(e) => {
-                self.remote_failed(e);
-                None
-            }
-        }
     }
 
     fn root(&self) -> &Path {
@@ -430,63 +259,7 @@ impl<'p> Engine<'p> {
         stage: &Stage,
         hasher: &TreeHasher<'_>,
     ) -> Result<(Inputs, Vec<(Digest, Vec<u8>)>), StageError> {
-        let (command, code_version, facts) = match &stage.run {
-            Run::Shell(cmd) => (cmd.clone(), None, BTreeMap::new()),
-            Run::Builtin { name, version, .. } => {
-                let facts = self
-                    .project
-                    .builtins
-                    .facts(name, &self.project.cache_dir())
-                    .map_err(StageError::Builtin)?;
-                (format!("builtin {name}"), Some(version.clone()), facts)
-            }
-        };
-        let given = given_vars(stage);
-        // A declared variable has the value the command will see: amt's own
-        // (the CPU share) where amt sets it, else the one amt was started with.
-        let env = stage
-            .env
-            .iter()
-            .map(|v| {
-                let value = match given.get(v) {
-                    Some(set) => Some(set.clone()),
-                    None => std::env::var_os(v).map(|os| env_text(&os)),
-                };
-                (v.clone(), value)
-            })
-            .collect();
-        let params = stage
-            .params
-            .iter()
-            .flat_map(|key| self.project.pipeline.params.leaves(key))
-            .map(|(key, value)| (key, canonical(value)))
-            .collect();
-        let mut deps = BTreeMap::new();
-        let mut manifests = Vec::new();
-        for dep in &stage.deps {
-            let hashed = hasher.hash(dep)?;
-            deps.insert(dep.clone(), hashed.entry);
-            manifests.extend(hashed.manifests);
-        }
-        let mut roles = BTreeMap::new();
-        for (kind, bindings) in [("deps", &stage.dep_roles), ("outs", &stage.out_roles)] {
-            for (role, path) in bindings.iter().flatten() {
-                roles.insert(format!("{kind}.{role}"), path.to_string());
-            }
-        }
-        Ok((
-            Inputs {
-                command,
-                code_version,
-                env,
-                params,
-                deps,
-                roles,
-                given,
-                facts,
-            },
-            manifests,
-        ))
+        Ok(crate::inputs::collect(self.project, stage, hasher)?)
     }
 
     /// Decides what a stage needs. `force` skips both the freshness check and the cache.
@@ -513,12 +286,9 @@ impl<'p> Engine<'p> {
         } else if changes.is_empty() {
             Decision::Fresh
         } else {
-            match self.store.get_action(&key) {
-                Some(result) if self.usable(stage, &result) => Decision::Restore(result),
-                _ => match self.remote_lookup(stage, &key) {
-                    Some(result) if self.usable(stage, &result) => Decision::Restore(result),
-                    _ => Decision::Run,
-                },
+            match self.cache.lookup(stage, &key) {
+                Some(result) => Decision::Restore(result),
+                None => Decision::Run,
             }
         };
         Ok(Check {
@@ -548,12 +318,6 @@ impl<'p> Engine<'p> {
                 Err(_) => Some(Change::OutMissing(out.path.clone())),
             })
             .collect()
-    }
-
-    /// A cached result is usable when it has the stage's outs and all their objects.
-    fn usable(&self, stage: &Stage, result: &ActionResult) -> bool {
-        result.outs.iter().map(|o| &o.path).eq(stage.outs.iter())
-            && result.outs.iter().all(|o| self.store.is_complete(&o.entry))
     }
 
     /// Puts a cached result's outputs into the workspace and records it.
@@ -712,12 +476,7 @@ impl<'p> Engine<'p> {
             outs: outs.clone(),
         };
         if mode.cache_result {
-            self.store.put_action(&check.key, &result)?;
-            if let Some(r) = self.remote().filter(|r| r.push)
-                && let Err(e) = r.remote.upload(&check.key, &result, &self.store)
-            {
-                self.remote_failed(e);
-            }
+            self.cache.publish(&check.key, &result)?;
         }
         self.record(stage, check, outs.clone(), Origin::Ran, duration_ms)?;
         row.status = "ran".into();
@@ -851,242 +610,3 @@ impl<'p> Engine<'p> {
     }
 }
 
-/// Runs `work` while a second thread reads the progress file every quarter
-/// second and passes on each report that differs from the last.
-fn watch_progress<T>(
-    path: &Path,
-    on_progress: &(dyn Fn(&Progress) + Sync),
-    work: impl FnOnce() -> T,
-) -> T {
-    let done = std::sync::atomic::AtomicBool::new(false);
-    std::thread::scope(|scope| {
-        scope.spawn(|| {
-            let mut last: Option<Progress> = None;
-            let mut ticks = 0u32;
-            while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                std::thread::sleep(std::time::Duration::from_millis(50));
-                ticks += 1;
-                if ticks % 5 != 0 {
-                    continue;
-                }
-                if let Some(p) = Progress::read(path)
-                    && last.as_ref() != Some(&p)
-                {
-                    on_progress(&p);
-                    last = Some(p);
-                }
-            }
-        });
-        let out = work();
-        done.store(true, std::sync::atomic::Ordering::Relaxed);
-        out
-    })
-}
-
-/// The variables amt gives a stage's command besides its params and where it
-/// runs: its name, its bindings and its CPU share. They are part of the
-/// action key, since a command may write any of them into its outputs.
-fn given_vars(stage: &Stage) -> BTreeMap<String, String> {
-    let bindings = |roles: &Option<Vec<(String, ProjectPath)>>, paths: &[ProjectPath]| {
-        let text = |p: &ProjectPath| serde_json::Value::String(p.to_string());
-        match roles {
-            Some(named) => serde_json::Value::Object(
-                named.iter().map(|(r, p)| (r.clone(), text(p))).collect(),
-            ),
-            None => serde_json::Value::Array(paths.iter().map(text).collect()),
-        }
-    };
-    let plain_outs: Vec<ProjectPath> = stage
-        .outs
-        .iter()
-        .filter(|o| !stage.metrics.contains(o))
-        .cloned()
-        .collect();
-    let mut given = BTreeMap::from([
-        ("AMT_STAGE".to_owned(), stage.name.to_string()),
-        ("AMT_DEPS".to_owned(), bindings(&stage.dep_roles, &stage.deps).to_string()),
-        ("AMT_OUTS".to_owned(), bindings(&stage.out_roles, &plain_outs).to_string()),
-        ("AMT_METRICS".to_owned(), bindings(&None, &stage.metrics).to_string()),
-    ]);
-    given.extend(cpu_share_env(stage.resources.cpus, |v| std::env::var_os(v).is_some()));
-    if let Run::Builtin { version, .. } = &stage.run {
-        given.insert("AMT_CODE_VERSION".to_owned(), version.clone());
-    }
-    given
-}
-
-/// An environment value as key text; bytes that are not UTF-8 are escaped
-/// (`\xff`), so two different values never look alike.
-fn env_text(value: &std::ffi::OsStr) -> String {
-    use std::os::unix::ffi::OsStrExt;
-    match value.to_str() {
-        Some(s) => s.to_owned(),
-        None => value
-            .as_bytes()
-            .iter()
-            .map(|&b| {
-                if b.is_ascii() && b != b'\\' {
-                    (b as char).to_string()
-                } else {
-                    format!("\\x{b:02x}")
-                }
-            })
-            .collect(),
-    }
-}
-
-/// Variables through which common thread pools (OpenMP, MKL, OpenBLAS, rayon)
-/// size themselves; amt sets each to the stage's share unless the user did.
-pub const THREAD_VARS: &[&str] = &[
-    "OMP_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-    "RAYON_NUM_THREADS",
-];
-
-/// What tells a stage its CPU share: `AMT_CPUS`, and the thread-pool
-/// variables the user has not set (`user_set` says which they have). The
-/// share is the stage's declared `cpus`, also when `-j` is smaller, so that
-/// a stage whose bytes depend on its thread count computes the same bytes
-/// whatever `-j` a run was given.
-pub fn cpu_share_env(cpus: u32, user_set: impl Fn(&str) -> bool) -> Vec<(String, String)> {
-    let share = cpus.max(1).to_string();
-    std::iter::once("AMT_CPUS")
-        .chain(THREAD_VARS.iter().copied().filter(|v| !user_set(v)))
-        .map(|v| (v.to_owned(), share.clone()))
-        .collect()
-}
-
-/// Every difference between recorded and current inputs, in a stable order.
-pub fn diff_inputs(old: &Inputs, new: &Inputs) -> Vec<Change> {
-    let mut changes = Vec::new();
-    if old.command != new.command {
-        changes.push(Change::Command {
-            old: old.command.clone(),
-            new: new.command.clone(),
-        });
-    }
-    if old.code_version != new.code_version {
-        changes.push(Change::CodeVersion {
-            old: old.code_version.clone(),
-            new: new.code_version.clone(),
-        });
-    }
-    for (var, old_v, new_v) in merged(&old.env, &new.env) {
-        if old_v != new_v {
-            changes.push(Change::Env {
-                var: var.clone(),
-                old: old_v.cloned().flatten(),
-                new: new_v.cloned().flatten(),
-            });
-        }
-    }
-    for (key, old_v, new_v) in merged(&old.params, &new.params) {
-        if old_v != new_v {
-            changes.push(Change::Param {
-                key: key.to_string(),
-                old: old_v.cloned(),
-                new: new_v.cloned(),
-            });
-        }
-    }
-    for (path, old_e, new_e) in merged(&old.deps, &new.deps) {
-        if old_e != new_e {
-            changes.push(Change::Dep {
-                path: path.clone(),
-                old: old_e.copied(),
-                new: new_e.copied(),
-            });
-        }
-    }
-    for (binding, old_p, new_p) in merged(&old.roles, &new.roles) {
-        if old_p != new_p {
-            changes.push(Change::Role {
-                binding: binding.clone(),
-                old: old_p.cloned(),
-                new: new_p.cloned(),
-            });
-        }
-    }
-    let roles_changed = changes.iter().any(|c| matches!(c, Change::Role { .. }));
-    for (var, old_v, new_v) in merged(&old.given, &new.given) {
-        // A rebinding already shows as its roles.
-        let said = roles_changed && (var == "AMT_DEPS" || var == "AMT_OUTS");
-        if old_v != new_v && !said {
-            changes.push(Change::Given {
-                var: var.clone(),
-                old: old_v.cloned(),
-                new: new_v.cloned(),
-            });
-        }
-    }
-    for (name, old_v, new_v) in merged(&old.facts, &new.facts) {
-        if old_v != new_v {
-            changes.push(Change::Fact {
-                name: name.clone(),
-                old: old_v.cloned(),
-                new: new_v.cloned(),
-            });
-        }
-    }
-    changes
-}
-
-/// The union of two maps' keys with both values.
-fn merged<'a, K: Ord, V>(
-    a: &'a BTreeMap<K, V>,
-    b: &'a BTreeMap<K, V>,
-) -> Vec<(&'a K, Option<&'a V>, Option<&'a V>)> {
-    let keys: std::collections::BTreeSet<&K> = a.keys().chain(b.keys()).collect();
-    keys.into_iter().map(|k| (k, a.get(k), b.get(k))).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_diff_explains_roles_and_facts() {
-        let old = Inputs {
-            command: "x".into(),
-            code_version: None,
-            env: BTreeMap::new(),
-            params: BTreeMap::new(),
-            deps: BTreeMap::new(),
-            roles: BTreeMap::from([
-                ("deps.first".into(), "a".into()),
-                ("deps.second".into(), "b".into()),
-            ]),
-            given: BTreeMap::new(),
-            facts: BTreeMap::from([("cpu".into(), "avx2".into())]),
-        };
-        let mut new = old.clone();
-        new.roles.insert("deps.first".into(), "b".into());
-        new.roles.insert("deps.second".into(), "a".into());
-        new.facts.insert("cpu".into(), "avx512".into());
-        let why: Vec<String> = diff_inputs(&old, &new).iter().map(Change::summary).collect();
-        assert_eq!(
-            why,
-            [
-                "role deps.first changed: a → b",
-                "role deps.second changed: b → a",
-                "machine fact cpu changed: avx2 → avx512"
-            ]
-        );
-        assert!(diff_inputs(&old, &old).is_empty());
-    }
-
-    #[test]
-    fn a_stage_learns_its_share_and_the_users_own_settings_stay() {
-        let env = cpu_share_env(1, |v| v == "OMP_NUM_THREADS");
-        assert_eq!(
-            env,
-            [
-                ("AMT_CPUS".to_owned(), "1".to_owned()),
-                ("MKL_NUM_THREADS".to_owned(), "1".to_owned()),
-                ("OPENBLAS_NUM_THREADS".to_owned(), "1".to_owned()),
-                ("RAYON_NUM_THREADS".to_owned(), "1".to_owned()),
-            ]
-        );
-    }
-}

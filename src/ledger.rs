@@ -106,23 +106,52 @@ fn open(path: &Path) -> rusqlite::Result<Connection> {
     if let Some(dir) = path.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
-    let conn = Connection::open(path)?;
-    conn.busy_timeout(Duration::from_secs(30))?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
+    let mut conn = Connection::open(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // Until the file is in WAL mode, SQLite answers BUSY without waiting when
+    // two connections would deadlock upgrading their locks; retry those.
+    retry_busy(|| conn.pragma_update(None, "journal_mode", "WAL"))?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
-    conn.execute_batch(SCHEMA)?;
-    // Ledgers written before these columns existed gain them.
-    for column in ["executor", "job_id"] {
-        let present: bool = conn.query_row(
-            "SELECT COUNT(*) FROM pragma_table_info('executions') WHERE name = ?1",
-            [column],
-            |r| r.get::<_, i64>(0).map(|n| n > 0),
-        )?;
-        if !present {
-            conn.execute_batch(&format!("ALTER TABLE executions ADD COLUMN {column} TEXT"))?;
+    retry_busy(|| {
+        // IMMEDIATE takes the write lock up front, so two processes cannot
+        // both see a column missing and both add it.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute_batch(SCHEMA)?;
+        // Ledgers written before these columns existed gain them.
+        for column in ["executor", "job_id"] {
+            let present: bool = tx.query_row(
+                "SELECT COUNT(*) FROM pragma_table_info('executions') WHERE name = ?1",
+                [column],
+                |r| r.get::<_, i64>(0).map(|n| n > 0),
+            )?;
+            if !present {
+                tx.execute_batch(&format!("ALTER TABLE executions ADD COLUMN {column} TEXT"))?;
+            }
+        }
+        tx.commit()
+    })?;
+    Ok(conn)
+}
+
+/// How long a writer waits for another to finish.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs `f` again while SQLite reports the database busy, up to [`BUSY_TIMEOUT`].
+fn retry_busy<T>(mut f: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        match f() {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(200));
+            }
+            other => return other,
         }
     }
-    Ok(conn)
 }
 
 impl Ledger {
@@ -205,33 +234,29 @@ impl Ledger {
 
     /// Appends a stage execution.
     pub fn record(&self, row: &RunRow) -> Result<(), LedgerError> {
-        let mut guard = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        if guard.is_none() {
-            *guard = Some(open(&self.path).map_err(|e| self.err(e))?);
-        }
-        let conn = guard.as_ref().expect("opened above");
-        conn.execute(
-            "INSERT INTO executions (invocation, stage, action_key, params, started_at_ms, duration_ms,
-                               peak_rss_kb, status, exit_code, cache_hit, metrics, executor, job_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-            params![
-                row.invocation,
-                row.stage,
-                row.action_key,
-                row.params,
-                row.started_at_ms,
-                row.duration_ms,
-                row.peak_rss_kb,
-                row.status,
-                row.exit_code,
-                row.cache_hit,
-                row.metrics,
-                row.executor,
-                row.job_id
-            ],
-        )
-        .map_err(|e| self.err(e))?;
-        Ok(())
+        self.with_conn(|conn| {
+            conn.execute(
+                "INSERT INTO executions (invocation, stage, action_key, params, started_at_ms, duration_ms,
+                                   peak_rss_kb, status, exit_code, cache_hit, metrics, executor, job_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                params![
+                    row.invocation,
+                    row.stage,
+                    row.action_key,
+                    row.params,
+                    row.started_at_ms,
+                    row.duration_ms,
+                    row.peak_rss_kb,
+                    row.status,
+                    row.exit_code,
+                    row.cache_hit,
+                    row.metrics,
+                    row.executor,
+                    row.job_id
+                ],
+            )
+            .map(|_| ())
+        })
     }
 
     /// Stage executions, oldest first; the newest `last` when given. An absent ledger has none.
@@ -318,19 +343,23 @@ mod tests {
 
     #[test]
     fn concurrent_writers_lose_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        std::thread::scope(|s| {
-            for t in 0..4 {
-                let cache = dir.path().to_owned();
-                s.spawn(move || {
-                    // Separate connections, as separate amt processes would have.
-                    let ledger = Ledger::new(&cache);
-                    for i in 0..25 {
-                        ledger.record(&row(&format!("s{t}-{i}"), "ran")).unwrap();
-                    }
-                });
-            }
-        });
-        assert_eq!(Ledger::new(dir.path()).rows(None, None).unwrap().len(), 100);
+        // Several rounds, each on a fresh file: the race is in creating the
+        // database and switching it to WAL, which happens once per file.
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            std::thread::scope(|s| {
+                for t in 0..8 {
+                    let cache = dir.path().to_owned();
+                    s.spawn(move || {
+                        // Separate connections, as separate amt processes would have.
+                        let ledger = Ledger::new(&cache);
+                        for i in 0..25 {
+                            ledger.record(&row(&format!("s{t}-{i}"), "ran")).unwrap();
+                        }
+                    });
+                }
+            });
+            assert_eq!(Ledger::new(dir.path()).rows(None, None).unwrap().len(), 200);
+        }
     }
 }

@@ -3,6 +3,8 @@
 //! It knows stages, files, hashes, parameters and processes, and nothing about
 //! music; the music lives in `stages/`.
 
+pub mod action_cache;
+pub mod change;
 pub mod config;
 pub mod dag;
 pub mod digest;
@@ -15,6 +17,7 @@ pub mod fsck;
 pub mod fsutil;
 pub mod gc;
 pub mod guard;
+pub mod inputs;
 pub mod ledger;
 pub mod lock;
 pub mod names;
@@ -22,6 +25,7 @@ pub mod params;
 pub mod project;
 pub mod remote;
 pub mod scheduler;
+pub mod stage_env;
 pub mod slurm;
 pub mod statcache;
 pub mod state;

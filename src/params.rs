@@ -22,6 +22,27 @@ pub enum ParamError {
     BadKey(String),
     #[error("`{key}` is not defined in [params]{hint}")]
     Unknown { key: String, hint: String },
+    #[error("`{key}` is a table in [params]; set the keys inside it (`{key}.…`)")]
+    Table { key: String },
+    #[error("`{key}` is {expected} in [params], not {found}")]
+    Type {
+        key: String,
+        expected: &'static str,
+        found: &'static str,
+    },
+}
+
+/// A TOML value's kind, for messages.
+fn kind(v: &toml::Value) -> &'static str {
+    match v {
+        toml::Value::String(_) => "a string",
+        toml::Value::Integer(_) => "an integer",
+        toml::Value::Float(_) => "a float",
+        toml::Value::Boolean(_) => "a boolean",
+        toml::Value::Datetime(_) => "a date",
+        toml::Value::Array(_) => "an array",
+        toml::Value::Table(_) => "a table",
+    }
 }
 
 impl ParamKey {
@@ -193,8 +214,27 @@ impl Params {
         }
     }
 
-    /// Replaces the value at a defined key.
+    /// Replaces the value at a defined key with one of the same kind (an
+    /// integer may stand for a float); a table is replaced key by key, never
+    /// as a whole.
     pub fn set(&mut self, key: &ParamKey, value: toml::Value) -> Result<(), ParamError> {
+        let value = match (self.get(key), value) {
+            (None, _) => return Err(self.unknown(key.as_str())),
+            (Some(toml::Value::Table(_)), _) => {
+                return Err(ParamError::Table {
+                    key: key.to_string(),
+                })
+            }
+            (Some(toml::Value::Float(_)), toml::Value::Integer(i)) => toml::Value::Float(i as f64),
+            (Some(old), new) if std::mem::discriminant(old) != std::mem::discriminant(&new) => {
+                return Err(ParamError::Type {
+                    key: key.to_string(),
+                    expected: kind(old),
+                    found: kind(&new),
+                });
+            }
+            (Some(_), new) => new,
+        };
         let segments: Vec<&str> = key.segments().collect();
         let (last, parents) = segments.split_last().expect("keys have a segment");
         let mut table = &mut self.0;
@@ -214,12 +254,13 @@ impl Params {
     }
 
     /// Applies every leaf of `overlay` (a profile): each must name a defined
-    /// key; a table in the overlay sets the leaves inside it, not the table.
+    /// key and keep its kind; a table in the overlay sets the leaves inside
+    /// it (an empty one sets nothing), never the table.
     pub fn overlay(&mut self, overlay: &toml::Table) -> Result<(), ParamError> {
         let patch = Params(overlay.clone());
         for (key, value) in patch.all_leaves() {
-            if self.get(&key).is_none() {
-                return Err(self.unknown(key.as_str()));
+            if value.as_table().is_some_and(|t| t.is_empty()) {
+                continue;
             }
             self.set(&key, value.clone())?;
         }
@@ -365,6 +406,21 @@ mod tests {
         let typo: toml::Table = toml::from_str("train.stepz = 1").unwrap();
         let e = p.overlay(&typo).unwrap_err().to_string();
         assert_eq!(e, "`train.stepz` is not defined in [params]; did you mean `train.steps`?");
+    }
+
+    #[test]
+    fn overlays_keep_each_values_kind_and_never_replace_a_table() {
+        let mut p = params("[train]\nlr = 3e-4\nsteps = 400\n[model]\npreset = \"tiny\"");
+        let overlay = |text: &str| toml::from_str::<toml::Table>(text).unwrap();
+        let e = p.clone().overlay(&overlay("model = \"big\"")).unwrap_err().to_string();
+        assert_eq!(e, "`model` is a table in [params]; set the keys inside it (`model.…`)");
+        let e = p.clone().overlay(&overlay("train.steps = \"forty\"")).unwrap_err().to_string();
+        assert_eq!(e, "`train.steps` is an integer in [params], not a string");
+        // An empty table sets nothing; an integer may stand for a float.
+        p.overlay(&overlay("train = {}\n")).unwrap();
+        assert_eq!(p.get(&key("train.steps")).and_then(|v| v.as_integer()), Some(400));
+        p.overlay(&overlay("train.lr = 1")).unwrap();
+        assert_eq!(p.get(&key("train.lr")), Some(&toml::Value::Float(1.0)));
     }
 
     #[test]

@@ -5,20 +5,24 @@
 //! so that a large sweep never floods the controller.
 //!
 //! A job's result is trusted only after amt hashes its outputs on the shared
-//! filesystem, as for a local stage. Jobs amt submits are recorded under
-//! `cache/slurm/` until they end; a run that finds records of a previous one
-//! (which `kill -9` left behind) cancels those jobs and waits for them to be
-//! gone before it submits anything, so a stage never runs twice at once.
-//! Ctrl-C cancels the run's jobs (`scancel`).
+//! filesystem, as for a local stage. Every job is recorded under
+//! `cache/slurm/` before it is submitted (by a token also written in its
+//! comment, so a job whose id amt never learnt is still found) and until
+//! Slurm says it ended. A run that finds records of an earlier one (which
+//! `kill -9`, or a job amt lost track of, left behind) cancels those jobs and
+//! waits until Slurm confirms they are gone before it runs anything; if it
+//! cannot confirm, it refuses to run. So a stage never runs twice at once.
+//! Ctrl-C cancels the run's jobs (`scancel`, repeated until Slurm confirms).
 //!
 //! `squeue --states=all` is the status query, since `sacct` needs slurmdbd;
-//! jobs stay visible to it for `MinJobAge` (300 s by default) after they end,
-//! longer than the longest wait between queries.
+//! a finished job stays visible to it for `MinJobAge`, and `poll_max` is
+//! kept below half of that.
 
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,15 +32,45 @@ use crate::config::{SlurmConfig, SlurmOptions};
 use crate::exec::{Finished, Job, Processes};
 use crate::executor::{Executor, shell_quote};
 
-/// How long the status of a submitted job may stay unknown (not yet, or no
-/// longer, in squeue's answer) before it counts as lost.
-const VANISHED_AFTER: Duration = Duration::from_secs(600);
+/// How long a job may go unseen by successful status queries, or status
+/// queries may keep failing, before amt gives the job up as lost.
+const LOST_AFTER: Duration = Duration::from_secs(600);
+
+/// After a cancellation, how often `scancel` is sent again, and how long amt
+/// waits for Slurm to confirm before it leaves the job to the next run.
+const CANCEL_EVERY: Duration = Duration::from_secs(5);
+const CANCEL_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Variables sbatch reads that would change what amt decides itself.
+const SBATCH_VARS: &[&str] = &[
+    "SBATCH_JOB_NAME",
+    "SBATCH_ARRAY_INX",
+    "SBATCH_HOLD",
+    "SBATCH_WAIT",
+    "SBATCH_EXPORT",
+    "SBATCH_REQUEUE",
+    "SBATCH_NO_REQUEUE",
+    "SBATCH_OPEN_MODE",
+];
 
 /// How a job ended, as Slurm says.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct End {
     state: String,
     reason: String,
+    /// False when amt gave the job up without Slurm saying it ended (lost,
+    /// or a cancellation Slurm did not confirm): it may still run.
+    confirmed: bool,
+}
+
+impl End {
+    fn unconfirmed(state: &str, reason: impl Into<String>) -> Self {
+        Self {
+            state: state.into(),
+            reason: reason.into(),
+            confirmed: false,
+        }
+    }
 }
 
 /// The jobs of a run that are in flight, and what the poller learnt of them.
@@ -47,10 +81,12 @@ struct Board {
     poller: bool,
 }
 
-/// What `cache/slurm/ID.json` holds while a job is in flight.
+/// What `cache/slurm/TOKEN.json` holds while a job may be in flight.
 #[derive(Debug, Serialize, Deserialize)]
 struct Record {
-    job: String,
+    token: String,
+    /// The job's id, once sbatch said it.
+    job: Option<String>,
     stage: String,
     key: String,
 }
@@ -64,33 +100,36 @@ pub struct Slurm {
     job_name: String,
     records: PathBuf,
     board: Arc<(Mutex<Board>, Condvar)>,
+    submitted: AtomicU64,
 }
 
-/// A Slurm command failed to start or said no.
-fn command_error(what: &str, out: &std::process::Output) -> io::Error {
-    io::Error::other(format!(
-        "{what} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr).trim()
-    ))
-}
-
+/// Runs a Slurm command; its stdout, or an error with its stderr.
 fn run_command(cmd: &mut Command, what: &str) -> io::Result<String> {
     let out = cmd
         .output()
         .map_err(|e| io::Error::other(format!("cannot run {what}: {e} (is Slurm installed?)")))?;
     if !out.status.success() {
-        return Err(command_error(what, &out));
+        return Err(io::Error::other(format!(
+            "{what} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Slurm's states that end a job, and whether it succeeded.
+/// True for the error Slurm gives for a job it no longer knows.
+fn forgotten(e: &io::Error) -> bool {
+    e.to_string().contains("Invalid job id")
+}
+
+/// Slurm's states that end a job, and whether it succeeded. (`SPECIAL_EXIT`
+/// holds a job for requeueing; `REQUEUED` comes back: neither is an end.)
 fn terminal(state: &str) -> Option<bool> {
     match state {
         "COMPLETED" => Some(true),
         "FAILED" | "CANCELLED" | "TIMEOUT" | "OUT_OF_MEMORY" | "NODE_FAIL" | "BOOT_FAIL"
-        | "DEADLINE" | "PREEMPTED" | "SPECIAL_EXIT" => Some(false),
+        | "DEADLINE" | "PREEMPTED" | "REVOKED" => Some(false),
         _ => None,
     }
 }
@@ -104,25 +143,49 @@ fn parse_squeue(text: &str) -> HashMap<String, End> {
             let id = f.next()?.trim().to_owned();
             let state = f.next()?.split_whitespace().next()?.trim_end_matches('+').to_owned();
             let reason = f.next().unwrap_or("").trim().to_owned();
-            (!id.is_empty()).then_some((id, End { state, reason }))
+            (!id.is_empty()).then_some((
+                id,
+                End {
+                    state,
+                    reason,
+                    confirmed: true,
+                },
+            ))
         })
         .collect()
+}
+
+/// A `Key=Value` field of `scontrol show` output.
+fn field<'t>(scontrol: &'t str, key: &str) -> Option<&'t str> {
+    scontrol
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
 }
 
 /// `ExitCode=3:0` in `scontrol show job` → exit code 3 (or signal).
 fn exit_status(scontrol: &str) -> ExitStatus {
     use std::os::unix::process::ExitStatusExt;
-    let field = scontrol
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("ExitCode="))
-        .unwrap_or("0:0");
-    let (code, signal) = field.split_once(':').unwrap_or((field, "0"));
+    let code = field(scontrol, "ExitCode").unwrap_or("0:0");
+    let (code, signal) = code.split_once(':').unwrap_or((code, "0"));
     let (code, signal): (i32, i32) = (code.parse().unwrap_or(0), signal.parse().unwrap_or(0));
     if signal != 0 {
         ExitStatus::from_raw(signal)
     } else {
         ExitStatus::from_raw(code << 8)
     }
+}
+
+/// A path for sbatch's `--output`, where `%` starts a pattern.
+fn sbatch_path(path: &Path) -> String {
+    path.display().to_string().replace('%', "%%")
+}
+
+/// `MinJobAge` from slurmctld's configuration, when it says.
+fn min_job_age() -> Option<Duration> {
+    let config = run_command(Command::new("scontrol").args(["show", "config"]), "scontrol").ok()?;
+    let line = config.lines().find(|l| l.trim_start().starts_with("MinJobAge"))?;
+    let secs = line.split('=').nth(1)?.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_secs(secs))
 }
 
 impl Slurm {
@@ -140,14 +203,19 @@ impl Slurm {
             stages,
             records: cache.join("slurm"),
             board: Arc::default(),
+            submitted: AtomicU64::new(0),
         }
     }
 
-    /// Makes it ready to submit: jobs that an earlier, killed amt left
-    /// running are cancelled, and this waits until Slurm has let them go.
-    pub fn start(self) -> io::Result<Self> {
+    /// Makes it ready to submit: jobs of earlier runs are dealt with (see
+    /// [`Slurm::settle_leftovers`]), and `poll_max` is kept below half of
+    /// slurmctld's `MinJobAge`, so no job ends and is forgotten between two looks.
+    pub fn start(mut self) -> io::Result<Self> {
+        Self::settle_leftovers(&self.records)?;
         std::fs::create_dir_all(&self.records)?;
-        self.cancel_leftovers()?;
+        if let Some(age) = min_job_age() {
+            self.config.poll_max = self.config.poll_max.min(age / 2).max(self.config.poll);
+        }
         Ok(self)
     }
 
@@ -156,48 +224,84 @@ impl Slurm {
         &self.job_name
     }
 
-    fn cancel_leftovers(&self) -> io::Result<()> {
-        let mut left: Vec<(PathBuf, Record)> = Vec::new();
-        for entry in std::fs::read_dir(&self.records)?.flatten() {
-            let record = std::fs::read(entry.path())
-                .ok()
-                .and_then(|b| serde_json::from_slice::<Record>(&b).ok());
-            match record {
-                Some(r) if r.job.chars().all(|c| c.is_ascii_digit()) => left.push((entry.path(), r)),
-                _ => {
-                    let _ = std::fs::remove_file(entry.path());
-                }
-            }
-        }
+    /// Cancels every job recorded under `records` (by an earlier, killed amt,
+    /// or one that lost track of a job) and waits until Slurm confirms each
+    /// is gone; errors, and runs nothing, when it cannot confirm. Every run
+    /// calls this, whatever its executor.
+    pub fn settle_leftovers(records: &Path) -> io::Result<()> {
+        let Ok(dir) = std::fs::read_dir(records) else {
+            return Ok(());
+        };
+        let left: Vec<(PathBuf, Option<Record>)> = dir
+            .flatten()
+            .map(|e| {
+                let record = std::fs::read(e.path())
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<Record>(&b).ok());
+                (e.path(), record)
+            })
+            .collect();
         if left.is_empty() {
             return Ok(());
         }
-        let ids: Vec<&str> = left.iter().map(|(_, r)| r.job.as_str()).collect();
-        let _ = run_command(Command::new("scancel").args(&ids), "scancel");
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let out = run_command(
-                Command::new("squeue")
-                    .args(["--noheader", "--states=all", "--format=%i|%T|%r", "--jobs"])
-                    .arg(ids.join(",")),
+        let mut ids: Vec<String> = Vec::new();
+        let unknown: Vec<&Record> = left
+            .iter()
+            .filter_map(|(_, r)| r.as_ref())
+            .filter(|r| {
+                if let Some(id) = &r.job {
+                    ids.push(id.clone());
+                }
+                r.job.is_none()
+            })
+            .collect();
+        if !unknown.is_empty() {
+            // Submitted, but amt never learnt the id: find the job by its token.
+            let all = run_command(
+                Command::new("squeue").args(["--all", "--noheader", "--states=all", "--format=%i|%k"]),
                 "squeue",
-            )
-            // Jobs Slurm has forgotten make squeue fail: they are gone.
-            .unwrap_or_default();
-            let states = parse_squeue(&out);
-            let active = ids
-                .iter()
-                .any(|id| states.get(*id).is_some_and(|e| terminal(&e.state).is_none()));
-            if !active {
-                break;
+            )?;
+            for line in all.lines() {
+                let (id, comment) = line.split_once('|').unwrap_or((line, ""));
+                if unknown.iter().any(|r| comment.contains(&format!(" token={}", r.token))) {
+                    ids.push(id.trim().to_owned());
+                }
             }
-            if Instant::now() > deadline {
-                return Err(io::Error::other(format!(
-                    "Slurm jobs {} of an earlier run are still running after scancel",
-                    ids.join(", ")
-                )));
+        }
+        ids.retain(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_digit()));
+        if !ids.is_empty() {
+            match run_command(Command::new("scancel").args(&ids), "scancel") {
+                Err(e) if !forgotten(&e) => return Err(e),
+                _ => {}
             }
-            std::thread::sleep(Duration::from_millis(500));
+        }
+        let deadline = Instant::now() + Duration::from_secs(120);
+        for id in &ids {
+            loop {
+                match run_command(
+                    Command::new("squeue").args(["--noheader", "--states=all", "--format=%i|%T|%r", "--jobs", id]),
+                    "squeue",
+                ) {
+                    Err(e) if forgotten(&e) => break,
+                    Err(e) => {
+                        return Err(io::Error::other(format!(
+                            "cannot confirm that Slurm job {id} of an earlier run has ended ({e}); \
+                             make sure it has (scancel {id}), then remove {}",
+                            records.display()
+                        )));
+                    }
+                    Ok(text) => match parse_squeue(&text).get(id) {
+                        Some(end) if terminal(&end.state).is_none() => {}
+                        _ => break,
+                    },
+                }
+                if Instant::now() > deadline {
+                    return Err(io::Error::other(format!(
+                        "Slurm job {id} of an earlier run is still running after scancel"
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
         }
         for (path, _) in left {
             let _ = std::fs::remove_file(path);
@@ -206,7 +310,7 @@ impl Slurm {
     }
 
     /// The sbatch arguments for a job (the command goes in `--wrap`).
-    fn sbatch_args(&self, job: &Job<'_>) -> Vec<String> {
+    fn sbatch_args(&self, job: &Job<'_>, token: &str) -> Vec<String> {
         let o = self
             .config
             .options
@@ -214,11 +318,17 @@ impl Slurm {
         let mut a = vec![
             "--parsable".to_owned(),
             format!("--job-name={}", self.job_name),
-            format!("--comment=amt stage={} key={}", job.stage, &job.key[..job.key.len().min(16)]),
-            format!("--output={}", job.log.display()),
+            format!(
+                "--comment=amt stage={} key={} token={token}",
+                job.stage,
+                &job.key[..job.key.len().min(16)]
+            ),
+            format!("--output={}", sbatch_path(job.log)),
             "--open-mode=truncate".to_owned(),
             format!("--chdir={}", job.dir.display()),
             "--export=ALL".to_owned(),
+            // A requeued job would run the command again behind amt's back.
+            "--no-requeue".to_owned(),
             "--ntasks=1".to_owned(),
             format!("--cpus-per-task={}", job.resources.cpus.max(1)),
         ];
@@ -245,14 +355,17 @@ impl Slurm {
         a
     }
 
-    fn submit(&self, job: &Job<'_>) -> io::Result<String> {
+    fn submit(&self, job: &Job<'_>, token: &str) -> io::Result<String> {
         if let Some(dir) = job.log.parent() {
             std::fs::create_dir_all(dir)?;
         }
         let mut cmd = Command::new("sbatch");
-        cmd.args(self.sbatch_args(job))
+        cmd.args(self.sbatch_args(job, token))
             .current_dir(job.dir)
             .envs(job.env.iter().map(|(k, v)| (k, v)));
+        for var in SBATCH_VARS {
+            cmd.env_remove(var);
+        }
         // Inside a job (amt itself under Slurm), the job's own variables must
         // not leak into the jobs it submits; where to find the cluster stays.
         if std::env::var_os("SLURM_JOB_ID").is_some() {
@@ -275,8 +388,11 @@ impl Slurm {
         Ok(id)
     }
 
-    fn record_path(&self, id: &str) -> PathBuf {
-        self.records.join(format!("{id}.json"))
+    fn write_record(&self, record: &Record) -> io::Result<()> {
+        crate::fsutil::write_atomic(
+            &self.records.join(format!("{}.json", record.token)),
+            &serde_json::to_vec(record).expect("records serialise"),
+        )
     }
 
     /// One status query for every job of the run, on a back-off.
@@ -284,12 +400,12 @@ impl Slurm {
         let (lock, cond) = &*board;
         let mut wait = config.poll;
         let mut unseen_since: HashMap<String, Instant> = HashMap::new();
+        let mut answered = Instant::now();
         loop {
             {
-                let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+                let mut guard = lock.lock().unwrap_or_else(|e| e.into_inner());
                 if guard.jobs.values().all(Option::is_some) {
                     // Nothing in flight: the next submission starts a poller again.
-                    let mut guard = guard;
                     guard.poller = false;
                     return;
                 }
@@ -303,6 +419,7 @@ impl Slurm {
             }
             let answer = run_command(
                 Command::new("squeue").args([
+                    "--all",
                     "--noheader",
                     "--states=all",
                     "--format=%i|%T|%r",
@@ -310,34 +427,47 @@ impl Slurm {
                 ]),
                 "squeue",
             );
-            let Ok(text) = answer else {
-                // A busy controller: ask again later, no sooner.
-                wait = (wait.mul_f64(1.5)).min(config.poll_max);
-                continue;
-            };
-            let states = parse_squeue(&text);
             let mut ended = Vec::new();
-            {
-                let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
-                for (id, end) in &guard.jobs {
-                    if end.is_some() {
-                        continue;
-                    }
-                    match states.get(id) {
-                        Some(e) if terminal(&e.state).is_some() => ended.push((id.clone(), e.clone())),
-                        Some(_) => {
-                            unseen_since.remove(id);
-                        }
-                        None => {
-                            let since = unseen_since.entry(id.clone()).or_insert_with(Instant::now);
-                            if since.elapsed() > VANISHED_AFTER {
+            match answer {
+                Err(e) => {
+                    // A busy controller: ask again later, no sooner; one that
+                    // never answers loses the run's jobs (their records stay).
+                    wait = (wait.mul_f64(1.5)).min(config.poll_max);
+                    if answered.elapsed() > LOST_AFTER {
+                        let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+                        for (id, end) in &guard.jobs {
+                            if end.is_none() {
                                 ended.push((
                                     id.clone(),
-                                    End {
-                                        state: "VANISHED".into(),
-                                        reason: "squeue no longer knows the job".into(),
-                                    },
+                                    End::unconfirmed("LOST", format!("squeue has failed for 10 minutes: {e}")),
                                 ));
+                            }
+                        }
+                    }
+                }
+                Ok(text) => {
+                    answered = Instant::now();
+                    let states = parse_squeue(&text);
+                    let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+                    for (id, end) in &guard.jobs {
+                        if end.is_some() {
+                            continue;
+                        }
+                        match states.get(id) {
+                            Some(e) if terminal(&e.state).is_some() => {
+                                ended.push((id.clone(), e.clone()))
+                            }
+                            Some(_) => {
+                                unseen_since.remove(id);
+                            }
+                            None => {
+                                let since = unseen_since.entry(id.clone()).or_insert_with(Instant::now);
+                                if since.elapsed() > LOST_AFTER {
+                                    ended.push((
+                                        id.clone(),
+                                        End::unconfirmed("LOST", "squeue no longer knows the job"),
+                                    ));
+                                }
                             }
                         }
                     }
@@ -356,25 +486,46 @@ impl Slurm {
         }
     }
 
-    /// Waits for a job's end; cancels it once `processes` is cancelled.
+    /// Waits for a job's end. Once `processes` is cancelled, scancel is sent
+    /// (again every few seconds) until Slurm confirms; after a minute without
+    /// confirmation the job is left to the next run, which cancels it first.
     fn wait(&self, id: &str, processes: &Processes) -> End {
         let (lock, cond) = &*self.board;
-        let mut cancelled = false;
-        let mut guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cancel: Option<(Instant, Instant)> = None; // (first sent, last sent)
         loop {
-            if let Some(Some(end)) = guard.jobs.get(id) {
-                return end.clone();
-            }
-            if processes.is_cancelled() && !cancelled {
-                cancelled = true;
+            let must_cancel = {
+                let mut guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+                loop {
+                    if let Some(Some(end)) = guard.jobs.get(id) {
+                        return end.clone();
+                    }
+                    let due = processes.is_cancelled()
+                        && cancel.is_none_or(|(_, last)| last.elapsed() >= CANCEL_EVERY);
+                    if due {
+                        break true;
+                    }
+                    if let Some((first, _)) = cancel
+                        && first.elapsed() >= CANCEL_PATIENCE
+                    {
+                        return End::unconfirmed(
+                            "CANCELLED",
+                            "scancel sent; Slurm did not confirm within a minute",
+                        );
+                    }
+                    guard = cond
+                        .wait_timeout(guard, Duration::from_millis(200))
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+            };
+            if must_cancel {
+                // Outside the lock: slurmctld may be slow to answer.
                 let _ = run_command(Command::new("scancel").arg(id), "scancel");
+                let now = Instant::now();
+                cancel = Some((cancel.map_or(now, |(first, _)| first), now));
                 // Hear about it soon, whatever the back-off says.
                 cond.notify_all();
             }
-            guard = cond
-                .wait_timeout(guard, Duration::from_millis(200))
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
         }
     }
 }
@@ -408,18 +559,21 @@ impl Executor for Slurm {
                 failure: Some("cancelled before submission".into()),
             });
         }
-        let id = self.submit(job)?;
-        let record = Record {
-            job: id.clone(),
+        // Recorded before it exists: a job sbatch queued but whose id never
+        // came back (a timeout, a kill) is still found by its token.
+        let n = self.submitted.fetch_add(1, Ordering::Relaxed);
+        let mut record = Record {
+            token: format!("{}-{n}", self.job_name),
+            job: None,
             stage: job.stage.to_owned(),
             key: job.key.to_owned(),
         };
-        crate::fsutil::write_atomic(
-            &self.record_path(&id),
-            &serde_json::to_vec(&record).expect("records serialise"),
-        )?;
+        self.write_record(&record)?;
+        let id = self.submit(job, &record.token)?;
+        record.job = Some(id.clone());
+        self.write_record(&record)?;
         {
-            let (lock, cond) = &*self.board;
+            let (lock, _) = &*self.board;
             let mut board = lock.lock().unwrap_or_else(|e| e.into_inner());
             board.jobs.insert(id.clone(), None);
             if !board.poller {
@@ -428,12 +582,17 @@ impl Executor for Slurm {
                 std::thread::spawn(move || Slurm::poll(b, name, config));
             }
             // The poller is not woken: its back-off, not the submissions, sets the pace.
-            let _ = cond;
         }
         let end = self.wait(&id, processes);
-        let _ = std::fs::remove_file(self.record_path(&id));
         let details = run_command(Command::new("scontrol").args(["show", "job", &id]), "scontrol")
             .unwrap_or_default();
+        // A job amt lost track of may still run: its record stays for the
+        // next run to cancel. A job Slurm says ended is done with.
+        if end.confirmed {
+            let _ = std::fs::remove_file(self.records.join(format!("{}.json", record.token)));
+        } else {
+            let _ = run_command(Command::new("scancel").arg(&id), "scancel");
+        }
         let status = exit_status(&details);
         let success = terminal(&end.state) == Some(true);
         let failure = (!success).then(|| {
@@ -456,7 +615,7 @@ impl Executor for Slurm {
 
     fn describe(&self, job: &Job<'_>) -> String {
         let words: Vec<String> = std::iter::once("sbatch".to_owned())
-            .chain(self.sbatch_args(job))
+            .chain(self.sbatch_args(job, "TOKEN"))
             .map(|w| shell_quote(&w))
             .collect();
         words.join(" ")
@@ -476,7 +635,9 @@ mod tests {
         assert_eq!(s["44"].reason, "NonZeroExitCode");
         assert_eq!(terminal("RUNNING"), None);
         assert_eq!(terminal("COMPLETING"), None);
+        assert_eq!(terminal("SPECIAL_EXIT"), None, "held for requeueing, not ended");
         assert_eq!(terminal("TIMEOUT"), Some(false));
+        assert_eq!(terminal("REVOKED"), Some(false));
         assert_eq!(terminal("COMPLETED"), Some(true));
     }
 
@@ -485,5 +646,11 @@ mod tests {
         assert_eq!(exit_status("JobState=FAILED ExitCode=3:0").code(), Some(3));
         use std::os::unix::process::ExitStatusExt;
         assert_eq!(exit_status("ExitCode=0:15").signal(), Some(15));
+        assert_eq!(field("JobState=TIMEOUT Reason=TimeLimit", "Reason"), Some("TimeLimit"));
+    }
+
+    #[test]
+    fn log_paths_escape_sbatch_patterns() {
+        assert_eq!(sbatch_path(Path::new("/p/100%j/x.log")), "/p/100%%j/x.log");
     }
 }

@@ -68,8 +68,10 @@ pub fn run(project: Result<Project, Failure>, args: Args, ui: Ui) -> Result<(), 
         }
         Err(Failure::Input(e) | Failure::Other(e) | Failure::Lock(e)) => {
             report.push(
-                check("project", Status::Fail, format!("{e:#}"))
-                    .fix("correct amt.toml where the message points; the other checks below do not need it"),
+                check("project", Status::Fail, format!("{e:#}")).fix(
+                    "correct amt.toml where the message points, or restore what it names \
+                     (scripts/setup.sh re-links the sentence encoder and libtorch)",
+                ),
             );
             None
         }
@@ -81,7 +83,19 @@ pub fn run(project: Result<Project, Failure>, args: Args, ui: Ui) -> Result<(), 
             .iter()
             .any(|s| matches!(s.run, Run::Builtin { .. }))
     });
-    report.extend(stage_binary_checks(uses_builtins));
+    // GPUs stages that run here need (a cluster's stages bring their own).
+    let gpus_needed = project.as_ref().map_or(0, |p| {
+        use amt::config::ExecutorKind;
+        let kind = p.pipeline.executor.kind;
+        p.pipeline
+            .stages
+            .iter()
+            .filter(|s| s.executor.unwrap_or(kind) == ExecutorKind::Local)
+            .map(|s| s.resources.gpus)
+            .max()
+            .unwrap_or(0)
+    });
+    report.extend(stage_binary_checks(uses_builtins, gpus_needed));
     let here = std::env::current_dir().unwrap_or_default();
     match &project {
         Some(project) => {
@@ -126,7 +140,7 @@ pub fn run(project: Result<Project, Failure>, args: Args, ui: Ui) -> Result<(), 
 }
 
 /// amt-stage runs, matches amt, loads libtorch; and the GPU, if any.
-fn stage_binary_checks(needed: bool) -> Vec<Check> {
+fn stage_binary_checks(needed: bool, gpus_needed: u32) -> Vec<Check> {
     let rebuild = "cargo build --release --bins (or scripts/demo.sh); scripts/setup.sh installs libtorch";
     let probe: Result<Probe, String> = probe_now();
     let mut out = Vec::new();
@@ -142,6 +156,7 @@ fn stage_binary_checks(needed: bool) -> Vec<Check> {
                 .filter(|b| p.versions.get(b.name).map(String::as_str) != Some(b.version))
                 .map(|b| b.name.to_owned())
                 .collect();
+            let bad = if needed { Status::Fail } else { Status::Warn };
             out.push(if stale.is_empty() {
                 check(
                     "amt-stage",
@@ -151,14 +166,15 @@ fn stage_binary_checks(needed: bool) -> Vec<Check> {
             } else {
                 check(
                     "amt-stage",
-                    Status::Fail,
+                    bad,
                     format!("built from other sources than this amt (stages {})", stale.join(", ")),
                 )
                 .fix(rebuild)
             });
             let version = p.facts.get("libtorch").cloned().unwrap_or_default();
+            let bad = if needed { Status::Fail } else { Status::Warn };
             out.push(if version.is_empty() || version == "unknown" {
-                check("libtorch", Status::Fail, "loaded, but its version is unknown").fix(rebuild)
+                check("libtorch", bad, "loaded, but its version is unknown").fix(rebuild)
             } else {
                 check(
                     "libtorch",
@@ -174,6 +190,12 @@ fn stage_binary_checks(needed: bool) -> Vec<Check> {
     let driver = std::fs::read_to_string("/proc/driver/nvidia/version").ok();
     let cuda = probe.as_ref().ok().and_then(|p| p.facts.get("cuda").cloned());
     out.push(match (driver, cuda.as_deref()) {
+        (None, _) if gpus_needed > 0 => check(
+            "cuda",
+            Status::Fail,
+            format!("a stage declares {gpus_needed} GPU(s) and this machine has no NVIDIA driver"),
+        )
+        .fix("run those stages on Slurm (--executor slurm) or on a GPU machine"),
         (None, _) => check("cuda", Status::Skip, "no NVIDIA driver: built-in stages run on the CPU"),
         (Some(d), Some("none")) => check(
             "cuda",
@@ -275,10 +297,14 @@ fn memory(project: &Project) -> Check {
     let (Some(total), Some(available)) = (meminfo("MemTotal:"), meminfo("MemAvailable:")) else {
         return check("memory", Status::Warn, "cannot read /proc/meminfo");
     };
+    // Stages a cluster runs need the memory there, not here.
+    use amt::config::ExecutorKind;
+    let kind = project.pipeline.executor.kind;
     let need = project
         .pipeline
         .stages
         .iter()
+        .filter(|s| s.executor.unwrap_or(kind) == ExecutorKind::Local)
         .max_by_key(|s| s.resources.mem)
         .filter(|s| s.resources.mem > 0);
     let text = |extra: String| {
@@ -357,16 +383,28 @@ fn slurm(project: &Project) -> Check {
             let partitions: Vec<String> = String::from_utf8_lossy(&out.stdout)
                 .lines()
                 .map(|l| l.trim().to_owned())
+                .filter(|l| !l.is_empty())
                 .collect();
-            check(
-                "slurm",
-                Status::Ok,
-                format!(
-                    "slurmctld answers in {} ms; partitions: {}",
-                    started.elapsed().as_millis(),
-                    partitions.join("; ")
-                ),
-            )
+            // `%P %a …`: the name (`debug*` marks the default) and whether it is up.
+            let up = |name: &str| {
+                partitions.iter().any(|p| {
+                    let mut w = p.split_whitespace();
+                    w.next().map(|n| n.trim_end_matches('*')) == Some(name) && w.next() == Some("up")
+                })
+            };
+            let wanted = project.pipeline.executor.slurm.options.partition.clone();
+            let text = format!(
+                "slurmctld answers in {} ms; partitions: {}",
+                started.elapsed().as_millis(),
+                partitions.join("; ")
+            );
+            match wanted {
+                _ if partitions.is_empty() => check("slurm", Status::Fail, "slurmctld answers but lists no partition")
+                    .fix("ask the cluster's admins; amt cannot submit anywhere"),
+                Some(p) if !up(&p) => check("slurm", Status::Fail, format!("{text}; `{p}` is not there or not up"))
+                    .fix("set [executor.slurm] partition to one that is up"),
+                _ => check("slurm", Status::Ok, text),
+            }
         }
     }
 }

@@ -77,6 +77,11 @@ pub(super) fn slurm_executor(
             .iter()
             .any(|s| s.executor == Some(ExecutorKind::Slurm));
     if !wanted {
+        // Whatever runs now, no job of an earlier run may still be writing.
+        if start {
+            Slurm::settle_leftovers(&project.cache_dir().join("slurm"))
+                .context("cancelling the Slurm jobs of an earlier run")?;
+        }
         return Ok(None);
     }
     let stages = project
@@ -181,7 +186,7 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
     let files_hashed = engine.hash_stats.files();
     printer.summary(&summary, files_hashed);
     if args.dry_run && !ui.quiet {
-        print_submissions(&engine, &summary);
+        print_submissions(&engine, &summary, ui.json);
     }
 
     // A run that found everything fresh changed nothing; it is not worth a ledger row.
@@ -227,7 +232,7 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
 }
 
 /// `--dry-run` with a cluster: what each stage that would run would submit.
-fn print_submissions(engine: &Engine<'_>, summary: &scheduler::Summary) {
+fn print_submissions(engine: &Engine<'_>, summary: &scheduler::Summary, json: bool) {
     let stages = &engine.project.pipeline.stages;
     for (i, outcome) in &summary.outcomes {
         let stage = &stages[*i];
@@ -238,7 +243,13 @@ fn print_submissions(engine: &Engine<'_>, summary: &scheduler::Summary) {
         let key = engine
             .check(stage, false)
             .map_or_else(|_| "unknown".to_owned(), |c| c.key.to_string());
-        println!("{}", engine.describe_execution(stage, &key));
+        let command = engine.describe_execution(stage, &key);
+        if json {
+            let ev = serde_json::json!({"event": "submission", "stage": stage.name.as_str(), "command": command});
+            println!("{ev}");
+        } else {
+            println!("{command}");
+        }
     }
 }
 

@@ -132,6 +132,14 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
     }
 
     let processes = Arc::new(amt::exec::Processes::default());
+    // Ctrl-C stops the shared stages as well as the points.
+    {
+        let processes = Arc::clone(&processes);
+        let _ = ctrlc::set_handler(move || {
+            let processes = Arc::clone(&processes);
+            std::thread::spawn(move || processes.cancel());
+        });
+    }
     // One cluster executor for every point, so one status query follows them all.
     let kind = args.executor.unwrap_or(project.pipeline.executor.kind);
     let invocation = format!("sweep-{}-{}", amt::ledger::now_ms(), std::process::id());
@@ -185,13 +193,6 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
             );
             return Err(Failure::Stage);
         }
-    }
-    {
-        let processes = Arc::clone(&processes);
-        let _ = ctrlc::set_handler(move || {
-            let processes = Arc::clone(&processes);
-            std::thread::spawn(move || processes.cancel());
-        });
     }
     let next = AtomicUsize::new(0);
     // Each point's ledger row, in grid order whatever order they finish in.

@@ -33,17 +33,59 @@ pub fn pick(name: &str, threads: usize) -> anyhow::Result<tch::Device> {
     }
 }
 
-/// Sets libtorch's inter-op pool size. libtorch refuses once inter-op work
-/// has started (a library caller may already have run some); the pool then
-/// keeps its size, which is harmless, so the refusal is dropped rather than
-/// turned into a panic as `tch::set_num_interop_threads` would.
-fn set_interop_threads(threads: usize) {
-    // SAFETY: plain FFI calls; the error string, if any, is ours to free.
+/// Runs `f` under CUDA's bf16 autocast when `enabled` (and CUDA is there),
+/// and restores autocast's state however `f` ends. `tch::autocast` restores
+/// it only when `f` returns: after a caught out-of-memory panic, autocast
+/// would stay on with its cast cache never cleared, so training would go on
+/// from stale bf16 copies of the weights.
+pub fn autocast<T>(enabled: bool, f: impl FnOnce() -> T) -> T {
+    if !tch::Cuda::is_available() {
+        return f();
+    }
+    struct Restore {
+        prev: i32,
+    }
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            // SAFETY: plain FFI calls on libtorch's thread-local autocast state.
+            unsafe {
+                if torch_sys::at_autocast_decrement_nesting() == 0 {
+                    torch_sys::at_autocast_clear_cache();
+                }
+                torch_sys::at_autocast_set_enabled(self.prev);
+                drop_error();
+            }
+        }
+    }
+    // SAFETY: as above.
+    let prev = unsafe {
+        let prev = torch_sys::at_autocast_is_enabled();
+        torch_sys::at_autocast_set_enabled(i32::from(enabled));
+        torch_sys::at_autocast_increment_nesting();
+        drop_error();
+        prev
+    };
+    let _restore = Restore { prev };
+    f()
+}
+
+/// Frees libtorch's last error message, if any.
+fn drop_error() {
+    // SAFETY: the string, if any, is ours to free.
     unsafe {
-        torch_sys::at_set_num_interop_threads(threads as i32);
         let err = torch_sys::get_and_reset_last_err();
         if !err.is_null() {
             libc::free(err.cast());
         }
     }
+}
+
+/// Sets libtorch's inter-op pool size. libtorch refuses once inter-op work
+/// has started (a library caller may already have run some); the pool then
+/// keeps its size, which is harmless, so the refusal is dropped rather than
+/// turned into a panic as `tch::set_num_interop_threads` would.
+fn set_interop_threads(threads: usize) {
+    // SAFETY: a plain FFI call.
+    unsafe { torch_sys::at_set_num_interop_threads(threads as i32) };
+    drop_error();
 }

@@ -99,7 +99,9 @@ fn supported_capability() -> String {
     }
 }
 
-/// The GPUs libtorch can use, by model, or `none`.
+/// Whether libtorch can use a GPU, and the machine's GPU models (sorted):
+/// what kernels a CUDA run gets. Not which GPUs are visible, nor how many: a
+/// Slurm job is given its own `CUDA_VISIBLE_DEVICES`, and the stages use one.
 fn cuda() -> String {
     if !tch::Cuda::is_available() {
         return "none".into();
@@ -116,12 +118,8 @@ fn cuda() -> String {
         })
         .collect();
     models.sort();
-    let visible = std::env::var("CUDA_VISIBLE_DEVICES").unwrap_or_default();
-    format!(
-        "{} device(s) [{}] visible={visible}",
-        tch::Cuda::device_count(),
-        models.join(", ")
-    )
+    models.dedup();
+    format!("cuda [{}]", models.join(", "))
 }
 
 /// Checks, before a stage runs, that this machine has the facts amt keyed

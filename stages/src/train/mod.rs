@@ -157,6 +157,12 @@ pub fn fingerprint(
     h.finalize().to_hex().to_string()
 }
 
+thread_local! {
+    /// True while a training step runs, where an out-of-memory panic is
+    /// caught and recovered from, so the panic hook need not print it.
+    static RECOVERABLE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// A training step ran out of memory (CUDA's or, under a memory limit, the CPU's).
 #[derive(Debug, thiserror::Error)]
 #[error("out of memory at step {step} with a micro-batch of {micro_batch} windows: {detail}")]
@@ -249,6 +255,7 @@ pub fn train(
         );
         // An allocation that fails inside libtorch panics in tch; out of
         // memory is caught here so the caller can retry with smaller batches.
+        RECOVERABLE.set(true);
         let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let mut loss_sum = 0.0;
             for micro in 0..params.grad_accum {
@@ -259,7 +266,8 @@ pub fn train(
                     .embeddings
                     .as_ref()
                     .map(|(t, dim)| data.train.embeddings(&rows, t, *dim, device));
-                let logits = tch::autocast(cuda, || model.forward(&x, e.as_ref(), true, None));
+                let logits =
+                    crate::device::autocast(cuda, || model.forward(&x, e.as_ref(), true, None));
                 let loss = logits
                     .to_kind(Kind::Float)
                     .view([-1, model.config.vocab_size as i64])
@@ -276,6 +284,7 @@ pub fn train(
             }
             loss_sum
         }));
+        RECOVERABLE.set(false);
         let loss_sum = match attempt {
             Ok(loss) => loss,
             Err(panic) => match panic_text(panic.as_ref()) {
@@ -443,7 +452,8 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
     // tch raises for it is expected, so it is not printed.
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        let quiet = panic_text(info.payload()).is_some_and(|t| is_out_of_memory(&t));
+        let quiet = RECOVERABLE.get()
+            && panic_text(info.payload()).is_some_and(|t| is_out_of_memory(&t));
         if !quiet {
             hook(info);
         }
@@ -475,14 +485,21 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
                 let Some(oom) = e.downcast_ref::<OutOfMemory>() else {
                     return Err(e);
                 };
-                if run_params.batch_size <= 1 {
+                let effective = run_params.batch_size * run_params.grad_accum;
+                // The largest micro-batch below this one that divides the
+                // effective batch (half of it, when it is even): every update
+                // then still sees the same windows, and the checkpoint resumes.
+                let Some(smaller) = (1..=run_params.batch_size / 2)
+                    .rev()
+                    .find(|b| effective % b == 0)
+                else {
                     anyhow::bail!(
                         "{oom}; even one window per micro-batch does not fit: give the stage more \
                          memory (stages.train.mem), or shrink the model or prepare.context"
                     );
-                }
-                run_params.batch_size /= 2;
-                run_params.grad_accum *= 2;
+                };
+                run_params.batch_size = smaller;
+                run_params.grad_accum = effective / smaller;
                 println!(
                     "train: out of memory at step {} with micro-batches of {}: resuming from the \
                      last checkpoint with micro-batches of {} × {} accumulated (the same effective batch)",

@@ -1,0 +1,109 @@
+//! The action cache in two tiers: the local store first, then a remote one
+//! (S3 or a directory) read and written through. One interface for the
+//! engine: look a key up, publish a result.
+//!
+//! A remote that cannot be reached is given up for the rest of the run, with
+//! one warning; a bad entry in a remote that answers (corrupt, forged,
+//! incomplete) is skipped, with a warning naming the stage and key, and the
+//! remote stays in use.
+
+use std::sync::{Arc, Mutex};
+
+use crate::config::Stage;
+use crate::digest::ActionKey;
+use crate::remote::{Remote, RemoteError};
+use crate::store::{ActionResult, Store, StoreError};
+
+/// A remote cache in use by a run.
+pub struct RemoteCache {
+    pub remote: Remote,
+    /// Upload what runs here (false: read only).
+    pub push: bool,
+}
+
+/// The two tiers.
+pub struct ActionCache {
+    store: Store,
+    /// The remote, until it fails once.
+    remote: Mutex<Option<Arc<RemoteCache>>>,
+}
+
+impl ActionCache {
+    /// The local tier alone.
+    pub fn new(store: Store) -> Self {
+        Self {
+            store,
+            remote: Mutex::new(None),
+        }
+    }
+
+    /// With a remote tier.
+    pub fn with_remote(self, remote: RemoteCache) -> Self {
+        *self.remote.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(remote));
+        self
+    }
+
+    fn remote(&self) -> Option<Arc<RemoteCache>> {
+        self.remote.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Reports a remote failure once and goes on without the remote.
+    fn remote_failed(&self, e: RemoteError) {
+        if self
+            .remote
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .is_some()
+        {
+            eprintln!("warning: {e}; continuing with the local cache only");
+        }
+    }
+
+    /// A result for `key` that can be restored as `stage`'s outs: from the
+    /// local tier, else from the remote one (its objects fetched and verified
+    /// into the local tier first).
+    pub fn lookup(&self, stage: &Stage, key: &ActionKey) -> Option<ActionResult> {
+        if let Some(result) = self.store.get_action(key).filter(|r| self.usable(stage, r)) {
+            return Some(result);
+        }
+        let r = self.remote()?;
+        let found = r.remote.get_action(key).and_then(|found| match found {
+            Some(result) => r
+                .remote
+                .fetch(key, &result, &self.store)
+                .map(|_| Some(result)),
+            None => Ok(None),
+        });
+        match found {
+            Ok(found) => found.filter(|r| self.usable(stage, r)),
+            Err(e) if e.is_entry_fault() => {
+                eprintln!("warning: stage {}: action {}: {e}", stage.name, key.0.short());
+                None
+            }
+            Err(e) => {
+                self.remote_failed(e);
+                None
+            }
+        }
+    }
+
+    /// Records a result a stage just produced (its objects already stored):
+    /// in the local tier, then uploaded when the remote takes uploads.
+    pub fn publish(&self, key: &ActionKey, result: &ActionResult) -> Result<(), StoreError> {
+        self.store.put_action(key, result)?;
+        if let Some(r) = self.remote().filter(|r| r.push)
+            && let Err(e) = r.remote.upload(key, result, &self.store)
+        {
+            self.remote_failed(e);
+        }
+        Ok(())
+    }
+
+    /// A result is usable when it has the stage's outs and all their objects,
+    /// in a tree amt would restore.
+    fn usable(&self, stage: &Stage, result: &ActionResult) -> bool {
+        result.outs.iter().map(|o| &o.path).eq(stage.outs.iter())
+            && result.outs.iter().all(|o| self.store.is_complete(&o.entry))
+    }
+}

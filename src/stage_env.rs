@@ -1,0 +1,144 @@
+//! What a stage's command is given besides its params: its name, its
+//! bindings, its CPU share (all part of its action key), and while it runs,
+//! the file it reports progress through. The environment protocol between
+//! the engine and any command.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use amt_registry::progress::Progress;
+
+use crate::config::{Run, Stage};
+use crate::names::ProjectPath;
+
+/// Runs `work` while a second thread reads the progress file every quarter
+/// second and passes on each report that differs from the last.
+pub fn watch_progress<T>(
+    path: &Path,
+    on_progress: &(dyn Fn(&Progress) + Sync),
+    work: impl FnOnce() -> T,
+) -> T {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    /// Stops the reader however `work` ends, a panic included.
+    struct Stop<'a>(&'a AtomicBool);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    let done = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut last: Option<Progress> = None;
+            let mut ticks = 0u32;
+            while !done.load(Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                ticks += 1;
+                if ticks % 5 != 0 {
+                    continue;
+                }
+                if let Some(p) = Progress::read(path)
+                    && last.as_ref() != Some(&p)
+                {
+                    on_progress(&p);
+                    last = Some(p);
+                }
+            }
+        });
+        let _stop = Stop(&done);
+        work()
+    })
+}
+
+/// The variables amt gives a stage's command besides its params and where it
+/// runs: its name, its bindings and its CPU share. They are part of the
+/// action key, since a command may write any of them into its outputs.
+pub fn given_vars(stage: &Stage) -> BTreeMap<String, String> {
+    let bindings = |roles: &Option<Vec<(String, ProjectPath)>>, paths: &[ProjectPath]| {
+        let text = |p: &ProjectPath| serde_json::Value::String(p.to_string());
+        match roles {
+            Some(named) => serde_json::Value::Object(
+                named.iter().map(|(r, p)| (r.clone(), text(p))).collect(),
+            ),
+            None => serde_json::Value::Array(paths.iter().map(text).collect()),
+        }
+    };
+    let plain_outs: Vec<ProjectPath> = stage
+        .outs
+        .iter()
+        .filter(|o| !stage.metrics.contains(o))
+        .cloned()
+        .collect();
+    let mut given = BTreeMap::from([
+        ("AMT_STAGE".to_owned(), stage.name.to_string()),
+        ("AMT_DEPS".to_owned(), bindings(&stage.dep_roles, &stage.deps).to_string()),
+        ("AMT_OUTS".to_owned(), bindings(&stage.out_roles, &plain_outs).to_string()),
+        ("AMT_METRICS".to_owned(), bindings(&None, &stage.metrics).to_string()),
+    ]);
+    given.extend(cpu_share_env(stage.resources.cpus, |v| std::env::var_os(v).is_some()));
+    if let Run::Builtin { version, .. } = &stage.run {
+        given.insert("AMT_CODE_VERSION".to_owned(), version.clone());
+    }
+    given
+}
+
+/// An environment value as key text; bytes that are not UTF-8 are escaped
+/// (`\xff`), so two different values never look alike.
+pub fn env_text(value: &std::ffi::OsStr) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    match value.to_str() {
+        Some(s) => s.to_owned(),
+        None => value
+            .as_bytes()
+            .iter()
+            .map(|&b| {
+                if b.is_ascii() && b != b'\\' {
+                    (b as char).to_string()
+                } else {
+                    format!("\\x{b:02x}")
+                }
+            })
+            .collect(),
+    }
+}
+
+/// Variables through which common thread pools (OpenMP, MKL, OpenBLAS, rayon)
+/// size themselves; amt sets each to the stage's share unless the user did.
+pub const THREAD_VARS: &[&str] = &[
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "RAYON_NUM_THREADS",
+];
+
+/// What tells a stage its CPU share: `AMT_CPUS`, and the thread-pool
+/// variables the user has not set (`user_set` says which they have). The
+/// share is the stage's declared `cpus`, also when `-j` is smaller, so that
+/// a stage whose bytes depend on its thread count computes the same bytes
+/// whatever `-j` a run was given.
+pub fn cpu_share_env(cpus: u32, user_set: impl Fn(&str) -> bool) -> Vec<(String, String)> {
+    let share = cpus.max(1).to_string();
+    std::iter::once("AMT_CPUS")
+        .chain(THREAD_VARS.iter().copied().filter(|v| !user_set(v)))
+        .map(|v| (v.to_owned(), share.clone()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stage_learns_its_share_and_the_users_own_settings_stay() {
+        let env = cpu_share_env(1, |v| v == "OMP_NUM_THREADS");
+        assert_eq!(
+            env,
+            [
+                ("AMT_CPUS".to_owned(), "1".to_owned()),
+                ("MKL_NUM_THREADS".to_owned(), "1".to_owned()),
+                ("OPENBLAS_NUM_THREADS".to_owned(), "1".to_owned()),
+                ("RAYON_NUM_THREADS".to_owned(), "1".to_owned()),
+            ]
+        );
+    }
+}
