@@ -20,6 +20,7 @@ case "${1:-all}" in
     model) cargo bench --locked -p amt-stages --bench model ;;
     experiments) cargo bench --locked -p amt --bench experiments ;;
     shares) cargo bench --locked -p amt --bench shares ;;
+    slurm) ensure_apt slurm-wlm munge; cargo bench --locked -p amt --bench slurm ;;
     all)
         cargo bench --locked -p amt --bench engine
         cargo bench --locked -p amt-stages --bench collect
@@ -28,6 +29,8 @@ case "${1:-all}" in
         cargo bench --locked -p amt-stages --bench model
         cargo bench --locked -p amt --bench experiments
         cargo bench --locked -p amt --bench shares
+        ensure_apt slurm-wlm munge
+        cargo bench --locked -p amt --bench slurm
         ;;
-    *) echo "usage: scripts/bench.sh [engine [CASE…] | collect | process | tokenize | model | experiments | shares | all]" >&2; exit 2 ;;
+    *) echo "usage: scripts/bench.sh [engine [CASE…] | collect | process | tokenize | model | experiments | shares | slurm | all]" >&2; exit 2 ;;
 esac
