@@ -84,7 +84,7 @@ fn main() {
     // Two samplers side by side, as two `amt generate` calls (or two studio
     // requests) would be.
     let sample = |threads: usize, together: bool| {
-        let gen = |seed: usize| {
+        let sampler = |seed: usize| {
             let mut c = Command::new(amt());
             c.args(["generate", "--text", "a lively reel in D major", "--num", "4", "--max-tokens", "512"])
                 .args(["--seed", &seed.to_string(), "--threads", &threads.to_string()])
@@ -96,14 +96,14 @@ fn main() {
         };
         let start = Instant::now();
         if together {
-            let children: Vec<_> = (0..2).map(|s| gen(s).spawn().unwrap()).collect();
+            let children: Vec<_> = (0..2).map(|s| sampler(s).spawn().unwrap()).collect();
             for c in children {
                 let out = c.wait_with_output().unwrap();
                 assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
             }
         } else {
             for s in 0..2 {
-                run(&mut gen(s));
+                run(&mut sampler(s));
             }
         }
         start.elapsed().as_secs_f64()

@@ -38,8 +38,8 @@ impl ActionCache {
     }
 
     /// With a remote tier.
-    pub fn with_remote(self, remote: RemoteCache) -> Self {
-        *self.remote.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(remote));
+    pub fn with_remote(self, remote: Arc<RemoteCache>) -> Self {
+        *self.remote.lock().unwrap_or_else(|e| e.into_inner()) = Some(remote);
         self
     }
 

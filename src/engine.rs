@@ -16,7 +16,7 @@ use crate::exec::{Job, Processes};
 use crate::executor::{Executor, Local};
 use crate::fingerprint::Inputs;
 use crate::fsutil::remove_path;
-use crate::ledger::{Ledger, RunRow, now_ms};
+use crate::ledger::{ExecutionStatus, Ledger, RunRow, now_ms};
 use crate::names::ProjectPath;
 use crate::params::{json_of_canonical, nest};
 use crate::project::Project;
@@ -156,8 +156,14 @@ impl<'p> Engine<'p> {
     }
 
     /// Reads and writes through a remote cache from now on.
-    pub fn with_remote(mut self, remote: RemoteCache) -> Self {
+    pub fn with_remote(mut self, remote: Arc<RemoteCache>) -> Self {
         self.cache = self.cache.with_remote(remote);
+        self
+    }
+
+    /// Records executions under this invocation id (engines of one command share it).
+    pub fn with_invocation(mut self, invocation: String) -> Self {
+        self.invocation = invocation;
         self
     }
 
@@ -343,7 +349,7 @@ impl<'p> Engine<'p> {
         let mut row = self.ledger_row(stage, &check, started_at_ms, 0);
         self.record(stage, check, result.outs, Origin::Restored, 0)?;
         row.duration_ms = started.elapsed().as_millis() as i64;
-        row.status = "restored".into();
+        row.status = ExecutionStatus::Restored;
         row.cache_hit = true;
         row.metrics = self.read_metrics(stage);
         self.log_run(&row);
@@ -443,12 +449,12 @@ impl<'p> Engine<'p> {
         row.executor = executor.name().to_owned();
         row.job_id = finished.job_id.clone();
         if self.processes.is_cancelled() {
-            row.status = "cancelled".into();
+            row.status = ExecutionStatus::Cancelled;
             self.log_run(&row);
             return Err(StageError::Cancelled);
         }
         if !finished.success() {
-            row.status = "failed".into();
+            row.status = ExecutionStatus::Failed;
             self.log_run(&row);
             return Err(StageError::Failed {
                 status: finished.describe(),
@@ -461,8 +467,15 @@ impl<'p> Engine<'p> {
         for out in &stage.outs {
             let hashed = match hasher.hash(out) {
                 Ok(h) => h,
-                Err(TreeError::Missing(_)) => return Err(StageError::MissingOut(out.clone())),
-                Err(e) => return Err(e.into()),
+                Err(e) => {
+                    // The command succeeded, the execution did not.
+                    row.status = ExecutionStatus::Failed;
+                    self.log_run(&row);
+                    return Err(match e {
+                        TreeError::Missing(_) => StageError::MissingOut(out.clone()),
+                        e => e.into(),
+                    });
+                }
             };
             self.store
                 .ingest(self.root(), out, &hashed.entry, &hashed.manifests)?;
@@ -479,7 +492,6 @@ impl<'p> Engine<'p> {
             self.cache.publish(&check.key, &result)?;
         }
         self.record(stage, check, outs.clone(), Origin::Ran, duration_ms)?;
-        row.status = "ran".into();
         row.metrics = self.read_metrics(stage);
         self.log_run(&row);
         Ok(Executed {
@@ -511,7 +523,7 @@ impl<'p> Engine<'p> {
             started_at_ms: started_at_ms as i64,
             duration_ms: duration_ms as i64,
             peak_rss_kb: None,
-            status: String::new(),
+            status: ExecutionStatus::Ran,
             exit_code: None,
             cache_hit: false,
             metrics: None,

@@ -61,6 +61,72 @@ pub struct LedgerError {
     source: rusqlite::Error,
 }
 
+/// Declares a status enum stored in the ledger as its lowercase name.
+macro_rules! status_enum {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+        #[serde(rename_all = "lowercase")]
+        pub enum $name { $($(#[$vdoc])* $variant),+ }
+
+        impl $name {
+            /// The name the ledger stores.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $text),+ }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl rusqlite::ToSql for $name {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                Ok(self.as_str().into())
+            }
+        }
+
+        impl rusqlite::types::FromSql for $name {
+            fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+                match v.as_str()? {
+                    $($text => Ok(Self::$variant),)+
+                    other => Err(rusqlite::types::FromSqlError::Other(
+                        format!("`{other}` is not a {}", stringify!($name)).into(),
+                    )),
+                }
+            }
+        }
+    };
+}
+
+status_enum! {
+    /// How a stage execution ended.
+    ExecutionStatus {
+        /// The command ran and its outputs were stored.
+        Ran => "ran",
+        /// The outputs came from the cache.
+        Restored => "restored",
+        /// The command failed, or left its outputs missing.
+        Failed => "failed",
+        /// Stopped by Ctrl-C.
+        Cancelled => "cancelled",
+    }
+}
+
+status_enum! {
+    /// How a pipeline run ended.
+    RunStatus {
+        /// Every selected stage is up to date.
+        Ok => "ok",
+        /// A stage failed.
+        Failed => "failed",
+        /// Stopped by Ctrl-C.
+        Interrupted => "interrupted",
+    }
+}
+
 /// One stage execution.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct RunRow {
@@ -71,7 +137,7 @@ pub struct RunRow {
     pub started_at_ms: i64,
     pub duration_ms: i64,
     pub peak_rss_kb: Option<i64>,
-    pub status: String,
+    pub status: ExecutionStatus,
     pub exit_code: Option<i32>,
     pub cache_hit: bool,
     pub metrics: Option<String>,
@@ -88,7 +154,7 @@ pub struct PipelineRun {
     pub sweep: Option<String>,
     /// Every `[params]` leaf (dotted key → value).
     pub params: serde_json::Map<String, serde_json::Value>,
-    pub status: String,
+    pub status: RunStatus,
     pub started_at_ms: i64,
     pub duration_ms: i64,
     pub stages: serde_json::Map<String, serde_json::Value>,
@@ -306,7 +372,7 @@ impl Ledger {
 mod tests {
     use super::*;
 
-    fn row(stage: &str, status: &str) -> RunRow {
+    fn row(stage: &str, status: ExecutionStatus) -> RunRow {
         RunRow {
             invocation: "i1".into(),
             stage: stage.into(),
@@ -315,7 +381,7 @@ mod tests {
             started_at_ms: 1,
             duration_ms: 2,
             peak_rss_kb: Some(3),
-            status: status.into(),
+            status,
             exit_code: Some(0),
             executor: "local".into(),
             job_id: None,
@@ -329,16 +395,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ledger = Ledger::new(dir.path());
         assert!(ledger.rows(None, None).unwrap().is_empty(), "no file yet");
-        for (s, st) in [("a", "ran"), ("b", "restored"), ("a", "failed")] {
+        use ExecutionStatus::*;
+        for (s, st) in [("a", Ran), ("b", Restored), ("a", Failed)] {
             ledger.record(&row(s, st)).unwrap();
         }
         let all = ledger.rows(None, None).unwrap();
         assert_eq!(
-            all.iter().map(|r| r.status.as_str()).collect::<Vec<_>>(),
-            ["ran", "restored", "failed"]
+            all.iter().map(|r| r.status).collect::<Vec<_>>(),
+            [Ran, Restored, Failed]
         );
         assert_eq!(ledger.rows(Some("a"), None).unwrap().len(), 2);
-        assert_eq!(ledger.rows(None, Some(1)).unwrap()[0].status, "failed");
+        assert_eq!(ledger.rows(None, Some(1)).unwrap()[0].status, Failed);
     }
 
     #[test]
@@ -354,7 +421,7 @@ mod tests {
                         // Separate connections, as separate amt processes would have.
                         let ledger = Ledger::new(&cache);
                         for i in 0..25 {
-                            ledger.record(&row(&format!("s{t}-{i}"), "ran")).unwrap();
+                            ledger.record(&row(&format!("s{t}-{i}"), ExecutionStatus::Ran)).unwrap();
                         }
                     });
                 }

@@ -24,6 +24,7 @@ pub mod names;
 pub mod params;
 pub mod project;
 pub mod remote;
+pub mod run_context;
 pub mod scheduler;
 pub mod stage_env;
 pub mod slurm;

@@ -123,6 +123,36 @@ fn push_then_pull_through_a_directory() {
     assert!(!second.exists("runs.log"));
 }
 
+/// Per point of `amt --json sweep`, its outcome counts.
+fn sweep_counts(run: &common::Run) -> Vec<serde_json::Value> {
+    let rows: serde_json::Value = serde_json::from_str(&run.stdout).expect("sweep --json");
+    rows.as_array().unwrap().iter().map(|r| r["stages"].clone()).collect()
+}
+
+#[test]
+fn sweeps_read_and_write_through_the_configured_remote() {
+    let remote = tempfile::tempdir().unwrap();
+    let manifest = format!("[remote]\nurl = \"{}\"\n{PIPELINE}", remote.path().display());
+    let sweep = ["--json", "sweep", "-S", "n=1,2"];
+    let first = TestProject::new(&manifest);
+    let ran = sweep_counts(&amt(&first, None, &sweep, 0));
+    assert_eq!(ran.len(), 2);
+    assert!(ran.iter().all(|c| c["ran"].as_u64() >= Some(1)), "{ran:?}");
+
+    // A second checkout, empty cache: every point comes from the remote.
+    let second = TestProject::new(&manifest);
+    let restored = sweep_counts(&amt(&second, None, &sweep, 0));
+    assert!(
+        restored.iter().all(|c| c.get("ran").is_none() && c["restored"].as_u64() >= Some(1)),
+        "{restored:?}"
+    );
+
+    // --no-remote really leaves it out.
+    let third = TestProject::new(&manifest);
+    let local = sweep_counts(&amt(&third, None, &["--json", "sweep", "--no-remote", "-S", "n=1,2"], 0));
+    assert!(local.iter().all(|c| c["ran"].as_u64() >= Some(1)), "{local:?}");
+}
+
 #[test]
 fn a_corrupted_remote_object_is_refused_and_the_stage_runs() {
     let remote = tempfile::tempdir().unwrap();

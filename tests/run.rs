@@ -204,6 +204,16 @@ fn an_out_that_is_not_produced_fails_the_stage_and_names_it() {
         !p.exists("cache/state/lazy.json"),
         "a failed stage is not recorded"
     );
+    // The ledger has the execution, as failed though its command exited 0.
+    let ledger = p.amt(&["--json", "runs", "--stages"]).expect_code(0);
+    let rows: serde_json::Value = serde_json::from_str(&ledger.stdout).unwrap();
+    let statuses: Vec<(&str, i64)> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["status"].as_str().unwrap(), r["exit_code"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(statuses, [("failed", 0)], "{}", ledger.stdout);
 }
 
 #[test]

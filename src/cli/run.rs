@@ -5,14 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use amt::config::ExecutorKind;
-use amt::engine::{Engine, RemoteCache, StageError};
+use amt::engine::{Engine, StageError};
 use amt::exec::Processes;
-use amt::ledger::{PipelineRun, now_ms};
-use amt::lock;
+use amt::ledger::{PipelineRun, RunStatus, now_ms};
 use amt::project::Project;
-use amt::remote::Remote;
+use amt::run_context::{Event, RemoteChoice, RunContext, RunContextError, Settings};
 use amt::scheduler::{self, Options, Outcome};
-use amt::slurm::Slurm;
 use anyhow::Context;
 
 use super::output::Printer;
@@ -61,47 +59,37 @@ pub(super) fn executor_kind(s: &str) -> Result<ExecutorKind, String> {
     ExecutorKind::parse(s).ok_or_else(|| format!("`{s}` is not local or slurm"))
 }
 
-/// The Slurm executor a run needs, if any stage runs on Slurm: by default
-/// (`kind`), or because it asks to. `start` makes it ready to submit (a dry
-/// run only describes); it is shared by every workspace of the invocation.
-pub(super) fn slurm_executor(
+/// Sets up an invocation's runs, saying what it waits for or goes without.
+pub(super) fn context(
     project: &Project,
-    kind: ExecutorKind,
-    invocation: &str,
-    start: bool,
-) -> Result<Option<Arc<Slurm>>, Failure> {
-    let wanted = kind == ExecutorKind::Slurm
-        || project
-            .pipeline
-            .stages
-            .iter()
-            .any(|s| s.executor == Some(ExecutorKind::Slurm));
-    if !wanted {
-        // Whatever runs now, no job of an earlier run may still be writing.
-        if start {
-            Slurm::settle_leftovers(&project.cache_dir().join("slurm"))
-                .context("cancelling the Slurm jobs of an earlier run")?;
+    settings: &Settings,
+    ui: Ui,
+) -> Result<RunContext, Failure> {
+    let quiet = ui.quiet || ui.json;
+    let context = RunContext::open(project, settings, |event| match event {
+        Event::WaitingForLock(holder) if !quiet => {
+            eprintln!("waiting for the project lock, held by {} …", holder.0)
         }
-        return Ok(None);
+        Event::RemoteUnavailable(e) => {
+            eprintln!("warning: {e}; continuing with the local cache only")
+        }
+        Event::WaitingForLock(_) => {}
+    });
+    let context = context.map_err(|e| match e {
+        RunContextError::Lock(e) => Failure::Lock(e.into()),
+        e => Failure::Other(e.into()),
+    })?;
+    install_interrupt_handler(Arc::clone(context.processes()));
+    Ok(context)
+}
+
+/// `--remote` and `--no-remote` as a choice.
+pub(super) fn remote_choice(url: Option<String>, off: bool) -> RemoteChoice {
+    match (url, off) {
+        (_, true) => RemoteChoice::Off,
+        (Some(url), false) => RemoteChoice::Url(url),
+        (None, false) => RemoteChoice::Configured,
     }
-    let stages = project
-        .pipeline
-        .stages
-        .iter()
-        .map(|s| (s.name.to_string(), s.slurm.clone()))
-        .collect();
-    let slurm = Slurm::new(
-        project.pipeline.executor.slurm.clone(),
-        stages,
-        invocation,
-        &project.cache_dir(),
-    );
-    let slurm = if start {
-        slurm.start().context("starting the Slurm executor")?
-    } else {
-        slurm
-    };
-    Ok(Some(Arc::new(slurm)))
 }
 
 pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
@@ -130,46 +118,14 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
         BTreeSet::new()
     };
 
-    let cache = project.cache_dir();
-    let _lock = if args.dry_run {
-        None
-    } else {
-        let timeout = Duration::from_secs_f64(args.lock_timeout.max(0.0));
-        let quiet = ui.quiet || ui.json;
-        let lock = lock::acquire(&cache.join("lock"), timeout, |holder| {
-            if !quiet {
-                eprintln!("waiting for the project lock, held by {} …", holder.0);
-            }
-        })
-        .map_err(|e| Failure::Lock(e.into()))?;
-        Some(lock)
+    let settings = Settings {
+        dry_run: args.dry_run,
+        lock_timeout: Duration::from_secs_f64(args.lock_timeout.max(0.0)),
+        remote: remote_choice(args.remote.clone(), args.no_remote),
+        executor: args.executor,
     };
-
-    let mut engine = Engine::open(project);
-    if !args.dry_run && !args.no_remote {
-        let url = args
-            .remote
-            .clone()
-            .or_else(|| project.pipeline.remote.as_ref().map(|r| r.url.clone()));
-        let push = project.pipeline.remote.as_ref().is_none_or(|r| r.push);
-        if let Some(url) = url {
-            match Remote::open(&url) {
-                Ok(remote) => engine = engine.with_remote(RemoteCache { remote, push }),
-                Err(e) => eprintln!("warning: {e}; continuing with the local cache only"),
-            }
-        }
-    }
-    if !args.dry_run {
-        engine
-            .store
-            .clean_tmp()
-            .context("cleaning the cache's staging directory")?;
-    }
-    let kind = args.executor.unwrap_or(project.pipeline.executor.kind);
-    if let Some(slurm) = slurm_executor(project, kind, engine.invocation(), !args.dry_run)? {
-        engine = engine.with_executor(slurm, kind);
-    }
-    install_interrupt_handler(Arc::clone(&engine.processes));
+    let context = context(project, &settings, ui)?;
+    let engine = context.engine(project);
 
     let opts = Options {
         jobs: args.jobs.unwrap_or_else(default_jobs),
@@ -322,17 +278,17 @@ pub fn pipeline_run(
         .iter()
         .any(|(_, o)| matches!(o, Outcome::Failed(StageError::Cancelled)));
     let status = if cancelled {
-        "interrupted"
+        RunStatus::Interrupted
     } else if summary.failed() {
-        "failed"
+        RunStatus::Failed
     } else {
-        "ok"
+        RunStatus::Ok
     };
     PipelineRun {
         run,
         sweep: sweep.map(str::to_owned),
         params,
-        status: status.into(),
+        status,
         started_at_ms: started_at_ms as i64,
         duration_ms: summary.elapsed.as_millis() as i64,
         stages,

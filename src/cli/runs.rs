@@ -93,7 +93,7 @@ pub fn table(runs: &[PipelineRun]) -> String {
         let mut cells = vec![
             r.run.clone(),
             r.sweep.clone().unwrap_or_else(|| "-".into()),
-            r.status.clone(),
+            r.status.to_string(),
             super::output::human_duration(std::time::Duration::from_millis(
                 r.duration_ms.max(0) as u64
             )),

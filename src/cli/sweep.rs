@@ -2,16 +2,13 @@
 //! its own workspace (`cache/sweeps/<point>`) sharing the project's cache, so
 //! the stages a point does not change come from the cache.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use amt::engine::Engine;
-use amt::lock;
 use amt::project::Project;
+use amt::run_context::Settings;
 use amt::scheduler::{self, Options};
 use amt::sweep::{self, Axis, Point};
-use anyhow::Context;
 
 use super::output::Printer;
 use super::{Failure, Ui};
@@ -42,6 +39,13 @@ pub struct Args {
     /// (`--jobs` then counts points, hence jobs, in flight).
     #[arg(long, value_name = "KIND", value_parser = super::run::executor_kind)]
     executor: Option<amt::config::ExecutorKind>,
+    /// Read and write through this remote cache (s3://bucket/prefix or a
+    /// directory) instead of the one `[remote]` names.
+    #[arg(long, value_name = "URL")]
+    remote: Option<String>,
+    /// Use no remote cache, even if `[remote]` names one.
+    #[arg(long, conflicts_with = "remote")]
+    no_remote: bool,
 }
 
 fn input(e: impl Into<anyhow::Error>) -> Failure {
@@ -94,18 +98,15 @@ fn points(project: &Project, args: &Args) -> Result<(Vec<Point>, Vec<Axis>, Stri
 
 pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
     let (points, axes, name) = points(project, &args)?;
-    let cache = project.cache_dir();
-    let timeout = Duration::from_secs_f64(args.lock_timeout.max(0.0));
-    let _lock = lock::acquire(&cache.join("lock"), timeout, |holder| {
-        if !ui.quiet {
-            eprintln!("waiting for the project lock, held by {} …", holder.0);
-        }
-    })
-    .map_err(|e| Failure::Lock(e.into()))?;
-    Engine::open(project)
-        .store
-        .clean_tmp()
-        .context("cleaning the cache's staging directory")?;
+    let settings = Settings {
+        dry_run: false,
+        lock_timeout: Duration::from_secs_f64(args.lock_timeout.max(0.0)),
+        remote: super::run::remote_choice(args.remote.clone(), args.no_remote),
+        executor: args.executor,
+    };
+    // One context for every point: one lock, one remote, one cluster executor
+    // (so one status query follows all their jobs), one Ctrl-C.
+    let context = super::run::context(project, &settings, ui)?;
 
     let variants: Vec<Project> = points
         .iter()
@@ -131,29 +132,7 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
         );
     }
 
-    let processes = Arc::new(amt::exec::Processes::default());
-    // Ctrl-C stops the shared stages as well as the points.
-    {
-        let processes = Arc::clone(&processes);
-        let _ = ctrlc::set_handler(move || {
-            let processes = Arc::clone(&processes);
-            std::thread::spawn(move || processes.cancel());
-        });
-    }
-    // One cluster executor for every point, so one status query follows them all.
-    let kind = args.executor.unwrap_or(project.pipeline.executor.kind);
-    let invocation = format!("sweep-{}-{}", amt::ledger::now_ms(), std::process::id());
-    let slurm = super::run::slurm_executor(project, kind, &invocation, true)?;
-    fn place<'p>(
-        engine: Engine<'p>,
-        slurm: &Option<Arc<amt::slurm::Slurm>>,
-        kind: amt::config::ExecutorKind,
-    ) -> Engine<'p> {
-        match slurm {
-            Some(s) => engine.with_executor(Arc::clone(s) as Arc<dyn amt::executor::Executor>, kind),
-            None => engine,
-        }
-    }
+    let processes = context.processes();
     let opts = || Options {
         jobs: 1,
         force: Default::default(),
@@ -174,8 +153,7 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
     if let Some(first) = variants.first()
         && !shared.is_empty()
     {
-        let mut engine = place(Engine::open(first), &slurm, kind);
-        engine.processes = Arc::clone(&processes);
+        let engine = context.engine(first);
         let summary = scheduler::run(
             &engine,
             &shared,
@@ -214,8 +192,7 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
                     if processes.is_cancelled() {
                         break;
                     }
-                    let mut engine = place(Engine::open(variant), &slurm, kind);
-                    engine.processes = Arc::clone(&processes);
+                    let engine = context.engine(variant);
                     let started = amt::ledger::now_ms();
                     let summary = scheduler::run(
                         &engine,
@@ -231,7 +208,7 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
                         point.id.clone(),
                         Some(&name),
                     );
-                    if row.status != "ok" {
+                    if row.status != amt::ledger::RunStatus::Ok {
                         failed.fetch_add(1, Ordering::SeqCst);
                     }
                     if let Err(e) = engine.ledger.record_run(&row) {

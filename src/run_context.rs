@@ -1,0 +1,198 @@
+//! What every command that runs stages sets up once, `amt run` and `amt
+//! sweep` alike: the project lock, a clean staging directory, the remote
+//! cache, the cluster executor (after settling jobs an earlier, killed run
+//! left behind), and the registry of running processes that Ctrl-C cancels.
+//! Each engine the command opens (one per sweep point) shares all of it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::action_cache::RemoteCache;
+use crate::config::ExecutorKind;
+use crate::engine::Engine;
+use crate::exec::Processes;
+use crate::executor::Executor;
+use crate::ledger::now_ms;
+use crate::lock::{self, Holder, LockError, ProjectLock};
+use crate::project::Project;
+use crate::remote::{Remote, RemoteError};
+use crate::slurm::Slurm;
+use crate::store::{Store, StoreError};
+
+/// Which remote cache to read and write through.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum RemoteChoice {
+    /// The one `[remote]` names, if any.
+    #[default]
+    Configured,
+    /// This URL instead (`--remote`).
+    Url(String),
+    /// None (`--no-remote`).
+    Off,
+}
+
+/// How a command wants its runs set up.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Describe only: take no lock, touch no cache, submit nothing.
+    pub dry_run: bool,
+    /// How long to wait for another amt process to release the project.
+    pub lock_timeout: Duration,
+    pub remote: RemoteChoice,
+    /// Where stages run unless they say otherwise (`None`: `[executor] kind`).
+    pub executor: Option<ExecutorKind>,
+}
+
+/// What happened while setting up, for the caller to show.
+#[derive(Debug)]
+pub enum Event {
+    /// Another process holds the project; waiting for it.
+    WaitingForLock(Holder),
+    /// The remote cache could not be opened; the run goes on without it.
+    RemoteUnavailable(RemoteError),
+}
+
+/// Why a run could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum RunContextError {
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error("cleaning the cache's staging directory: {0}")]
+    Staging(#[from] StoreError),
+    #[error("cancelling the Slurm jobs of an earlier run: {0}")]
+    Leftovers(std::io::Error),
+    #[error("starting the Slurm executor: {0}")]
+    Slurm(std::io::Error),
+}
+
+/// The shared set-up of one invocation.
+pub struct RunContext {
+    _lock: Option<ProjectLock>,
+    invocation: String,
+    remote: Option<Arc<RemoteCache>>,
+    cluster: Option<(Arc<Slurm>, ExecutorKind)>,
+    processes: Arc<Processes>,
+}
+
+impl RunContext {
+    /// Sets up runs of `project`; `on_event` hears what the caller may want to say.
+    pub fn open(
+        project: &Project,
+        settings: &Settings,
+        mut on_event: impl FnMut(Event),
+    ) -> Result<Self, RunContextError> {
+        let cache = project.cache_dir();
+        let lock = if settings.dry_run {
+            None
+        } else {
+            let lock = lock::acquire(&cache.join("lock"), settings.lock_timeout, |holder| {
+                on_event(Event::WaitingForLock(holder.clone()))
+            })?;
+            Store::new(&cache).clean_tmp()?;
+            Some(lock)
+        };
+        let invocation = format!("{}-{}", now_ms(), std::process::id());
+        let remote = if settings.dry_run {
+            None
+        } else {
+            open_remote(project, &settings.remote, &mut on_event)
+        };
+        let kind = settings.executor.unwrap_or(project.pipeline.executor.kind);
+        let cluster = cluster(project, kind, &invocation, !settings.dry_run)?.map(|s| (s, kind));
+        Ok(Self {
+            _lock: lock,
+            invocation,
+            remote,
+            cluster,
+            processes: Arc::new(Processes::default()),
+        })
+    }
+
+    /// An engine for `project` (the command's project, or one sweep point's
+    /// workspace of it) that uses this context's remote, cluster and processes.
+    pub fn engine<'p>(&self, project: &'p Project) -> Engine<'p> {
+        let mut engine = Engine::open(project).with_invocation(self.invocation.clone());
+        engine.processes = Arc::clone(&self.processes);
+        if let Some(remote) = &self.remote {
+            engine = engine.with_remote(Arc::clone(remote));
+        }
+        if let Some((slurm, kind)) = &self.cluster {
+            engine = engine.with_executor(Arc::clone(slurm) as Arc<dyn Executor>, *kind);
+        }
+        engine
+    }
+
+    /// The running processes of every engine of this context; cancel them on Ctrl-C.
+    pub fn processes(&self) -> &Arc<Processes> {
+        &self.processes
+    }
+
+    /// This invocation's id in the ledger (and in its Slurm job names).
+    pub fn invocation(&self) -> &str {
+        &self.invocation
+    }
+}
+
+fn open_remote(
+    project: &Project,
+    choice: &RemoteChoice,
+    on_event: &mut impl FnMut(Event),
+) -> Option<Arc<RemoteCache>> {
+    let configured = project.pipeline.remote.as_ref();
+    let url = match choice {
+        RemoteChoice::Off => return None,
+        RemoteChoice::Url(url) => url.clone(),
+        RemoteChoice::Configured => configured?.url.clone(),
+    };
+    let push = configured.is_none_or(|r| r.push);
+    match Remote::open(&url) {
+        Ok(remote) => Some(Arc::new(RemoteCache { remote, push })),
+        Err(e) => {
+            on_event(Event::RemoteUnavailable(e));
+            None
+        }
+    }
+}
+
+/// The Slurm executor the project needs, if any stage runs on Slurm: by
+/// default (`kind`), or because it asks to. `start` makes it ready to submit
+/// (a dry run only describes). Whatever runs, no job of an earlier run may
+/// still be writing, so leftovers are settled first.
+fn cluster(
+    project: &Project,
+    kind: ExecutorKind,
+    invocation: &str,
+    start: bool,
+) -> Result<Option<Arc<Slurm>>, RunContextError> {
+    let records = project.cache_dir().join("slurm");
+    let wanted = kind == ExecutorKind::Slurm
+        || project
+            .pipeline
+            .stages
+            .iter()
+            .any(|s| s.executor == Some(ExecutorKind::Slurm));
+    if !wanted {
+        if start {
+            Slurm::settle_leftovers(&records).map_err(RunContextError::Leftovers)?;
+        }
+        return Ok(None);
+    }
+    let stages = project
+        .pipeline
+        .stages
+        .iter()
+        .map(|s| (s.name.to_string(), s.slurm.clone()))
+        .collect();
+    let slurm = Slurm::new(
+        project.pipeline.executor.slurm.clone(),
+        stages,
+        invocation,
+        &project.cache_dir(),
+    );
+    let slurm = if start {
+        slurm.start().map_err(RunContextError::Slurm)?
+    } else {
+        slurm
+    };
+    Ok(Some(Arc::new(slurm)))
+}
