@@ -55,7 +55,9 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path();
     for sub in ["data/corpus", "demo"] {
-        let status = Command::new("cp").arg("-r").arg(repo.join(sub)).arg(p.join(sub).parent().unwrap()).status().unwrap();
+        let parent = p.join(sub).parent().unwrap().to_owned();
+        std::fs::create_dir_all(&parent).unwrap();
+        let status = Command::new("cp").arg("-r").arg(repo.join(sub)).arg(&parent).status().unwrap();
         assert!(status.success());
     }
     std::fs::create_dir_all(p.join("models")).unwrap();

@@ -2,30 +2,43 @@
 //! (S3 or a directory) read and written through. One interface for the
 //! engine: look a key up, publish a result.
 //!
-//! A remote that cannot be reached is given up for the rest of the run, with
-//! one warning; a bad entry in a remote that answers (corrupt, forged,
+//! A remote that cannot be reached is given up for the rest of the
+//! invocation (every engine sharing it: each sweep point), with one warning; a bad entry in a remote that answers (corrupt, forged,
 //! incomplete) is skipped, with a warning naming the stage and key, and the
 //! remote stays in use.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::config::Stage;
 use crate::digest::ActionKey;
 use crate::remote::{Remote, RemoteError};
 use crate::store::{ActionResult, Store, StoreError};
 
-/// A remote cache in use by a run.
+/// A remote cache in use by an invocation, shared by its engines.
 pub struct RemoteCache {
-    pub remote: Remote,
+    remote: Remote,
     /// Upload what runs here (false: read only).
-    pub push: bool,
+    push: bool,
+    /// Set when the remote failed once: then nobody uses it any more.
+    given_up: AtomicBool,
+}
+
+impl RemoteCache {
+    /// A remote to read through, and to write through when `push`.
+    pub fn new(remote: Remote, push: bool) -> Self {
+        Self {
+            remote,
+            push,
+            given_up: AtomicBool::new(false),
+        }
+    }
 }
 
 /// The two tiers.
 pub struct ActionCache {
     store: Store,
-    /// The remote, until it fails once.
-    remote: Mutex<Option<Arc<RemoteCache>>>,
+    remote: Option<Arc<RemoteCache>>,
 }
 
 impl ActionCache {
@@ -33,28 +46,29 @@ impl ActionCache {
     pub fn new(store: Store) -> Self {
         Self {
             store,
-            remote: Mutex::new(None),
+            remote: None,
         }
     }
 
     /// With a remote tier.
     pub fn with_remote(self, remote: Arc<RemoteCache>) -> Self {
-        *self.remote.lock().unwrap_or_else(|e| e.into_inner()) = Some(remote);
-        self
+        Self {
+            remote: Some(remote),
+            ..self
+        }
     }
 
-    fn remote(&self) -> Option<Arc<RemoteCache>> {
-        self.remote.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    /// The remote, unless it has failed.
+    fn remote(&self) -> Option<&RemoteCache> {
+        self.remote
+            .as_deref()
+            .filter(|r| !r.given_up.load(Ordering::SeqCst))
     }
 
     /// Reports a remote failure once and goes on without the remote.
     fn remote_failed(&self, e: RemoteError) {
-        if self
-            .remote
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-            .is_some()
+        if let Some(r) = &self.remote
+            && !r.given_up.swap(true, Ordering::SeqCst)
         {
             eprintln!("warning: {e}; continuing with the local cache only");
         }

@@ -462,21 +462,42 @@ impl<'p> Engine<'p> {
             });
         }
 
+        // The command succeeded; the execution has yet to keep its outputs.
+        match self.keep_outputs(stage, check, mode, duration_ms) {
+            Ok(outs) => {
+                row.status = ExecutionStatus::Ran;
+                row.metrics = self.read_metrics(stage);
+                self.log_run(&row);
+                Ok(Executed {
+                    duration_ms,
+                    outs,
+                    job_id: finished.job_id,
+                })
+            }
+            Err(e) => {
+                row.status = ExecutionStatus::Failed;
+                self.log_run(&row);
+                Err(e)
+            }
+        }
+    }
+
+    /// Hashes what an execution wrote, stores it, publishes it to the action
+    /// cache (unless only verifying), and records the stage as up to date.
+    fn keep_outputs(
+        &self,
+        stage: &Stage,
+        check: Check,
+        mode: ExecMode,
+        duration_ms: u64,
+    ) -> Result<Vec<OutRecord>, StageError> {
         let hasher = self.hasher();
         let mut outs = Vec::with_capacity(stage.outs.len());
         for out in &stage.outs {
-            let hashed = match hasher.hash(out) {
-                Ok(h) => h,
-                Err(e) => {
-                    // The command succeeded, the execution did not.
-                    row.status = ExecutionStatus::Failed;
-                    self.log_run(&row);
-                    return Err(match e {
-                        TreeError::Missing(_) => StageError::MissingOut(out.clone()),
-                        e => e.into(),
-                    });
-                }
-            };
+            let hashed = hasher.hash(out).map_err(|e| match e {
+                TreeError::Missing(_) => StageError::MissingOut(out.clone()),
+                e => e.into(),
+            })?;
             self.store
                 .ingest(self.root(), out, &hashed.entry, &hashed.manifests)?;
             outs.push(OutRecord {
@@ -492,13 +513,7 @@ impl<'p> Engine<'p> {
             self.cache.publish(&check.key, &result)?;
         }
         self.record(stage, check, outs.clone(), Origin::Ran, duration_ms)?;
-        row.metrics = self.read_metrics(stage);
-        self.log_run(&row);
-        Ok(Executed {
-            duration_ms,
-            outs,
-            job_id: finished.job_id,
-        })
+        Ok(outs)
     }
 
     /// A ledger row for a stage's execution, to be completed by the caller.
@@ -523,7 +538,8 @@ impl<'p> Engine<'p> {
             started_at_ms: started_at_ms as i64,
             duration_ms: duration_ms as i64,
             peak_rss_kb: None,
-            status: ExecutionStatus::Ran,
+            // Set by the caller once the outcome is known.
+            status: ExecutionStatus::Unknown(String::new()),
             exit_code: None,
             cache_hit: false,
             metrics: None,

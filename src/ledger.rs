@@ -61,24 +61,38 @@ pub struct LedgerError {
     source: rusqlite::Error,
 }
 
-/// Declares a status enum stored in the ledger as its lowercase name.
+/// Declares a status enum stored in the ledger by name. A name this build
+/// does not know (written by another version of amt, or by hand) reads back
+/// as `Unknown`, so one odd row never hides the rest of the history.
 macro_rules! status_enum {
     ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$doc])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-        #[serde(rename_all = "lowercase")]
-        pub enum $name { $($(#[$vdoc])* $variant),+ }
+        #[derive(Clone, Debug, PartialEq, Eq)]
+        pub enum $name {
+            $($(#[$vdoc])* $variant,)+
+            /// A name this build does not know.
+            Unknown(String),
+        }
 
         impl $name {
             /// The name the ledger stores.
-            pub fn as_str(self) -> &'static str {
-                match self { $(Self::$variant => $text),+ }
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $(Self::$variant => $text,)+
+                    Self::Unknown(name) => name,
+                }
             }
         }
 
         impl std::fmt::Display for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(self.as_str())
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
             }
         }
 
@@ -90,12 +104,10 @@ macro_rules! status_enum {
 
         impl rusqlite::types::FromSql for $name {
             fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
-                match v.as_str()? {
-                    $($text => Ok(Self::$variant),)+
-                    other => Err(rusqlite::types::FromSqlError::Other(
-                        format!("`{other}` is not a {}", stringify!($name)).into(),
-                    )),
-                }
+                Ok(match v.as_str()? {
+                    $($text => Self::$variant,)+
+                    other => Self::Unknown(other.to_owned()),
+                })
             }
         }
     };
@@ -401,11 +413,26 @@ mod tests {
         }
         let all = ledger.rows(None, None).unwrap();
         assert_eq!(
-            all.iter().map(|r| r.status).collect::<Vec<_>>(),
+            all.iter().map(|r| r.status.clone()).collect::<Vec<_>>(),
             [Ran, Restored, Failed]
         );
         assert_eq!(ledger.rows(Some("a"), None).unwrap().len(), 2);
         assert_eq!(ledger.rows(None, Some(1)).unwrap()[0].status, Failed);
+    }
+
+    #[test]
+    fn a_status_this_build_does_not_know_reads_back_as_unknown() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::new(dir.path());
+        ledger.record(&row("a", ExecutionStatus::Ran)).unwrap();
+        ledger.record(&row("b", ExecutionStatus::Ran)).unwrap();
+        let conn = Connection::open(dir.path().join(FILE)).unwrap();
+        conn.execute("UPDATE executions SET status = 'paused' WHERE stage = 'b'", [])
+            .unwrap();
+        let rows = ledger.rows(None, None).unwrap();
+        assert_eq!(rows[0].status, ExecutionStatus::Ran);
+        assert_eq!(rows[1].status, ExecutionStatus::Unknown("paused".into()));
+        assert_eq!(serde_json::to_value(&rows[1].status).unwrap(), "paused");
     }
 
     #[test]

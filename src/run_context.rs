@@ -41,6 +41,9 @@ pub struct Settings {
     pub remote: RemoteChoice,
     /// Where stages run unless they say otherwise (`None`: `[executor] kind`).
     pub executor: Option<ExecutorKind>,
+    /// Prefixes the invocation id (`sweep`), so the ledger and Slurm's job
+    /// names tell a sweep's work from a run's.
+    pub label: Option<&'static str>,
 }
 
 /// What happened while setting up, for the caller to show.
@@ -57,7 +60,7 @@ pub enum Event {
 pub enum RunContextError {
     #[error(transparent)]
     Lock(#[from] LockError),
-    #[error("cleaning the cache's staging directory: {0}")]
+    #[error("cleaning the cache's staging directory")]
     Staging(#[from] StoreError),
     #[error("cancelling the Slurm jobs of an earlier run: {0}")]
     Leftovers(std::io::Error),
@@ -67,11 +70,12 @@ pub enum RunContextError {
 
 /// The shared set-up of one invocation.
 pub struct RunContext {
-    _lock: Option<ProjectLock>,
     invocation: String,
     remote: Option<Arc<RemoteCache>>,
     cluster: Option<(Arc<Slurm>, ExecutorKind)>,
     processes: Arc<Processes>,
+    /// Declared last, so it is released after everything above is dropped.
+    _lock: Option<ProjectLock>,
 }
 
 impl RunContext {
@@ -91,7 +95,10 @@ impl RunContext {
             Store::new(&cache).clean_tmp()?;
             Some(lock)
         };
-        let invocation = format!("{}-{}", now_ms(), std::process::id());
+        let invocation = match settings.label {
+            Some(label) => format!("{label}-{}-{}", now_ms(), std::process::id()),
+            None => format!("{}-{}", now_ms(), std::process::id()),
+        };
         let remote = if settings.dry_run {
             None
         } else {
@@ -100,18 +107,23 @@ impl RunContext {
         let kind = settings.executor.unwrap_or(project.pipeline.executor.kind);
         let cluster = cluster(project, kind, &invocation, !settings.dry_run)?.map(|s| (s, kind));
         Ok(Self {
-            _lock: lock,
             invocation,
             remote,
             cluster,
             processes: Arc::new(Processes::default()),
+            _lock: lock,
         })
     }
 
-    /// An engine for `project` (the command's project, or one sweep point's
-    /// workspace of it) that uses this context's remote, cluster and processes.
-    pub fn engine<'p>(&self, project: &'p Project) -> Engine<'p> {
-        let mut engine = Engine::open(project).with_invocation(self.invocation.clone());
+    /// An engine for `project` that uses this context's remote, cluster and
+    /// processes. `part` names a part of the invocation (a sweep point's
+    /// workspace), whose executions the ledger then records apart.
+    pub fn engine<'p>(&self, project: &'p Project, part: Option<&str>) -> Engine<'p> {
+        let invocation = match part {
+            Some(part) => format!("{}-{part}", self.invocation),
+            None => self.invocation.clone(),
+        };
+        let mut engine = Engine::open(project).with_invocation(invocation);
         engine.processes = Arc::clone(&self.processes);
         if let Some(remote) = &self.remote {
             engine = engine.with_remote(Arc::clone(remote));
@@ -146,7 +158,7 @@ fn open_remote(
     };
     let push = configured.is_none_or(|r| r.push);
     match Remote::open(&url) {
-        Ok(remote) => Some(Arc::new(RemoteCache { remote, push })),
+        Ok(remote) => Some(Arc::new(RemoteCache::new(remote, push))),
         Err(e) => {
             on_event(Event::RemoteUnavailable(e));
             None

@@ -147,6 +147,12 @@ fn sweeps_read_and_write_through_the_configured_remote() {
         "{restored:?}"
     );
 
+    // --remote URL names it on the command line instead.
+    let fourth = TestProject::new(PIPELINE);
+    let url = remote.path().display().to_string();
+    let named = sweep_counts(&amt(&fourth, None, &["--json", "sweep", "--remote", &url, "-S", "n=1,2"], 0));
+    assert!(named.iter().all(|c| c.get("ran").is_none()), "{named:?}");
+
     // --no-remote really leaves it out.
     let third = TestProject::new(&manifest);
     let local = sweep_counts(&amt(&third, None, &["--json", "sweep", "--no-remote", "-S", "n=1,2"], 0));
@@ -183,7 +189,7 @@ fn a_corrupted_remote_object_is_refused_and_the_stage_runs() {
 }
 
 #[test]
-fn an_unreachable_remote_warns_and_the_run_goes_on_locally() {
+fn an_unreachable_remote_warns_once_and_the_run_goes_on_locally() {
     // A port nothing listens on.
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -191,25 +197,26 @@ fn an_unreachable_remote_warns_and_the_run_goes_on_locally() {
         .unwrap()
         .port();
     let p = TestProject::new(PIPELINE);
-    let mut c = p.command(&["--json", "run", "--remote", "s3://nowhere/cache"]);
-    c.env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"))
-        .env("AWS_ACCESS_KEY_ID", "x")
-        .env("AWS_SECRET_ACCESS_KEY", "x")
-        .env("AWS_REGION", "us-east-1");
-    let out = c.output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert!(
-        stderr.contains("remote cache s3://nowhere/cache is unreachable")
-            && stderr.contains("continuing with the local cache only"),
-        "{stderr}"
-    );
-    assert_eq!(
-        stderr.matches("unreachable").count(),
-        1,
-        "said once: {stderr}"
-    );
+    let unreachable = |args: &[&str]| {
+        let mut c = p.command(args);
+        c.env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"))
+            .env("AWS_ACCESS_KEY_ID", "x")
+            .env("AWS_SECRET_ACCESS_KEY", "x")
+            .env("AWS_REGION", "us-east-1");
+        let out = c.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        assert!(
+            stderr.contains("remote cache s3://nowhere/cache is unreachable")
+                && stderr.contains("continuing with the local cache only"),
+            "{stderr}"
+        );
+        assert_eq!(stderr.matches("unreachable").count(), 1, "said once: {stderr}");
+    };
+    unreachable(&["--json", "run", "--remote", "s3://nowhere/cache"]);
     assert_eq!(p.read("out/sum.txt").trim(), "20");
+    // A sweep's points share the remote, and so give it up together.
+    unreachable(&["--json", "sweep", "--remote", "s3://nowhere/cache", "-j", "2", "-S", "n=1,2,3,4"]);
 }
 
 /// A forged but self-consistent entry: every digest is right, but the

@@ -123,9 +123,10 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
         lock_timeout: Duration::from_secs_f64(args.lock_timeout.max(0.0)),
         remote: remote_choice(args.remote.clone(), args.no_remote),
         executor: args.executor,
+        label: None,
     };
     let context = context(project, &settings, ui)?;
-    let engine = context.engine(project);
+    let engine = context.engine(project, None);
 
     let opts = Options {
         jobs: args.jobs.unwrap_or_else(default_jobs),

@@ -98,11 +98,15 @@ fn points(project: &Project, args: &Args) -> Result<(Vec<Point>, Vec<Axis>, Stri
 
 pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
     let (points, axes, name) = points(project, &args)?;
+    let targets = project
+        .resolve(&args.stages)
+        .map_err(|e| input(anyhow::anyhow!(e)))?;
     let settings = Settings {
         dry_run: false,
         lock_timeout: Duration::from_secs_f64(args.lock_timeout.max(0.0)),
         remote: super::run::remote_choice(args.remote.clone(), args.no_remote),
         executor: args.executor,
+        label: Some("sweep"),
     };
     // One context for every point: one lock, one remote, one cluster executor
     // (so one status query follows all their jobs), one Ctrl-C.
@@ -113,9 +117,6 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
         .map(|p| sweep::point_project(project, p))
         .collect::<Result<_, _>>()
         .map_err(|e| Failure::Other(e.into()))?;
-    let targets = project
-        .resolve(&args.stages)
-        .map_err(|e| input(anyhow::anyhow!(e)))?;
     let named: Vec<usize> = if targets.is_empty() {
         (0..project.pipeline.stages.len()).collect()
     } else {
@@ -153,7 +154,7 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
     if let Some(first) = variants.first()
         && !shared.is_empty()
     {
-        let engine = context.engine(first);
+        let engine = context.engine(first, Some("shared"));
         let summary = scheduler::run(
             &engine,
             &shared,
@@ -192,7 +193,7 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
                     if processes.is_cancelled() {
                         break;
                     }
-                    let engine = context.engine(variant);
+                    let engine = context.engine(variant, Some(&point.id));
                     let started = amt::ledger::now_ms();
                     let summary = scheduler::run(
                         &engine,
