@@ -5,8 +5,8 @@
 //! demo's train stage twice (two seeds, as two sweep points would be) and
 //! two `amt generate` samplers.
 //!
-//! Run with `scripts/bench.sh shares` (a release build; it prepares the
-//! demo's data and a model once, about two minutes).
+//! Run with `scripts/bench.sh shares` (a release build of amt and amt-stage;
+//! it prepares the demo's data and a model once, about two minutes).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -19,7 +19,7 @@ case "${1:-all}" in
     tokenize) cargo bench --locked -p amt-stages --bench tokenize ;;
     model) cargo bench --locked -p amt-stages --bench model ;;
     experiments) cargo bench --locked -p amt --bench experiments ;;
-    shares) cargo bench --locked -p amt --bench shares ;;
+    shares) cargo build --locked --release -p amt-stages --bins; cargo bench --locked -p amt --bench shares ;;
     slurm) ensure_apt slurm-wlm munge; cargo bench --locked -p amt --bench slurm ;;
     all)
         cargo bench --locked -p amt --bench engine
@@ -28,6 +28,7 @@ case "${1:-all}" in
         cargo bench --locked -p amt-stages --bench tokenize
         cargo bench --locked -p amt-stages --bench model
         cargo bench --locked -p amt --bench experiments
+        cargo build --locked --release -p amt-stages --bins
         cargo bench --locked -p amt --bench shares
         ensure_apt slurm-wlm munge
         cargo bench --locked -p amt --bench slurm

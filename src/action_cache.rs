@@ -3,9 +3,10 @@
 //! engine: look a key up, publish a result.
 //!
 //! A remote that cannot be reached is given up for the rest of the
-//! invocation (every engine sharing it: each sweep point), with one warning; a bad entry in a remote that answers (corrupt, forged,
-//! incomplete) is skipped, with a warning naming the stage and key, and the
-//! remote stays in use.
+//! invocation (every engine sharing it: each sweep point), with one warning;
+//! a bad entry in a remote that answers (corrupt, forged, incomplete) is
+//! skipped, with a warning naming the stage and key, and the remote stays in
+//! use. Warnings go to the caller's [`Warnings`].
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,6 +15,7 @@ use crate::config::Stage;
 use crate::digest::ActionKey;
 use crate::remote::{Remote, RemoteError};
 use crate::store::{ActionResult, Store, StoreError};
+use crate::warning::{Warning, Warnings};
 
 /// A remote cache in use by an invocation, shared by its engines.
 pub struct RemoteCache {
@@ -65,19 +67,19 @@ impl ActionCache {
             .filter(|r| !r.given_up.load(Ordering::SeqCst))
     }
 
-    /// Reports a remote failure once and goes on without the remote.
-    fn remote_failed(&self, e: RemoteError) {
+    /// Gives the remote up, with a warning the first time.
+    fn remote_failed(&self, e: RemoteError, warnings: &Warnings) {
         if let Some(r) = &self.remote
             && !r.given_up.swap(true, Ordering::SeqCst)
         {
-            eprintln!("warning: {e}; continuing with the local cache only");
+            warnings.push(Warning::RemoteGivenUp(e));
         }
     }
 
     /// A result for `key` that can be restored as `stage`'s outs: from the
     /// local tier, else from the remote one (its objects fetched and verified
     /// into the local tier first).
-    pub fn lookup(&self, stage: &Stage, key: &ActionKey) -> Option<ActionResult> {
+    pub fn lookup(&self, stage: &Stage, key: &ActionKey, warnings: &Warnings) -> Option<ActionResult> {
         if let Some(result) = self.store.get_action(key).filter(|r| self.usable(stage, r)) {
             return Some(result);
         }
@@ -92,11 +94,15 @@ impl ActionCache {
         match found {
             Ok(found) => found.filter(|r| self.usable(stage, r)),
             Err(e) if e.is_entry_fault() => {
-                eprintln!("warning: stage {}: action {}: {e}", stage.name, key.0.short());
+                warnings.push(Warning::RemoteEntry {
+                    stage: stage.name.clone(),
+                    key: key.0.short().to_string(),
+                    error: e,
+                });
                 None
             }
             Err(e) => {
-                self.remote_failed(e);
+                self.remote_failed(e, warnings);
                 None
             }
         }
@@ -104,12 +110,17 @@ impl ActionCache {
 
     /// Records a result a stage just produced (its objects already stored):
     /// in the local tier, then uploaded when the remote takes uploads.
-    pub fn publish(&self, key: &ActionKey, result: &ActionResult) -> Result<(), StoreError> {
+    pub fn publish(
+        &self,
+        key: &ActionKey,
+        result: &ActionResult,
+        warnings: &Warnings,
+    ) -> Result<(), StoreError> {
         self.store.put_action(key, result)?;
         if let Some(r) = self.remote().filter(|r| r.push)
             && let Err(e) = r.remote.upload(key, result, &self.store)
         {
-            self.remote_failed(e);
+            self.remote_failed(e, warnings);
         }
         Ok(())
     }

@@ -25,6 +25,7 @@ use crate::statcache::StatCache;
 use crate::state::{Origin, StageRecord, StateDir};
 use crate::store::{ActionResult, LinkMethod, OutRecord, Store, StoreError};
 use crate::tree::{HashStats, TreeError, TreeHasher};
+use crate::warning::Warnings;
 
 /// What a stage needs, as found by [`Engine::check`].
 #[derive(Debug)]
@@ -128,6 +129,8 @@ pub struct Engine<'p> {
     invocation: String,
     /// The action cache: the local store, and a remote one when set.
     cache: ActionCache,
+    /// What went wrong without failing a stage, until the caller takes it.
+    pub warnings: Warnings,
 }
 
 impl<'p> Engine<'p> {
@@ -147,6 +150,7 @@ impl<'p> Engine<'p> {
             ledger: Ledger::new(&cache),
             invocation: format!("{}-{}", now_ms(), std::process::id()),
             cache: ActionCache::new(Store::new(&cache)),
+            warnings: Warnings::default(),
         }
     }
 
@@ -292,7 +296,7 @@ impl<'p> Engine<'p> {
         } else if changes.is_empty() {
             Decision::Fresh
         } else {
-            match self.cache.lookup(stage, &key) {
+            match self.cache.lookup(stage, &key, &self.warnings) {
                 Some(result) => Decision::Restore(result),
                 None => Decision::Run,
             }
@@ -510,7 +514,7 @@ impl<'p> Engine<'p> {
             outs: outs.clone(),
         };
         if mode.cache_result {
-            self.cache.publish(&check.key, &result)?;
+            self.cache.publish(&check.key, &result, &self.warnings)?;
         }
         self.record(stage, check, outs.clone(), Origin::Ran, duration_ms)?;
         Ok(outs)
@@ -551,7 +555,7 @@ impl<'p> Engine<'p> {
     /// Appends to the ledger; a ledger that cannot be written warns but never fails a stage.
     fn log_run(&self, row: &RunRow) {
         if let Err(e) = self.ledger.record(row) {
-            eprintln!("warning: {e}");
+            self.warnings.push(e.into());
         }
     }
 

@@ -33,3 +33,4 @@ pub mod state;
 pub mod store;
 pub mod sweep;
 pub mod tree;
+pub mod warning;

@@ -16,6 +16,7 @@ use crate::engine::{Change, Check, Decision, Engine, ExecMode, StageError};
 use crate::names::{ProjectPath, StageName};
 use crate::store::{LinkMethod, OutRecord};
 use crate::tree::Entry;
+use crate::warning::Warning;
 
 /// How to run.
 #[derive(Clone, Debug)]
@@ -117,6 +118,8 @@ pub trait Reporter: Sync {
     fn finished(&self, stage: &Stage, outcome: &Outcome);
     /// A running stage reported how far it is.
     fn progress(&self, _stage: &Stage, _progress: &Progress) {}
+    /// Something went wrong without failing a stage (the remote cache, the ledger).
+    fn warning(&self, warning: &Warning);
 }
 
 /// The result of a scheduler run.
@@ -322,6 +325,9 @@ pub fn run(
                 break;
             }
             let Ok(msg) = rx.recv() else { break };
+            for w in engine.warnings.take() {
+                reporter.warning(&w);
+            }
             let (i, outcome) = match msg {
                 Msg::Checked(i, result) => {
                     cpus_free += 1;
@@ -402,6 +408,9 @@ pub fn run(
         }
     });
 
+    for w in engine.warnings.take() {
+        reporter.warning(&w);
+    }
     let outcomes = order
         .iter()
         .map(|&i| match slots.remove(&i) {

@@ -14,9 +14,10 @@
 //! cannot confirm, it refuses to run. So a stage never runs twice at once.
 //! Ctrl-C cancels the run's jobs (`scancel`, repeated until Slurm confirms).
 //!
-//! `squeue --states=all` is the status query, since `sacct` needs slurmdbd;
-//! a finished job stays visible to it for `MinJobAge`, and `poll_max` is
-//! kept below half of that.
+//! `squeue --states=all` is the status query; a finished job stays visible
+//! to it for `MinJobAge`, and `poll_max` is kept below half of that. A job
+//! squeue no longer shows is looked up in `sacct` (where slurmdbd keeps
+//! accounting) before it counts as unseen.
 
 use std::collections::HashMap;
 use std::io;
@@ -132,6 +133,24 @@ fn terminal(state: &str) -> Option<bool> {
         | "DEADLINE" | "PREEMPTED" | "REVOKED" => Some(false),
         _ => None,
     }
+}
+
+/// What Slurm's accounting (`sacct`, where slurmdbd runs) says of jobs
+/// squeue no longer shows, in squeue's format; nothing where there is no
+/// accounting, and then the jobs are lost after [`LOST_AFTER`] unseen.
+fn ask_accounting(ids: &[String]) -> HashMap<String, End> {
+    run_command(
+        Command::new("sacct").args([
+            "--allocations",
+            "--noheader",
+            "--parsable2",
+            "--format=JobID,State,Reason",
+            &format!("--jobs={}", ids.join(",")),
+        ]),
+        "sacct",
+    )
+    .map(|text| parse_squeue(&text))
+    .unwrap_or_default()
 }
 
 /// `42|CANCELLED by 0|None` lines → job id → (state, reason). A state is
@@ -447,7 +466,19 @@ impl Slurm {
                 }
                 Ok(text) => {
                     answered = Instant::now();
-                    let states = parse_squeue(&text);
+                    let mut states = parse_squeue(&text);
+                    let unseen: Vec<String> = {
+                        let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+                        guard
+                            .jobs
+                            .iter()
+                            .filter(|(id, end)| end.is_none() && !states.contains_key(*id))
+                            .map(|(id, _)| id.clone())
+                            .collect()
+                    };
+                    if !unseen.is_empty() {
+                        states.extend(ask_accounting(&unseen));
+                    }
                     let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
                     for (id, end) in &guard.jobs {
                         if end.is_some() {

@@ -107,7 +107,7 @@ fn stage_list_shows_code_versions() {
 }
 
 #[test]
-fn process_embeds_once_and_reclusters_when_only_cluster_params_change() {
+fn embed_runs_once_and_cluster_reruns_when_only_cluster_params_change() {
     let manifest = format!(
         "{PIPELINE}{}",
         r#"
@@ -117,7 +117,7 @@ params = ["embed"]
 deps = { texts = "out/texts/texts.parquet", model = "models/all-MiniLM-L6-v2" }
 outs = { dir = "out/embed" }
 
-[stages.process]
+[stages.cluster]
 builtin = "cluster"
 params = ["cluster"]
 deps = { embeddings = "out/embed/embeddings.parquet", info = "out/embed/embed.json" }
@@ -136,10 +136,10 @@ outs = { dir = "out/cluster" }
     );
     std::os::unix::fs::symlink(model.parent().unwrap(), p.path("models")).unwrap();
 
-    let out = p.run_ok(&["process"]);
+    let out = p.run_ok(&["cluster"]);
     assert_eq!(
         out.keys().collect::<Vec<_>>(),
-        ["collect", "describe", "embed", "process"]
+        ["cluster", "collect", "describe", "embed"]
     );
     assert!(out.values().all(|o| o == "ran"), "{out:?}");
     assert!(p.exists("out/cluster/centroids.json") && p.exists("out/cluster/tokens.parquet"));
@@ -148,9 +148,9 @@ outs = { dir = "out/cluster" }
         "amt.toml",
         &manifest.replace("cluster.seed = 0", "cluster.seed = 1"),
     );
-    let out = p.run_ok(&["process"]);
+    let out = p.run_ok(&["cluster"]);
     assert_eq!(
-        (out["embed"].as_str(), out["process"].as_str()),
+        (out["embed"].as_str(), out["cluster"].as_str()),
         ("fresh", "ran"),
         "{out:?}"
     );

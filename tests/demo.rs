@@ -11,7 +11,7 @@ fn demo() -> TestProject {
 }
 
 const MUSIC: [&str; 8] = [
-    "collect", "describe", "embed", "process", "prepare", "train", "generate", "evaluate",
+    "collect", "describe", "embed", "cluster", "prepare", "train", "generate", "evaluate",
 ];
 
 fn ran(outcomes: &std::collections::BTreeMap<String, String>) -> Vec<&str> {

@@ -77,6 +77,12 @@ impl Printer {
 }
 
 impl Reporter for Printer {
+    /// Warnings go to stderr whatever the mode: `--json` keeps stdout for events
+    /// a program reads, and `--quiet` silences progress, not trouble.
+    fn warning(&self, warning: &amt::warning::Warning) {
+        self.line(format!("warning: {warning}"));
+    }
+
     fn progress(&self, stage: &Stage, p: &Progress) {
         let name = stage.name.to_string();
         let now = Instant::now();

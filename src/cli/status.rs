@@ -21,6 +21,7 @@ struct Silent;
 impl Reporter for Silent {
     fn started(&self, _: &amt::config::Stage, _: &[Change]) {}
     fn finished(&self, _: &amt::config::Stage, _: &Outcome) {}
+    fn warning(&self, _: &amt::warning::Warning) {}
 }
 
 /// Checks stages without changing anything (a dry run over the selection).
