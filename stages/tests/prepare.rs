@@ -53,7 +53,8 @@ fn augmented_copies_stay_in_their_piece_split_and_rewrite_the_conditioning() {
         tempo_scales: vec![1.1],
         ..PrepareParams::default()
     };
-    let (by_split, summary) = prepare(&corpus, &HashMap::new(), &params, &tok).unwrap();
+    let files = find_midi_files(&corpus).unwrap();
+    let (by_split, summary) = prepare(&files, &HashMap::new(), &params, &tok).unwrap();
     assert!(summary.skipped.is_empty(), "{:?}", summary.skipped);
     assert_eq!(summary.pieces.values().sum::<usize>(), 320);
     let mut seen: HashMap<&str, Split> = HashMap::new();
@@ -113,11 +114,17 @@ fn the_stage_writes_shards_and_a_versioned_vocabulary() {
     ])
     .unwrap();
     amt_stages::table::write_parquet(&root.join("tokens.parquet"), batch).unwrap();
+    // collect's table, less one piece, as if collect had rejected it: what
+    // prepare trains on is what collect kept, not what the corpus holds.
+    let mut collected = amt_stages::collect::scan(&corpus, &Default::default()).unwrap();
+    assert!(collected.pieces.len() > 1 && collected.rejects.is_empty());
+    let dropped = collected.pieces.remove(0).path;
+    amt_stages::collect::table::write_pieces(&root.join("midi.parquet"), &collected.pieces).unwrap();
     let ctx = StageContext::new(
         root.to_owned(),
         root.join("scratch"),
         json!({"prepare": {"context": 64}}),
-        json!({"corpus": corpus.to_string_lossy(), "tokens": "tokens.parquet"}),
+        json!({"pieces": "midi.parquet", "corpus": corpus.to_string_lossy(), "tokens": "tokens.parquet"}),
         json!({"dir": "out"}),
     );
     amt_stages::prepare::run(&ctx).unwrap();
@@ -126,13 +133,17 @@ fn the_stage_writes_shards_and_a_versioned_vocabulary() {
     assert_eq!(vocab["version"], 1);
     assert_eq!(vocab["tokens"].as_array().unwrap().len(), 699);
     let mut rows = 0;
+    let mut pieces = HashSet::new();
     for split in ["train", "val", "test"] {
         let file = root.join(format!("out/{split}.parquet"));
         for b in read_parquet(&file).unwrap() {
             let paths = column::<StringArray>(&b, "path", &file).unwrap();
             rows += paths.len();
+            pieces.extend(paths.iter().flatten().map(str::to_owned));
         }
     }
+    assert_eq!(pieces.len(), collected.pieces.len());
+    assert!(!pieces.contains(&dropped), "{dropped} was not in collect's table");
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(root.join("out/prepare.json")).unwrap()).unwrap();
     assert_eq!(

@@ -9,7 +9,7 @@ pub mod augment;
 pub mod split;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -20,7 +20,6 @@ use arrow::record_batch::RecordBatch;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::collect::find_midi_files;
 use crate::midi::{self, features};
 use crate::table::{column, read_parquet, write_parquet};
 use crate::tokenizer::{Conditioning, Config, Token, Tokenizer};
@@ -99,15 +98,14 @@ pub struct Summary {
     pub context: usize,
 }
 
-/// Tokenizes and windows every piece; returns the windows per split.
+/// Tokenizes and windows every piece (corpus-relative path, file); returns
+/// the windows per split.
 pub fn prepare(
-    corpus: &Path,
+    files: &[(String, PathBuf)],
     semantic: &HashMap<String, u32>,
     params: &PrepareParams,
     tok: &Tokenizer,
 ) -> anyhow::Result<(BTreeMap<Split, Vec<Window>>, Summary)> {
-    let files =
-        find_midi_files(corpus).with_context(|| format!("scanning {}", corpus.display()))?;
     let pad = tok.vocab.id(Token::Pad);
     let prefix_len = Conditioning::default().tokens(&tok.vocab).len();
     let results: Vec<Result<(Split, Vec<Window>), String>> = files
@@ -237,13 +235,29 @@ pub fn read_semantic(path: &Path) -> anyhow::Result<HashMap<String, u32>> {
     Ok(out)
 }
 
-/// The stage: `deps = { corpus = "…", tokens = ".../tokens.parquet" }`, `outs = { dir = "…" }`.
+/// The stage: `deps = { pieces = "<collect's midi.parquet>", corpus = "…",
+/// tokens = ".../tokens.parquet" }`, `outs = { dir = "…" }`. The pieces are
+/// those collect kept (its filters and rejects decide what is trained on);
+/// their notes are read from the corpus.
 pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
     let params: PrepareParams = ctx.params("prepare")?;
     let tok = Tokenizer::new(Config::default());
     let semantic = read_semantic(&ctx.dep("tokens")?)?;
+    let corpus = ctx.dep("corpus")?;
+    let files: Vec<(String, PathBuf)> = crate::collect::table::read_pieces(&ctx.dep("pieces")?)?
+        .into_iter()
+        .map(|p| {
+            // A path from an upstream table is checked like one from a config.
+            let inside = Path::new(&p.path)
+                .components()
+                .all(|c| matches!(c, Component::Normal(_)));
+            anyhow::ensure!(inside, "collect's table names `{}`, which is not inside the corpus", p.path);
+            let file = corpus.join(&p.path);
+            Ok((p.path, file))
+        })
+        .collect::<anyhow::Result<_>>()?;
     let started = std::time::Instant::now();
-    let (by_split, summary) = prepare(&ctx.dep("corpus")?, &semantic, &params, &tok)?;
+    let (by_split, summary) = prepare(&files, &semantic, &params, &tok)?;
     let out = ctx.out("dir")?;
     for (split, windows) in &by_split {
         write_shard(&out.join(format!("{}.parquet", split.name())), windows)?;
