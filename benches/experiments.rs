@@ -11,6 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 #[path = "../tests/common/moto.rs"]
+#[allow(dead_code)]
 mod moto;
 
 const POINTS: usize = 20;

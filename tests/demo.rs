@@ -112,6 +112,34 @@ fn the_demo_runs_end_to_end_and_reruns_only_what_a_change_touches() {
         .expect_code(0);
     assert!(out.stdout.contains("jig.mid"), "{}", out.stdout);
     assert_eq!(&std::fs::read(p.path("jig.mid")).unwrap()[..4], b"MThd");
+
+    // The model bundle is self-contained: a copy far from the project (and
+    // from models/) generates on its own.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let copy = elsewhere.path().join("bundle");
+    let status = std::process::Command::new("cp")
+        .arg("-rL")
+        .arg(p.path("artifacts/train"))
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = common::Run::from(
+        std::process::Command::new(common::amt_bin())
+            .args(["generate", "--text", "a slow waltz", "--out", "waltz.mid"])
+            .args(["--max-tokens", "64", "--threads", "1", "--model"])
+            .arg(&copy)
+            .current_dir(elsewhere.path())
+            .output()
+            .unwrap(),
+    )
+    .expect_code(0);
+    assert_eq!(
+        &std::fs::read(elsewhere.path().join("waltz.mid")).unwrap()[..4],
+        b"MThd",
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]

@@ -19,7 +19,7 @@ use amt_stages::embed::Pooling;
 use amt_stages::generate::{Generator, SampleOptions};
 use amt_stages::model::{Gpt, ModelParams, hf};
 use amt_stages::tokenizer::{Config, Tokenizer};
-use amt_stages::train::{GeneratorInfo, TrainData, TrainParams, Windows, prefix_len, train};
+use amt_stages::train::{TrainData, TrainParams, Windows, prefix_len, train};
 use rand::{Rng, SeedableRng};
 use tch::{Device, Tensor};
 
@@ -108,7 +108,7 @@ fn model_dir(dir: &Path, model: &Gpt, tok: &Tokenizer) {
         .join("../models/all-MiniLM-L6-v2")
         .canonicalize()
         .expect("models/all-MiniLM-L6-v2");
-    write_json(&dir.join("generator.json"), &GeneratorInfo { encoder }).unwrap();
+    amt_stages::bundle::copy_encoder(&encoder, dir).unwrap();
 }
 
 fn main() {

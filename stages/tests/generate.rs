@@ -15,7 +15,7 @@ use amt_stages::generate::{GeneratedFile, Generator, SampleOptions};
 use amt_stages::model::{Conditioning, GptConfig};
 use amt_stages::prepare::windows;
 use amt_stages::tokenizer::{self, Config, Token, Tokenizer};
-use amt_stages::train::{GeneratorInfo, TrainData, TrainParams, Windows, prefix_len, train};
+use amt_stages::train::{TrainData, TrainParams, Windows, prefix_len, train};
 use amt_stages::{atomic, midi};
 use serde_json::json;
 use tch::Device;
@@ -109,13 +109,7 @@ fn model_dir() -> &'static Path {
             centroids: v,
         };
         atomic::write_json(&dir.path().join("centroids.json"), &centroids).unwrap();
-        atomic::write_json(
-            &dir.path().join("generator.json"),
-            &GeneratorInfo {
-                encoder: encoder_dir(),
-            },
-        )
-        .unwrap();
+        amt_stages::bundle::copy_encoder(&encoder_dir(), dir.path()).unwrap();
         dir
     })
     .path()

@@ -2,7 +2,7 @@
 //! k-means centroid (the semantic token), reads the attributes the text
 //! names, and samples music tokens after that prefix with a KV cache.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context;
 use rand::SeedableRng;
@@ -12,11 +12,11 @@ use tch::{Device, Kind, Tensor};
 
 use super::prompt;
 use super::sample::{SampleOptions, sample};
+use crate::bundle;
 use crate::cluster::Centroids;
 use crate::embed::Encoder;
 use crate::model::{Conditioning as ModelConditioning, Gpt};
 use crate::tokenizer::{Conditioning, Token, Tokenizer};
-use crate::train::GeneratorInfo;
 
 /// A trained model ready to write music: the train stage's output directory, loaded.
 pub struct Generator {
@@ -83,27 +83,23 @@ impl Generator {
         Self::load_on(dir, Device::cuda_if_available())
     }
 
-    /// Loads a model directory onto a device: `model/`, `vocab.json`,
-    /// `centroids.json`, and `generator.json` naming the sentence encoder.
+    /// Loads a model bundle (see [`crate::bundle`]) onto a device.
     pub fn load_on(dir: &Path, device: Device) -> anyhow::Result<Self> {
-        let info_path = dir.join("generator.json");
-        let info: GeneratorInfo =
-            serde_json::from_slice(&std::fs::read(&info_path).with_context(|| {
-                format!(
-                    "reading {} (is this the train stage's output?)",
-                    info_path.display()
-                )
-            })?)
-            .with_context(|| format!("parsing {}", info_path.display()))?;
-        let model = Gpt::load(&dir.join("model"), device)?;
+        anyhow::ensure!(
+            dir.join(bundle::MODEL).is_dir(),
+            "{} is not a model bundle (the train stage's output): it has no {}/",
+            dir.display(),
+            bundle::MODEL
+        );
+        let model = Gpt::load(&dir.join(bundle::MODEL), device)?;
         let tokenizer = crate::train::read_vocab(dir)?;
         anyhow::ensure!(
             model.config.vocab_size == tokenizer.vocab.len(),
             "{}: the model's vocabulary does not match vocab.json",
             dir.display()
         );
-        let centroids = Centroids::load(&dir.join("centroids.json"))?;
-        let encoder_dir: PathBuf = dir.join(&info.encoder);
+        let centroids = Centroids::load(&dir.join(bundle::CENTROIDS))?;
+        let encoder_dir = dir.join(bundle::ENCODER);
         let encoder = Encoder::load(&encoder_dir, device, centroids.pooling, centroids.normalize)
             .with_context(|| {
             format!("loading the sentence encoder in {}", encoder_dir.display())

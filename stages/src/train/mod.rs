@@ -15,7 +15,7 @@ pub mod optim;
 
 use std::collections::HashMap;
 use std::ops::ControlFlow;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Device, Kind};
 
 use crate::atomic::write_json;
+use crate::bundle;
 use crate::cluster::Centroids;
 use crate::model::{Conditioning, Gpt, GptConfig, ModelParams};
 use crate::tokenizer::{Config, Token, Tokenizer, Vocab};
@@ -380,14 +381,6 @@ pub struct Summary {
     pub val: Evaluation,
 }
 
-/// `generator.json`: what generate needs besides the weights.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct GeneratorInfo {
-    /// The sentence encoder's directory, relative to this directory.
-    pub encoder: PathBuf,
-}
-
 /// Reads `vocab.json` from a directory and checks it is this build's vocabulary.
 pub fn read_vocab(dir: &Path) -> anyhow::Result<Tokenizer> {
     let path = dir.join("vocab.json");
@@ -520,21 +513,17 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
     let out = ctx.out("dir")?;
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     checkpoint::write(
-        &out.join("model"),
+        &out.join(bundle::MODEL),
         &trained.model,
         &trained.optim,
         &trained.state,
     )?;
-    crate::model::hf::export(&trained.model, &out.join("hf"))?;
-    std::fs::copy(data_dir.join("vocab.json"), out.join("vocab.json"))
+    crate::model::hf::export(&trained.model, &out.join(bundle::HF))?;
+    std::fs::copy(data_dir.join(bundle::VOCAB), out.join(bundle::VOCAB))
         .context("copying vocab.json")?;
-    std::fs::copy(&centroids_path, out.join("centroids.json")).context("copying centroids.json")?;
-    write_json(
-        &out.join("generator.json"),
-        &GeneratorInfo {
-            encoder: crate::context::relative_path(&out, &ctx.dep("encoder")?),
-        },
-    )?;
+    std::fs::copy(&centroids_path, out.join(bundle::CENTROIDS))
+        .context("copying centroids.json")?;
+    bundle::copy_encoder(&ctx.dep("encoder")?, &out)?;
     log::write_csv(&out.join("loss.csv"), &trained.state.log)?;
     log::plot(&out.join("loss.png"), &trained.state.log)?;
     let per_update = (params.batch_size * params.grad_accum * (data.train.width - 1)) as u64;
