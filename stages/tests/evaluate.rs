@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use amt_stages::evaluate::{Measured, Request, adherence, compare, quality_level};
+use amt_stages::midi::key::Key;
 use amt_stages::midi::tempo::Division;
 use amt_stages::table::{column, read_parquet};
 use amt_stages::tokenizer::Conditioning;
@@ -177,14 +178,14 @@ fn all_metrics(reference: &str, generated: &str, request: &Request) -> serde_jso
 
 fn request(
     bpm: Option<f64>,
-    key: Option<u32>,
+    key: Option<&str>,
     ts: Option<(u8, u32)>,
     instruments: &[u8],
 ) -> Request {
     let c = Conditioning {
         semantic: None,
         tempo_class: None,
-        key,
+        key: key.map(|k| Key::parse(k).expect("a key")),
         time_signature: ts,
         instruments: instruments.to_vec(),
     };
@@ -196,7 +197,7 @@ fn metrics_of_a_piece_against_itself() {
     insta::assert_json_snapshot!(all_metrics(
         JIG,
         JIG,
-        &request(Some(120.0), Some(2), Some((6, 8)), &[0])
+        &request(Some(120.0), Some("D major"), Some((6, 8)), &[0])
     ));
 }
 
@@ -205,7 +206,7 @@ fn metrics_of_two_irish_tunes() {
     insta::assert_json_snapshot!(all_metrics(
         JIG,
         REEL,
-        &request(Some(100.0), Some(7), Some((4, 4)), &[5, 0])
+        &request(Some(100.0), Some("G major"), Some((4, 4)), &[5, 0])
     ));
 }
 
@@ -214,6 +215,6 @@ fn metrics_of_a_chorale_against_a_rock_groove() {
     insta::assert_json_snapshot!(all_metrics(
         CHORALE,
         ROCK,
-        &request(Some(136.0), Some(2), Some((4, 4)), &[3, 4, 16])
+        &request(Some(136.0), Some("D major"), Some((4, 4)), &[3, 4, 16])
     ));
 }

@@ -16,6 +16,7 @@ use amt_stages::model::{Conditioning, GptConfig};
 use amt_stages::prepare::windows;
 use amt_stages::tokenizer::{self, Config, Token, Tokenizer};
 use amt_stages::train::{TrainData, TrainParams, Windows, prefix_len, train};
+use amt_stages::midi::key::Key;
 use amt_stages::{atomic, midi};
 use serde_json::json;
 use tch::Device;
@@ -150,7 +151,7 @@ fn the_text_picks_the_centroid_and_the_attributes() {
     assert_eq!(c.semantic, Some(1), "nearest to the chorale caption");
     assert_eq!(
         (c.key, c.time_signature, c.tempo_class),
-        (Some(7), Some((4, 4)), Some(3))
+        (Key::parse("G major"), Some((4, 4)), Some(3))
     );
     assert_eq!(c.instruments, vec![6]);
     let (_, c, _) = model.condition("an Irish jig for fiddle").unwrap();

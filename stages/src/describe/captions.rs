@@ -16,6 +16,7 @@ use serde::Deserialize;
 use super::labels::Labels;
 use super::template::{Template, TemplateError};
 use crate::collect::table::PieceRow;
+use crate::midi::key::Key;
 
 /// The fields a template may use.
 pub const FIELDS: &[&str] = &[
@@ -243,7 +244,8 @@ fn fields(
         piece
             .estimated_key
             .as_ref()
-            .map(|k| k.replace("Major", "major"))
+            .and_then(|k| Key::parse(k))
+            .map(|k| k.words())
     });
     let minor = key.as_deref().is_some_and(is_minor);
     if let Some(k) = key {

@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::midi::Features;
+use crate::midi::key::Key;
 use crate::tokenizer::Conditioning;
 use crate::tokenizer::grid::nearest_time_signature;
 
@@ -22,8 +23,7 @@ pub fn tempo_bin(bpm: f64) -> i32 {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Request {
     pub bpm: Option<f64>,
-    /// Tonic pitch class + 12 for minor.
-    pub key: Option<u32>,
+    pub key: Option<Key>,
     pub time_signature: Option<(u8, u32)>,
     /// Instrument families (program / 8, 16 for drums).
     pub instruments: Vec<u8>,
@@ -83,19 +83,10 @@ pub fn adherence(req: &Request, f: &Features) -> Adherence {
         tally(d == 0);
     }
     if let Some(want) = req.key {
-        let got = f
-            .estimated_key
-            .map(|(k, _)| u32::from(k.tonic) + if k.minor { 12 } else { 0 });
-        // The relative key shares the scale: C major ~ A minor.
-        let relative = |k: u32| {
-            if k < 12 {
-                (k + 9) % 12 + 12
-            } else {
-                (k - 12 + 3) % 12
-            }
-        };
+        let got = f.estimated_key.map(|(k, _)| k);
         a.key_match = Some(got == Some(want));
-        a.key_match_relaxed = Some(got.is_some_and(|g| g == want || g == relative(want)));
+        // The relative key shares the scale: C major ~ A minor.
+        a.key_match_relaxed = Some(got.is_some_and(|g| g == want || g == want.relative()));
         tally(got == Some(want));
     }
     if let Some(want) = req.time_signature {

@@ -23,6 +23,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use crate::generate::{GeneratedFile, Generator, SampleOptions, prompt};
+use crate::midi::key::Key;
 use crate::midi::{self, Features, Score};
 use crate::train::{Evaluation, Windows, evaluate, prefix_len};
 pub use adherence::{Adherence, Request, adherence};
@@ -75,11 +76,9 @@ impl Measured {
         })
     }
 
-    /// Quality with the pitch-in-scale rate taken in `key` (tonic + 12 for minor), or the estimated key.
-    pub fn quality(&self, key: Option<u32>) -> Quality {
-        let key = key
-            .map(|k| ((k % 12) as u8, k >= 12))
-            .or(self.features.estimated_key.map(|(k, _)| (k.tonic, k.minor)));
+    /// Quality with the pitch-in-scale rate taken in `key`, or the estimated key.
+    pub fn quality(&self, key: Option<Key>) -> Quality {
+        let key = key.or(self.features.estimated_key.map(|(k, _)| k));
         quality(&self.score, key)
     }
 }

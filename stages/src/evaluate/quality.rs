@@ -9,6 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::midi::Score;
+use crate::midi::key::Key;
 use crate::midi::tempo::Division;
 
 const MAJOR: [u8; 7] = [0, 2, 4, 5, 7, 9, 11];
@@ -92,8 +93,8 @@ fn in_scale_share(pitch_classes: &[f64; 12], root: u8, scale: &[u8; 7]) -> f64 {
     }
 }
 
-/// The metrics of a piece; `key` is `(tonic pitch class, minor)` for the pitch-in-scale rate.
-pub fn quality(score: &Score, key: Option<(u8, bool)>) -> Quality {
+/// The metrics of a piece; `key` is the scale of the pitch-in-scale rate.
+pub fn quality(score: &Score, key: Option<Key>) -> Quality {
     let pitched: Vec<_> = score.notes.iter().filter(|n| !n.is_drum()).collect();
     let mut pitches = [0.0f64; 128];
     let mut classes = [0.0f64; 12];
@@ -180,8 +181,8 @@ pub fn quality(score: &Score, key: Option<(u8, bool)>) -> Quality {
         } else {
             polyphonic as f64 / length as f64
         },
-        pitch_in_scale_rate: key.map_or(f64::NAN, |(tonic, minor)| {
-            in_scale_share(&classes, tonic, if minor { &MINOR } else { &MAJOR })
+        pitch_in_scale_rate: key.map_or(f64::NAN, |k| {
+            in_scale_share(&classes, k.tonic, if k.minor { &MINOR } else { &MAJOR })
         }),
         scale_consistency,
         pitch_entropy: entropy(&pitches),

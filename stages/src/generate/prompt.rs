@@ -3,6 +3,7 @@
 //! not mention stays `None` (the N/A token), as in captions with dropped fields.
 
 use crate::midi::gm;
+use crate::midi::key::Key;
 use crate::tokenizer::grid::nearest_time_signature;
 use crate::tokenizer::prefix::tempo_class;
 use crate::tokenizer::vocab::{TEMPO_CLASSES, TIME_SIGNATURES};
@@ -13,8 +14,7 @@ pub struct Attributes {
     pub tempo_class: Option<u32>,
     /// The BPM asked for: as written, or typical of the tempo word used.
     pub bpm: Option<f64>,
-    /// Tonic pitch class, + 12 for minor.
-    pub key: Option<u32>,
+    pub key: Option<Key>,
     pub time_signature: Option<(u8, u32)>,
     /// Instrument families in the order named (program / 8, 16 for drums).
     pub instruments: Vec<u8>,
@@ -132,45 +132,27 @@ fn tempo(text: &str) -> Option<f64> {
         .map(|&(_, bpm)| bpm)
 }
 
-fn key(text: &str) -> Option<u32> {
+fn key(text: &str) -> Option<Key> {
     let words: Vec<&str> = text
         .split(|c: char| c.is_whitespace() || c == ',' || c == '.')
         .filter(|w| !w.is_empty())
         .collect();
     for (i, w) in words.iter().enumerate() {
-        let mode = match *w {
-            "major" | "maj" => 0,
-            "minor" | "min" => 12,
+        let minor = match *w {
+            "major" | "maj" => false,
+            "minor" | "min" => true,
             _ => continue,
         };
-        let (mut tonic, mut back) = (*words.get(i.checked_sub(1)?)?, 1);
-        let mut shift: i32 = 0;
-        match tonic {
-            "sharp" => shift = 1,
-            "flat" => shift = -1,
-            _ => back = 0,
-        }
-        if back == 1 {
-            tonic = words.get(i.checked_sub(2)?)?;
-        }
-        let mut chars = tonic.chars();
-        let base = match chars.next()? {
-            'c' => 0,
-            'd' => 2,
-            'e' => 4,
-            'f' => 5,
-            'g' => 7,
-            'a' => 9,
-            'b' => 11,
-            _ => continue,
+        // "D major", "F# minor", or "B flat major".
+        let before = |n: usize| i.checked_sub(n).and_then(|j| words.get(j)).copied();
+        let tonic = match before(1) {
+            Some("sharp") => before(2).map(|t| format!("{t}#")),
+            Some("flat") => before(2).map(|t| format!("{t}b")),
+            other => other.map(str::to_owned),
         };
-        match chars.as_str() {
-            "" => {}
-            "#" | "♯" => shift += 1,
-            "b" | "♭" => shift -= 1,
-            _ => continue,
+        if let Some(k) = tonic.and_then(|t| Key::from_tonic(&t, minor)) {
+            return Some(k);
         }
-        return Some(((base + shift).rem_euclid(12) + mode) as u32);
     }
     None
 }
@@ -267,14 +249,14 @@ mod tests {
 
     #[test]
     fn reads_keys() {
-        assert_eq!(parse("a jig in D major", 3).key, Some(2));
-        assert_eq!(parse("in A minor, slow", 3).key, Some(9 + 12));
-        assert_eq!(parse("in F# minor", 3).key, Some(6 + 12));
-        assert_eq!(parse("in B flat major", 3).key, Some(10));
-        assert_eq!(parse("in Eb major", 3).key, Some(3));
+        assert_eq!(parse("a jig in D major", 3).key, Key::parse("D major"));
+        assert_eq!(parse("in A minor, slow", 3).key, Key::parse("A minor"));
+        assert_eq!(parse("in F# minor", 3).key, Key::parse("F# minor"));
+        assert_eq!(parse("in B flat major", 3).key, Key::parse("Bb major"));
+        assert_eq!(parse("in Eb major", 3).key, Key::parse("Eb major"));
         assert_eq!(
             parse("a major work", 3).key,
-            Some(9),
+            Key::parse("A major"),
             "'a major' is A major"
         );
         assert_eq!(parse("a cheerful tune", 3).key, None);

@@ -40,14 +40,66 @@ pub const AARDEN_ESSEN: Profiles = Profiles {
     ],
 };
 
-/// A key: tonic pitch class (0 = C) and mode.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// A key: tonic pitch class (0 = C) and mode. The one key type of the
+/// music code: features estimate it, prompts ask for it, the conditioning
+/// token carries its [`Key::index`], and JSON writes its [`Key::words`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(into = "String", try_from = "String")]
 pub struct Key {
     pub tonic: u8,
     pub minor: bool,
 }
 
 impl Key {
+    /// The key's number among the 24: tonic pitch class, + 12 for minor.
+    pub fn index(self) -> u32 {
+        u32::from(self.tonic) + if self.minor { 12 } else { 0 }
+    }
+
+    /// The key numbered `index` by [`Key::index`].
+    pub fn from_index(index: u32) -> Option<Self> {
+        (index < 24).then(|| Self {
+            tonic: (index % 12) as u8,
+            minor: index >= 12,
+        })
+    }
+
+    /// The key whose tonic is spelled `tonic` (`C`, `F#`, `Bb`, `e♭`; any case).
+    pub fn from_tonic(tonic: &str, minor: bool) -> Option<Self> {
+        let mut chars = tonic.chars();
+        let base: i32 = match chars.next()?.to_ascii_lowercase() {
+            'c' => 0,
+            'd' => 2,
+            'e' => 4,
+            'f' => 5,
+            'g' => 7,
+            'a' => 9,
+            'b' => 11,
+            _ => return None,
+        };
+        let shift = match chars.as_str() {
+            "" => 0,
+            "#" | "♯" => 1,
+            "b" | "♭" => -1,
+            _ => return None,
+        };
+        Some(Self {
+            tonic: (base + shift).rem_euclid(12) as u8,
+            minor,
+        })
+    }
+
+    /// Reads [`Key::name`] or [`Key::words`] back (`Bb Major`, `C# minor`).
+    pub fn parse(text: &str) -> Option<Self> {
+        let (tonic, mode) = text.trim().split_once(' ')?;
+        let minor = match mode.to_ascii_lowercase().as_str() {
+            "major" => false,
+            "minor" => true,
+            _ => return None,
+        };
+        Self::from_tonic(tonic, minor)
+    }
+
     /// The key a MIDI key-signature event names (`sharps` < 0 for flats).
     pub fn from_signature(sharps: i8, minor: bool) -> Self {
         let major_tonic = (i32::from(sharps) * 7).rem_euclid(12) as u8;
@@ -100,6 +152,19 @@ impl Key {
                 minor: true,
             }
         }
+    }
+}
+
+impl From<Key> for String {
+    fn from(k: Key) -> Self {
+        k.words()
+    }
+}
+
+impl TryFrom<String> for Key {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        Key::parse(&text).ok_or_else(|| format!("`{text}` is not a key such as `D major`"))
     }
 }
 
@@ -159,6 +224,22 @@ mod tests {
             Key::from_signature(0, true).relative(),
             Key::from_signature(0, false)
         );
+    }
+
+    #[test]
+    fn every_key_survives_its_index_its_name_and_json() {
+        for index in 0..24 {
+            let k = Key::from_index(index).unwrap();
+            assert_eq!(k.index(), index);
+            assert_eq!(Key::parse(&k.name()), Some(k));
+            assert_eq!(Key::parse(&k.words()), Some(k));
+            let json = serde_json::to_string(&k).unwrap();
+            assert_eq!(serde_json::from_str::<Key>(&json).unwrap(), k);
+        }
+        assert_eq!(Key::from_index(24), None);
+        assert_eq!(Key::parse("A# major"), Key::parse("Bb major"));
+        assert_eq!(Key::parse("H major"), None);
+        assert!(serde_json::from_str::<Key>("\"D dorian\"").is_err());
     }
 
     #[test]

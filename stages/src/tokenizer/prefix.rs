@@ -3,6 +3,7 @@
 //! prefix always has the same length and shape.
 
 use crate::midi::Features;
+use crate::midi::key::Key;
 
 use super::grid::nearest_time_signature;
 use super::vocab::{TEMPO_CLASSES, Token, Vocab};
@@ -14,8 +15,7 @@ pub struct Conditioning {
     pub semantic: Option<u32>,
     /// Index into the caption tempo classes (0 = below 40 BPM).
     pub tempo_class: Option<u32>,
-    /// Tonic pitch class, + 12 for minor.
-    pub key: Option<u32>,
+    pub key: Option<Key>,
     pub time_signature: Option<(u8, u32)>,
     /// Instrument families (program / 8, 16 for drums), most played first.
     pub instruments: Vec<u8>,
@@ -44,9 +44,7 @@ impl Conditioning {
         Self {
             semantic,
             tempo_class: Some(tempo_class(f.mean_tempo_bpm)),
-            key: f
-                .estimated_key
-                .map(|(k, _)| u32::from(k.tonic) + if k.minor { 12 } else { 0 }),
+            key: f.estimated_key.map(|(k, _)| k),
             time_signature: f.time_signatures.first().and_then(|ts| {
                 let (n, d) = ts.split_once('/')?;
                 Some(nearest_time_signature(n.parse().ok()?, d.parse().ok()?))
@@ -66,7 +64,7 @@ impl Conditioning {
             Token::Bos,
             Token::Semantic(semantic),
             Token::CondTempo(self.tempo_class),
-            Token::CondKey(self.key.filter(|&k| k < 24)),
+            Token::CondKey(self.key.map(Key::index)),
             Token::CondTimeSig(self.time_signature),
         ];
         for i in 0..vocab.config.prefix_instruments {
