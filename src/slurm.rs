@@ -62,6 +62,8 @@ struct End {
     /// False when amt gave the job up without Slurm saying it ended (lost,
     /// or a cancellation Slurm did not confirm): it may still run.
     confirmed: bool,
+    /// `code:signal`, when accounting told it (slurmctld has forgotten the job).
+    exit_code: Option<String>,
 }
 
 impl End {
@@ -70,6 +72,7 @@ impl End {
             state: state.into(),
             reason: reason.into(),
             confirmed: false,
+            exit_code: None,
         }
     }
 }
@@ -135,22 +138,44 @@ fn terminal(state: &str) -> Option<bool> {
     }
 }
 
-/// What Slurm's accounting (`sacct`, where slurmdbd runs) says of jobs
-/// squeue no longer shows, in squeue's format; nothing where there is no
-/// accounting, and then the jobs are lost after [`LOST_AFTER`] unseen.
+/// The ends Slurm's accounting (`sacct`, where slurmdbd runs) records for
+/// jobs squeue no longer shows. Only ends count: a job accounting still
+/// calls running (a runaway record) stays unseen, and is lost after
+/// [`LOST_AFTER`], as it is where there is no accounting at all.
 fn ask_accounting(ids: &[String]) -> HashMap<String, End> {
-    run_command(
-        Command::new("sacct").args([
+    let text = run_command(
+        // A hung slurmdbd must not stall the poller.
+        Command::new("timeout").args([
+            "30",
+            "sacct",
             "--allocations",
             "--noheader",
             "--parsable2",
-            "--format=JobID,State,Reason",
+            "--format=JobID,State,Reason,ExitCode",
             &format!("--jobs={}", ids.join(",")),
         ]),
         "sacct",
-    )
-    .map(|text| parse_squeue(&text))
-    .unwrap_or_default()
+    );
+    text.map(|t| parse_accounting(&t)).unwrap_or_default()
+}
+
+/// `42|FAILED|NonZeroExitCode|1:0` lines → job id → its end, for ended jobs.
+fn parse_accounting(text: &str) -> HashMap<String, End> {
+    let exit_codes: HashMap<&str, &str> = text
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split('|').collect();
+            Some((*f.first()?, *f.get(3)?))
+        })
+        .collect();
+    parse_squeue(text)
+        .into_iter()
+        .filter(|(_, end)| terminal(&end.state).is_some())
+        .map(|(id, mut end)| {
+            end.exit_code = exit_codes.get(id.as_str()).map(|c| c.trim().to_owned());
+            (id, end)
+        })
+        .collect()
 }
 
 /// `42|CANCELLED by 0|None` lines → job id → (state, reason). A state is
@@ -168,6 +193,7 @@ fn parse_squeue(text: &str) -> HashMap<String, End> {
                     state,
                     reason,
                     confirmed: true,
+                    exit_code: None,
                 },
             ))
         })
@@ -624,7 +650,10 @@ impl Executor for Slurm {
         } else {
             let _ = run_command(Command::new("scancel").arg(&id), "scancel");
         }
-        let status = exit_status(&details);
+        let status = match &end.exit_code {
+            Some(code) => exit_status(&format!("ExitCode={code}")),
+            None => exit_status(&details),
+        };
         let success = terminal(&end.state) == Some(true);
         let failure = (!success).then(|| {
             let mut why = format!("Slurm job {id} ended {}", end.state);
@@ -670,6 +699,16 @@ mod tests {
         assert_eq!(terminal("TIMEOUT"), Some(false));
         assert_eq!(terminal("REVOKED"), Some(false));
         assert_eq!(terminal("COMPLETED"), Some(true));
+    }
+
+    #[test]
+    fn accounting_gives_ends_with_exit_codes_and_ignores_runaway_records() {
+        let a = parse_accounting("41|FAILED|NonZeroExitCode|3:0\n42|RUNNING|None|0:0\n43|COMPLETED|None|0:0\n");
+        assert_eq!(a["41"].state, "FAILED");
+        assert_eq!(a["41"].exit_code.as_deref(), Some("3:0"));
+        assert_eq!(exit_status("ExitCode=3:0").code(), Some(3));
+        assert!(!a.contains_key("42"), "a job accounting calls running is not an end");
+        assert!(a["43"].confirmed);
     }
 
     #[test]

@@ -258,6 +258,11 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
         .collect::<anyhow::Result<_>>()?;
     let started = std::time::Instant::now();
     let (by_split, summary) = prepare(&files, &semantic, &params, &tok)?;
+    anyhow::ensure!(
+        files.is_empty() || summary.skipped.len() < files.len(),
+        "every piece collect kept was skipped (is deps.corpus the corpus collect scanned?); the first: {}",
+        summary.skipped.first().map_or("", String::as_str)
+    );
     let out = ctx.out("dir")?;
     for (split, windows) in &by_split {
         write_shard(&out.join(format!("{}.parquet", split.name())), windows)?;
