@@ -100,6 +100,12 @@ impl Generator {
         );
         let centroids = Centroids::load(&dir.join(bundle::CENTROIDS))?;
         let encoder_dir = dir.join(bundle::ENCODER);
+        anyhow::ensure!(
+            encoder_dir.is_dir(),
+            "{} has no {}/ (a bundle from before bundles carried their sentence encoder); rerun train",
+            dir.display(),
+            bundle::ENCODER
+        );
         let encoder = Encoder::load(&encoder_dir, device, centroids.pooling, centroids.normalize)
             .with_context(|| {
             format!("loading the sentence encoder in {}", encoder_dir.display())
