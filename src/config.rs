@@ -397,6 +397,12 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
+    /// Whether any stage runs on Slurm when stages run on `default` unless they say otherwise.
+    pub fn uses_slurm(&self, default: ExecutorKind) -> bool {
+        default == ExecutorKind::Slurm
+            || self.stages.iter().any(|s| s.executor == Some(ExecutorKind::Slurm))
+    }
+
     /// Finds a stage by name.
     pub fn stage(&self, name: &str) -> Option<&Stage> {
         self.stages.iter().find(|s| s.name.as_str() == name)

@@ -177,13 +177,7 @@ fn cluster(
     start: bool,
 ) -> Result<Option<Arc<Slurm>>, RunContextError> {
     let records = project.cache_dir().join("slurm");
-    let wanted = kind == ExecutorKind::Slurm
-        || project
-            .pipeline
-            .stages
-            .iter()
-            .any(|s| s.executor == Some(ExecutorKind::Slurm));
-    if !wanted {
+    if !project.pipeline.uses_slurm(kind) {
         if start {
             Slurm::settle_leftovers(&records).map_err(RunContextError::Leftovers)?;
         }

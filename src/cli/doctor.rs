@@ -356,14 +356,7 @@ fn remote(project: &Project) -> Check {
 
 /// Whether slurmctld answers, when a stage would run on Slurm.
 fn slurm(project: &Project) -> Check {
-    use amt::config::ExecutorKind;
-    let wanted = project.pipeline.executor.kind == ExecutorKind::Slurm
-        || project
-            .pipeline
-            .stages
-            .iter()
-            .any(|s| s.executor == Some(ExecutorKind::Slurm));
-    if !wanted {
+    if !project.pipeline.uses_slurm(project.pipeline.executor.kind) {
         return check("slurm", Status::Skip, "no stage runs on Slurm ([executor] kind = \"slurm\" or --executor slurm)");
     }
     let started = std::time::Instant::now();
