@@ -102,6 +102,29 @@ with threadpoolctl.threadpool_limits(int(sys.argv[4])):
 print(statistics.median(runs), inertia)
 "#;
 
+/// linfa-clustering's k-means (cluster's before it had its own), same settings: its inertia.
+fn linfa_kmeans(data: &ndarray::Array2<f64>, k: usize) -> f64 {
+    use linfa::prelude::*;
+    let rng = <rand_xoshiro::Xoshiro256Plus as rand_xoshiro::rand_core::SeedableRng>::seed_from_u64(0);
+    let model = linfa_clustering::KMeans::params_with_rng(k, rng)
+        .n_runs(10)
+        .max_n_iterations(300)
+        .tolerance(1e-4)
+        .fit(&DatasetBase::from(data.clone()))
+        .expect("linfa k-means");
+    let labels = model.predict(data);
+    data.rows()
+        .into_iter()
+        .zip(labels.iter())
+        .map(|(row, &l)| {
+            row.iter()
+                .zip(model.centroids().row(l))
+                .map(|(a, b)| (a - b).powi(2))
+                .sum::<f64>()
+        })
+        .sum()
+}
+
 fn main() {
     let threads: usize = std::env::var("AMT_BENCH_THREADS")
         .ok()
@@ -184,7 +207,21 @@ fn main() {
             })
             .collect(),
     );
-    println!("| amt (linfa) | {:.3} | {inertia:.4} |", ours);
+    println!("| amt | {:.3} | {inertia:.4} |", ours);
+    let data = ndarray::Array2::from_shape_fn((vectors.len(), vectors[0].len()), |(i, j)| {
+        f64::from(vectors[i][j])
+    });
+    let mut linfa_inertia = 0.0;
+    let linfa = median(
+        (0..RUNS)
+            .map(|_| {
+                let t = Instant::now();
+                linfa_inertia = linfa_kmeans(&data, 16);
+                t.elapsed().as_secs_f64()
+            })
+            .collect(),
+    );
+    println!("| linfa-clustering 0.8.1 | {linfa:.3} | {linfa_inertia:.4} |");
     let raw = dir.path().join("x.f32");
     let mut f = std::fs::File::create(&raw).expect("create");
     for v in &vectors {

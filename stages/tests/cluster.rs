@@ -124,3 +124,55 @@ fn k_chosen_by_silhouette_snapshot() {
         .fold(f64::MIN, f64::max);
     assert_eq!(c.silhouette, Some(best), "the best silhouette wins");
 }
+
+/// linfa-clustering's k-means (what cluster used before its own) on the same
+/// vectors, the same `k`, restarts and iteration limit: its inertia.
+fn linfa_inertia(vectors: &[Vec<f32>], k: usize, n_init: usize, seed: u64) -> f64 {
+    use linfa::prelude::*;
+    let data = ndarray::Array2::from_shape_fn((vectors.len(), vectors[0].len()), |(i, j)| {
+        f64::from(vectors[i][j])
+    });
+    let rng = <rand_xoshiro::Xoshiro256Plus as rand_xoshiro::rand_core::SeedableRng>::seed_from_u64(seed);
+    let model = linfa_clustering::KMeans::params_with_rng(k, rng)
+        .n_runs(n_init)
+        .max_n_iterations(300)
+        .tolerance(1e-4)
+        .fit(&DatasetBase::from(data.clone()))
+        .unwrap();
+    let labels = model.predict(&data);
+    data.rows()
+        .into_iter()
+        .zip(labels.iter())
+        .map(|(row, &l)| {
+            row.iter()
+                .zip(model.centroids().row(l))
+                .map(|(a, b)| (a - b).powi(2))
+                .sum::<f64>()
+        })
+        .sum()
+}
+
+#[test]
+fn inertia_is_no_worse_than_linfas() {
+    let v = fixture();
+    for k in [4, 8, 16] {
+        let ours = cluster(
+            &v,
+            &ClusterParams {
+                k: Some(k),
+                seed: 0,
+                n_init: 10,
+                ..ClusterParams::default()
+            },
+        )
+        .unwrap()
+        .inertia;
+        let theirs = linfa_inertia(&v, k, 10, 0);
+        // Both are local optima from random seeds; ours may not lose by more
+        // than rounding.
+        assert!(
+            ours <= theirs * (1.0 + 1e-6),
+            "k = {k}: inertia {ours} against linfa's {theirs}"
+        );
+    }
+}
