@@ -46,7 +46,7 @@ fn built_in_stages_run_cache_and_rerun_only_what_their_params_touch() {
     assert!(p.exists("out/collect/midi.parquet") && p.exists("out/texts/texts.parquet"));
     assert!(
         p.read("cache/logs/collect.log")
-            .contains("collect: 3 pieces, 0 rejected")
+            .contains("collect: 3 pieces (0 read leniently), 0 rejected")
     );
     assert!(p.run_ok(&[]).values().all(|o| o == "fresh"));
 

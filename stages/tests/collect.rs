@@ -158,6 +158,52 @@ fn bad_files_are_rejected_with_a_precise_reason_and_never_stop_the_scan() {
 }
 
 #[test]
+fn files_off_the_standard_that_other_readers_accept_are_kept_with_their_warnings() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("corpus");
+    std::fs::create_dir_all(&root).unwrap();
+    // Two newlines after the last chunk, as in a file of miditok's test set.
+    let mut trailing = one_note();
+    trailing.extend(b"\n\n");
+    std::fs::write(root.join("trailing.mid"), &trailing).unwrap();
+    std::fs::write(root.join("clean.mid"), one_note()).unwrap();
+    let ctx = StageContext::new(
+        dir.path().to_owned(),
+        dir.path().join("scratch"),
+        json!({}),
+        json!({"corpus": root.to_string_lossy()}),
+        json!({"dir": "out"}),
+    );
+    amt_stages::collect::run(&ctx).unwrap();
+    let table = &read_parquet(&dir.path().join("out/midi.parquet")).unwrap()[0];
+    let paths = column::<StringArray>(table, "path", Path::new("midi.parquet")).unwrap();
+    let warnings = table
+        .column_by_name("warnings")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<arrow::array::ListArray>()
+        .unwrap();
+    let by_path: HashMap<&str, Vec<String>> = (0..table.num_rows())
+        .map(|i| {
+            let list = warnings.value(i);
+            let list = list.as_any().downcast_ref::<StringArray>().unwrap();
+            (
+                paths.value(i),
+                list.iter().map(|w| w.unwrap().to_owned()).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(by_path["clean.mid"], Vec::<String>::new());
+    assert_eq!(
+        by_path["trailing.mid"],
+        vec![format!(
+            "trailing-bytes: 2 bytes after the last track, at byte {}, ignored",
+            one_note().len()
+        )]
+    );
+}
+
+#[test]
 fn the_stages_write_their_tables_and_captions_are_stable() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();

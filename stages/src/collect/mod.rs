@@ -48,6 +48,8 @@ pub struct Piece {
     pub file_bytes: u64,
     /// The musical features.
     pub features: Features,
+    /// What the reader let pass (see [`midi::Leniency`]), one line each.
+    pub warnings: Vec<String>,
 }
 
 /// A file that was not used, and exactly why.
@@ -135,6 +137,7 @@ pub fn analyze_file(rel: &str, abs: &Path, max_bytes: u64) -> Result<Piece, Reje
         title: title::clean_title(file_name),
         file_bytes: len,
         features: midi::features(&score),
+        warnings: score.leniencies.iter().map(ToString::to_string).collect(),
     })
 }
 
@@ -194,8 +197,13 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
         *kinds.entry(r.kind.as_str()).or_default() += 1;
     }
     let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    let lenient = collected
+        .pieces
+        .iter()
+        .filter(|p| !p.warnings.is_empty())
+        .count();
     println!(
-        "collect: {} pieces, {} rejected{} in {:.2}s",
+        "collect: {} pieces ({lenient} read leniently), {} rejected{} in {:.2}s",
         collected.pieces.len(),
         collected.rejects.len(),
         if kinds.is_empty() {

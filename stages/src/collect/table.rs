@@ -121,6 +121,7 @@ pub fn write_pieces(path: &Path, pieces: &[Piece]) -> anyhow::Result<()> {
         ),
         ("programs", Arc::new(programs.finish())),
         ("instruments", strings(instruments.iter())),
+        ("warnings", strings(pieces.iter().map(|p| &p.warnings))),
         (
             "has_drums",
             Arc::new(BooleanArray::from(

@@ -1,5 +1,6 @@
-//! MIDI I/O and features, built on midly.
+//! MIDI I/O and features: our own reader (mido's leniencies), midly for writing.
 
+pub mod events;
 pub mod features;
 pub mod gm;
 pub mod key;
@@ -7,4 +8,4 @@ pub mod score;
 pub mod tempo;
 
 pub use features::{Features, features};
-pub use score::{MidiError, Note, Score, parse};
+pub use score::{Leniency, MidiError, Note, Score, parse};

@@ -6,7 +6,7 @@
 //! A note-off with an empty stack is counted and ignored; note-ons still open
 //! at the end of their track are counted and dropped; zero-length notes stay.
 
-use midly::{MetaMessage, MidiMessage, TrackEventKind};
+use super::events::{Event, TrackReader};
 
 use super::gm::DRUM_CHANNEL;
 use super::tempo::{Division, TempoMap};
@@ -75,6 +75,8 @@ pub struct Score {
     pub last_control_tick: u64,
     /// Pairing anomalies.
     pub pairing: Pairing,
+    /// What the reader let pass, in file order.
+    pub leniencies: Vec<Leniency>,
 }
 
 /// Why a file could not be read as MIDI.
@@ -102,8 +104,82 @@ impl MidiError {
     }
 }
 
-/// Walks the chunk headers, which midly's lenient parser would let slide.
-fn check_chunks(bytes: &[u8]) -> Result<(), MidiError> {
+/// A departure from the standard that the reader let pass, as pretty_midi,
+/// mido and symusic do; collect records each one beside the piece.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Leniency {
+    /// Bytes after the last track that do not form a complete chunk.
+    TrailingBytes { offset: usize, len: usize },
+    /// A chunk that is neither `MThd` nor `MTrk`, skipped.
+    UnknownChunk { id: String, offset: usize },
+    /// The header's track count disagrees with the `MTrk` chunks present.
+    TrackCount { declared: u16, found: u32 },
+    /// A track whose last event is not End-of-Track.
+    MissingEndOfTrack { track: u32 },
+    /// A header format other than 0, 1 or 2, read as 1.
+    UnknownFormat { format: u16 },
+    /// A track chunk past the declared count that cannot be read, left out.
+    ExtraTrackSkipped { track: u32, reason: String },
+}
+
+impl Leniency {
+    /// A short machine-readable kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Leniency::TrailingBytes { .. } => "trailing-bytes",
+            Leniency::UnknownChunk { .. } => "unknown-chunk",
+            Leniency::TrackCount { .. } => "track-count",
+            Leniency::MissingEndOfTrack { .. } => "missing-end-of-track",
+            Leniency::UnknownFormat { .. } => "unknown-format",
+            Leniency::ExtraTrackSkipped { .. } => "extra-track-skipped",
+        }
+    }
+}
+
+impl std::fmt::Display for Leniency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: ", self.kind())?;
+        match self {
+            Leniency::TrailingBytes { offset, len } => {
+                write!(f, "{len} bytes after the last track, at byte {offset}, ignored")
+            }
+            Leniency::UnknownChunk { id, offset } => {
+                write!(f, "chunk `{id}` at byte {offset} skipped")
+            }
+            Leniency::TrackCount { declared, found } => {
+                write!(f, "the header declares {declared} tracks, the file has {found}")
+            }
+            Leniency::MissingEndOfTrack { track } => {
+                write!(f, "track {track} does not end with End-of-Track")
+            }
+            Leniency::UnknownFormat { format } => {
+                write!(f, "format {format} is not 0, 1 or 2; read as 1")
+            }
+            Leniency::ExtraTrackSkipped { track, reason } => {
+                write!(f, "track {track}, past the declared count, left out ({reason})")
+            }
+        }
+    }
+}
+
+/// The header and the raw track chunks of a file.
+struct Chunks<'a> {
+    format: u8,
+    /// The header's track count.
+    declared: u16,
+    division: Division,
+    /// Each track chunk's body and its offset in the file.
+    tracks: Vec<(usize, &'a [u8])>,
+    leniencies: Vec<Leniency>,
+}
+
+fn be_u16(b: &[u8]) -> u16 {
+    u16::from_be_bytes([b[0], b[1]])
+}
+
+/// Walks the chunks leniently where the other readers are (see [`Leniency`])
+/// and strictly where data would be lost: a track chunk cut short is an error.
+fn read_chunks(bytes: &[u8]) -> Result<Chunks<'_>, MidiError> {
     if bytes.len() < 14 || &bytes[..4] != b"MThd" {
         let what = if bytes.is_empty() {
             "the file is empty".to_owned()
@@ -112,9 +188,72 @@ fn check_chunks(bytes: &[u8]) -> Result<(), MidiError> {
         };
         return Err(MidiError::NotMidi(what));
     }
-    let mut pos = 0usize;
-    let mut index = 0usize;
-    while pos + 8 <= bytes.len() {
+    let header_len = u32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]) as usize;
+    if header_len < 6 {
+        return Err(MidiError::Corrupt(format!(
+            "the header declares {header_len} bytes where 6 are needed"
+        )));
+    }
+    let mut leniencies = Vec::new();
+    let format = match be_u16(&bytes[8..]) {
+        f @ 0..=2 => f as u8,
+        f => {
+            leniencies.push(Leniency::UnknownFormat { format: f });
+            1
+        }
+    };
+    let declared = be_u16(&bytes[10..]);
+    let division = be_u16(&bytes[12..]);
+    let division = if division & 0x8000 == 0 {
+        if division == 0 {
+            return Err(MidiError::Corrupt("the division is 0 ticks per beat".into()));
+        }
+        Division::Metrical(division)
+    } else {
+        let fps = match -((division >> 8) as u8 as i8) {
+            24 => 24.0,
+            25 => 25.0,
+            // SMPTE's drop-frame rate, written as 29.
+            29 => 30.0 / 1.001,
+            30 => 30.0,
+            other => {
+                return Err(MidiError::Corrupt(format!(
+                    "SMPTE division of {other} frames per second"
+                )));
+            }
+        };
+        Division::Timecode {
+            fps,
+            ticks_per_frame: division as u8,
+        }
+    };
+    let mut chunks = Chunks {
+        format,
+        declared,
+        division,
+        tracks: Vec::new(),
+        leniencies,
+    };
+    let mut pos = 8usize.saturating_add(header_len);
+    if pos > bytes.len() {
+        return Err(MidiError::Truncated(format!(
+            "the header declares {header_len} bytes but only {} remain",
+            bytes.len() - 8
+        )));
+    }
+    let mut index = 1usize;
+    while pos < bytes.len() {
+        // Once the declared tracks are read, whatever does not form a
+        // complete track chunk is trailing bytes, as it is to mido.
+        let all_read = chunks.tracks.len() >= usize::from(declared);
+        let trailing = Leniency::TrailingBytes {
+            offset: pos,
+            len: bytes.len() - pos,
+        };
+        if bytes.len() - pos < 8 {
+            chunks.leniencies.push(trailing);
+            break;
+        }
         let id = &bytes[pos..pos + 4];
         let len = u32::from_be_bytes([
             bytes[pos + 4],
@@ -123,35 +262,62 @@ fn check_chunks(bytes: &[u8]) -> Result<(), MidiError> {
             bytes[pos + 7],
         ]) as usize;
         let body = pos + 8;
-        if body + len > bytes.len() {
-            let name = String::from_utf8_lossy(id);
+        let name = String::from_utf8_lossy(id).into_owned();
+        if len > bytes.len() - body {
+            if all_read {
+                chunks.leniencies.push(trailing);
+                break;
+            }
             return Err(MidiError::Truncated(format!(
                 "chunk {index} ({name}) at byte {pos} declares {len} bytes but only {} remain",
                 bytes.len() - body
             )));
         }
+        if id == b"MTrk" {
+            chunks.tracks.push((body, &bytes[body..body + len]));
+        } else if all_read {
+            chunks.leniencies.push(trailing);
+            break;
+        } else {
+            chunks.leniencies.push(Leniency::UnknownChunk {
+                id: name,
+                offset: pos,
+            });
+        }
         pos = body + len;
         index += 1;
     }
-    Ok(())
+    if chunks.tracks.len() != usize::from(declared) {
+        chunks.leniencies.push(Leniency::TrackCount {
+            declared,
+            found: chunks.tracks.len() as u32,
+        });
+    }
+    Ok(chunks)
+}
+
+/// A track's events at their absolute ticks.
+fn decode_track(track: &[u8], offset: usize, t: usize) -> Result<Vec<(u64, Event)>, MidiError> {
+    let mut tick = 0u64;
+    TrackReader::new(track, offset)
+        .map(|event| {
+            let (delta, event) =
+                event.map_err(|e| MidiError::Corrupt(format!("track {t} at tick {tick}: {e}")))?;
+            tick = tick.saturating_add(delta);
+            Ok((tick, event))
+        })
+        .collect()
 }
 
 /// Parses a whole file.
 pub fn parse(bytes: &[u8]) -> Result<Score, MidiError> {
-    check_chunks(bytes)?;
-    let (header, tracks) = midly::parse(bytes).map_err(|e| MidiError::Corrupt(e.to_string()))?;
-    let format = match header.format {
-        midly::Format::SingleTrack => 0,
-        midly::Format::Parallel => 1,
-        midly::Format::Sequential => 2,
-    };
-    let division = match header.timing {
-        midly::Timing::Metrical(t) => Division::Metrical(t.as_int()),
-        midly::Timing::Timecode(fps, sub) => Division::Timecode {
-            fps: fps.as_f32() as f64,
-            ticks_per_frame: sub,
-        },
-    };
+    let Chunks {
+        format,
+        division,
+        declared,
+        tracks,
+        mut leniencies,
+    } = read_chunks(bytes)?;
 
     let mut notes = Vec::new();
     let mut tempo_events = Vec::new();
@@ -165,76 +331,75 @@ pub fn parse(bytes: &[u8]) -> Result<Score, MidiError> {
     // One LIFO stack of (onset, velocity, program, channel) per pitch, reused across tracks.
     let mut stacks: Vec<Vec<(u64, u8, u8, u8)>> = vec![Vec::new(); 128];
 
-    for (t, track) in tracks.enumerate() {
-        let track = track.map_err(|e| MidiError::Corrupt(format!("track {t}: {e}")))?;
+    for (t, &(offset, track)) in tracks.iter().enumerate() {
+        let events = match decode_track(track, offset, t) {
+            Ok(events) => events,
+            // mido reads only the declared tracks, so one past them that
+            // cannot be read is left out rather than failing the file.
+            Err(e) if t >= usize::from(declared) => {
+                leniencies.push(Leniency::ExtraTrackSkipped {
+                    track: t as u32,
+                    reason: e.to_string(),
+                });
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         n_tracks += 1;
         let mut programs = [0u8; 16];
         let mut tick = 0u64;
-        for event in track {
-            let event =
-                event.map_err(|e| MidiError::Corrupt(format!("track {t} at tick {tick}: {e}")))?;
-            tick += u64::from(event.delta.as_int());
-            match event.kind {
-                TrackEventKind::Midi { channel, message } => {
-                    let ch = channel.as_int();
-                    match message {
-                        MidiMessage::NoteOn { key, vel } if vel.as_int() > 0 => {
-                            stacks[key.as_int() as usize].push((
-                                tick,
-                                vel.as_int(),
-                                programs[ch as usize],
-                                ch,
-                            ));
-                        }
-                        MidiMessage::NoteOn { key, .. } | MidiMessage::NoteOff { key, .. } => {
-                            let pitch = key.as_int();
-                            match stacks[pitch as usize].pop() {
-                                Some((start, velocity, program, channel)) => {
-                                    if start == tick {
-                                        pairing.zero_length_notes += 1;
-                                    }
-                                    notes.push(Note {
-                                        start,
-                                        end: tick,
-                                        pitch,
-                                        velocity,
-                                        program,
-                                        channel,
-                                        track: t as u16,
-                                    });
-                                }
-                                None => pairing.unmatched_note_offs += 1,
+        let mut ended = false;
+        for (at, event) in events {
+            tick = at;
+            ended = event == Event::EndOfTrack;
+            match event {
+                Event::NoteOn {
+                    channel,
+                    key,
+                    velocity,
+                } if velocity > 0 => {
+                    stacks[key as usize].push((tick, velocity, programs[channel as usize], channel));
+                }
+                Event::NoteOn { key: pitch, .. } | Event::NoteOff { key: pitch, .. } => {
+                    match stacks[pitch as usize].pop() {
+                        Some((start, velocity, program, channel)) => {
+                            if start == tick {
+                                pairing.zero_length_notes += 1;
                             }
+                            notes.push(Note {
+                                start,
+                                end: tick,
+                                pitch,
+                                velocity,
+                                program,
+                                channel,
+                                track: t as u16,
+                            });
                         }
-                        MidiMessage::ProgramChange { program } => {
-                            programs[ch as usize] = program.as_int()
-                        }
-                        MidiMessage::Controller { .. } => {
-                            last_control_tick = last_control_tick.max(tick)
-                        }
-                        _ => {}
+                        None => pairing.unmatched_note_offs += 1,
                     }
                 }
-                TrackEventKind::Meta(meta) => match meta {
-                    MetaMessage::Tempo(us) => {
-                        let us = us.as_int().max(1);
-                        tempo_events.push((tick, us));
-                        tempo_events_bpm.push(60e6 / us as f64);
-                    }
-                    MetaMessage::TimeSignature(num, den_pow, _, _) => {
-                        time_signatures.push((
-                            tick,
-                            num,
-                            1u32.checked_shl(den_pow as u32).unwrap_or(0),
-                        ));
-                    }
-                    MetaMessage::KeySignature(sharps, minor) => {
-                        key_signatures.push((tick, sharps, minor))
-                    }
-                    _ => {}
-                },
-                _ => {}
+                Event::ProgramChange { channel, program } => programs[channel as usize] = program,
+                Event::Controller { .. } => last_control_tick = last_control_tick.max(tick),
+                Event::Tempo(us) => {
+                    let us = us.max(1);
+                    tempo_events.push((tick, us));
+                    tempo_events_bpm.push(60e6 / f64::from(us));
+                }
+                Event::TimeSignature {
+                    numerator,
+                    denominator_power,
+                } => time_signatures.push((
+                    tick,
+                    numerator,
+                    1u32.checked_shl(u32::from(denominator_power)).unwrap_or(0),
+                )),
+                Event::KeySignature { sharps, minor } => key_signatures.push((tick, sharps, minor)),
+                Event::EndOfTrack | Event::Other => {}
             }
+        }
+        if !ended {
+            leniencies.push(Leniency::MissingEndOfTrack { track: t as u32 });
         }
         end_tick = end_tick.max(tick);
         for stack in stacks.iter_mut() {
@@ -256,6 +421,7 @@ pub fn parse(bytes: &[u8]) -> Result<Score, MidiError> {
         end_tick,
         last_control_tick,
         pairing,
+        leniencies,
     })
 }
 
@@ -318,5 +484,121 @@ mod tests {
             parse(b"").unwrap_err().to_string(),
             "not a MIDI file: the file is empty"
         );
+    }
+
+    /// `tiny()` with its track count, the bytes between header and track, and
+    /// the bytes after the track replaced.
+    fn variant(count: u16, before: &[u8], after: &[u8]) -> Vec<u8> {
+        let t = tiny();
+        let mut bytes = t[..14].to_vec();
+        bytes[10..12].copy_from_slice(&count.to_be_bytes());
+        bytes.extend_from_slice(before);
+        bytes.extend_from_slice(&t[14..]);
+        bytes.extend_from_slice(after);
+        bytes
+    }
+
+    #[test]
+    fn a_clean_file_needs_no_leniency() {
+        assert_eq!(parse(&tiny()).unwrap().leniencies, vec![]);
+    }
+
+    #[test]
+    fn stray_bytes_after_the_last_track_are_ignored_and_recorded() {
+        let score = parse(&variant(1, b"", b"\n\n")).unwrap();
+        assert_eq!(score.notes.len(), 2);
+        let offset = tiny().len();
+        assert_eq!(
+            score.leniencies,
+            vec![Leniency::TrailingBytes { offset, len: 2 }]
+        );
+        assert_eq!(
+            score.leniencies[0].to_string(),
+            format!("trailing-bytes: 2 bytes after the last track, at byte {offset}, ignored")
+        );
+        // Junk that reads as a chunk header claiming more than the file has.
+        let score = parse(&variant(1, b"", b"\xff\xff\xff\xff\xff\xff\xff\xffabc")).unwrap();
+        assert_eq!(score.leniencies, vec![Leniency::TrailingBytes { offset, len: 11 }]);
+    }
+
+    #[test]
+    fn unknown_chunks_are_skipped() {
+        let score = parse(&variant(1, b"XFIH\x00\x00\x00\x03abc", b"")).unwrap();
+        assert_eq!(score.notes.len(), 2);
+        assert_eq!(
+            score.leniencies,
+            vec![Leniency::UnknownChunk { id: "XFIH".into(), offset: 14 }]
+        );
+    }
+
+    #[test]
+    fn a_track_count_that_disagrees_is_recorded() {
+        let score = parse(&variant(2, b"", b"")).unwrap();
+        assert_eq!(score.n_tracks, 1);
+        assert_eq!(
+            score.leniencies,
+            vec![Leniency::TrackCount { declared: 2, found: 1 }]
+        );
+        // More track chunks than declared: all are read.
+        let t = tiny();
+        let score = parse(&variant(1, b"", &t[14..])).unwrap();
+        assert_eq!(score.notes.len(), 4);
+        assert_eq!(
+            score.leniencies,
+            vec![Leniency::TrackCount { declared: 1, found: 2 }]
+        );
+    }
+
+    #[test]
+    fn a_broken_track_past_the_declared_count_is_left_out() {
+        let broken = b"MTrk\x00\x00\x00\x03\x00\x3C\x40";
+        let score = parse(&variant(1, b"", broken)).unwrap();
+        assert_eq!(score.notes.len(), 2);
+        assert_eq!(
+            score.leniencies,
+            vec![
+                Leniency::TrackCount { declared: 1, found: 2 },
+                Leniency::ExtraTrackSkipped {
+                    track: 1,
+                    reason: format!(
+                        "corrupt: track 1 at tick 0: a data byte at byte {} where a status \
+                         byte must be (no running status)",
+                        tiny().len() + 9
+                    )
+                }
+            ]
+        );
+        // Within the declared count the same track fails the file.
+        assert_eq!(parse(&variant(2, b"", broken)).unwrap_err().kind(), "corrupt");
+    }
+
+    #[test]
+    fn a_missing_end_of_track_is_recorded() {
+        let mut bytes = tiny();
+        bytes.truncate(bytes.len() - 4);
+        let len = (bytes.len() - 22) as u32;
+        bytes[18..22].copy_from_slice(&len.to_be_bytes());
+        let score = parse(&bytes).unwrap();
+        assert_eq!(score.notes.len(), 2);
+        assert_eq!(
+            score.leniencies,
+            vec![Leniency::MissingEndOfTrack { track: 0 }]
+        );
+    }
+
+    #[test]
+    fn a_bad_header_is_an_error() {
+        let mut bytes = tiny();
+        bytes[8..10].copy_from_slice(&[0, 3]);
+        assert_eq!(
+            parse(&bytes).unwrap().leniencies,
+            vec![Leniency::UnknownFormat { format: 3 }]
+        );
+        let mut bytes = tiny();
+        bytes[12..14].copy_from_slice(&[0, 0]);
+        assert_eq!(parse(&bytes).unwrap_err().kind(), "corrupt");
+        let mut bytes = tiny();
+        bytes[7] = 5;
+        assert_eq!(parse(&bytes).unwrap_err().kind(), "corrupt");
     }
 }
