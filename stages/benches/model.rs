@@ -151,7 +151,7 @@ fn main() {
     let rows = 64;
     let windows = Windows {
         tokens: (0..rows * width)
-            .map(|_| rng.random_range(5..tok.vocab.len() as i64))
+            .map(|_| rng.random_range(5..tok.vocab.len() as u16))
             .collect(),
         width,
         paths: vec!["bench".into(); rows],

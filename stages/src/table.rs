@@ -14,15 +14,49 @@ use parquet::file::properties::WriterProperties;
 /// Writes one batch as a zstd-compressed Parquet file, through a temp file and a rename.
 /// The same batch always gives the same bytes.
 pub fn write_parquet(path: &Path, batch: RecordBatch) -> anyhow::Result<()> {
-    let tmp = crate::atomic::temp_beside(path)?;
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
-        .set_created_by("amt".to_owned())
-        .build();
-    let mut writer = ArrowWriter::try_new(tmp.reopen()?, batch.schema(), Some(props))?;
-    writer.write(&batch)?;
-    writer.close()?;
-    crate::atomic::persist(tmp, path)
+    let mut sink = TableSink::create(path, batch.schema())?;
+    sink.write(&batch)?;
+    sink.finish()
+}
+
+/// A Parquet file written batch by batch, so that a stage's memory does not
+/// grow with its table; it appears at its path only when finished.
+pub struct TableSink {
+    writer: ArrowWriter<File>,
+    tmp: tempfile::NamedTempFile,
+    path: std::path::PathBuf,
+}
+
+impl TableSink {
+    /// Starts the file `path` with this schema (zstd, deterministic bytes).
+    pub fn create(path: &Path, schema: arrow::datatypes::SchemaRef) -> anyhow::Result<Self> {
+        let tmp = crate::atomic::temp_beside(path)?;
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
+            .set_created_by("amt".to_owned())
+            .build();
+        let writer = ArrowWriter::try_new(tmp.reopen()?, schema, Some(props))?;
+        Ok(Self {
+            writer,
+            tmp,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Appends rows.
+    pub fn write(&mut self, batch: &RecordBatch) -> anyhow::Result<()> {
+        self.writer
+            .write(batch)
+            .with_context(|| format!("writing {}", self.path.display()))
+    }
+
+    /// Closes the file and moves it into place.
+    pub fn finish(self) -> anyhow::Result<()> {
+        self.writer
+            .close()
+            .with_context(|| format!("writing {}", self.path.display()))?;
+        crate::atomic::persist(self.tmp, &self.path)
+    }
 }
 
 /// Reads every batch of a Parquet file.

@@ -158,6 +158,30 @@ fn bad_files_are_rejected_with_a_precise_reason_and_never_stop_the_scan() {
 }
 
 #[test]
+fn a_scan_in_rounds_finds_what_a_scan_at_once_finds() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_samples(dir.path());
+    std::fs::write(dir.path().join("bad.mid"), b"MThd").unwrap();
+    let scan = |round| {
+        let (mut pieces, mut rejects, mut rounds) = (Vec::new(), Vec::new(), 0);
+        collect::scan_each(dir.path(), &Params::default(), round, &|_, _| {}, &mut |p, r| {
+            pieces.extend(p.into_iter().map(|p| describe_piece(&p)));
+            rejects.extend(r);
+            rounds += 1;
+            Ok(())
+        })
+        .unwrap();
+        (pieces, rejects, rounds)
+    };
+    let (all, all_rejects, one) = scan(100);
+    let (by_one, by_one_rejects, four) = scan(1);
+    assert_eq!((one, four), (1, 4));
+    assert_eq!(all, by_one);
+    assert_eq!(all_rejects, by_one_rejects);
+    assert_eq!((all.len(), all_rejects.len()), (3, 1));
+}
+
+#[test]
 fn files_off_the_standard_that_other_readers_accept_are_kept_with_their_warnings() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("corpus");

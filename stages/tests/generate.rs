@@ -54,7 +54,7 @@ fn model_dir() -> &'static Path {
                 .into_iter()
                 .take(2)
             {
-                w.tokens.extend(win.iter().map(|&t| i64::from(t)));
+                w.tokens.extend_from_slice(&win);
                 w.paths.push(rel.clone());
             }
         }

@@ -161,3 +161,36 @@ fn the_stage_writes_shards_and_a_versioned_vocabulary() {
             .contains("\"Semantic_5\"")
     );
 }
+
+#[test]
+fn windows_do_not_depend_on_how_many_pieces_a_round_holds() {
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/corpus");
+    let tok = Tokenizer::new(Config::default());
+    let params = PrepareParams {
+        context: 64,
+        transpose: vec![2],
+        ..PrepareParams::default()
+    };
+    let files = &find_midi_files(&corpus).unwrap()[..40];
+    let run = |round| {
+        let mut windows = Vec::new();
+        let summary = amt_stages::prepare::prepare_each(
+            files,
+            &HashMap::new(),
+            &params,
+            &tok,
+            round,
+            &mut |split, w| {
+                windows.push((split, w));
+                Ok(())
+            },
+        )
+        .unwrap();
+        (windows, summary)
+    };
+    let (one_round, summary) = run(1000);
+    let (rounds_of_three, summary_3) = run(3);
+    assert_eq!(one_round, rounds_of_three);
+    assert_eq!(summary, summary_3);
+    assert_eq!(one_round.len(), 40);
+}

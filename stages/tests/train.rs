@@ -44,7 +44,7 @@ fn real_windows(n: usize, width: usize) -> (Windows, Tokenizer) {
             .into_iter()
             .take(2)
         {
-            out.tokens.extend(w.iter().map(|&t| i64::from(t)));
+            out.tokens.extend_from_slice(&w);
             out.paths.push(rel.clone());
         }
         if out.len() >= n {

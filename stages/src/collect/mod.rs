@@ -11,6 +11,7 @@ use rayon::prelude::*;
 use serde::Deserialize;
 
 use crate::midi::{self, Features};
+use crate::table::TableSink;
 
 /// `[params] collect.*`.
 #[derive(Clone, Debug, Deserialize)]
@@ -141,37 +142,54 @@ pub fn analyze_file(rel: &str, abs: &Path, max_bytes: u64) -> Result<Piece, Reje
     })
 }
 
+/// Files analysed per parallel round: bounds the pieces held at once.
+const FILES_PER_ROUND: usize = 4096;
+
 /// Scans a corpus in parallel.
 pub fn scan(root: &Path, params: &Params) -> std::io::Result<Collected> {
-    scan_reporting(root, params, &|_, _| {})
+    let mut collected = Collected::default();
+    scan_each(root, params, FILES_PER_ROUND, &|_, _| {}, &mut |pieces, rejects| {
+        collected.pieces.extend(pieces);
+        collected.rejects.extend(rejects);
+        Ok(())
+    })
+    .map_err(std::io::Error::other)?;
+    Ok(collected)
 }
 
-/// [`scan`], telling `on_file` how many files of how many are done.
-pub fn scan_reporting(
+/// Scans a corpus `round` files at a time, handing each round's pieces and
+/// rejects (in path order) to `emit`, and telling `on_file` how many files of
+/// how many are done.
+pub fn scan_each(
     root: &Path,
     params: &Params,
+    round: usize,
     on_file: &(dyn Fn(u64, u64) + Sync),
-) -> std::io::Result<Collected> {
+    emit: &mut dyn FnMut(Vec<Piece>, Vec<Reject>) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     let max_bytes = (params.max_file_mib * 1024.0 * 1024.0) as u64;
     let files = find_midi_files(root)?;
     let done = std::sync::atomic::AtomicU64::new(0);
-    let results: Vec<Result<Piece, Reject>> = files
-        .par_iter()
-        .map(|(rel, abs)| {
-            let r = analyze_file(rel, abs, max_bytes);
-            let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-            on_file(n, files.len() as u64);
-            r
-        })
-        .collect();
-    let mut collected = Collected::default();
-    for r in results {
-        match r {
-            Ok(p) => collected.pieces.push(p),
-            Err(r) => collected.rejects.push(r),
+    for round in files.chunks(round.max(1)) {
+        let results: Vec<Result<Piece, Reject>> = round
+            .par_iter()
+            .map(|(rel, abs)| {
+                let r = analyze_file(rel, abs, max_bytes);
+                let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                on_file(n, files.len() as u64);
+                r
+            })
+            .collect();
+        let (mut pieces, mut rejects) = (Vec::new(), Vec::new());
+        for r in results {
+            match r {
+                Ok(p) => pieces.push(p),
+                Err(r) => rejects.push(r),
+            }
         }
+        emit(pieces, rejects)?;
     }
-    Ok(collected)
+    Ok(())
 }
 
 /// The stage: scans `deps.corpus` and writes `midi.parquet` and `rejects.parquet` into `outs.dir`.
@@ -187,25 +205,28 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
         m.set_total(total);
         m.update(done, String::new);
     };
-    let collected = scan_reporting(&corpus, &params, &report)
-        .with_context(|| format!("scanning {}", corpus.display()))?;
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    table::write_pieces(&out.join("midi.parquet"), &collected.pieces)?;
-    table::write_rejects(&out.join("rejects.parquet"), &collected.rejects)?;
+    // Pieces go to the table as they come (memory stays flat); rejects are few and kept.
+    let mut sink = TableSink::create(&out.join("midi.parquet"), table::pieces_batch(&[])?.schema())?;
+    let (mut n_pieces, mut lenient, mut rejects) = (0usize, 0usize, Vec::new());
+    scan_each(&corpus, &params, FILES_PER_ROUND, &report, &mut |pieces, more_rejects| {
+        n_pieces += pieces.len();
+        lenient += pieces.iter().filter(|p| !p.warnings.is_empty()).count();
+        rejects.extend(more_rejects);
+        sink.write(&table::pieces_batch(&pieces)?)
+    })
+    .with_context(|| format!("scanning {}", corpus.display()))?;
+    sink.finish()?;
+    table::write_rejects(&out.join("rejects.parquet"), &rejects)?;
     let mut kinds: std::collections::BTreeMap<&str, usize> = Default::default();
-    for r in &collected.rejects {
+    for r in &rejects {
         *kinds.entry(r.kind.as_str()).or_default() += 1;
     }
     let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
-    let lenient = collected
-        .pieces
-        .iter()
-        .filter(|p| !p.warnings.is_empty())
-        .count();
     println!(
         "collect: {} pieces ({lenient} read leniently), {} rejected{} in {:.2}s",
-        collected.pieces.len(),
-        collected.rejects.len(),
+        n_pieces,
+        rejects.len(),
         if kinds.is_empty() {
             String::new()
         } else {
@@ -213,7 +234,7 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
         },
         started.elapsed().as_secs_f64()
     );
-    for r in &collected.rejects {
+    for r in &rejects {
         println!("  rejected {}: {}", r.path, r.reason);
     }
     Ok(())

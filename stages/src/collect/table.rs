@@ -25,6 +25,11 @@ fn strings<'a>(values: impl Iterator<Item = &'a Vec<String>>) -> ArrayRef {
 
 /// Writes one row per piece.
 pub fn write_pieces(path: &Path, pieces: &[Piece]) -> anyhow::Result<()> {
+    write_parquet(path, pieces_batch(pieces)?)
+}
+
+/// One row per piece, as `midi.parquet` holds them.
+pub fn pieces_batch(pieces: &[Piece]) -> anyhow::Result<RecordBatch> {
     let feats: Vec<&crate::midi::Features> = pieces.iter().map(|p| &p.features).collect();
     let mut programs = ListBuilder::new(UInt8Builder::new());
     for x in &feats {
@@ -219,7 +224,11 @@ pub fn write_pieces(path: &Path, pieces: &[Piece]) -> anyhow::Result<()> {
             )),
         ),
     ];
-    write_parquet(path, RecordBatch::try_from_iter(columns)?)
+    // Every column is declared nullable, whatever this batch holds, so that
+    // the batches of one table share a schema.
+    Ok(RecordBatch::try_from_iter_with_nullable(
+        columns.into_iter().map(|(name, array)| (name, array, true)),
+    )?)
 }
 
 /// Writes one row per rejected file.

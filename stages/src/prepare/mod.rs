@@ -21,7 +21,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::midi::{self, features};
-use crate::table::{column, read_parquet, write_parquet};
+use crate::table::{TableSink, column, read_parquet, write_parquet};
 use crate::tokenizer::{Conditioning, Config, Token, Tokenizer};
 pub use split::{Split, split_of};
 
@@ -98,95 +98,132 @@ pub struct Summary {
     pub context: usize,
 }
 
+/// Pieces tokenized per parallel round: bounds the windows held at once, so
+/// the stage's memory does not grow with the corpus.
+const PIECES_PER_ROUND: usize = 1024;
+
 /// Tokenizes and windows every piece (corpus-relative path, file); returns
-/// the windows per split.
+/// the windows per split. For a corpus of any size, see [`prepare_each`].
 pub fn prepare(
     files: &[(String, PathBuf)],
     semantic: &HashMap<String, u32>,
     params: &PrepareParams,
     tok: &Tokenizer,
 ) -> anyhow::Result<(BTreeMap<Split, Vec<Window>>, Summary)> {
-    let pad = tok.vocab.id(Token::Pad);
-    let prefix_len = Conditioning::default().tokens(&tok.vocab).len();
-    let results: Vec<Result<(Split, Vec<Window>), String>> = files
-        .par_iter()
-        .map(|(rel, abs)| {
-            let bytes = std::fs::read(abs).map_err(|e| format!("{rel}: {e}"))?;
-            let score = midi::parse(&bytes).map_err(|e| format!("{rel}: {e}"))?;
-            if score.notes.is_empty() {
-                return Err(format!("{rel}: no notes"));
-            }
-            let split = split_of(
-                rel,
-                params.split_seed,
-                params.val_fraction,
-                params.test_fraction,
-            );
-            let mut variants = vec![(0i8, 1.0f64)];
-            if split == Split::Train {
-                for &k in params.transpose.iter().filter(|&&k| k != 0) {
-                    variants.push((k, 1.0));
-                }
-                for &s in params.tempo_scales.iter().filter(|&&s| s != 1.0 && s > 0.0) {
-                    variants.push((0, s));
-                }
-            }
-            let mut out = Vec::new();
-            for (k, s) in variants {
-                let Some(variant) = augment::variant(&score, k, s) else {
-                    continue;
-                };
-                let f = features(&variant);
-                let cond = Conditioning::from_features(
-                    &f,
-                    semantic.get(rel).copied(),
-                    tok.vocab.config.prefix_instruments,
-                );
-                let ids = tok.encode(&variant, &cond);
-                for (i, w) in windows(&ids, prefix_len, params.context, pad)
-                    .into_iter()
-                    .enumerate()
-                {
-                    out.push(Window {
-                        path: rel.clone(),
-                        index: i as u32,
-                        transpose: k,
-                        tempo_scale: s as f32,
-                        tokens: w,
-                    });
-                }
-            }
-            Ok((split, out))
-        })
-        .collect();
     let mut by_split: BTreeMap<Split, Vec<Window>> = [Split::Train, Split::Val, Split::Test]
         .into_iter()
         .map(|s| (s, Vec::new()))
         .collect();
+    let summary = prepare_each(files, semantic, params, tok, PIECES_PER_ROUND, &mut |split, windows| {
+        by_split
+            .get_mut(&split)
+            .expect("all splits present")
+            .extend(windows);
+        Ok(())
+    })?;
+    Ok((by_split, summary))
+}
+
+/// Tokenizes and windows the pieces `round` at a time, handing each piece's
+/// windows to `emit` in file order.
+pub fn prepare_each(
+    files: &[(String, PathBuf)],
+    semantic: &HashMap<String, u32>,
+    params: &PrepareParams,
+    tok: &Tokenizer,
+    round: usize,
+    emit: &mut dyn FnMut(Split, Vec<Window>) -> anyhow::Result<()>,
+) -> anyhow::Result<Summary> {
     let mut summary = Summary {
         vocab_size: tok.vocab.len(),
         context: params.context,
         ..Summary::default()
     };
-    for r in results {
-        match r {
-            Ok((split, windows)) => {
-                *summary.pieces.entry(split.name().into()).or_default() += 1;
-                *summary.windows.entry(split.name().into()).or_default() += windows.len();
-                summary.tokens += windows.iter().map(|w| w.tokens.len()).sum::<usize>();
-                by_split
-                    .get_mut(&split)
-                    .expect("all splits present")
-                    .extend(windows);
+    for round in files.chunks(round.max(1)) {
+        let results: Vec<Result<(Split, Vec<Window>), String>> = round
+            .par_iter()
+            .map(|(rel, abs)| piece_windows(rel, abs, semantic, params, tok))
+            .collect();
+        for r in results {
+            match r {
+                Ok((split, windows)) => {
+                    *summary.pieces.entry(split.name().into()).or_default() += 1;
+                    *summary.windows.entry(split.name().into()).or_default() += windows.len();
+                    summary.tokens += windows.iter().map(|w| w.tokens.len()).sum::<usize>();
+                    emit(split, windows)?;
+                }
+                Err(e) => summary.skipped.push(e),
             }
-            Err(e) => summary.skipped.push(e),
         }
     }
-    Ok((by_split, summary))
+    Ok(summary)
+}
+
+/// One piece's split and windows (augmented variants included for train).
+fn piece_windows(
+    rel: &str,
+    abs: &Path,
+    semantic: &HashMap<String, u32>,
+    params: &PrepareParams,
+    tok: &Tokenizer,
+) -> Result<(Split, Vec<Window>), String> {
+    let pad = tok.vocab.id(Token::Pad);
+    let prefix_len = Conditioning::default().tokens(&tok.vocab).len();
+    let bytes = std::fs::read(abs).map_err(|e| format!("{rel}: {e}"))?;
+    let score = midi::parse(&bytes).map_err(|e| format!("{rel}: {e}"))?;
+    if score.notes.is_empty() {
+        return Err(format!("{rel}: no notes"));
+    }
+    let split = split_of(
+        rel,
+        params.split_seed,
+        params.val_fraction,
+        params.test_fraction,
+    );
+    let mut variants = vec![(0i8, 1.0f64)];
+    if split == Split::Train {
+        for &k in params.transpose.iter().filter(|&&k| k != 0) {
+            variants.push((k, 1.0));
+        }
+        for &s in params.tempo_scales.iter().filter(|&&s| s != 1.0 && s > 0.0) {
+            variants.push((0, s));
+        }
+    }
+    let mut out = Vec::new();
+    for (k, s) in variants {
+        let Some(variant) = augment::variant(&score, k, s) else {
+            continue;
+        };
+        let f = features(&variant);
+        let cond = Conditioning::from_features(
+            &f,
+            semantic.get(rel).copied(),
+            tok.vocab.config.prefix_instruments,
+        );
+        let ids = tok.encode(&variant, &cond);
+        for (i, w) in windows(&ids, prefix_len, params.context, pad)
+            .into_iter()
+            .enumerate()
+        {
+            out.push(Window {
+                path: rel.to_owned(),
+                index: i as u32,
+                transpose: k,
+                tempo_scale: s as f32,
+                tokens: w,
+            });
+        }
+    }
+    Ok((split, out))
 }
 
 /// Writes one shard: path, window, transpose, tempo_scale, tokens (List<UInt16>).
 pub fn write_shard(path: &Path, windows: &[Window]) -> anyhow::Result<()> {
+    write_parquet(path, shard_batch(windows)?)
+}
+
+/// Windows as rows of a shard.
+fn shard_batch(windows: &[Window]) -> anyhow::Result<RecordBatch> {
     let mut tokens = ListBuilder::new(UInt16Builder::new());
     for w in windows {
         tokens.values().append_slice(&w.tokens);
@@ -219,7 +256,7 @@ pub fn write_shard(path: &Path, windows: &[Window]) -> anyhow::Result<()> {
         ),
         ("tokens", Arc::new(tokens.finish())),
     ];
-    write_parquet(path, RecordBatch::try_from_iter(columns)?)
+    Ok(RecordBatch::try_from_iter(columns)?)
 }
 
 /// Reads cluster's `tokens.parquet`: each piece's semantic token by path.
@@ -257,15 +294,26 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
         })
         .collect::<anyhow::Result<_>>()?;
     let started = std::time::Instant::now();
-    let (by_split, summary) = prepare(&files, &semantic, &params, &tok)?;
+    let out = ctx.out("dir")?;
+    let schema = shard_batch(&[])?.schema();
+    let mut sinks: BTreeMap<Split, TableSink> = [Split::Train, Split::Val, Split::Test]
+        .into_iter()
+        .map(|split| {
+            let path = out.join(format!("{}.parquet", split.name()));
+            Ok((split, TableSink::create(&path, schema.clone())?))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let summary = prepare_each(&files, &semantic, &params, &tok, PIECES_PER_ROUND, &mut |split, windows| {
+        let sink = sinks.get_mut(&split).expect("all splits present");
+        sink.write(&shard_batch(&windows)?)
+    })?;
     anyhow::ensure!(
         files.is_empty() || summary.skipped.len() < files.len(),
         "every piece collect kept was skipped (is deps.corpus the corpus collect scanned?); the first: {}",
         summary.skipped.first().map_or("", String::as_str)
     );
-    let out = ctx.out("dir")?;
-    for (split, windows) in &by_split {
-        write_shard(&out.join(format!("{}.parquet", split.name())), windows)?;
+    for sink in sinks.into_values() {
+        sink.finish()?;
     }
     let write_json = |name: &str, value: serde_json::Value| -> anyhow::Result<()> {
         let mut bytes = serde_json::to_vec_pretty(&value)?;

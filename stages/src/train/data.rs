@@ -18,9 +18,12 @@ use crate::table::{column, read_parquet};
 pub const IGNORE: i64 = -100;
 
 /// One split's windows: `rows × width` token ids, and each window's piece.
+/// Ids stay `u16` as prepare stores them (a quarter of `i64`'s memory: the
+/// whole split is held, since every step draws windows from all of it) and
+/// widen when a batch is built.
 #[derive(Clone, Debug)]
 pub struct Windows {
-    pub tokens: Vec<i64>,
+    pub tokens: Vec<u16>,
     pub width: usize,
     pub paths: Vec<String>,
 }
@@ -52,8 +55,7 @@ impl Windows {
                         out.width
                     );
                 }
-                out.tokens
-                    .extend(ids.values().iter().map(|&t| i64::from(t)));
+                out.tokens.extend_from_slice(ids.values());
                 out.paths.push(paths.value(i).to_owned());
             }
         }
@@ -85,8 +87,9 @@ impl Windows {
         let mut y = Vec::with_capacity(rows.len() * (w - 1));
         for &r in rows {
             let row = &self.tokens[r * w..(r + 1) * w];
-            x.extend_from_slice(&row[..w - 1]);
+            x.extend(row[..w - 1].iter().map(|&t| i64::from(t)));
             y.extend(row[1..].iter().enumerate().map(|(j, &t)| {
+                let t = i64::from(t);
                 if j + 1 < prefix_len || t == pad {
                     IGNORE
                 } else {
