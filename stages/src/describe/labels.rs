@@ -21,11 +21,18 @@ pub struct Labels {
     /// E.g. `"Ireland"`.
     pub region: Option<String>,
     /// Expression words such as `"Slow"` or `"With spirit"`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "names")]
     pub mood_words: Vec<String>,
     /// The ensemble's part names, e.g. Soprano/Alto/Tenor/Bass.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "names")]
     pub part_names: Vec<String>,
+}
+
+/// A list of names in which a part without one is `null` (as in the shared
+/// corpus's manifest): the nulls are left out.
+fn names<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let names: Option<Vec<Option<String>>> = Deserialize::deserialize(d)?;
+    Ok(names.into_iter().flatten().flatten().collect())
 }
 
 #[derive(Deserialize)]
@@ -49,4 +56,29 @@ pub fn read_manifest(path: &Path) -> anyhow::Result<HashMap<String, Labels>> {
         out.insert(r.path, r.labels);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unnamed_parts_and_missing_lists_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("manifest.jsonl");
+        std::fs::write(
+            &path,
+            concat!(
+                r#"{"path": "a.mid", "part_names": [null, "Alto", null], "mood_words": null}"#,
+                "\n",
+                r#"{"path": "b.mid", "key": "G dorian"}"#,
+                "\n"
+            ),
+        )
+        .unwrap();
+        let labels = read_manifest(&path).unwrap();
+        assert_eq!(labels["a.mid"].part_names, vec!["Alto".to_owned()]);
+        assert!(labels["a.mid"].mood_words.is_empty());
+        assert_eq!(labels["b.mid"].key.as_deref(), Some("G dorian"));
+    }
 }
