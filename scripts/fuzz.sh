@@ -26,7 +26,7 @@ fuzz="${CARGO_TARGET_DIR:-$AMT_REPO/target}/debug/examples/fuzz"
 log "asking pretty_midi about $n damaged files"
 "$AMT_HOME/venv-midi-ref/bin/python" scripts/reference/pretty_midi_verdicts.py "$work/cases" "$(nproc)" > "$work/verdicts.txt"
 if $fixture; then
-    "$AMT_HOME/venv-midi-ref/bin/python" - "$work" "$seed" "${sources[@]}" > stages/tests/fixtures/fuzz_verdicts.json <<'PY'
+    "$AMT_HOME/venv-midi-ref/bin/python" - "$work" "$seed" "${sources[@]}" > "$work/fixture.json" <<'PY'
 import json, sys
 work, seed, sources = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
 digests = [line.split() for line in open(f"{work}/cases/cases.txt")]
@@ -35,6 +35,7 @@ cases = [{"digest": d, "pretty_midi": verdicts[name] == "true"} for name, d in d
 json.dump({"seed": seed, "sources": sources, "cases": cases}, sys.stdout, indent=0)
 print()
 PY
+    mv "$work/fixture.json" stages/tests/fixtures/fuzz_verdicts.json
     log "wrote stages/tests/fixtures/fuzz_verdicts.json"
 fi
 "$fuzz" check "$work/cases" "$work/verdicts.txt"

@@ -8,7 +8,7 @@
 # threads (scripts/scale_peers.py). Then it prints the tables and draws the
 # log-log plots into docs/benchmarks/.
 #   AMT_SCALE_SIZES     default "1000 10000 100000"
-#   AMT_SCALE_PEERS_AT  default "10000 100000"
+#   AMT_SCALE_PEERS_AT  default "10000 100000"; empty: no peers
 #   AMT_SCALE_DIR       where corpora and projects go (default $AMT_HOME/scale; about 2 GB at 100k)
 #   AMT_SHARED          the shared data (default ../shared beside the clone)
 #   AMT_SCALE_PROFILE   release (default; the figures) or debug (a quick check of the script)
@@ -18,7 +18,7 @@ ensure_torch
 ensure_venv bench
 ensure_venv ref
 sizes=${AMT_SCALE_SIZES:-"1000 10000 100000"}
-peers_at=" ${AMT_SCALE_PEERS_AT:-10000 100000} "
+peers_at=" ${AMT_SCALE_PEERS_AT-10000 100000} "
 shared=${AMT_SHARED:-$AMT_REPO/../shared}
 work=${AMT_SCALE_DIR:-$AMT_HOME/scale}
 threads=2
@@ -57,12 +57,14 @@ prepare.context = 256
 [stages.collect]
 builtin = "collect"
 params = ["collect"]
+cpus = 2
 deps = { corpus = "data/corpus" }
 outs = { dir = "artifacts/collect" }
 
 [stages.describe]
 builtin = "describe"
 params = ["describe"]
+cpus = 2
 deps = { pieces = "artifacts/collect/midi.parquet", manifest = "data/corpus/manifest.jsonl" }
 outs = { dir = "artifacts/texts" }
 
@@ -76,16 +78,19 @@ outs = { dir = "artifacts/embed" }
 [stages.cluster]
 builtin = "cluster"
 params = ["cluster"]
+cpus = 2
 deps = { embeddings = "artifacts/embed/embeddings.parquet", info = "artifacts/embed/embed.json" }
 outs = { dir = "artifacts/cluster" }
 
 [stages.prepare]
 builtin = "prepare"
 params = ["prepare"]
+cpus = 2
 deps = { pieces = "artifacts/collect/midi.parquet", corpus = "data/corpus", tokens = "artifacts/cluster/tokens.parquet" }
 outs = { dir = "artifacts/prepare" }
 TOML
-    # A fresh cache each time: every stage runs, none is restored.
+    # Every stage gets both cores (cpus = 2), as the peers get two threads or
+# processes. A fresh cache each time: every stage runs, none is restored.
     rm -rf "$project/cache" "$project/artifacts"
     log "amt on $n files"
     "$bin/amt" -C "$project" run prepare --no-remote

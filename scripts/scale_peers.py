@@ -1,7 +1,7 @@
 """The Python peers of scripts/scale.sh, each on the same work as an amt stage
 and with the same number of threads. Prints one result line (JSON) per run:
-{"size", "stage", "who", "seconds", "peak_rss_kb"}; peak memory counts the
-process and its worker processes.
+{"size", "stage", "who", "seconds", "peak_rss_kb"}; peak memory is the
+process's plus its largest worker's (getrusage cannot sum the workers).
 
   parse CORPUS SIZE THREADS       symusic.Score(path) for every file (amt: collect)
   tokenize CORPUS SIZE THREADS    miditok REMI on a symusic Score (amt: prepare)

@@ -91,12 +91,15 @@ print(statistics.median(runs))
 const SKLEARN: &str = r#"
 import sys, time, statistics, numpy as np, threadpoolctl
 from sklearn.cluster import KMeans
-x = np.fromfile(sys.argv[1], dtype=np.float32).reshape(-1, int(sys.argv[2])).astype(np.float64)
+from sklearn.metrics import silhouette_score
+x = np.fromfile(sys.argv[1], dtype=np.float32).reshape(-1, int(sys.argv[2]))
 runs, inertia = [], None
 with threadpoolctl.threadpool_limits(int(sys.argv[4])):
     for _ in range(int(sys.argv[5])):
         t = time.perf_counter()
         km = KMeans(n_clusters=int(sys.argv[3]), n_init=10, max_iter=300, tol=1e-4, random_state=0, algorithm="lloyd").fit(x)
+        # amt's cluster also reports the silhouette (of all points, at this size)
+        silhouette_score(x, km.labels_)
         runs.append(time.perf_counter() - t)
         inertia = km.inertia_
 print(statistics.median(runs), inertia)
@@ -197,17 +200,22 @@ fn main() {
         max_iter: 300,
         ..ClusterParams::default()
     };
+    // amt and linfa on the bench's threads, as scikit-learn is.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("thread pool");
     let mut inertia = 0.0;
     let ours = median(
         (0..RUNS)
             .map(|_| {
                 let t = Instant::now();
-                inertia = cluster(&vectors, &params).expect("cluster").inertia;
+                inertia = pool.install(|| cluster(&vectors, &params).expect("cluster").inertia);
                 t.elapsed().as_secs_f64()
             })
             .collect(),
     );
-    println!("| amt | {:.3} | {inertia:.4} |", ours);
+    println!("| amt (k-means and silhouette) | {:.3} | {inertia:.4} |", ours);
     let data = ndarray::Array2::from_shape_fn((vectors.len(), vectors[0].len()), |(i, j)| {
         f64::from(vectors[i][j])
     });
@@ -216,12 +224,12 @@ fn main() {
         (0..RUNS)
             .map(|_| {
                 let t = Instant::now();
-                linfa_inertia = linfa_kmeans(&data, 16);
+                linfa_inertia = pool.install(|| linfa_kmeans(&data, 16));
                 t.elapsed().as_secs_f64()
             })
             .collect(),
     );
-    println!("| linfa-clustering 0.8.1 | {linfa:.3} | {linfa_inertia:.4} |");
+    println!("| linfa-clustering 0.8.1 (k-means only, float64) | {linfa:.3} | {linfa_inertia:.4} |");
     let raw = dir.path().join("x.f32");
     let mut f = std::fs::File::create(&raw).expect("create");
     for v in &vectors {
@@ -247,7 +255,7 @@ fn main() {
     }) {
         Some(v) if v.len() == 2 => {
             println!(
-                "| scikit-learn KMeans (lloyd) | {:.3} | {:.4} |",
+                "| scikit-learn KMeans (lloyd) and silhouette_score, float32 | {:.3} | {:.4} |",
                 v[0], v[1]
             );
             println!();

@@ -61,7 +61,7 @@ fn main() {
     println!();
     println!("| tokenizer (read + parse + tokenize) | pieces/s |");
     println!("|---|---:|");
-    println!("| amt REMI+ (midly) | {:.0} |", n / ours);
+    println!("| amt REMI+ | {:.0} |", n / ours);
     let theirs = std::env::var_os("AMT_BENCH_PYTHON").and_then(|py| {
         let out = Command::new(py)
             .args(["-c", MIDITOK])

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use amt_stages::tokenizer::{Conditioning, Config, Token, Tokenizer};
 use amt_stages::train::Windows;
-use amt_stages::train::data::batch_rows;
+use amt_stages::train::data::BatchOrder;
 
 #[derive(Serialize, Deserialize)]
 struct Result {
@@ -48,8 +48,9 @@ fn epoch(dir: &Path, size: u64) -> anyhow::Result<()> {
     let prefix = Conditioning::default().tokens(&tok.vocab).len();
     let batch = 16;
     let mut tokens = 0i64;
+    let mut order = BatchOrder::new(windows.len(), batch, 0);
     for index in 0..windows.len().div_ceil(batch) as u64 {
-        let rows = batch_rows(windows.len(), batch, 0, index);
+        let rows = order.rows(index);
         let (x, _) = windows.batch(&rows, prefix, pad, tch::Device::Cpu);
         tokens += x.numel() as i64;
     }

@@ -19,6 +19,9 @@ pub fn write_parquet(path: &Path, batch: RecordBatch) -> anyhow::Result<()> {
     sink.finish()
 }
 
+/// Rows per Parquet row group.
+const ROW_GROUP_ROWS: usize = 16_384;
+
 /// A Parquet file written batch by batch, so that a stage's memory does not
 /// grow with its table; it appears at its path only when finished.
 pub struct TableSink {
@@ -34,6 +37,9 @@ impl TableSink {
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
             .set_created_by("amt".to_owned())
+            // The writer holds a row group until it is full: small groups
+            // keep memory flat however long the table (the default is 1M rows).
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
             .build();
         let writer = ArrowWriter::try_new(tmp.reopen()?, schema, Some(props))?;
         Ok(Self {

@@ -221,7 +221,7 @@ fn files_off_the_standard_that_other_readers_accept_are_kept_with_their_warnings
     assert_eq!(
         by_path["trailing.mid"],
         vec![format!(
-            "trailing-bytes: 2 bytes after the last track, at byte {}, ignored",
+            "trailing-bytes: 2 bytes after the declared tracks, at byte {}, ignored",
             one_note().len()
         )]
     );

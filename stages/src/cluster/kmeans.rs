@@ -71,6 +71,9 @@ struct Points {
 impl Points {
     fn new(vectors: &[Vec<f32>]) -> anyhow::Result<Self> {
         let dim = vectors.first().map_or(0, Vec::len);
+        if dim == 0 {
+            bail!("the embeddings have no values");
+        }
         if let Some((i, v)) = vectors.iter().enumerate().find(|(_, v)| v.len() != dim) {
             bail!(
                 "embedding {i} has {} values where the first has {dim}",
@@ -97,19 +100,23 @@ impl Points {
     /// The mean over dimensions of each dimension's variance (scikit-learn
     /// scales its tolerance by this).
     fn mean_variance(&self) -> f64 {
+        // Two passes (mean, then squared deviations): exact where the
+        // one-pass E[x²] - E[x]² cancels on data far from the origin.
         let n = self.len() as f64;
-        let mut sum = vec![0.0f64; self.dim];
-        let mut sum2 = vec![0.0f64; self.dim];
+        let mut mean = vec![0.0f64; self.dim];
         for row in self.data.chunks_exact(self.dim) {
-            for (j, &x) in row.iter().enumerate() {
-                sum[j] += f64::from(x);
-                sum2[j] += f64::from(x) * f64::from(x);
+            for (m, &x) in mean.iter_mut().zip(row) {
+                *m += f64::from(x);
             }
         }
-        let var: f64 = (0..self.dim)
-            .map(|j| (sum2[j] / n - (sum[j] / n).powi(2)).max(0.0))
-            .sum();
-        var / self.dim as f64
+        mean.iter_mut().for_each(|m| *m /= n);
+        let mut var = 0.0f64;
+        for row in self.data.chunks_exact(self.dim) {
+            for (m, &x) in mean.iter().zip(row) {
+                var += (f64::from(x) - m).powi(2);
+            }
+        }
+        var / n / self.dim as f64
     }
 }
 
@@ -317,8 +324,10 @@ fn lloyd(points: &Points, k: usize, max_iter: u64, tol: f64, seed: u64) -> (Vec<
     (bounds.iter().map(|b| b.label).collect(), centres)
 }
 
-/// The mean of each cluster's points; an empty cluster takes the point
-/// farthest from its own centre (as scikit-learn relocates them).
+/// The mean of each cluster's points. An empty cluster takes the point
+/// farthest from its own centre, which leaves its old cluster's mean, as
+/// scikit-learn relocates them (the point's label follows at the next
+/// assignment).
 fn means(points: &Points, bounds: &[Bound], centres: &[f32], k: usize) -> Centres {
     let dim = points.dim;
     let partial: Vec<(Vec<f64>, Vec<usize>)> = bounds
@@ -346,11 +355,6 @@ fn means(points: &Points, bounds: &[Bound], centres: &[f32], k: usize) -> Centre
         sum.iter_mut().zip(s).for_each(|(a, b)| *a += b);
         count.iter_mut().zip(c).for_each(|(a, b)| *a += b);
     }
-    let mut next: Centres = sum
-        .chunks_exact(dim)
-        .zip(&count)
-        .flat_map(|(s, &c)| s.iter().map(move |&x| (x / c.max(1) as f64) as f32))
-        .collect();
     let empty: Vec<usize> = (0..k).filter(|&j| count[j] == 0).collect();
     if !empty.is_empty() {
         let mut far: Vec<(f32, usize)> = bounds
@@ -363,11 +367,32 @@ fn means(points: &Points, bounds: &[Bound], centres: &[f32], k: usize) -> Centre
             .collect();
         // Farthest first; the lower index first among equals.
         far.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        for (&j, &(_, i)) in empty.iter().zip(&far) {
-            next[j * dim..(j + 1) * dim].copy_from_slice(points.row(i));
+        let mut far = far.into_iter();
+        for &j in &empty {
+            // A point alone in its cluster stays there.
+            let Some((_, i)) = far.find(|&(_, i)| count[bounds[i].label as usize] > 1) else {
+                break;
+            };
+            let old = bounds[i].label as usize;
+            for (d, &x) in points.row(i).iter().enumerate() {
+                sum[old * dim + d] -= f64::from(x);
+                sum[j * dim + d] = f64::from(x);
+            }
+            count[old] -= 1;
+            count[j] = 1;
         }
     }
-    next
+    sum.chunks_exact(dim)
+        .zip(&count)
+        .enumerate()
+        .flat_map(|(j, (s, &c))| {
+            // A cluster still empty (fewer distinct points than k) keeps its centre.
+            let keep = &centres[j * dim..(j + 1) * dim];
+            s.iter()
+                .zip(keep)
+                .map(move |(&x, &old)| if c == 0 { old } else { (x / c as f64) as f32 })
+        })
+        .collect()
 }
 
 /// Sum of squared distances of the points to their centres, in double precision.
@@ -630,7 +655,8 @@ mod tests {
             })
             .collect();
         let next = means(&points, &bounds, &[0.0, 5.0], 2);
-        assert_eq!(next, vec![11.0 / 3.0, 10.0]);
+        // 10 leaves cluster 0 for the empty cluster 1.
+        assert_eq!(next, vec![0.5, 10.0]);
     }
 
     #[test]

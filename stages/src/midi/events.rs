@@ -75,7 +75,7 @@ impl<'a> TrackReader<'a> {
         let len = usize::try_from(len).unwrap_or(usize::MAX);
         if len > self.raw.len() - self.pos {
             return Err(format!(
-                "an event at byte {} declares {len} bytes but the track has {} left",
+                "an event's data at byte {} is declared as {len} bytes but the track has {} left",
                 self.offset(),
                 self.raw.len() - self.pos
             ));
@@ -259,7 +259,7 @@ mod tests {
         );
         assert_eq!(
             events(&[0x00, 0xFF, 0x01, 0x05, b'a']).unwrap_err(),
-            "an event at byte 4 declares 5 bytes but the track has 1 left"
+            "an event's data at byte 4 is declared as 5 bytes but the track has 1 left"
         );
         assert_eq!(
             events(&[0x00, 0xF4]).unwrap_err(),

@@ -75,7 +75,7 @@ pub struct Score {
     pub last_control_tick: u64,
     /// Pairing anomalies.
     pub pairing: Pairing,
-    /// What the reader let pass, in file order.
+    /// What the reader let pass, in the order it was found.
     pub leniencies: Vec<Leniency>,
 }
 
@@ -108,18 +108,18 @@ impl MidiError {
 /// mido and symusic do; collect records each one beside the piece.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Leniency {
-    /// Bytes after the last track that do not form a complete chunk.
+    /// Bytes after the declared tracks.
     TrailingBytes { offset: usize, len: usize },
+    /// Track chunks after the declared ones (mido and symusic ignore them too).
+    ExtraTracks { offset: usize, len: usize },
     /// A chunk that is neither `MThd` nor `MTrk`, skipped.
     UnknownChunk { id: String, offset: usize },
-    /// The header's track count disagrees with the `MTrk` chunks present.
+    /// The file has fewer track chunks than its header declares.
     TrackCount { declared: u16, found: u32 },
     /// A track whose last event is not End-of-Track.
     MissingEndOfTrack { track: u32 },
     /// A header format other than 0, 1 or 2, read as 1.
     UnknownFormat { format: u16 },
-    /// A track chunk past the declared count that cannot be read, left out.
-    ExtraTrackSkipped { track: u32, reason: String },
 }
 
 impl Leniency {
@@ -131,7 +131,7 @@ impl Leniency {
             Leniency::TrackCount { .. } => "track-count",
             Leniency::MissingEndOfTrack { .. } => "missing-end-of-track",
             Leniency::UnknownFormat { .. } => "unknown-format",
-            Leniency::ExtraTrackSkipped { .. } => "extra-track-skipped",
+            Leniency::ExtraTracks { .. } => "extra-tracks",
         }
     }
 }
@@ -141,13 +141,13 @@ impl std::fmt::Display for Leniency {
         write!(f, "{}: ", self.kind())?;
         match self {
             Leniency::TrailingBytes { offset, len } => {
-                write!(f, "{len} bytes after the last track, at byte {offset}, ignored")
+                write!(f, "{len} bytes after the declared tracks, at byte {offset}, ignored")
             }
             Leniency::UnknownChunk { id, offset } => {
                 write!(f, "chunk `{id}` at byte {offset} skipped")
             }
             Leniency::TrackCount { declared, found } => {
-                write!(f, "the header declares {declared} tracks, the file has {found}")
+                write!(f, "the header declares {declared} tracks, the file has {found}; read all {found}")
             }
             Leniency::MissingEndOfTrack { track } => {
                 write!(f, "track {track} does not end with End-of-Track")
@@ -155,9 +155,10 @@ impl std::fmt::Display for Leniency {
             Leniency::UnknownFormat { format } => {
                 write!(f, "format {format} is not 0, 1 or 2; read as 1")
             }
-            Leniency::ExtraTrackSkipped { track, reason } => {
-                write!(f, "track {track}, past the declared count, left out ({reason})")
-            }
+            Leniency::ExtraTracks { offset, len } => write!(
+                f,
+                "{len} bytes of track chunks after the declared tracks, at byte {offset}, ignored"
+            ),
         }
     }
 }
@@ -165,8 +166,6 @@ impl std::fmt::Display for Leniency {
 /// The header and the raw track chunks of a file.
 struct Chunks<'a> {
     format: u8,
-    /// The header's track count.
-    declared: u16,
     division: Division,
     /// Each track chunk's body and its offset in the file.
     tracks: Vec<(usize, &'a [u8])>,
@@ -210,15 +209,16 @@ fn read_chunks(bytes: &[u8]) -> Result<Chunks<'_>, MidiError> {
         }
         Division::Metrical(division)
     } else {
-        let fps = match -((division >> 8) as u8 as i8) {
-            24 => 24.0,
-            25 => 25.0,
+        // The high byte is minus the frame rate, in two's complement.
+        let fps = match (division >> 8) as u8 {
+            0xE8 => 24.0,
+            0xE7 => 25.0,
             // SMPTE's drop-frame rate, written as 29.
-            29 => 30.0 / 1.001,
-            30 => 30.0,
+            0xE3 => 30.0 / 1.001,
+            0xE2 => 30.0,
             other => {
                 return Err(MidiError::Corrupt(format!(
-                    "SMPTE division of {other} frames per second"
+                    "SMPTE division with frame-rate byte 0x{other:02X} (not 24, 25, 29 or 30 frames per second)"
                 )));
             }
         };
@@ -229,7 +229,6 @@ fn read_chunks(bytes: &[u8]) -> Result<Chunks<'_>, MidiError> {
     };
     let mut chunks = Chunks {
         format,
-        declared,
         division,
         tracks: Vec::new(),
         leniencies,
@@ -242,16 +241,10 @@ fn read_chunks(bytes: &[u8]) -> Result<Chunks<'_>, MidiError> {
         )));
     }
     let mut index = 1usize;
-    while pos < bytes.len() {
-        // Once the declared tracks are read, whatever does not form a
-        // complete track chunk is trailing bytes, as it is to mido.
-        let all_read = chunks.tracks.len() >= usize::from(declared);
-        let trailing = Leniency::TrailingBytes {
-            offset: pos,
-            len: bytes.len() - pos,
-        };
+    // mido reads the declared tracks and nothing after them (nor does
+    // symusic): what follows is left out, and recorded.
+    while pos < bytes.len() && chunks.tracks.len() < usize::from(declared) {
         if bytes.len() - pos < 8 {
-            chunks.leniencies.push(trailing);
             break;
         }
         let id = &bytes[pos..pos + 4];
@@ -264,10 +257,6 @@ fn read_chunks(bytes: &[u8]) -> Result<Chunks<'_>, MidiError> {
         let body = pos + 8;
         let name = String::from_utf8_lossy(id).into_owned();
         if len > bytes.len() - body {
-            if all_read {
-                chunks.leniencies.push(trailing);
-                break;
-            }
             return Err(MidiError::Truncated(format!(
                 "chunk {index} ({name}) at byte {pos} declares {len} bytes but only {} remain",
                 bytes.len() - body
@@ -275,9 +264,6 @@ fn read_chunks(bytes: &[u8]) -> Result<Chunks<'_>, MidiError> {
         }
         if id == b"MTrk" {
             chunks.tracks.push((body, &bytes[body..body + len]));
-        } else if all_read {
-            chunks.leniencies.push(trailing);
-            break;
         } else {
             chunks.leniencies.push(Leniency::UnknownChunk {
                 id: name,
@@ -287,10 +273,18 @@ fn read_chunks(bytes: &[u8]) -> Result<Chunks<'_>, MidiError> {
         pos = body + len;
         index += 1;
     }
-    if chunks.tracks.len() != usize::from(declared) {
+    if chunks.tracks.len() < usize::from(declared) {
         chunks.leniencies.push(Leniency::TrackCount {
             declared,
             found: chunks.tracks.len() as u32,
+        });
+    }
+    if pos < bytes.len() {
+        let len = bytes.len() - pos;
+        chunks.leniencies.push(if bytes[pos..].starts_with(b"MTrk") {
+            Leniency::ExtraTracks { offset: pos, len }
+        } else {
+            Leniency::TrailingBytes { offset: pos, len }
         });
     }
     Ok(chunks)
@@ -314,7 +308,6 @@ pub fn parse(bytes: &[u8]) -> Result<Score, MidiError> {
     let Chunks {
         format,
         division,
-        declared,
         tracks,
         mut leniencies,
     } = read_chunks(bytes)?;
@@ -332,19 +325,7 @@ pub fn parse(bytes: &[u8]) -> Result<Score, MidiError> {
     let mut stacks: Vec<Vec<(u64, u8, u8, u8)>> = vec![Vec::new(); 128];
 
     for (t, &(offset, track)) in tracks.iter().enumerate() {
-        let events = match decode_track(track, offset, t) {
-            Ok(events) => events,
-            // mido reads only the declared tracks, so one past them that
-            // cannot be read is left out rather than failing the file.
-            Err(e) if t >= usize::from(declared) => {
-                leniencies.push(Leniency::ExtraTrackSkipped {
-                    track: t as u32,
-                    reason: e.to_string(),
-                });
-                continue;
-            }
-            Err(e) => return Err(e),
-        };
+        let events = decode_track(track, offset, t)?;
         n_tracks += 1;
         let mut programs = [0u8; 16];
         let mut tick = 0u64;
@@ -514,7 +495,7 @@ mod tests {
         );
         assert_eq!(
             score.leniencies[0].to_string(),
-            format!("trailing-bytes: 2 bytes after the last track, at byte {offset}, ignored")
+            format!("trailing-bytes: 2 bytes after the declared tracks, at byte {offset}, ignored")
         );
         // Junk that reads as a chunk header claiming more than the file has.
         let score = parse(&variant(1, b"", b"\xff\xff\xff\xff\xff\xff\xff\xffabc")).unwrap();
@@ -539,37 +520,46 @@ mod tests {
             score.leniencies,
             vec![Leniency::TrackCount { declared: 2, found: 1 }]
         );
-        // More track chunks than declared: all are read.
+        // More track chunks than declared: the extra ones are ignored, as by mido.
         let t = tiny();
         let score = parse(&variant(1, b"", &t[14..])).unwrap();
-        assert_eq!(score.notes.len(), 4);
-        assert_eq!(
-            score.leniencies,
-            vec![Leniency::TrackCount { declared: 1, found: 2 }]
-        );
-    }
-
-    #[test]
-    fn a_broken_track_past_the_declared_count_is_left_out() {
-        let broken = b"MTrk\x00\x00\x00\x03\x00\x3C\x40";
-        let score = parse(&variant(1, b"", broken)).unwrap();
         assert_eq!(score.notes.len(), 2);
         assert_eq!(
             score.leniencies,
-            vec![
-                Leniency::TrackCount { declared: 1, found: 2 },
-                Leniency::ExtraTrackSkipped {
-                    track: 1,
-                    reason: format!(
-                        "corrupt: track 1 at tick 0: a data byte at byte {} where a status \
-                         byte must be (no running status)",
-                        tiny().len() + 9
-                    )
-                }
-            ]
+            vec![Leniency::ExtraTracks { offset: t.len(), len: t.len() - 14 }]
         );
+        // Even one that could not be read.
+        let broken = b"MTrk\x00\x00\x00\x03\x00\x3C\x40";
+        assert_eq!(parse(&variant(1, b"", broken)).unwrap().notes.len(), 2);
         // Within the declared count the same track fails the file.
         assert_eq!(parse(&variant(2, b"", broken)).unwrap_err().kind(), "corrupt");
+    }
+
+    #[test]
+    fn every_frame_rate_byte_is_an_answer_not_a_panic() {
+        for high in 0x80..=0xFFu8 {
+            let mut bytes = tiny();
+            bytes[12] = high;
+            let parsed = parse(&bytes);
+            let fps = match parsed {
+                Ok(score) => match score.division {
+                    Division::Timecode { fps, .. } => fps,
+                    other => panic!("{other:?}"),
+                },
+                Err(e) => {
+                    assert_eq!(e.kind(), "corrupt");
+                    continue;
+                }
+            };
+            let expected = match high {
+                0xE8 => 24.0,
+                0xE7 => 25.0,
+                0xE3 => 30.0 / 1.001,
+                0xE2 => 30.0,
+                _ => panic!("0x{high:02X} read as {fps} fps"),
+            };
+            assert_eq!(fps, expected);
+        }
     }
 
     #[test]

@@ -125,30 +125,58 @@ impl Windows {
     }
 }
 
-/// The rows of the `index`-th batch of `size`, walking seeded per-epoch permutations.
-pub fn batch_rows(n: usize, size: usize, seed: u64, index: u64) -> Vec<usize> {
-    let mut rows = Vec::with_capacity(size);
-    let mut at = index * size as u64;
-    let mut epoch = u64::MAX;
-    let mut order: Vec<usize> = Vec::new();
-    while rows.len() < size {
-        let e = at / n as u64;
-        if e != epoch {
-            epoch = e;
-            order = (0..n).collect();
-            order.shuffle(&mut ChaCha8Rng::seed_from_u64(
-                seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ epoch,
-            ));
+/// The rows of each batch, walking seeded per-epoch permutations. Each
+/// epoch's permutation is shuffled once and kept (not once per batch, which
+/// made an epoch quadratic); batch `i` is the same rows whatever was asked
+/// before, so a resumed run draws what an uninterrupted one would.
+pub struct BatchOrder {
+    n: usize,
+    size: usize,
+    seed: u64,
+    epoch: u64,
+    order: Vec<usize>,
+}
+
+impl BatchOrder {
+    /// Batches of `size` rows out of `n`, in the order `seed` gives.
+    pub fn new(n: usize, size: usize, seed: u64) -> Self {
+        Self {
+            n,
+            size,
+            seed,
+            epoch: u64::MAX,
+            order: Vec::new(),
         }
-        rows.push(order[(at % n as u64) as usize]);
-        at += 1;
     }
-    rows
+
+    /// The rows of the `index`-th batch.
+    pub fn rows(&mut self, index: u64) -> Vec<usize> {
+        let mut rows = Vec::with_capacity(self.size);
+        let mut at = index * self.size as u64;
+        while rows.len() < self.size {
+            let epoch = at / self.n as u64;
+            if epoch != self.epoch {
+                self.epoch = epoch;
+                self.order = (0..self.n).collect();
+                self.order.shuffle(&mut ChaCha8Rng::seed_from_u64(
+                    self.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ epoch,
+                ));
+            }
+            rows.push(self.order[(at % self.n as u64) as usize]);
+            at += 1;
+        }
+        rows
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The rows of one batch, from a fresh order.
+    fn batch_rows(n: usize, size: usize, seed: u64, index: u64) -> Vec<usize> {
+        BatchOrder::new(n, size, seed).rows(index)
+    }
 
     #[test]
     fn every_window_is_seen_once_per_epoch_and_batches_are_reproducible() {
@@ -163,6 +191,15 @@ mod tests {
             batch_rows(n, 10, 7, 1),
             "each epoch is shuffled afresh"
         );
+    }
+
+    #[test]
+    fn a_kept_order_gives_the_batches_of_a_fresh_one() {
+        let mut order = BatchOrder::new(7, 3, 5);
+        // Forwards across epochs, then back.
+        for index in (0..20).chain([3, 0, 12]) {
+            assert_eq!(order.rows(index), batch_rows(7, 3, 5, index), "batch {index}");
+        }
     }
 
     #[test]

@@ -243,6 +243,7 @@ pub fn train(
     };
     let started = Instant::now();
     let start_step = state.step;
+    let mut order = data::BatchOrder::new(data.train.len(), params.batch_size, params.seed);
     let mut stopped_early = false;
     let mut last_val = None;
     while state.step < params.steps {
@@ -261,7 +262,7 @@ pub fn train(
             let mut loss_sum = 0.0;
             for micro in 0..params.grad_accum {
                 let index = step * params.grad_accum as u64 + micro as u64;
-                let rows = data::batch_rows(data.train.len(), params.batch_size, params.seed, index);
+                let rows = order.rows(index);
                 let (x, y) = data.train.batch(&rows, prefix, pad, device);
                 let e = data
                     .embeddings
