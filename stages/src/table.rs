@@ -67,13 +67,28 @@ impl TableSink {
 
 /// Reads every batch of a Parquet file.
 pub fn read_parquet(path: &Path) -> anyhow::Result<Vec<RecordBatch>> {
+    let mut batches = Vec::new();
+    for_each_batch(path, |batch| {
+        batches.push(batch);
+        Ok(())
+    })?;
+    Ok(batches)
+}
+
+/// Hands the batches of a Parquet file to `f` one at a time, so that a
+/// reader that keeps less than the table holds less than the table.
+pub fn for_each_batch(
+    path: &Path,
+    mut f: impl FnMut(RecordBatch) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)
         .with_context(|| format!("reading {}", path.display()))?
         .build()?;
-    reader
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("reading {}", path.display()))
+    for batch in reader {
+        f(batch.with_context(|| format!("reading {}", path.display()))?)?;
+    }
+    Ok(())
 }
 
 /// A column by name, as the expected array type; the error names the file and column.

@@ -126,8 +126,8 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
         &std::fs::read(&info_path).with_context(|| format!("reading {}", info_path.display()))?,
     )
     .with_context(|| format!("parsing {}", info_path.display()))?;
-    let rows = read_embeddings(&ctx.dep("embeddings")?)?;
-    let vectors: Vec<Vec<f32>> = rows.iter().map(|(_, v)| v.clone()).collect();
+    let (paths, vectors): (Vec<String>, Vec<Vec<f32>>) =
+        read_embeddings(&ctx.dep("embeddings")?)?.into_iter().unzip();
     let started = std::time::Instant::now();
     let result = cluster(&vectors, &params)?;
 
@@ -135,7 +135,7 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
     let columns: Vec<(&str, ArrayRef)> = vec![
         (
             "path",
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|(p, _)| p))),
+            Arc::new(StringArray::from_iter_values(&paths)),
         ),
         (
             "token",
@@ -173,7 +173,7 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
     std::fs::write(out.join("report.json"), json)?;
     println!(
         "cluster: {} embeddings into k = {} (silhouette {}), sizes {:?}, in {:.2}s",
-        rows.len(),
+        paths.len(),
         report.k,
         report
             .silhouette

@@ -206,17 +206,32 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
         m.update(done, String::new);
     };
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    // Pieces go to the table as they come (memory stays flat); rejects are few and kept.
-    let mut sink = TableSink::create(&out.join("midi.parquet"), table::pieces_batch(&[])?.schema())?;
+    // Pieces go to the table as they come (memory stays flat), encoded on a
+    // thread of their own while the next round is parsed; rejects are few and kept.
+    let (to_writer, batches) = std::sync::mpsc::sync_channel::<Vec<Piece>>(1);
+    let table_path = out.join("midi.parquet");
+    let writer = std::thread::spawn(move || -> anyhow::Result<()> {
+        let mut sink = TableSink::create(&table_path, table::pieces_batch(&[])?.schema())?;
+        for pieces in batches {
+            sink.write(&table::pieces_batch(&pieces)?)?;
+        }
+        sink.finish()
+    });
     let (mut n_pieces, mut lenient, mut rejects) = (0usize, 0usize, Vec::new());
-    scan_each(&corpus, &params, FILES_PER_ROUND, &report, &mut |pieces, more_rejects| {
+    let scanned = scan_each(&corpus, &params, FILES_PER_ROUND, &report, &mut |pieces, more_rejects| {
         n_pieces += pieces.len();
         lenient += pieces.iter().filter(|p| !p.warnings.is_empty()).count();
         rejects.extend(more_rejects);
-        sink.write(&table::pieces_batch(&pieces)?)
-    })
-    .with_context(|| format!("scanning {}", corpus.display()))?;
-    sink.finish()?;
+        to_writer
+            .send(pieces)
+            .map_err(|_| anyhow::anyhow!("the midi.parquet writer stopped"))
+    });
+    drop(to_writer);
+    // The writer's own error explains a stopped writer better than the scan's.
+    writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("the midi.parquet writer panicked"))??;
+    scanned.with_context(|| format!("scanning {}", corpus.display()))?;
     table::write_rejects(&out.join("rejects.parquet"), &rejects)?;
     let mut kinds: std::collections::BTreeMap<&str, usize> = Default::default();
     for r in &rejects {

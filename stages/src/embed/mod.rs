@@ -99,7 +99,7 @@ pub fn write_embeddings(
 /// Reads `embeddings.parquet` back as (path, vector) pairs.
 pub fn read_embeddings(path: &Path) -> anyhow::Result<Vec<(String, Vec<f32>)>> {
     let mut out = Vec::new();
-    for batch in read_parquet(path)? {
+    crate::table::for_each_batch(path, |batch| {
         let paths = column::<StringArray>(&batch, "path", path)?;
         let vectors = column::<FixedSizeListArray>(&batch, "embedding", path)?;
         for i in 0..batch.num_rows() {
@@ -110,7 +110,8 @@ pub fn read_embeddings(path: &Path) -> anyhow::Result<Vec<(String, Vec<f32>)>> {
                 .context("embedding values are not f32")?;
             out.push((paths.value(i).to_owned(), v.values().to_vec()));
         }
-    }
+        Ok(())
+    })?;
     Ok(out)
 }
 

@@ -290,19 +290,6 @@ fn read_chunks(bytes: &[u8]) -> Result<Chunks<'_>, MidiError> {
     Ok(chunks)
 }
 
-/// A track's events at their absolute ticks.
-fn decode_track(track: &[u8], offset: usize, t: usize) -> Result<Vec<(u64, Event)>, MidiError> {
-    let mut tick = 0u64;
-    TrackReader::new(track, offset)
-        .map(|event| {
-            let (delta, event) =
-                event.map_err(|e| MidiError::Corrupt(format!("track {t} at tick {tick}: {e}")))?;
-            tick = tick.saturating_add(delta);
-            Ok((tick, event))
-        })
-        .collect()
-}
-
 /// Parses a whole file.
 pub fn parse(bytes: &[u8]) -> Result<Score, MidiError> {
     let Chunks {
@@ -325,13 +312,14 @@ pub fn parse(bytes: &[u8]) -> Result<Score, MidiError> {
     let mut stacks: Vec<Vec<(u64, u8, u8, u8)>> = vec![Vec::new(); 128];
 
     for (t, &(offset, track)) in tracks.iter().enumerate() {
-        let events = decode_track(track, offset, t)?;
         n_tracks += 1;
         let mut programs = [0u8; 16];
         let mut tick = 0u64;
         let mut ended = false;
-        for (at, event) in events {
-            tick = at;
+        for event in TrackReader::new(track, offset) {
+            let (delta, event) =
+                event.map_err(|e| MidiError::Corrupt(format!("track {t} at tick {tick}: {e}")))?;
+            tick = tick.saturating_add(delta);
             ended = event == Event::EndOfTrack;
             match event {
                 Event::NoteOn {

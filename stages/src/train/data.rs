@@ -12,7 +12,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use tch::{Device, Kind, Tensor};
 
-use crate::table::{column, read_parquet};
+use crate::table::{column, for_each_batch};
 
 /// Targets that take no part in the loss (the prefix and padding).
 pub const IGNORE: i64 = -100;
@@ -36,7 +36,7 @@ impl Windows {
             width: 0,
             paths: Vec::new(),
         };
-        for batch in read_parquet(path)? {
+        for_each_batch(path, |batch| {
             let paths = column::<StringArray>(&batch, "path", path)?;
             let lists = column::<ListArray>(&batch, "tokens", path)?;
             for i in 0..batch.num_rows() {
@@ -49,8 +49,9 @@ impl Windows {
                     out.width = ids.len();
                 } else if ids.len() != out.width {
                     bail!(
-                        "{}: window {i} has {} tokens, the others {}",
+                        "{}: window {} has {} tokens, the others {}",
                         path.display(),
+                        out.paths.len(),
                         ids.len(),
                         out.width
                     );
@@ -58,7 +59,8 @@ impl Windows {
                 out.tokens.extend_from_slice(ids.values());
                 out.paths.push(paths.value(i).to_owned());
             }
-        }
+            Ok(())
+        })?;
         Ok(out)
     }
 
