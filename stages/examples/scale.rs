@@ -174,7 +174,7 @@ fn report(results: &Path, out: &Path) -> anyhow::Result<()> {
         }
     }
     println!();
-    println!("| stage, files | amt s | peer | peer s | amt ÷ peer time | amt MiB | peer MiB |");
+    println!("| stage, files | amt s | peer | peer s | peer s ÷ amt s | amt MiB | peer MiB |");
     println!("|---|---:|---|---:|---:|---:|---:|");
     for r in rows.iter().filter(|r| r.who != "amt") {
         let Some(ours) = amt.get(&(r.stage.as_str(), r.size)) else {
