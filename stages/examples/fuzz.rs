@@ -21,7 +21,10 @@ fn write(dir: &Path, seed: u64, n: u64, sources: &[PathBuf]) -> anyhow::Result<(
         let bytes = mutate::case(&sources, seed, i);
         let name = format!("{i:07}.mid");
         std::fs::write(dir.join(&name), &bytes)?;
-        list.push_str(&format!("{name} {}\n", &blake3::hash(&bytes).to_hex()[..16]));
+        list.push_str(&format!(
+            "{name} {}\n",
+            &blake3::hash(&bytes).to_hex()[..16]
+        ));
     }
     std::fs::write(dir.join("cases.txt"), list)?;
     Ok(())
@@ -66,7 +69,12 @@ fn check(dir: &Path, verdicts: &Path) -> anyhow::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         ["write", dir, seed, n, sources @ ..] if !sources.is_empty() => write(
             Path::new(dir),
             seed.parse()?,

@@ -129,10 +129,17 @@ fn report(results: &Path, out: &Path) -> anyhow::Result<()> {
         .collect::<anyhow::Result<_>>()?;
     let sizes: BTreeSet<u64> = rows.iter().map(|r| r.size).collect();
     let order = |stage: &str| {
-        ["collect", "describe", "embed", "cluster", "prepare", "train data, 1 epoch"]
-            .iter()
-            .position(|s| *s == stage)
-            .unwrap_or(99)
+        [
+            "collect",
+            "describe",
+            "embed",
+            "cluster",
+            "prepare",
+            "train data, 1 epoch",
+        ]
+        .iter()
+        .position(|s| *s == stage)
+        .unwrap_or(99)
     };
     let mut stages: Vec<&str> = rows
         .iter()
@@ -152,7 +159,11 @@ fn report(results: &Path, out: &Path) -> anyhow::Result<()> {
     for s in &sizes {
         print!(" {s} files: s | MiB |");
     }
-    println!(" time ×, {} → {} |", sizes.first().unwrap_or(&0), sizes.last().unwrap_or(&0));
+    println!(
+        " time ×, {} → {} |",
+        sizes.first().unwrap_or(&0),
+        sizes.last().unwrap_or(&0)
+    );
     print!("|---|");
     for _ in &sizes {
         print!("---:|---:|");
@@ -232,7 +243,12 @@ fn report(results: &Path, out: &Path) -> anyhow::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         ["epoch", dir, size] => epoch(Path::new(dir), size.parse()?),
         ["export", texts, embeddings, out] => {
             export(Path::new(texts), Path::new(embeddings), Path::new(out))

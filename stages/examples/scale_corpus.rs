@@ -36,7 +36,11 @@ struct Source {
 fn sources(root: &Path) -> anyhow::Result<Vec<Source>> {
     let mut labels = std::collections::HashMap::new();
     if let Ok(text) = std::fs::read_to_string(root.join("manifest.jsonl")) {
-        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        for (i, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
             let mut record: serde_json::Map<String, serde_json::Value> = serde_json::from_str(line)
                 .with_context(|| format!("{}/manifest.jsonl:{}", root.display(), i + 1))?;
             if let Some(serde_json::Value::String(path)) = record.remove("path") {
@@ -65,15 +69,16 @@ fn sources(root: &Path) -> anyhow::Result<Vec<Source>> {
 fn transpose(events: &mut [TrackEvent], shift: i8) {
     for e in events {
         match &mut e.kind {
-            TrackEventKind::Midi { channel, message } if channel.as_int() != 9 => match message {
-                MidiMessage::NoteOn { key, .. }
-                | MidiMessage::NoteOff { key, .. }
-                | MidiMessage::Aftertouch { key, .. } => {
-                    // Clamped, so that a note-on and its note-off stay a pair.
-                    *key = u7::new((i16::from(key.as_int()) + i16::from(shift)).clamp(0, 127) as u8);
-                }
-                _ => {}
-            },
+            TrackEventKind::Midi {
+                channel,
+                message:
+                    MidiMessage::NoteOn { key, .. }
+                    | MidiMessage::NoteOff { key, .. }
+                    | MidiMessage::Aftertouch { key, .. },
+            } if channel.as_int() != 9 => {
+                // Clamped, so that a note-on and its note-off stay a pair.
+                *key = u7::new((i16::from(key.as_int()) + i16::from(shift)).clamp(0, 127) as u8);
+            }
             TrackEventKind::Meta(MetaMessage::KeySignature(sharps, _)) => {
                 // Seven fifths per semitone, kept within six flats and six sharps.
                 let fifths = (i16::from(*sharps) + 7 * i16::from(shift)).rem_euclid(12);
@@ -87,7 +92,9 @@ fn transpose(events: &mut [TrackEvent], shift: i8) {
 fn scale_tempo(events: &mut [TrackEvent], factor: f64) {
     for e in events {
         if let TrackEventKind::Meta(MetaMessage::Tempo(us)) = &mut e.kind {
-            let scaled = (f64::from(us.as_int()) / factor).round().clamp(1.0, f64::from(0xFF_FFFFu32));
+            let scaled = (f64::from(us.as_int()) / factor)
+                .round()
+                .clamp(1.0, f64::from(0xFF_FFFFu32));
             *us = u24::new(scaled as u32);
         }
     }
@@ -153,7 +160,8 @@ fn build(i: usize, sources: &[Source], seed: u64) -> anyhow::Result<(String, Vec
     let mut labels = source.labels.clone().unwrap_or_default();
     let marker = format!("amt scale corpus {i}").into_bytes();
     if variant > 0 {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut rng =
+            ChaCha8Rng::seed_from_u64(seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let shift = SHIFTS[(variant - 1) % SHIFTS.len()];
         let tempo = TEMPOS[(variant - 1) / SHIFTS.len() % TEMPOS.len()];
         for track in &mut smf.tracks {

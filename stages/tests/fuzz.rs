@@ -19,7 +19,9 @@ fn sources() -> Vec<Vec<u8>> {
         .sources
         .iter()
         .map(|rel| {
-            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/corpus").join(rel);
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../data/corpus")
+                .join(rel);
             std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
         })
         .collect()
@@ -89,7 +91,10 @@ fn amt_reads_every_damaged_file_that_pretty_midi_reads() {
     );
     // The fixture must exercise both verdicts, or it proves nothing.
     let rejected = fixture.cases.iter().filter(|c| !c.pretty_midi).count();
-    assert!(read_by_both >= 100 && rejected >= 100, "{read_by_both} read, {rejected} rejected");
+    assert!(
+        read_by_both >= 100 && rejected >= 100,
+        "{read_by_both} read, {rejected} rejected"
+    );
 }
 
 proptest! {

@@ -80,7 +80,10 @@ impl Points {
                 v.len()
             );
         }
-        if let Some(i) = vectors.iter().position(|v| v.iter().any(|x| !x.is_finite())) {
+        if let Some(i) = vectors
+            .iter()
+            .position(|v| v.iter().any(|x| !x.is_finite()))
+        {
             bail!("embedding {i} holds a value that is not a finite number");
         }
         Ok(Self {
@@ -278,10 +281,11 @@ fn lloyd(points: &Points, k: usize, max_iter: u64, tol: f64, seed: u64) -> (Vec<
                     / 2.0
             })
             .collect();
-        let (max1, arg1) = shifts
-            .iter()
-            .enumerate()
-            .fold((0.0f32, 0usize), |m, (j, &s)| if s > m.0 { (s, j) } else { m });
+        let (max1, arg1) =
+            shifts.iter().enumerate().fold(
+                (0.0f32, 0usize),
+                |m, (j, &s)| if s > m.0 { (s, j) } else { m },
+            );
         let max2 = shifts
             .iter()
             .enumerate()
@@ -426,7 +430,10 @@ fn fit(points: &Points, k: usize, params: &ClusterParams) -> (Vec<u32>, Centres,
         .map(|run| {
             // One stream per run, derived from the seed, so that runs are
             // independent of each other and of the order they finish in.
-            let seed = params.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(run);
+            let seed = params
+                .seed
+                .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                .wrapping_add(run);
             let (labels, centres) = lloyd(points, k, params.max_iter, tol, seed);
             let inertia = inertia(points, &labels, &centres);
             (labels, centres, inertia)
@@ -469,7 +476,11 @@ fn silhouette(points: &Points, labels: &[u32], k: usize, sample: usize, seed: u6
                 .filter(|&c| c != own && count[c] > 0)
                 .map(|c| sum[c] / count[c] as f64)
                 .fold(f64::INFINITY, f64::min);
-            if b.is_finite() { (b - a) / a.max(b) } else { 0.0 }
+            if b.is_finite() {
+                (b - a) / a.max(b)
+            } else {
+                0.0
+            }
         })
         .collect();
     scores.iter().sum::<f64>() / idx.len() as f64
@@ -503,7 +514,15 @@ pub fn cluster(vectors: &[Vec<f32>], params: &ClusterParams) -> anyhow::Result<C
         ),
         None => (params.k_min..=params.k_max.min(n - 1)).collect(),
     };
-    let mut best: Option<(usize, Vec<u32>, Centres, f64, Option<f64>)> = None;
+    /// One k's clustering, while the search runs.
+    struct Tried {
+        k: usize,
+        labels: Vec<u32>,
+        centres: Centres,
+        inertia: f64,
+        silhouette: Option<f64>,
+    }
+    let mut best: Option<Tried> = None;
     let mut search = Vec::new();
     for &k in &candidates {
         let (labels, centres, inertia) = fit(&points, k, params);
@@ -519,14 +538,33 @@ pub fn cluster(vectors: &[Vec<f32>], params: &ClusterParams) -> anyhow::Result<C
         // Strictly better only: the first best k wins ties, as in the original.
         let better = match (&best, sil) {
             (None, _) => true,
-            (Some((_, _, _, _, Some(b))), Some(s)) => s > *b,
+            (
+                Some(Tried {
+                    silhouette: Some(b),
+                    ..
+                }),
+                Some(s),
+            ) => s > *b,
             _ => false,
         };
         if better {
-            best = Some((k, labels, centres, inertia, sil));
+            best = Some(Tried {
+                k,
+                labels,
+                centres,
+                inertia,
+                silhouette: sil,
+            });
         }
     }
-    let Some((k, labels, centres, inertia, silhouette)) = best else {
+    let Some(Tried {
+        k,
+        labels,
+        centres,
+        inertia,
+        silhouette,
+    }) = best
+    else {
         unreachable!("candidates is never empty: k is fixed, or k_min < n");
     };
     let dim = points.dim;

@@ -9,16 +9,34 @@
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
     /// A note-on (velocity 0 included: the pairing treats it as an off).
-    NoteOn { channel: u8, key: u8, velocity: u8 },
-    NoteOff { channel: u8, key: u8 },
-    ProgramChange { channel: u8, program: u8 },
-    Controller { channel: u8 },
+    NoteOn {
+        channel: u8,
+        key: u8,
+        velocity: u8,
+    },
+    NoteOff {
+        channel: u8,
+        key: u8,
+    },
+    ProgramChange {
+        channel: u8,
+        program: u8,
+    },
+    Controller {
+        channel: u8,
+    },
     /// Microseconds per quarter note.
     Tempo(u32),
     /// Numerator and the power of two of the denominator.
-    TimeSignature { numerator: u8, denominator_power: u8 },
+    TimeSignature {
+        numerator: u8,
+        denominator_power: u8,
+    },
     /// Sharps (negative: flats) and whether the key is minor.
-    KeySignature { sharps: i8, minor: bool },
+    KeySignature {
+        sharps: i8,
+        minor: bool,
+    },
     EndOfTrack,
     /// Any other event (sysex, text, pitch bend, system messages…).
     Other,
@@ -64,7 +82,9 @@ impl<'a> TrackReader<'a> {
         let mut value = 0u64;
         loop {
             let b = self.byte()?;
-            value = value.saturating_mul(128).saturating_add(u64::from(b & 0x7F));
+            value = value
+                .saturating_mul(128)
+                .saturating_add(u64::from(b & 0x7F));
             if b < 0x80 {
                 return Ok(value);
             }
@@ -89,7 +109,9 @@ impl<'a> TrackReader<'a> {
         let at = self.offset();
         match self.byte()? {
             b if b < 0x80 => Ok(b),
-            b => Err(format!("data byte 0x{b:02X} at byte {at} has its top bit set")),
+            b => Err(format!(
+                "data byte 0x{b:02X} at byte {at} has its top bit set"
+            )),
         }
     }
 
@@ -219,9 +241,23 @@ mod tests {
         assert_eq!(
             events(&raw).unwrap(),
             vec![
-                (0, Event::NoteOn { channel: 0, key: 60, velocity: 90 }),
+                (
+                    0,
+                    Event::NoteOn {
+                        channel: 0,
+                        key: 60,
+                        velocity: 90
+                    }
+                ),
                 (16, Event::Other),
-                (16, Event::NoteOn { channel: 0, key: 62, velocity: 80 }),
+                (
+                    16,
+                    Event::NoteOn {
+                        channel: 0,
+                        key: 62,
+                        velocity: 80
+                    }
+                ),
             ]
         );
     }
@@ -239,8 +275,20 @@ mod tests {
             events(&raw).unwrap(),
             vec![
                 (0, Event::Tempo(500_000)),
-                (0, Event::TimeSignature { numerator: 6, denominator_power: 3 }),
-                (0, Event::KeySignature { sharps: -2, minor: true }),
+                (
+                    0,
+                    Event::TimeSignature {
+                        numerator: 6,
+                        denominator_power: 3
+                    }
+                ),
+                (
+                    0,
+                    Event::KeySignature {
+                        sharps: -2,
+                        minor: true
+                    }
+                ),
                 (0, Event::Other),
                 (128, Event::EndOfTrack),
             ]
