@@ -231,7 +231,7 @@ fn main() {
             })
             .collect(),
     );
-    println!("| linfa-clustering 0.8.1 (k-means only, float64) | {linfa:.3} | {linfa_inertia:.4} |");
+    println!("| linfa-clustering 0.8.1 (k-means, predict and inertia; float64) | {linfa:.3} | {linfa_inertia:.4} |");
     let raw = dir.path().join("x.f32");
     let mut f = std::fs::File::create(&raw).expect("create");
     for v in &vectors {
