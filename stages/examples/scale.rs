@@ -24,7 +24,7 @@ use amt_stages::train::Windows;
 use amt_stages::train::data::BatchOrder;
 
 #[derive(Serialize, Deserialize)]
-struct Result {
+struct Measurement {
     size: u64,
     stage: String,
     who: String,
@@ -55,7 +55,7 @@ fn epoch(dir: &Path, size: u64) -> anyhow::Result<()> {
         tokens += x.numel() as i64;
     }
     eprintln!("epoch: {} windows, {tokens} input tokens", windows.len());
-    let result = Result {
+    let result = Measurement {
         size,
         stage: "train data, 1 epoch".into(),
         who: "amt".into(),
@@ -77,7 +77,7 @@ fn export(texts: &Path, embeddings: &Path, out: &Path) -> anyhow::Result<()> {
     let lines: Vec<String> = distinct
         .iter()
         .map(serde_json::to_string)
-        .collect::<std::result::Result<_, _>>()?;
+        .collect::<Result<_, _>>()?;
     std::fs::create_dir_all(out)?;
     std::fs::write(out.join("texts.jsonl"), lines.join("\n") + "\n")?;
     let mut raw = Vec::new();
@@ -101,7 +101,7 @@ fn ledger(size: u64) -> anyhow::Result<()> {
     std::io::stdin().read_to_string(&mut text)?;
     let rows: Vec<Execution> = serde_json::from_str(&text).context("amt runs --stages --json")?;
     for row in rows.iter().filter(|r| !r.cache_hit) {
-        let result = Result {
+        let result = Measurement {
             size,
             stage: row.stage.clone(),
             who: "amt".into(),
@@ -119,7 +119,7 @@ fn mib(kb: Option<u64>) -> String {
 
 fn report(results: &Path, out: &Path) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(results)?;
-    let rows: Vec<Result> = text
+    let rows: Vec<Measurement> = text
         .lines()
         .filter(|l| !l.trim().is_empty())
         .enumerate()
@@ -149,7 +149,7 @@ fn report(results: &Path, out: &Path) -> anyhow::Result<()> {
         .into_iter()
         .collect();
     stages.sort_by_key(|s| order(s));
-    let amt: BTreeMap<(&str, u64), &Result> = rows
+    let amt: BTreeMap<(&str, u64), &Measurement> = rows
         .iter()
         .filter(|r| r.who == "amt")
         .map(|r| ((r.stage.as_str(), r.size), r))
@@ -204,7 +204,7 @@ fn report(results: &Path, out: &Path) -> anyhow::Result<()> {
         );
     }
 
-    let series = |value: &dyn Fn(&Result) -> Option<f64>| -> Vec<(String, Vec<(f64, f64)>)> {
+    let series = |value: &dyn Fn(&Measurement) -> Option<f64>| -> Vec<(String, Vec<(f64, f64)>)> {
         stages
             .iter()
             .map(|stage| {

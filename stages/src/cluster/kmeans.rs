@@ -93,7 +93,7 @@ impl Points {
     }
 
     fn len(&self) -> usize {
-        self.data.len() / self.dim.max(1)
+        self.data.len() / self.dim
     }
 
     fn row(&self, i: usize) -> &[f32] {
@@ -627,6 +627,18 @@ mod tests {
         assert_eq!(c.sizes(), vec![200, 200, 200]);
     }
 
+    /// Points with these labels and no bounds (what `means` reads).
+    fn labelled(labels: &[u32]) -> Vec<Bound> {
+        labels
+            .iter()
+            .map(|&label| Bound {
+                label,
+                upper: 0.0,
+                lower: 0.0,
+            })
+            .collect()
+    }
+
     #[test]
     fn hamerly_gives_lloyds_result() {
         // Plain Lloyd from the same seeding, every distance computed.
@@ -640,14 +652,7 @@ mod tests {
             let next: Vec<u32> = (0..points.len())
                 .map(|i| nearest_two(points.row(i), &plain, dim).0)
                 .collect();
-            let bounds: Vec<Bound> = next
-                .iter()
-                .map(|&label| Bound {
-                    label,
-                    upper: 0.0,
-                    lower: 0.0,
-                })
-                .collect();
+            let bounds = labelled(&next);
             let moved = next != plain_labels;
             plain_labels = next;
             if !moved {
@@ -684,14 +689,7 @@ mod tests {
     fn an_empty_cluster_takes_the_farthest_point() {
         let v: Vec<Vec<f32>> = vec![vec![0.0], vec![1.0], vec![10.0]];
         let points = Points::new(&v).unwrap();
-        let bounds: Vec<Bound> = [0, 0, 0]
-            .iter()
-            .map(|&label| Bound {
-                label,
-                upper: 0.0,
-                lower: 0.0,
-            })
-            .collect();
+        let bounds = labelled(&[0, 0, 0]);
         let next = means(&points, &bounds, &[0.0, 5.0], 2);
         // 10 leaves cluster 0 for the empty cluster 1.
         assert_eq!(next, vec![0.5, 10.0]);

@@ -139,10 +139,15 @@ pub fn prepare_each(
         context: params.context,
         ..Summary::default()
     };
+    let shape = WindowShape {
+        pad: tok.vocab.id(Token::Pad),
+        prefix_len: Conditioning::default().tokens(&tok.vocab).len(),
+        context: params.context,
+    };
     for round in files.chunks(round.max(1)) {
         let results: Vec<Result<(Split, Vec<Window>), String>> = round
             .par_iter()
-            .map(|(rel, abs)| piece_windows(rel, abs, semantic, params, tok))
+            .map(|(rel, abs)| piece_windows(rel, abs, semantic, params, tok, &shape))
             .collect();
         for r in results {
             match r {
@@ -159,6 +164,13 @@ pub fn prepare_each(
     Ok(summary)
 }
 
+/// How token sequences are cut: the same for every piece of a run.
+struct WindowShape {
+    pad: u16,
+    prefix_len: usize,
+    context: usize,
+}
+
 /// One piece's split and windows (augmented variants included for train).
 fn piece_windows(
     rel: &str,
@@ -166,9 +178,8 @@ fn piece_windows(
     semantic: &HashMap<String, u32>,
     params: &PrepareParams,
     tok: &Tokenizer,
+    shape: &WindowShape,
 ) -> Result<(Split, Vec<Window>), String> {
-    let pad = tok.vocab.id(Token::Pad);
-    let prefix_len = Conditioning::default().tokens(&tok.vocab).len();
     let bytes = std::fs::read(abs).map_err(|e| format!("{rel}: {e}"))?;
     let score = midi::parse(&bytes).map_err(|e| format!("{rel}: {e}"))?;
     if score.notes.is_empty() {
@@ -201,7 +212,7 @@ fn piece_windows(
             tok.vocab.config.prefix_instruments,
         );
         let ids = tok.encode(&variant, &cond);
-        for (i, w) in windows(&ids, prefix_len, params.context, pad)
+        for (i, w) in windows(&ids, shape.prefix_len, shape.context, shape.pad)
             .into_iter()
             .enumerate()
         {
