@@ -81,6 +81,24 @@ fn matches_sentence_transformers_on_128_varied_texts() {
     assert!((norm - 1.0).abs() < 1e-5, "mean pooling is L2-normalised");
 }
 
+/// Tokenized a few texts at a time, each text still gets its own vector:
+/// rounds of 10 over 127 distinct texts (the last one short) against
+/// sentence-transformers.
+#[test]
+fn rounds_keep_every_vector_with_its_text() {
+    let reference = reference();
+    let encoder = Encoder::load(&model_dir(), device("cpu", 2).unwrap(), Pooling::Mean, true)
+        .unwrap()
+        .with_round(10);
+    let texts: Vec<&str> = reference.texts.iter().map(String::as_str).collect();
+    let encoded = encoder.encode(&texts, 4).unwrap();
+    assert_eq!((encoded.unique, encoded.truncated), (texts.len() - 1, 1));
+    for (i, (ours, theirs)) in encoded.vectors.iter().zip(&reference.vectors).enumerate() {
+        let c = cosine(ours, theirs);
+        assert!(c >= 0.9999, "cosine {c:.6} on text {i}: {:?}", texts[i]);
+    }
+}
+
 #[test]
 fn cls_pooling_and_raw_vectors_are_available() {
     let encoder =

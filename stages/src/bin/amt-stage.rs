@@ -4,6 +4,7 @@
 //! `amt-stage --probe` prints them with the machine facts, as JSON, for the
 //! engine's action keys.
 
+use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 /// The implementation of a built-in stage named in the registry.
@@ -75,9 +76,17 @@ fn main() -> ExitCode {
                 );
                 return ExitCode::from(2);
             }
-            // Nor under machine facts that are not this machine's.
+            // Nor under machine facts that are not this machine's. A stage
+            // keyed with none (collect, describe, prepare) skips the probe,
+            // which asks libtorch for its GPUs.
             if let Ok(keyed) = std::env::var("AMT_FACTS") {
-                let keyed = serde_json::from_str(&keyed).unwrap_or_default();
+                let keyed: BTreeMap<String, String> = match serde_json::from_str(&keyed) {
+                    Ok(k) => k,
+                    Err(e) => {
+                        eprintln!("error: stage {name}: AMT_FACTS is not a map of facts: {e}");
+                        return ExitCode::from(2);
+                    }
+                };
                 if let Err(e) = amt_stages::facts::check_keyed(&keyed) {
                     eprintln!("error: stage {name}: {e}");
                     return ExitCode::from(2);

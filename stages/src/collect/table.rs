@@ -283,45 +283,58 @@ pub struct PieceRow {
 
 /// Reads `midi.parquet`.
 pub fn read_pieces(path: &Path) -> anyhow::Result<Vec<PieceRow>> {
-    use crate::table::{column, list_of_strings, read_parquet};
     let mut rows = Vec::new();
-    for batch in read_parquet(path)? {
+    for_each_piece_batch(path, |batch| {
+        rows.extend(batch);
+        Ok(())
+    })?;
+    Ok(rows)
+}
+
+/// Hands the rows of `midi.parquet` to `f` a record batch at a time, so that
+/// a reader that keeps less than the table holds less than the table.
+pub fn for_each_piece_batch(
+    path: &Path,
+    mut f: impl FnMut(Vec<PieceRow>) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    use crate::table::{column, for_each_batch, list_of_strings};
+    for_each_batch(path, |batch| {
         let s = |name| column::<StringArray>(&batch, name, path);
-        let f = |name| column::<Float64Array>(&batch, name, path);
+        let f64s = |name| column::<Float64Array>(&batch, name, path);
         let (paths, artists, titles) = (s("path")?, s("artist")?, s("title")?);
         let (dur, first, mean, vel, dens) = (
-            f("duration_s")?,
-            f("first_tempo_bpm")?,
-            f("mean_tempo_bpm")?,
-            f("velocity_mean")?,
-            f("note_density")?,
+            f64s("duration_s")?,
+            f64s("first_tempo_bpm")?,
+            f64s("mean_tempo_bpm")?,
+            f64s("velocity_mean")?,
+            f64s("note_density")?,
         );
         let keys = s("estimated_key")?;
         let drums = column::<BooleanArray>(&batch, "has_drums", path)?;
         let notes = column::<UInt32Array>(&batch, "n_notes", path)?;
-        let ts = list_of_strings(&batch, "time_signatures", path)?;
-        let ks = list_of_strings(&batch, "key_signatures", path)?;
-        let inst = list_of_strings(&batch, "instruments", path)?;
+        let mut ts = list_of_strings(&batch, "time_signatures", path)?;
+        let mut ks = list_of_strings(&batch, "key_signatures", path)?;
+        let mut inst = list_of_strings(&batch, "instruments", path)?;
         let opt = |a: &Float64Array, i| (!a.is_null(i)).then(|| a.value(i));
         let opt_s = |a: &StringArray, i| (!a.is_null(i)).then(|| a.value(i).to_owned());
-        for i in 0..batch.num_rows() {
-            rows.push(PieceRow {
+        let rows = (0..batch.num_rows())
+            .map(|i| PieceRow {
                 path: paths.value(i).to_owned(),
                 artist: opt_s(artists, i),
                 title: titles.value(i).to_owned(),
                 duration_s: dur.value(i),
                 first_tempo_bpm: first.value(i),
                 mean_tempo_bpm: mean.value(i),
-                time_signatures: ts[i].clone(),
-                key_signatures: ks[i].clone(),
-                instruments: inst[i].clone(),
+                time_signatures: std::mem::take(&mut ts[i]),
+                key_signatures: std::mem::take(&mut ks[i]),
+                instruments: std::mem::take(&mut inst[i]),
                 has_drums: drums.value(i),
                 n_notes: notes.value(i),
                 velocity_mean: opt(vel, i),
                 note_density: opt(dens, i),
                 estimated_key: opt_s(keys, i),
-            });
-        }
-    }
-    Ok(rows)
+            })
+            .collect();
+        f(rows)
+    })
 }

@@ -19,8 +19,8 @@ use arrow::array::{ArrayRef, StringArray};
 use arrow::record_batch::RecordBatch;
 use serde::Deserialize;
 
-use crate::collect::table::{PieceRow, read_pieces};
-use crate::table::write_parquet;
+use crate::collect::table::{PieceRow, for_each_piece_batch};
+use crate::table::TableSink;
 
 /// A text source.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -77,89 +77,111 @@ pub struct TextRow {
     pub url: Option<String>,
 }
 
-/// Writes `texts.parquet`.
-pub fn write_texts(path: &Path, rows: &[TextRow]) -> anyhow::Result<()> {
-    let columns: Vec<(&str, ArrayRef)> = vec![
+/// Rows of `texts.parquet` as one record batch.
+pub fn texts_batch(rows: &[TextRow]) -> anyhow::Result<RecordBatch> {
+    // Nullability is declared, not inferred from the rows: every batch of
+    // the file must have the schema of the first.
+    let columns: Vec<(&str, ArrayRef, bool)> = vec![
         (
             "path",
             Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.path))),
+            false,
         ),
         (
             "source",
-            Arc::new(StringArray::from(
-                rows.iter().map(|r| r.source).collect::<Vec<_>>(),
-            )),
+            Arc::new(StringArray::from(rows.iter().map(|r| r.source).collect::<Vec<_>>())),
+            true,
         ),
         (
             "text",
-            Arc::new(StringArray::from(
-                rows.iter().map(|r| r.text.clone()).collect::<Vec<_>>(),
-            )),
+            Arc::new(StringArray::from(rows.iter().map(|r| r.text.clone()).collect::<Vec<_>>())),
+            true,
         ),
         (
             "url",
-            Arc::new(StringArray::from(
-                rows.iter().map(|r| r.url.clone()).collect::<Vec<_>>(),
-            )),
+            Arc::new(StringArray::from(rows.iter().map(|r| r.url.clone()).collect::<Vec<_>>())),
+            true,
         ),
     ];
-    write_parquet(path, RecordBatch::try_from_iter(columns)?)
+    Ok(RecordBatch::try_from_iter_with_nullable(columns)?)
 }
 
-/// Describes pieces with the configured sources. `memo` holds the Wikipedia
-/// response cache (kept across runs), `scratch` the journal of this run's
-/// lookups (kept until the run completes).
-pub fn describe(
-    pieces: &[PieceRow],
-    params: &Params,
-    labels: &HashMap<String, labels::Labels>,
-    user: &HashMap<String, file::UserText>,
-    scratch: &Path,
-    memo: &Path,
-) -> anyhow::Result<(Vec<TextRow>, Vec<String>)> {
-    let captioner =
-        captions::Captioner::new(&params.captions).context("invalid [params] describe.captions")?;
-    let mut wiki = if params.sources.contains(&Source::Wikipedia) {
-        let client =
-            wikipedia::Client::new(params.wikipedia.clone(), &memo.join("wikipedia/http"))?;
-        let (journal, done) =
-            wikipedia::Journal::open(&client.journal_path(&scratch.join("wikipedia")))?;
-        let done: HashMap<String, Option<wikipedia::Found>> =
-            done.into_iter().map(|e| (e.path, e.found)).collect();
-        Some((client, journal, done))
-    } else {
-        None
-    };
-    let mut failures = Vec::new();
-    let mut rows = Vec::with_capacity(pieces.len());
-    for piece in pieces {
+/// The Wikipedia source's state: the client, this run's journal and what an
+/// earlier, interrupted run already looked up.
+struct Wiki {
+    client: wikipedia::Client,
+    journal: wikipedia::Journal,
+    done: HashMap<String, Option<wikipedia::Found>>,
+}
+
+/// Describes pieces one at a time with the configured sources.
+pub struct Describer<'a> {
+    params: &'a Params,
+    labels: &'a HashMap<String, labels::Labels>,
+    user: &'a HashMap<String, file::UserText>,
+    captioner: captions::Captioner,
+    wiki: Option<Wiki>,
+    /// Lookups that failed (retried on the next run), one line each.
+    pub failures: Vec<String>,
+}
+
+impl<'a> Describer<'a> {
+    /// `memo` holds the Wikipedia response cache (kept across runs),
+    /// `scratch` the journal of this run's lookups (kept until the run completes).
+    pub fn new(
+        params: &'a Params,
+        labels: &'a HashMap<String, labels::Labels>,
+        user: &'a HashMap<String, file::UserText>,
+        scratch: &Path,
+        memo: &Path,
+    ) -> anyhow::Result<Self> {
+        let captioner = captions::Captioner::new(&params.captions)
+            .context("invalid [params] describe.captions")?;
+        let wiki = if params.sources.contains(&Source::Wikipedia) {
+            let client =
+                wikipedia::Client::new(params.wikipedia.clone(), &memo.join("wikipedia/http"))?;
+            let (journal, done) =
+                wikipedia::Journal::open(&client.journal_path(&scratch.join("wikipedia")))?;
+            let done = done.into_iter().map(|e| (e.path, e.found)).collect();
+            Some(Wiki { client, journal, done })
+        } else {
+            None
+        };
+        Ok(Self { params, labels, user, captioner, wiki, failures: Vec::new() })
+    }
+
+    /// The row of one piece: the text of the first source that has one.
+    pub fn describe(&mut self, piece: &PieceRow) -> anyhow::Result<TextRow> {
         let mut row = TextRow {
             path: piece.path.clone(),
             source: None,
             text: None,
             url: None,
         };
-        for source in &params.sources {
+        for source in &self.params.sources {
             let found: Option<(String, Option<String>)> = match source {
-                Source::Captions => Some((captioner.caption(piece, labels.get(&piece.path)), None)),
-                Source::File => user
+                Source::Captions => Some((
+                    self.captioner.caption(piece, self.labels.get(&piece.path)),
+                    None,
+                )),
+                Source::File => self
+                    .user
                     .get(&piece.path)
                     .map(|t| (t.text.clone(), t.url.clone())),
                 Source::Wikipedia => {
-                    let (client, journal, done) =
-                        wiki.as_mut().expect("built when wikipedia is a source");
-                    let found = match done.get(&piece.path) {
+                    let wiki = self.wiki.as_mut().expect("built when wikipedia is a source");
+                    let found = match wiki.done.get(&piece.path) {
                         Some(f) => f.clone(),
-                        None => match client.describe(piece.artist.as_deref(), &piece.title) {
+                        None => match wiki.client.describe(piece.artist.as_deref(), &piece.title) {
                             Ok(f) => {
-                                journal.record(&wikipedia::JournalEntry {
+                                wiki.journal.record(&wikipedia::JournalEntry {
                                     path: piece.path.clone(),
                                     found: f.clone(),
                                 })?;
                                 f
                             }
                             Err(e) => {
-                                failures.push(format!("{}: {e}", piece.path));
+                                self.failures.push(format!("{}: {e}", piece.path));
                                 None
                             }
                         },
@@ -174,16 +196,31 @@ pub fn describe(
                 break;
             }
         }
-        rows.push(row);
+        Ok(row)
     }
-    Ok((rows, failures))
+}
+
+/// Describes a list of pieces: their rows, and the lookups that failed.
+pub fn describe(
+    pieces: &[PieceRow],
+    params: &Params,
+    labels: &HashMap<String, labels::Labels>,
+    user: &HashMap<String, file::UserText>,
+    scratch: &Path,
+    memo: &Path,
+) -> anyhow::Result<(Vec<TextRow>, Vec<String>)> {
+    let mut describer = Describer::new(params, labels, user, scratch, memo)?;
+    let rows = pieces
+        .iter()
+        .map(|p| describer.describe(p))
+        .collect::<anyhow::Result<_>>()?;
+    Ok((rows, describer.failures))
 }
 
 /// The stage: `deps = { pieces = ".../midi.parquet", manifest = "…" (optional),
 /// texts = "…" (for the file source) }`, `outs = { dir = "…" }`.
 pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
     let params: Params = ctx.params("describe")?;
-    let pieces = read_pieces(&ctx.dep("pieces")?)?;
     let labels = match ctx.optional_dep("manifest")? {
         Some(m) => labels::read_manifest(&m)?,
         None => HashMap::new(),
@@ -193,20 +230,35 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
     } else {
         HashMap::new()
     };
-    let (rows, failures) = describe(&pieces, &params, &labels, &user, &ctx.scratch, &ctx.memo)?;
+    // Batch by batch, so that memory holds the labels and one batch of
+    // pieces and texts, not the corpus.
+    let mut describer = Describer::new(&params, &labels, &user, &ctx.scratch, &ctx.memo)?;
     let out = ctx.out("dir")?;
-    write_texts(&out.join("texts.parquet"), &rows)?;
-
+    let mut sink = TableSink::create(&out.join("texts.parquet"), texts_batch(&[])?.schema())?;
     let mut by_source: BTreeMap<&str, usize> = BTreeMap::new();
-    for r in &rows {
-        *by_source.entry(r.source.unwrap_or("none")).or_default() += 1;
-    }
+    let mut missing = Vec::new();
+    for_each_piece_batch(&ctx.dep("pieces")?, |pieces| {
+        let rows = pieces
+            .iter()
+            .map(|p| describer.describe(p))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        for r in &rows {
+            *by_source.entry(r.source.unwrap_or("none")).or_default() += 1;
+            if r.text.is_none() {
+                missing.push(r.path.clone());
+            }
+        }
+        sink.write(&texts_batch(&rows)?)
+    })?;
+    sink.finish()?;
+
+    let total: usize = by_source.values().sum();
     let counts: Vec<String> = by_source.iter().map(|(s, n)| format!("{n} {s}")).collect();
-    println!("describe: {} pieces: {}", rows.len(), counts.join(", "));
-    for r in rows.iter().filter(|r| r.text.is_none()) {
-        println!("  no text for {}", r.path);
+    println!("describe: {total} pieces: {}", counts.join(", "));
+    for path in &missing {
+        println!("  no text for {path}");
     }
-    for f in &failures {
+    for f in &describer.failures {
         println!("  lookup failed (will be retried on the next run): {f}");
     }
     Ok(())

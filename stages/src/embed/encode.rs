@@ -1,5 +1,7 @@
 //! Sentence embeddings: tokenize, embed each distinct text once, in batches
 //! sorted by length (so padding is small) with attention masks, then pool.
+//! Texts are tokenized a round at a time, so memory holds one round's
+//! tokenizations and every distinct text's vector, not every tokenization.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -7,7 +9,7 @@ use std::path::Path;
 use anyhow::{Context, anyhow};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
-use tokenizers::{Tokenizer, TruncationParams};
+use tokenizers::{Encoding, Tokenizer, TruncationParams};
 
 use super::bert::Bert;
 
@@ -33,6 +35,27 @@ pub struct Encoded {
     pub truncated: usize,
 }
 
+/// Distinct texts tokenized at a time, unless set otherwise: bounds the
+/// tokenizations held (a few KiB each) without making the length-sorted
+/// batches much less even.
+const ROUND: usize = 4096;
+
+/// The vectors of distinct texts, in their order, in one flat buffer.
+#[derive(Debug)]
+pub struct Vectors {
+    dim: usize,
+    values: Vec<f32>,
+    /// Texts cut at the model's length limit.
+    pub truncated: usize,
+}
+
+impl Vectors {
+    /// The vector of the `i`-th text.
+    pub fn vector(&self, i: usize) -> &[f32] {
+        &self.values[i * self.dim..(i + 1) * self.dim]
+    }
+}
+
 /// A BERT with its tokenizer.
 pub struct Encoder {
     bert: Bert,
@@ -42,6 +65,8 @@ pub struct Encoder {
     pub max_length: usize,
     pooling: Pooling,
     normalize: bool,
+    /// Distinct texts tokenized at a time.
+    round: usize,
 }
 
 #[derive(Deserialize)]
@@ -85,7 +110,15 @@ impl Encoder {
             max_length,
             pooling,
             normalize,
+            round: ROUND,
         })
+    }
+
+    /// Tokenizes `texts` distinct texts at a time (4096 unless set): fewer
+    /// hold less memory, more sort more texts by length together.
+    pub fn with_round(mut self, texts: usize) -> Self {
+        self.round = texts.max(1);
+        self
     }
 
     /// The embedding dimension.
@@ -117,66 +150,96 @@ impl Encoder {
                 })
             })
             .collect();
-        let encodings = self
-            .tokenizer
-            .encode_batch(unique.clone(), true)
-            .map_err(|e| anyhow!("tokenizing: {e}"))?;
-        let truncated = encodings
-            .iter()
-            .filter(|e| !e.get_overflowing().is_empty())
-            .count();
+        let distinct = self.encode_distinct(&unique, batch_size, on_batch)?;
+        Ok(Encoded {
+            vectors: slots.iter().map(|&s| distinct.vector(s).to_vec()).collect(),
+            unique: unique.len(),
+            truncated: distinct.truncated,
+        })
+    }
 
-        let mut order: Vec<usize> = (0..unique.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(encodings[i].get_ids().len()));
-        let mut vectors = vec![Vec::new(); unique.len()];
-        let device = self.bert.device();
+    /// Embeds texts that are already distinct, in rounds (see [`Encoder::with_round`]) so that
+    /// only one round's tokenizations are held; within a round, batches of
+    /// `batch_size` texts of similar length keep padding small.
+    pub fn encode_distinct(
+        &self,
+        texts: &[&str],
+        batch_size: usize,
+        on_batch: &mut dyn FnMut(u64, u64),
+    ) -> anyhow::Result<Vectors> {
+        let dim = self.dim();
+        let mut out = Vectors {
+            dim,
+            values: vec![0.0; texts.len() * dim],
+            truncated: 0,
+        };
         let _guard = tch::no_grad_guard();
         let mut done = 0;
-        for chunk in order.chunks(batch_size.max(1)) {
-            let len = chunk
+        for (round, chunk) in texts.chunks(self.round).enumerate() {
+            let encodings = self
+                .tokenizer
+                .encode_batch(chunk.to_vec(), true)
+                .map_err(|e| anyhow!("tokenizing: {e}"))?;
+            out.truncated += encodings
                 .iter()
-                .map(|&i| encodings[i].get_ids().len())
-                .max()
-                .unwrap_or(0)
-                .max(1);
-            let mut ids = vec![self.pad_id; chunk.len() * len];
-            let mut mask = vec![0i64; chunk.len() * len];
-            for (row, &i) in chunk.iter().enumerate() {
-                for (col, &id) in encodings[i].get_ids().iter().enumerate() {
-                    ids[row * len + col] = i64::from(id);
-                    mask[row * len + col] = 1;
+                .filter(|e| !e.get_overflowing().is_empty())
+                .count();
+            let mut order: Vec<usize> = (0..chunk.len()).collect();
+            order.sort_by_key(|&i| std::cmp::Reverse(encodings[i].get_ids().len()));
+            for batch in order.chunks(batch_size.max(1)) {
+                let flat = self.embed_batch(batch.iter().map(|&i| &encodings[i]))?;
+                for (row, &i) in batch.iter().enumerate() {
+                    let at = (round * self.round + i) * dim;
+                    out.values[at..at + dim].copy_from_slice(&flat[row * dim..(row + 1) * dim]);
                 }
+                done += batch.len() as u64;
+                on_batch(done, texts.len() as u64);
             }
-            let shape = [chunk.len() as i64, len as i64];
-            let ids = Tensor::from_slice(&ids).view(shape).to_device(device);
-            let mask = Tensor::from_slice(&mask).view(shape).to_device(device);
-            let hidden = self.bert.forward(&ids, &mask);
-            let pooled = match self.pooling {
-                Pooling::Cls => hidden.select(1, 0),
-                Pooling::Mean => {
-                    let m = mask.unsqueeze(-1).to_kind(Kind::Float);
-                    (hidden * &m).sum_dim_intlist(1, false, Kind::Float)
-                        / m.sum_dim_intlist(1, false, Kind::Float).clamp_min(1e-9)
-                }
-            };
-            let pooled = if self.normalize {
-                let norm = pooled.norm_scalaropt_dim(2.0, 1, true).clamp_min(1e-12);
-                pooled / norm
-            } else {
-                pooled
-            };
-            let flat: Vec<f32> = Vec::try_from(pooled.to_device(Device::Cpu).contiguous().view(-1))
-                .context("reading embeddings")?;
-            for (row, &i) in chunk.iter().enumerate() {
-                vectors[i] = flat[row * self.dim()..(row + 1) * self.dim()].to_vec();
-            }
-            done += chunk.len() as u64;
-            on_batch(done, unique.len() as u64);
         }
-        Ok(Encoded {
-            vectors: slots.iter().map(|&s| vectors[s].clone()).collect(),
-            unique: unique.len(),
-            truncated,
-        })
+        Ok(out)
+    }
+
+    /// One forward pass over tokenized texts, padded to the longest: the
+    /// pooled (and, if asked, normalised) vectors, row after row.
+    fn embed_batch<'e>(
+        &self,
+        encodings: impl ExactSizeIterator<Item = &'e Encoding> + Clone,
+    ) -> anyhow::Result<Vec<f32>> {
+        let rows = encodings.len();
+        let len = encodings
+            .clone()
+            .map(|e| e.get_ids().len())
+            .max()
+            .unwrap_or(0)
+            .max(1);
+        let mut ids = vec![self.pad_id; rows * len];
+        let mut mask = vec![0i64; rows * len];
+        for (row, e) in encodings.enumerate() {
+            for (col, &id) in e.get_ids().iter().enumerate() {
+                ids[row * len + col] = i64::from(id);
+                mask[row * len + col] = 1;
+            }
+        }
+        let device = self.bert.device();
+        let shape = [rows as i64, len as i64];
+        let ids = Tensor::from_slice(&ids).view(shape).to_device(device);
+        let mask = Tensor::from_slice(&mask).view(shape).to_device(device);
+        let hidden = self.bert.forward(&ids, &mask);
+        let pooled = match self.pooling {
+            Pooling::Cls => hidden.select(1, 0),
+            Pooling::Mean => {
+                let m = mask.unsqueeze(-1).to_kind(Kind::Float);
+                (hidden * &m).sum_dim_intlist(1, false, Kind::Float)
+                    / m.sum_dim_intlist(1, false, Kind::Float).clamp_min(1e-9)
+            }
+        };
+        let pooled = if self.normalize {
+            let norm = pooled.norm_scalaropt_dim(2.0, 1, true).clamp_min(1e-12);
+            pooled / norm
+        } else {
+            pooled
+        };
+        Vec::try_from(pooled.to_device(Device::Cpu).contiguous().view(-1))
+            .context("reading embeddings")
     }
 }

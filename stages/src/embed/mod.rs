@@ -4,6 +4,7 @@
 pub mod bert;
 pub mod encode;
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -15,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 pub use encode::{Encoder, Pooling};
 
-use crate::table::{column, read_parquet, write_parquet};
+use crate::table::{TableSink, column};
 
 /// `[params] embed.*`.
 #[derive(Clone, Debug, Deserialize)]
@@ -73,12 +74,9 @@ pub struct EmbedInfo {
     pub pieces_without_text: usize,
 }
 
-/// Writes `embeddings.parquet`: path, text digest, and the vector as FixedSizeList<f32>.
-pub fn write_embeddings(
-    path: &Path,
-    rows: &[(String, String, Vec<f32>)],
-    dim: usize,
-) -> anyhow::Result<()> {
+/// Rows of `embeddings.parquet` as one record batch: path, text digest,
+/// and the vector as FixedSizeList<f32>.
+pub fn embeddings_batch(rows: &[(String, String, &[f32])], dim: usize) -> anyhow::Result<RecordBatch> {
     let values = Float32Array::from_iter_values(rows.iter().flat_map(|r| r.2.iter().copied()));
     let item = Arc::new(Field::new("item", DataType::Float32, false));
     let vectors = FixedSizeListArray::try_new(item, dim as i32, Arc::new(values), None)?;
@@ -93,7 +91,7 @@ pub fn write_embeddings(
         ),
         ("embedding", Arc::new(vectors)),
     ];
-    write_parquet(path, RecordBatch::try_from_iter(columns)?)
+    Ok(RecordBatch::try_from_iter(columns)?)
 }
 
 /// Reads `embeddings.parquet` back as (path, vector) pairs.
@@ -116,58 +114,77 @@ pub fn read_embeddings(path: &Path) -> anyhow::Result<Vec<(String, Vec<f32>)>> {
 }
 
 /// The stage: `deps = { texts = ".../texts.parquet", model = "models/…" }`, `outs = { dir = "…" }`.
+///
+/// It reads the texts twice: once for the distinct texts, which are embedded
+/// (a round at a time, see [`Encoder::encode_distinct`]), and once to write each
+/// piece's row. Memory holds the distinct texts' vectors, not the corpus.
 pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
     let params: EmbedParams = ctx.params("embed")?;
     let model_dir = ctx.dep("model")?;
     let texts_path = ctx.dep("texts")?;
-    let mut texts: Vec<(String, String)> = Vec::new();
-    let mut without = 0;
-    for batch in read_parquet(&texts_path)? {
-        let paths = column::<StringArray>(&batch, "path", &texts_path)?;
-        let text = column::<StringArray>(&batch, "text", &texts_path)?;
-        for i in 0..batch.num_rows() {
-            if text.is_null(i) {
-                without += 1;
-            } else {
-                texts.push((paths.value(i).to_owned(), text.value(i).to_owned()));
+    let mut slots: HashMap<blake3::Hash, usize> = HashMap::new();
+    let mut distinct: Vec<String> = Vec::new();
+    let (mut texts, mut without) = (0, 0);
+    for_each_text(&texts_path, |_, text| {
+        match text {
+            None => without += 1,
+            Some(t) => {
+                texts += 1;
+                slots.entry(blake3::hash(t.as_bytes())).or_insert_with(|| {
+                    distinct.push(t.to_owned());
+                    distinct.len() - 1
+                });
             }
         }
-    }
+        Ok(())
+    })?;
     let device = crate::device::pick(&params.device, params.threads)?;
     let started = std::time::Instant::now();
     let encoder = Encoder::load(&model_dir, device, params.pooling, params.normalize)
         .with_context(|| format!("loading the model in {}", model_dir.display()))?;
-    let refs: Vec<&str> = texts.iter().map(|(_, t)| t.as_str()).collect();
     let mut meter = ctx.meter("distinct texts", None);
-    let encoded = encoder.encode_reporting(&refs, params.batch_size, &mut |done, total| {
-        meter.set_total(total);
-        meter.update(done, String::new)
-    })?;
-    let rows: Vec<(String, String, Vec<f32>)> = texts
-        .iter()
-        .zip(encoded.vectors)
-        .map(|((p, t), v)| {
-            (
-                p.clone(),
-                blake3::hash(t.as_bytes()).to_hex().to_string(),
-                v,
-            )
-        })
-        .collect();
+    let vectors = {
+        let refs: Vec<&str> = distinct.iter().map(String::as_str).collect();
+        encoder.encode_distinct(&refs, params.batch_size, &mut |done, total| {
+            meter.set_total(total);
+            meter.update(done, String::new)
+        })?
+    };
+    let unique_texts = distinct.len();
+    drop(distinct);
+
     let out = ctx.out("dir")?;
-    write_embeddings(&out.join("embeddings.parquet"), &rows, encoder.dim())?;
+    let dim = encoder.dim();
+    let mut sink = TableSink::create(&out.join("embeddings.parquet"), embeddings_batch(&[], dim)?.schema())?;
+    let mut rows: Vec<(String, String, &[f32])> = Vec::new();
+    for_each_text(&texts_path, |path, text| {
+        if let Some(t) = text {
+            let digest = blake3::hash(t.as_bytes());
+            let slot = *slots
+                .get(&digest)
+                .with_context(|| format!("{} changed while embed read it", texts_path.display()))?;
+            rows.push((path.to_owned(), digest.to_hex().to_string(), vectors.vector(slot)));
+        }
+        if rows.len() == ROWS_PER_WRITE {
+            sink.write(&embeddings_batch(&rows, dim)?)?;
+            rows.clear();
+        }
+        Ok(())
+    })?;
+    sink.write(&embeddings_batch(&rows, dim)?)?;
+    sink.finish()?;
     let model = model_dir.file_name().map_or_else(
         || model_dir.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
     );
     let info = EmbedInfo {
         model,
-        dim: encoder.dim(),
+        dim,
         pooling: params.pooling,
         normalize: params.normalize,
-        texts: rows.len(),
-        unique_texts: encoded.unique,
-        truncated_texts: encoded.truncated,
+        texts,
+        unique_texts,
+        truncated_texts: vectors.truncated,
         pieces_without_text: without,
     };
     let mut json = serde_json::to_vec_pretty(&info)?;
@@ -185,4 +202,22 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Rows of `embeddings.parquet` encoded at a time.
+const ROWS_PER_WRITE: usize = 4096;
+
+/// Hands each row of `texts.parquet` to `f` as (path, text), a batch at a time.
+fn for_each_text(
+    path: &Path,
+    mut f: impl FnMut(&str, Option<&str>) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    crate::table::for_each_batch(path, |batch| {
+        let paths = column::<StringArray>(&batch, "path", path)?;
+        let texts = column::<StringArray>(&batch, "text", path)?;
+        for i in 0..batch.num_rows() {
+            f(paths.value(i), (!texts.is_null(i)).then(|| texts.value(i)))?;
+        }
+        Ok(())
+    })
 }

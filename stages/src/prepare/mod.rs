@@ -292,18 +292,20 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
     let tok = Tokenizer::new(Config::default());
     let semantic = read_semantic(&ctx.dep("tokens")?)?;
     let corpus = ctx.dep("corpus")?;
-    let files: Vec<(String, PathBuf)> = crate::collect::table::read_pieces(&ctx.dep("pieces")?)?
-        .into_iter()
-        .map(|p| {
+    // Only the paths are kept: the rest of collect's table is read a batch at a time.
+    let mut files: Vec<(String, PathBuf)> = Vec::new();
+    crate::collect::table::for_each_piece_batch(&ctx.dep("pieces")?, |pieces| {
+        for p in pieces {
             // A path from an upstream table is checked like one from a config.
             let inside = Path::new(&p.path)
                 .components()
                 .all(|c| matches!(c, Component::Normal(_)));
             anyhow::ensure!(inside, "collect's table names `{}`, which is not inside the corpus", p.path);
             let file = corpus.join(&p.path);
-            Ok((p.path, file))
-        })
-        .collect::<anyhow::Result<_>>()?;
+            files.push((p.path, file));
+        }
+        Ok(())
+    })?;
     let started = std::time::Instant::now();
     let out = ctx.out("dir")?;
     let schema = shard_batch(&[])?.schema();
