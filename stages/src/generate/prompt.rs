@@ -64,6 +64,8 @@ const FAMILY_WORDS: &[(&str, u8)] = &[
     ("flute", 9),
     ("whistle", 9),
     ("synth", 10),
+    ("synth strings", 6),
+    ("string ensemble", 6),
 ];
 
 /// Byte offsets where `phrase` occurs in `text` as whole words.
@@ -126,31 +128,46 @@ fn tempo(text: &str) -> Option<f64> {
     {
         return Some(typical_bpm(class as u32));
     }
+    // The word named first wins ("a fast reel with a slow intro" is fast);
+    // at one place the longer phrase ("very slow" over "slow").
     TEMPO_WORDS
         .iter()
-        .find(|(w, _)| find_words(text, w).is_some())
-        .map(|&(_, bpm)| bpm)
+        .filter_map(|&(w, bpm)| Some(((find_words(text, w)?, usize::MAX - w.len()), bpm)))
+        .min_by_key(|&(at, _)| at)
+        .map(|(_, bpm)| bpm)
 }
 
+/// The key named in `text` (as written, not lowercased): a tonic before
+/// "major" or "minor". A lowercase "a" there is the article ("a minor
+/// ballad") unless "in" or "of" comes before it ("in a minor").
 fn key(text: &str) -> Option<Key> {
-    let words: Vec<&str> = text
+    let written: Vec<&str> = text
         .split(|c: char| c.is_whitespace() || c == ',' || c == '.')
         .filter(|w| !w.is_empty())
         .collect();
+    let words: Vec<String> = written.iter().map(|w| w.to_lowercase()).collect();
     for (i, w) in words.iter().enumerate() {
-        let minor = match *w {
+        let minor = match w.as_str() {
             "major" | "maj" => false,
             "minor" | "min" => true,
             _ => continue,
         };
         // "D major", "F# minor", or "B flat major".
-        let before = |n: usize| i.checked_sub(n).and_then(|j| words.get(j)).copied();
-        let tonic = match before(1) {
-            Some("sharp") => before(2).map(|t| format!("{t}#")),
-            Some("flat") => before(2).map(|t| format!("{t}b")),
-            other => other.map(str::to_owned),
+        let before = |n: usize| i.checked_sub(n);
+        let (tonic_at, accidental) = match before(1).map(|j| words[j].as_str()) {
+            Some("sharp") => (before(2), "#"),
+            Some("flat") => (before(2), "b"),
+            _ => (before(1), ""),
         };
-        if let Some(k) = tonic.and_then(|t| Key::from_tonic(&t, minor)) {
+        let Some(at) = tonic_at else { continue };
+        let article = written[at] == "a"
+            && !at
+                .checked_sub(1)
+                .is_some_and(|j| matches!(words[j].as_str(), "in" | "of"));
+        if article {
+            continue;
+        }
+        if let Some(k) = Key::from_tonic(&format!("{}{accidental}", words[at]), minor) {
             return Some(k);
         }
     }
@@ -185,15 +202,16 @@ fn instruments(text: &str, most: usize) -> Vec<u8> {
             found.push((at, usize::MAX - word.len(), family));
         }
     }
-    // By position, the longest name first where names overlap ("bass" inside "acoustic bass").
+    // By position, the longest name first; a name inside one already read
+    // is not read again ("bass" in "acoustic bass", "strings" in "synth strings").
     found.sort();
     let mut families = Vec::new();
     let mut covered = 0;
-    for (at, _, family) in found {
-        if at < covered && !families.is_empty() {
+    for (at, shorter, family) in found {
+        if at < covered {
             continue;
         }
-        covered = at + 1;
+        covered = at + (usize::MAX - shorter);
         if !families.contains(&family) && families.len() < most {
             families.push(family);
         }
@@ -208,7 +226,7 @@ pub fn parse(text: &str, most_instruments: usize) -> Attributes {
     Attributes {
         tempo_class: bpm.map(tempo_class),
         bpm,
-        key: key(&lower),
+        key: key(text),
         time_signature: meter(&lower),
         instruments: instruments(&lower, most_instruments),
     }
@@ -245,6 +263,12 @@ mod tests {
             "the middle of Adagio's 66–76"
         );
         assert_eq!(parse("a tune", 3).tempo_class, None);
+        assert_eq!(
+            parse("a fast reel with a slow intro", 3).bpm,
+            Some(140.0),
+            "the tempo named first"
+        );
+        assert_eq!(parse("a very slow air, never fast", 3).bpm, Some(50.0));
     }
 
     #[test]
@@ -254,11 +278,21 @@ mod tests {
         assert_eq!(parse("in F# minor", 3).key, Key::parse("F# minor"));
         assert_eq!(parse("in B flat major", 3).key, Key::parse("Bb major"));
         assert_eq!(parse("in Eb major", 3).key, Key::parse("Eb major"));
+        assert_eq!(parse("a major work", 3).key, None, "'a' is the article");
         assert_eq!(
-            parse("a major work", 3).key,
-            Key::parse("A major"),
-            "'a major' is A major"
+            parse("a minor ballad in F major", 3).key,
+            Key::parse("F major"),
+            "the article does not hide the key named later"
         );
+        assert_eq!(parse("a ballad in a minor", 3).key, Key::parse("A minor"));
+        assert_eq!(parse("A minor ballad", 3).key, Key::parse("A minor"));
+        assert_eq!(parse("a ballad in the key of a major", 3).key, Key::parse("A major"));
+        assert_eq!(
+            parse("minor-key feel, major lift, in G minor", 3).key,
+            Key::parse("G minor"),
+            "a leading 'major' or 'minor' does not stop the search"
+        );
+        assert_eq!(parse("Major scales in E flat major", 3).key, Key::parse("Eb major"));
         assert_eq!(parse("a cheerful tune", 3).key, None);
     }
 
@@ -282,6 +316,12 @@ mod tests {
             "both reeds; 'bass' is not in 'Bassoon'"
         );
         assert_eq!(parse("for violins and cellos", 3).instruments, vec![5]);
+        assert_eq!(
+            parse("synth strings and piano", 3).instruments,
+            vec![6, 0],
+            "synth strings are an ensemble, neither synth lead nor strings"
+        );
+        assert_eq!(parse("a synth lead over strings", 3).instruments, vec![10, 5]);
         assert!(parse("a cheerful tune", 3).instruments.is_empty());
     }
 }
