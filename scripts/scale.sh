@@ -96,6 +96,9 @@ TOML
     "$bin/amt" -C "$project" run prepare --no-remote
     "$bin/amt" -C "$project" runs --stages --json | "$bin/examples/scale" ledger "$n" >> "$results"
     "$bin/examples/scale" epoch "$project/artifacts/prepare" "$n" >> "$results"
+    # collect again, in one process as the peers are clocked (no stage start).
+    RAYON_NUM_THREADS=$threads AMT_CPUS=$threads \
+        "$bin/examples/scale" collect "$project" "$n" >> "$results"
     if [[ "$peers_at" == *" $n "* ]]; then
         log "the Python peers on $n files"
         "$bin/examples/scale" export "$project/artifacts/texts/texts.parquet" \

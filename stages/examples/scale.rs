@@ -2,6 +2,9 @@
 //!
 //! - `scale epoch PREPARE_DIR SIZE`: one epoch of train's data loading (read the
 //!   train shard, build every batch of 16 as tensors); prints a result line.
+//! - `scale collect PROJECT SIZE`: collect on the project's `data/corpus`
+//!   in this process, timed as the peers are (no process start); prints a
+//!   result line whose `who` is `amt, in process`.
 //! - `scale export TEXTS_PARQUET EMBEDDINGS_PARQUET OUT_DIR`: the distinct
 //!   texts (`texts.jsonl`) and the embeddings (`embeddings.f32`, row-major
 //!   384-wide) for the Python peers, which have no Parquet reader.
@@ -22,6 +25,9 @@ use serde::{Deserialize, Serialize};
 use amt_stages::tokenizer::{Conditioning, Config, Token, Tokenizer};
 use amt_stages::train::Windows;
 use amt_stages::train::data::BatchOrder;
+
+/// The `who` of a stage timed inside a process of its own, as the peers are.
+const IN_PROCESS: &str = "amt, in process";
 
 #[derive(Serialize, Deserialize)]
 struct Measurement {
@@ -59,6 +65,31 @@ fn epoch(dir: &Path, size: u64) -> anyhow::Result<()> {
         size,
         stage: "train data, 1 epoch".into(),
         who: "amt".into(),
+        seconds: started.elapsed().as_secs_f64(),
+        peak_rss_kb: Some(peak_rss_kb()),
+    };
+    println!("{}", serde_json::to_string(&result)?);
+    Ok(())
+}
+
+/// collect run in this process on the project's corpus, as the peers are
+/// clocked: without the stage process's start (libtorch's static
+/// initialisers are most of it). Its rayon pool takes `RAYON_NUM_THREADS`.
+fn collect_in_process(project: &Path, size: u64) -> anyhow::Result<()> {
+    let out = tempfile::tempdir_in(project)?;
+    let ctx = amt_stages::StageContext::new(
+        project.to_owned(),
+        out.path().join("scratch"),
+        serde_json::json!({"collect": {"max_file_mib": 64}}),
+        serde_json::json!({"corpus": "data/corpus"}),
+        serde_json::json!({"dir": out.path().join("collect")}),
+    );
+    let started = std::time::Instant::now();
+    amt_stages::collect::run(&ctx)?;
+    let result = Measurement {
+        size,
+        stage: "collect".into(),
+        who: IN_PROCESS.into(),
         seconds: started.elapsed().as_secs_f64(),
         peak_rss_kb: Some(peak_rss_kb()),
     };
@@ -187,21 +218,33 @@ fn report(results: &Path, out: &Path) -> anyhow::Result<()> {
     println!();
     println!("| stage, files | amt s | peer | peer s | peer s ÷ amt s | amt MiB | peer MiB |");
     println!("|---|---:|---|---:|---:|---:|---:|");
-    for r in rows.iter().filter(|r| r.who != "amt") {
-        let Some(ours) = amt.get(&(r.stage.as_str(), r.size)) else {
+    // A stage also timed in process is compared both ways.
+    let in_process: BTreeMap<(&str, u64), &Measurement> = rows
+        .iter()
+        .filter(|r| r.who == IN_PROCESS)
+        .map(|r| ((r.stage.as_str(), r.size), r))
+        .collect();
+    for r in rows.iter().filter(|r| !r.who.starts_with("amt")) {
+        let key = (r.stage.as_str(), r.size);
+        let Some(ours) = amt.get(&key) else {
             continue;
         };
-        println!(
-            "| {}, {} | {:.1} | {} | {:.1} | **{:.2}×** | {} | {} |",
-            r.stage,
-            r.size,
-            ours.seconds,
-            r.who,
-            r.seconds,
-            r.seconds / ours.seconds,
-            mib(ours.peak_rss_kb),
-            mib(r.peak_rss_kb)
-        );
+        let line = |label: String, ours: &Measurement| {
+            println!(
+                "| {label}, {} | {:.2} | {} | {:.2} | **{:.2}×** | {} | {} |",
+                r.size,
+                ours.seconds,
+                r.who,
+                r.seconds,
+                r.seconds / ours.seconds,
+                mib(ours.peak_rss_kb),
+                mib(r.peak_rss_kb)
+            );
+        };
+        line(r.stage.clone(), ours);
+        if let Some(inner) = in_process.get(&key) {
+            line(format!("{} (amt in process)", r.stage), inner);
+        }
     }
 
     let series = |value: &dyn Fn(&Measurement) -> Option<f64>| -> Vec<(String, Vec<(f64, f64)>)> {
@@ -250,13 +293,15 @@ fn main() -> anyhow::Result<()> {
         .as_slice()
     {
         ["epoch", dir, size] => epoch(Path::new(dir), size.parse()?),
+        ["collect", project, size] => collect_in_process(Path::new(project), size.parse()?),
         ["export", texts, embeddings, out] => {
             export(Path::new(texts), Path::new(embeddings), Path::new(out))
         }
         ["ledger", size] => ledger(size.parse()?),
         ["report", results, out] => report(Path::new(results), Path::new(out)),
         _ => bail!(
-            "usage: scale epoch PREPARE_DIR SIZE | scale export TEXTS EMBEDDINGS OUT | \
+            "usage: scale epoch PREPARE_DIR SIZE | scale collect PROJECT SIZE | \
+             scale export TEXTS EMBEDDINGS OUT | \
              scale ledger SIZE < runs.json | scale report RESULTS OUT_DIR"
         ),
     }
