@@ -97,8 +97,9 @@ TOML
     "$bin/amt" -C "$project" runs --stages --json | "$bin/examples/scale" ledger "$n" >> "$results"
     "$bin/examples/scale" epoch "$project/artifacts/prepare" "$n" >> "$results"
     # collect again, in one process as the peers are clocked (no stage start).
+    # (collect's own summary goes to stdout too: keep only the result line).
     RAYON_NUM_THREADS=$threads AMT_CPUS=$threads \
-        "$bin/examples/scale" collect "$project" "$n" >> "$results"
+        "$bin/examples/scale" collect "$project" "$n" | grep '^{"size"' >> "$results"
     if [[ "$peers_at" == *" $n "* ]]; then
         log "the Python peers on $n files"
         "$bin/examples/scale" export "$project/artifacts/texts/texts.parquet" \

@@ -414,8 +414,10 @@ impl<'p> Engine<'p> {
         let mut env = self.stage_env(&check.inputs)?;
         env.push(("AMT_SCRATCH".to_owned(), scratch.display().to_string()));
         env.push(("AMT_MEMO".to_owned(), memo.display().to_string()));
-        if !check.inputs.facts.is_empty() {
-            // The program checks that its machine has the facts the key holds.
+        if matches!(stage.run, Run::Builtin { .. }) {
+            // The program checks that its machine has the facts the key holds;
+            // set also when there are none, so a variable of the user's shell
+            // never stands in for the key's.
             let facts = serde_json::to_string(&check.inputs.facts).expect("strings serialise");
             env.push(("AMT_FACTS".to_owned(), facts));
         }

@@ -156,6 +156,20 @@ outs = { dir = "out/cluster" }
     );
 }
 
+/// The machine facts a stage checks are the key's, never a variable of the
+/// user's shell: collect is keyed with none, so amt tells it so.
+#[test]
+fn a_users_amt_facts_never_stands_in_for_the_keys() {
+    let p = project(PIPELINE);
+    let out = p
+        .command(&["--json", "run", "collect"])
+        .env("AMT_FACTS", "not the key's facts")
+        .output()
+        .unwrap();
+    let outcomes = common::Run::from(out).expect_code(0).outcomes();
+    assert_eq!(outcomes["collect"], "ran");
+}
+
 /// `amt` beside a stand-in `amt-stage` (a shell script) that answers
 /// `--probe` from `probe.json` and runs stages with the real binary.
 struct FakeStageBinary {

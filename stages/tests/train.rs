@@ -11,7 +11,7 @@ use amt_stages::midi;
 use amt_stages::model::{Conditioning, Gpt, GptConfig, hf};
 use amt_stages::prepare::windows;
 use amt_stages::tokenizer::{self, Config, Token, Tokenizer};
-use amt_stages::train::{TrainData, TrainParams, Windows, prefix_len, train};
+use amt_stages::train::{TrainData, TrainParams, Windows, evaluate, prefix_len, train};
 use tch::{Device, Tensor};
 
 /// torch's generator is global: tests that seed it must not interleave.
@@ -311,6 +311,15 @@ fn a_model_conditioned_on_embeddings_trains_with_them() {
             .any(|(n, _)| n == "cond_proj.weight")
     );
     assert!(t.state.log.last().unwrap().train_loss < t.state.log[0].train_loss);
+
+    // Its perplexity is the one training saw only with the embeddings it was
+    // trained with (evaluate scored such models without them).
+    let (prefix, batch) = (prefix_len(&tok.vocab), params(10).eval_batch);
+    let val = &data.val;
+    let with = evaluate(&t.model, val, &tok.vocab, prefix, batch, data.embeddings.as_ref());
+    let without = evaluate(&t.model, val, &tok.vocab, prefix, batch, None);
+    assert_eq!(with.overall, t.val.overall);
+    assert_ne!(without.overall.loss, with.overall.loss);
 }
 
 #[test]

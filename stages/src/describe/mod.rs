@@ -230,8 +230,9 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
     } else {
         HashMap::new()
     };
-    // Batch by batch, so that memory holds the labels and one batch of
-    // pieces and texts, not the corpus.
+    // Batch by batch, so that memory holds the manifest's labels, the user's
+    // texts, the paths left without a text and one batch of pieces and
+    // texts, not the whole table.
     let mut describer = Describer::new(&params, &labels, &user, &ctx.scratch, &ctx.memo)?;
     let out = ctx.out("dir")?;
     let mut sink = TableSink::create(&out.join("texts.parquet"), texts_batch(&[])?.schema())?;

@@ -114,8 +114,9 @@ impl Encoder {
         })
     }
 
-    /// Tokenizes `texts` distinct texts at a time (4096 unless set): fewer
-    /// hold less memory, more sort more texts by length together.
+    /// Tokenizes about `texts` distinct texts at a time (4096 unless set;
+    /// rounded up to whole batches): fewer hold less memory, more sort more
+    /// texts by length together.
     pub fn with_round(mut self, texts: usize) -> Self {
         self.round = texts.max(1);
         self
@@ -175,7 +176,10 @@ impl Encoder {
         };
         let _guard = tch::no_grad_guard();
         let mut done = 0;
-        for (round, chunk) in texts.chunks(self.round).enumerate() {
+        // Whole batches per round, so that only the last batch may be short.
+        let batch_size = batch_size.max(1);
+        let per_round = self.round.div_ceil(batch_size) * batch_size;
+        for (round, chunk) in texts.chunks(per_round).enumerate() {
             let encodings = self
                 .tokenizer
                 .encode_batch(chunk.to_vec(), true)
@@ -186,10 +190,10 @@ impl Encoder {
                 .count();
             let mut order: Vec<usize> = (0..chunk.len()).collect();
             order.sort_by_key(|&i| std::cmp::Reverse(encodings[i].get_ids().len()));
-            for batch in order.chunks(batch_size.max(1)) {
+            for batch in order.chunks(batch_size) {
                 let flat = self.embed_batch(batch.iter().map(|&i| &encodings[i]))?;
                 for (row, &i) in batch.iter().enumerate() {
-                    let at = (round * self.round + i) * dim;
+                    let at = (round * per_round + i) * dim;
                     out.values[at..at + dim].copy_from_slice(&flat[row * dim..(row + 1) * dim]);
                 }
                 done += batch.len() as u64;

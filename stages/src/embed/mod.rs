@@ -117,7 +117,8 @@ pub fn read_embeddings(path: &Path) -> anyhow::Result<Vec<(String, Vec<f32>)>> {
 ///
 /// It reads the texts twice: once for the distinct texts, which are embedded
 /// (a round at a time, see [`Encoder::encode_distinct`]), and once to write each
-/// piece's row. Memory holds the distinct texts' vectors, not the corpus.
+/// piece's row. Memory holds the distinct texts and their vectors, not every
+/// piece's row or every tokenization.
 pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
     let params: EmbedParams = ctx.params("embed")?;
     let model_dir = ctx.dep("model")?;

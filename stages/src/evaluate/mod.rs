@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::generate::{GeneratedFile, Generator, SampleOptions, prompt};
 use crate::midi::key::Key;
+use crate::model::Conditioning as ModelConditioning;
 use crate::midi::{self, Features, Score};
 use crate::train::{Evaluation, Windows, evaluate, prefix_len};
 pub use adherence::{Adherence, Request, adherence};
@@ -219,12 +220,12 @@ fn read_generations(dir: &Path) -> anyhow::Result<Vec<(String, Vec<u8>, Generate
         .collect()
 }
 
-fn read_test_pieces(ctx: &crate::StageContext, test: &Windows) -> anyhow::Result<Vec<TestPiece>> {
+fn read_test_pieces(
+    ctx: &crate::StageContext,
+    test: &Windows,
+    embeddings: &HashMap<String, Vec<f32>>,
+) -> anyhow::Result<Vec<TestPiece>> {
     let semantic = crate::prepare::read_semantic(&ctx.dep("tokens")?)?;
-    let embeddings: HashMap<String, Vec<f32>> =
-        crate::embed::read_embeddings(&ctx.dep("embeddings")?)?
-            .into_iter()
-            .collect();
     let corpus = ctx.dep("corpus")?;
     let mut paths: Vec<&String> = test.paths.iter().collect();
     paths.sort();
@@ -289,9 +290,30 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
     let generations = read_generations(&ctx.dep("generated")?)?;
     anyhow::ensure!(!generations.is_empty(), "generations.json lists no pieces");
     let test_windows = Windows::read(&ctx.dep("data")?.join("test.parquet"))?;
-    let test = read_test_pieces(ctx, &test_windows)?;
+    let embeddings: HashMap<String, Vec<f32>> =
+        crate::embed::read_embeddings(&ctx.dep("embeddings")?)?
+            .into_iter()
+            .collect();
+    let test = read_test_pieces(ctx, &test_windows, &embeddings)?;
     let vocab = &generator.tokenizer().vocab;
     let prefix = prefix_len(vocab);
+    // A tokens+embedding model is scored as it was trained: each window
+    // with its piece's sentence embedding.
+    let config = &generator.model().config;
+    let conditioned = if config.conditioning == ModelConditioning::TokensAndEmbedding {
+        if let Some((path, v)) = embeddings.iter().find(|(_, v)| v.len() != config.embedding_dim) {
+            anyhow::bail!(
+                "the model was trained on {}-wide sentence embeddings, but {} holds {}-wide ones \
+                 ({path}): evaluate with the embed stage the model was trained with",
+                config.embedding_dim,
+                ctx.dep("embeddings")?.display(),
+                v.len()
+            );
+        }
+        Some((embeddings, config.embedding_dim))
+    } else {
+        None
+    };
     let ppl = |g: &Generator| {
         evaluate(
             g.model(),
@@ -299,7 +321,7 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
             vocab,
             prefix,
             params.eval_batch,
-            None,
+            conditioned.as_ref(),
         )
     };
 

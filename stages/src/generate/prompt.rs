@@ -69,8 +69,9 @@ const FAMILY_WORDS: &[(&str, u8)] = &[
 ];
 
 /// Byte offsets where `phrase` occurs in `text` as whole words.
-fn find_words(text: &str, phrase: &str) -> Option<usize> {
+fn find_words(text: &str, phrase: &str) -> Vec<usize> {
     let bytes = text.as_bytes();
+    let mut found = Vec::new();
     let mut from = 0;
     while let Some(i) = text[from..].find(phrase) {
         let at = from + i;
@@ -82,11 +83,23 @@ fn find_words(text: &str, phrase: &str) -> Option<usize> {
             || (bytes[end] == b's'
                 && (end + 1 == bytes.len() || !bytes[end + 1].is_ascii_alphanumeric()));
         if before && after {
-            return Some(at);
+            found.push(at);
         }
         from = at + 1;
     }
-    None
+    found
+}
+
+/// Whether a word that ends at byte `at` of `text` negates what follows
+/// ("not fast", "never too slow").
+fn negated(text: &str, at: usize) -> bool {
+    let before: Vec<&str> = text[..at].split_whitespace().rev().take(2).collect();
+    let neg = |w: &str| matches!(w.trim_matches(|c: char| !c.is_alphanumeric()), "not" | "never" | "no");
+    match before.as_slice() {
+        [w, ..] if neg(w) => true,
+        ["too" | "so" | "overly", w] => neg(w),
+        _ => false,
+    }
 }
 
 /// A BPM inside a caption tempo class: the middle of its range.
@@ -119,56 +132,56 @@ fn tempo(text: &str) -> Option<f64> {
             return Some(bpm);
         }
     }
-    if let Some(class) = TEMPO_TERMS
+    // The tempo named first wins, an Italian term or a plain word ("a fast
+    // reel with a slow intro" is fast); at one place the longer phrase
+    // ("very slow" over "slow"); a negated one does not count ("not too fast").
+    let terms = TEMPO_TERMS
         .iter()
         .enumerate()
-        .filter_map(|(c, t)| Some((find_words(text, t)?, c)))
-        .min()
-        .map(|(_, c)| c)
-    {
-        return Some(typical_bpm(class as u32));
-    }
-    // The word named first wins ("a fast reel with a slow intro" is fast);
-    // at one place the longer phrase ("very slow" over "slow").
-    TEMPO_WORDS
-        .iter()
-        .filter_map(|&(w, bpm)| Some(((find_words(text, w)?, usize::MAX - w.len()), bpm)))
-        .min_by_key(|&(at, _)| at)
+        .map(|(c, t)| (*t, typical_bpm(c as u32)));
+    terms
+        .chain(TEMPO_WORDS.iter().copied())
+        .flat_map(|(w, bpm)| {
+            find_words(text, w)
+                .into_iter()
+                .filter(|&at| !negated(text, at))
+                .map(move |at| ((at, usize::MAX - w.len()), bpm))
+        })
+        .min_by(|a, b| a.0.cmp(&b.0))
         .map(|(_, bpm)| bpm)
 }
 
-/// The key named in `text` (as written, not lowercased): a tonic before
-/// "major" or "minor". A lowercase "a" there is the article ("a minor
-/// ballad") unless "in" or "of" comes before it ("in a minor").
+/// The key named in `text`: a tonic before "major" or "minor". "A" or "a"
+/// with no accidental is the article when a word follows in its clause ("a
+/// minor ballad", "A major work") unless "in", "of", "to" or "key" comes
+/// before it ("in a minor", "modulates to a minor").
 fn key(text: &str) -> Option<Key> {
-    let written: Vec<&str> = text
-        .split(|c: char| c.is_whitespace() || c == ',' || c == '.')
-        .filter(|w| !w.is_empty())
-        .collect();
-    let words: Vec<String> = written.iter().map(|w| w.to_lowercase()).collect();
-    for (i, w) in words.iter().enumerate() {
-        let minor = match w.as_str() {
-            "major" | "maj" => false,
-            "minor" | "min" => true,
-            _ => continue,
-        };
-        // "D major", "F# minor", or "B flat major".
-        let before = |n: usize| i.checked_sub(n);
-        let (tonic_at, accidental) = match before(1).map(|j| words[j].as_str()) {
-            Some("sharp") => (before(2), "#"),
-            Some("flat") => (before(2), "b"),
-            _ => (before(1), ""),
-        };
-        let Some(at) = tonic_at else { continue };
-        let article = written[at] == "a"
-            && !at
+    for clause in text.split([',', '.', ';', ':', '!', '?', '(', ')']) {
+        let words: Vec<String> = clause.split_whitespace().map(str::to_lowercase).collect();
+        for (i, w) in words.iter().enumerate() {
+            let minor = match w.as_str() {
+                "major" | "maj" => false,
+                "minor" | "min" => true,
+                _ => continue,
+            };
+            // "D major", "F# minor", or "B flat major".
+            let before = |n: usize| i.checked_sub(n);
+            let (tonic_at, accidental) = match before(1).map(|j| words[j].as_str()) {
+                Some("sharp") => (before(2), "#"),
+                Some("flat") => (before(2), "b"),
+                _ => (before(1), ""),
+            };
+            let Some(at) = tonic_at else { continue };
+            let introduced = at
                 .checked_sub(1)
-                .is_some_and(|j| matches!(words[j].as_str(), "in" | "of"));
-        if article {
-            continue;
-        }
-        if let Some(k) = Key::from_tonic(&format!("{}{accidental}", words[at]), minor) {
-            return Some(k);
+                .is_some_and(|j| matches!(words[j].as_str(), "in" | "of" | "to" | "key"));
+            let article = words[at] == "a" && accidental.is_empty() && i + 1 < words.len() && !introduced;
+            if article {
+                continue;
+            }
+            if let Some(k) = Key::from_tonic(&format!("{}{accidental}", words[at]), minor) {
+                return Some(k);
+            }
         }
     }
     None
@@ -185,7 +198,7 @@ fn meter(text: &str) -> Option<(u8, u32)> {
             return TIME_SIGNATURES.contains(&ts).then_some(ts);
         }
     }
-    find_words(text, "waltz").map(|_| (3, 4))
+    (!find_words(text, "waltz").is_empty()).then_some((3, 4))
 }
 
 fn instruments(text: &str, most: usize) -> Vec<u8> {
@@ -193,12 +206,12 @@ fn instruments(text: &str, most: usize) -> Vec<u8> {
     for (program, name) in gm::PROGRAM_NAMES.iter().enumerate() {
         let name = name.to_lowercase();
         let name = name.split(" (").next().unwrap_or(&name).to_owned();
-        if let Some(at) = find_words(text, &name) {
+        for at in find_words(text, &name) {
             found.push((at, usize::MAX - name.len(), program as u8 / 8));
         }
     }
     for &(word, family) in FAMILY_WORDS {
-        if let Some(at) = find_words(text, word) {
+        for at in find_words(text, word) {
             found.push((at, usize::MAX - word.len(), family));
         }
     }
@@ -269,6 +282,9 @@ mod tests {
             "the tempo named first"
         );
         assert_eq!(parse("a very slow air, never fast", 3).bpm, Some(50.0));
+        assert_eq!(parse("not too fast, slow and sad", 3).bpm, Some(70.0), "negated");
+        assert_eq!(parse("a fast reel, moderato middle", 3).bpm, Some(140.0));
+        assert_eq!(parse("an adagio, never presto", 3).bpm, Some(71.0));
     }
 
     #[test]
@@ -285,7 +301,13 @@ mod tests {
             "the article does not hide the key named later"
         );
         assert_eq!(parse("a ballad in a minor", 3).key, Key::parse("A minor"));
-        assert_eq!(parse("A minor ballad", 3).key, Key::parse("A minor"));
+        assert_eq!(parse("A minor ballad", 3).key, None, "the article, capitalised");
+        assert_eq!(parse("A major work in D minor", 3).key, Key::parse("D minor"));
+        assert_eq!(parse("sad piano tune, a minor", 3).key, Key::parse("A minor"));
+        assert_eq!(parse("key: a minor", 3).key, Key::parse("A minor"));
+        assert_eq!(parse("it modulates to a minor", 3).key, Key::parse("A minor"));
+        assert_eq!(parse("a flat major nocturne", 3).key, Key::parse("Ab major"));
+        assert_eq!(parse("a sharp minor study", 3).key, Key::parse("A# minor"));
         assert_eq!(parse("a ballad in the key of a major", 3).key, Key::parse("A major"));
         assert_eq!(
             parse("minor-key feel, major lift, in G minor", 3).key,
@@ -322,6 +344,12 @@ mod tests {
             "synth strings are an ensemble, neither synth lead nor strings"
         );
         assert_eq!(parse("a synth lead over strings", 3).instruments, vec![10, 5]);
+        assert_eq!(
+            parse("synth strings, then strings", 3).instruments,
+            vec![6, 5],
+            "a name read inside a longer one still counts where it stands alone"
+        );
+        assert_eq!(parse("synth strings with a synth solo", 3).instruments, vec![6, 10]);
         assert!(parse("a cheerful tune", 3).instruments.is_empty());
     }
 }
