@@ -111,6 +111,13 @@ fn the_demo_runs_end_to_end_and_reruns_only_what_a_change_touches() {
         ])
         .expect_code(0);
     assert!(out.stdout.contains("jig.mid"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains(
+            "understood: tempo any; key D major; meter any; instruments any; semantic token "
+        ),
+        "{}",
+        out.stdout
+    );
     assert_eq!(&std::fs::read(p.path("jig.mid")).unwrap()[..4], b"MThd");
 
     // The model bundle is self-contained: a copy far from the project (and

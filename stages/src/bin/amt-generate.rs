@@ -79,6 +79,14 @@ fn run(args: Args) -> anyhow::Result<()> {
                 .map_or_else(|| "piece".into(), |s| s.to_string_lossy().into_owned());
             base.with_file_name(format!("{stem}-{k}.mid"))
         };
+        if k == 0 {
+            // The same for every piece of the text.
+            println!(
+                "understood: {} ({:.2} from its centroid)",
+                g.conditioning.describe(),
+                g.semantic_distance
+            );
+        }
         amt_stages::atomic::write(&path, &g.midi)?;
         let c = &g.conditioning;
         let prefix = generator

@@ -75,4 +75,61 @@ impl Conditioning {
         t.push(Token::Sep);
         t.into_iter().map(|t| vocab.id(t)).collect()
     }
+
+    /// What it asks for, in words: `"tempo 108–120 BPM; key D minor; meter
+    /// 6/8; instruments strings, drums; semantic token 3"`, with "any" where
+    /// it names nothing.
+    pub fn describe(&self) -> String {
+        let tempo = self.tempo_class.map_or_else(
+            || "any".to_owned(),
+            |c| {
+                let c = c as usize;
+                match (c.checked_sub(1).and_then(|i| TEMPO_CLASSES.get(i)), TEMPO_CLASSES.get(c)) {
+                    (Some(lo), Some(hi)) => format!("{lo:.0}–{hi:.0} BPM"),
+                    (None, Some(hi)) => format!("below {hi:.0} BPM"),
+                    (Some(lo), None) => format!("{lo:.0} BPM or faster"),
+                    (None, None) => "any".to_owned(),
+                }
+            },
+        );
+        let key = self.key.map_or_else(|| "any".to_owned(), |k| k.words());
+        let meter = self
+            .time_signature
+            .map_or_else(|| "any".to_owned(), |(n, d)| format!("{n}/{d}"));
+        let instruments = if self.instruments.is_empty() {
+            "any".to_owned()
+        } else {
+            let family = |f: u8| if f == 16 { "drums" } else { crate::midi::gm::family(f * 8) };
+            self.instruments.iter().map(|&f| family(f)).collect::<Vec<_>>().join(", ")
+        };
+        let semantic = self.semantic.map_or_else(|| "none".to_owned(), |s| s.to_string());
+        format!("tempo {tempo}; key {key}; meter {meter}; instruments {instruments}; semantic token {semantic}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn describes_what_it_asks_for_in_words() {
+        let asked = Conditioning {
+            semantic: Some(3),
+            tempo_class: Some(tempo_class(110.0)),
+            key: Key::parse("D minor"),
+            time_signature: Some((6, 8)),
+            instruments: vec![5, 16],
+        };
+        assert_eq!(
+            asked.describe(),
+            "tempo 108–120 BPM; key D minor; meter 6/8; instruments strings, drums; semantic token 3"
+        );
+        assert_eq!(
+            Conditioning::default().describe(),
+            "tempo any; key any; meter any; instruments any; semantic token none"
+        );
+        let edges = |bpm| Conditioning { tempo_class: Some(tempo_class(bpm)), ..Conditioning::default() };
+        assert!(edges(30.0).describe().starts_with("tempo below 40 BPM;"));
+        assert!(edges(230.0).describe().starts_with("tempo 200 BPM or faster;"));
+    }
 }
