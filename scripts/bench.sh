@@ -21,6 +21,7 @@ case "${1:-all}" in
     experiments) cargo bench --locked -p amt --bench experiments ;;
     shares) cargo build --locked --release -p amt-stages --bins; cargo bench --locked -p amt --bench shares ;;
     slurm) ensure_apt slurm-wlm munge; cargo bench --locked -p amt --bench slurm ;;
+    studio) ensure_apt timgm6mb-soundfont; cargo build --locked --release --workspace --bins; cargo bench --locked -p amt --bench studio ;;
     all)
         cargo bench --locked -p amt --bench engine
         cargo bench --locked -p amt-stages --bench collect
@@ -32,6 +33,9 @@ case "${1:-all}" in
         cargo bench --locked -p amt --bench shares
         ensure_apt slurm-wlm munge
         cargo bench --locked -p amt --bench slurm
+        ensure_apt timgm6mb-soundfont
+        cargo build --locked --release --workspace --bins
+        cargo bench --locked -p amt --bench studio
         ;;
-    *) echo "usage: scripts/bench.sh [engine [CASE…] | collect | process | tokenize | model | experiments | shares | slurm | all]" >&2; exit 2 ;;
+    *) echo "usage: scripts/bench.sh [engine [CASE…] | collect | process | tokenize | model | experiments | shares | slurm | studio | all]" >&2; exit 2 ;;
 esac

@@ -7,6 +7,9 @@ ensure_torch
 # the Slurm tests a single-node cluster (munged, slurmctld, slurmd) the same way.
 ensure_venv moto
 ensure_apt slurm-wlm munge
+# The studio's tests render audio with a General MIDI SoundFont and drive the
+# page in headless chromium through chromedriver.
+ensure_apt timgm6mb-soundfont chromium chromium-driver
 export AMT_MOTO_SERVER="$AMT_HOME/venv-moto/bin/moto_server"
 cd "$AMT_REPO"
 log "running the tests"

@@ -25,6 +25,7 @@ pub mod params;
 pub mod project;
 pub mod remote;
 pub mod run_context;
+pub mod running;
 pub mod scheduler;
 pub mod stage_env;
 pub mod slurm;

@@ -210,3 +210,33 @@ fn gc_removes_unreachable_results_and_a_cap_keeps_recent_ones() {
     );
     assert!(p.read("s.txt").starts_with("21\n"));
 }
+
+#[test]
+fn status_names_the_stages_a_run_is_executing() {
+    let p = TestProject::new(&format!(
+        "{SLOW}[stages.after]\ncmd = \"cp slow.txt after.txt\"\ndeps = [\"slow.txt\"]\nouts = [\"after.txt\"]\n"
+    ));
+    let mut first = spawn(&p, &["run"]);
+    wait_for(&p, "started", Duration::from_secs(10));
+    let json = p.amt(&["status", "--json"]).expect_code(0).stdout;
+    let status: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert!(
+        status["run_in_progress"].as_str().is_some_and(|h| h.starts_with("pid ")),
+        "{status}"
+    );
+    let state = |s: &serde_json::Value, name: &str| {
+        s["stages"].as_array().unwrap().iter().find(|x| x["stage"] == name).unwrap()["state"].clone()
+    };
+    assert_eq!(state(&status, "slow"), "running", "{status}");
+    assert_eq!(state(&status, "after"), "stale", "{status}");
+    let text = p.amt(&["status"]).expect_code(0).stdout;
+    assert!(text.contains("a run is in progress (pid "), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("slow ") && l.contains("running")), "{text}");
+    assert!(first.wait().unwrap().success());
+
+    let status: serde_json::Value =
+        serde_json::from_str(&p.amt(&["status", "--json"]).expect_code(0).stdout).unwrap();
+    assert_eq!(status["run_in_progress"], serde_json::Value::Null);
+    assert_eq!(state(&status, "slow"), "fresh");
+    assert!(!p.exists("cache/running.json"), "the board is removed with its run");
+}

@@ -27,7 +27,7 @@ pub struct Args {
 }
 
 /// The `model` dep of the stage running the built-in `generate`, if the project has one.
-fn project_model(project: &Project) -> Option<PathBuf> {
+pub fn project_model(project: &Project) -> Option<PathBuf> {
     let stage = project
         .pipeline
         .stages
@@ -42,19 +42,28 @@ fn project_model(project: &Project) -> Option<PathBuf> {
 }
 
 pub fn run(project: Option<&Project>, args: Args) -> ExitCode {
-    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("amt"));
-    let binary = exe.with_file_name(GENERATE_BINARY);
-    let mut command = std::process::Command::new(&binary);
+    let mut command = beside(GENERATE_BINARY);
     command.args(&args.options);
     if std::env::var_os("AMT_MODEL").is_none()
         && let Some(model) = project.and_then(project_model)
     {
         command.env("AMT_MODEL", model);
     }
+    exec(command)
+}
+
+/// A command for `binary`, which is built beside `amt`.
+pub fn beside(binary: &str) -> std::process::Command {
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("amt"));
+    std::process::Command::new(exe.with_file_name(binary))
+}
+
+/// Replaces this process with `command`; returns only if that fails.
+pub fn exec(mut command: std::process::Command) -> ExitCode {
     let err = command.exec();
     eprintln!(
         "error: cannot run {}: {err} (it is built with the workspace: cargo build --workspace)",
-        binary.display()
+        command.get_program().display()
     );
     ExitCode::from(4)
 }

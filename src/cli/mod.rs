@@ -20,6 +20,7 @@ mod run;
 mod runs;
 mod stage;
 mod status;
+mod studio;
 mod sweep;
 mod transfer;
 mod why;
@@ -82,6 +83,11 @@ enum Command {
     Generate(generate::Args),
     /// Check that this machine can run this project, and say how to fix what it cannot.
     Doctor(doctor::Args),
+    /// The studio: a web page and JSON API to write, see and hear music, and
+    /// watch the pipeline (`amt serve --help`).
+    Serve(studio::Args),
+    /// Render a MIDI file to WAV with a General MIDI SoundFont (`amt render --help`).
+    Render(studio::Args),
 }
 
 /// How a command ended, mapped to the documented exit codes.
@@ -157,6 +163,13 @@ pub fn main() -> ExitCode {
             let project = load_project(cli.project, cli.profile.as_deref()).ok();
             return generate::run(project.as_ref(), args);
         }
+        Command::Render(args) => return studio::render(args),
+        Command::Serve(args) => {
+            return match load_project(cli.project, cli.profile.as_deref()) {
+                Ok(project) => studio::serve(&project, args),
+                Err(e) => exit_code(Err(e)),
+            };
+        }
         // A project that does not load is one of the things doctor reports.
         Command::Doctor(args) => {
             let project = load_project(cli.project, cli.profile.as_deref());
@@ -165,7 +178,11 @@ pub fn main() -> ExitCode {
         other => other,
     };
     let result = load_project(cli.project, cli.profile.as_deref()).and_then(|project| match command {
-        Command::Stage(_) | Command::Generate(_) | Command::Doctor(_) => {
+        Command::Stage(_)
+        | Command::Generate(_)
+        | Command::Doctor(_)
+        | Command::Render(_)
+        | Command::Serve(_) => {
             unreachable!("handled above")
         }
         Command::Run(args) => run::run(&project, args, ui),

@@ -139,7 +139,13 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
     };
     let printer = Printer::new(ui, engine.log_dir());
     let started_at_ms = now_ms();
-    let summary = scheduler::run(&engine, &selection, &opts, &printer);
+    let summary = if args.dry_run {
+        scheduler::run(&engine, &selection, &opts, &printer)
+    } else {
+        // Tells `amt status` and the studio which stages are executing.
+        let board = amt::running::Board::new(&project.cache_dir(), &printer);
+        scheduler::run(&engine, &selection, &opts, &board)
+    };
     let files_hashed = engine.hash_stats.files();
     printer.summary(&summary, files_hashed);
     if args.dry_run && !ui.quiet {

@@ -1,7 +1,9 @@
 //! `amt status`: each stage fresh or stale, with the first reason.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
+use amt::config::Run;
+use amt::names::ProjectPath;
 use amt::engine::{Change, Engine};
 use amt::project::Project;
 use amt::scheduler::{self, Options, Outcome, Reporter, Summary};
@@ -66,6 +68,18 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
     let summary = check_all(&engine, &selection);
     engine.stat.save().context("saving the stat cache")?;
 
+    // A run holding the project lock is executing the stages its board lists.
+    let run = amt::lock::holder(&project.cache_dir().join("lock")).context("checking the project lock")?;
+    let running = if run.is_some() {
+        amt::running::read(&project.cache_dir())
+    } else {
+        BTreeSet::new()
+    };
+    let state = |i: usize, o: &Outcome| {
+        let (state, reasons) = describe(o);
+        let name = project.pipeline.stages[i].name.as_str();
+        (if running.contains(name) { "running" } else { state }, reasons)
+    };
     let shown: Vec<(usize, &Outcome)> = summary
         .outcomes
         .iter()
@@ -77,11 +91,28 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
         let rows: Vec<_> = shown
             .iter()
             .map(|(i, o)| {
-                let (state, reasons) = describe(o);
-                json!({"stage": stages[*i].name.as_str(), "state": state, "reasons": reasons})
+                let (state, reasons) = state(*i, o);
+                let stage = &stages[*i];
+                let paths = |roles: &Option<Vec<(String, ProjectPath)>>, all: &[ProjectPath]| match roles {
+                    Some(r) => json!(r.iter().map(|(k, p)| (k.clone(), p.as_str())).collect::<BTreeMap<_, _>>()),
+                    None => json!(all.iter().map(ProjectPath::as_str).collect::<Vec<_>>()),
+                };
+                json!({
+                    "stage": stage.name.as_str(),
+                    "state": state,
+                    "reasons": reasons,
+                    "builtin": match &stage.run {
+                        Run::Builtin { name, .. } => Some(name.as_str()),
+                        Run::Shell(_) => None,
+                    },
+                    "after": project.dag.upstream(*i).iter().map(|&u| stages[u].name.as_str()).collect::<Vec<_>>(),
+                    "deps": paths(&stage.dep_roles, &stage.deps),
+                    "outs": paths(&stage.out_roles, &stage.outs),
+                    "metrics": stage.metrics.iter().map(ProjectPath::as_str).collect::<Vec<_>>(),
+                })
             })
             .collect();
-        let doc = json!({"profile": project.pipeline.profile, "stages": rows});
+        let doc = json!({"profile": project.pipeline.profile, "run_in_progress": run.map(|h| h.0), "stages": rows});
         println!(
             "{}",
             serde_json::to_string_pretty(&doc).context("encoding status")?
@@ -91,6 +122,9 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
     if let Some(profile) = &project.pipeline.profile {
         println!("profile: {profile}");
     }
+    if let Some(holder) = &run {
+        println!("a run is in progress ({})", holder.0);
+    }
     let width = shown
         .iter()
         .map(|(i, _)| stages[*i].name.as_str().len())
@@ -99,7 +133,7 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
         .max(5);
     println!("{:<width$}  {:<6}  REASON", "STAGE", "STATE");
     for (i, o) in shown {
-        let (state, reasons) = describe(o);
+        let (state, reasons) = state(i, o);
         let reason = reasons.first().cloned().unwrap_or_default();
         let more = if reasons.len() > 1 {
             format!(" (+{} more: amt why {})", reasons.len() - 1, stages[i].name)

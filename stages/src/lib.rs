@@ -6,6 +6,7 @@
 //! stage's code version depends on another's).
 
 pub mod atomic;
+pub mod audio;
 pub mod bundle;
 pub mod cluster;
 pub mod collect;

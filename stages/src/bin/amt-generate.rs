@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 
+use amt_stages::audio;
 use amt_stages::generate::{Generator, SampleOptions, slug};
 
 /// Write music from text with a trained model.
@@ -48,6 +49,13 @@ struct Args {
     /// `auto` (CUDA when present), `cpu` or `cuda`.
     #[arg(long, default_value = "auto")]
     device: String,
+    /// Also render each piece to a WAV file beside its MIDI file.
+    #[arg(long)]
+    wav: bool,
+    /// The General MIDI SoundFont for --wav (default: $AMT_SOUNDFONT, else
+    /// Debian's in /usr/share/sounds/sf2).
+    #[arg(long, value_name = "FILE", requires = "wav")]
+    soundfont: Option<PathBuf>,
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
@@ -58,6 +66,13 @@ fn run(args: Args) -> anyhow::Result<()> {
             args.model.display()
         )
     })?;
+    // Load the SoundFont before generating, so a missing one fails fast.
+    let synth = if args.wav {
+        let path = audio::find_soundfont(args.soundfont.as_deref())?;
+        Some(audio::Synth::load(&path)?)
+    } else {
+        None
+    };
     let base = args
         .out
         .clone()
@@ -99,6 +114,14 @@ fn run(args: Args) -> anyhow::Result<()> {
             g.tokens.len(),
             if g.ended { "" } else { ", cut at --max-tokens" }
         );
+        if let Some(synth) = &synth {
+            let wav = path.with_extension("wav");
+            let sound = synth
+                .render(&g.midi)
+                .with_context(|| format!("rendering {}", path.display()))?;
+            amt_stages::atomic::write(&wav, &sound.wav_bytes()?)?;
+            println!("{}  ({:.1} s of audio)", wav.display(), sound.seconds());
+        }
     }
     Ok(())
 }

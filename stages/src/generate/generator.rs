@@ -61,6 +61,11 @@ impl Grammar {
     }
 }
 
+/// Generation was stopped by its caller (a deadline, a client gone).
+#[derive(Debug, thiserror::Error)]
+#[error("generation was stopped before the piece was finished")]
+pub struct Stopped;
+
 /// One generated piece.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Generation {
@@ -184,6 +189,17 @@ impl Generator {
 
     /// Writes a piece for a text; the same text and options give the same piece.
     pub fn generate(&self, text: &str, opts: &SampleOptions) -> anyhow::Result<Generation> {
+        self.generate_unless(text, opts, &|| false)
+    }
+
+    /// [`Self::generate`], giving up with [`Stopped`] as soon as `stop()`
+    /// says so (asked before every token).
+    pub fn generate_unless(
+        &self,
+        text: &str,
+        opts: &SampleOptions,
+        stop: &dyn Fn() -> bool,
+    ) -> anyhow::Result<Generation> {
         opts.validate()?;
         let (vector, conditioning, semantic_distance) = self.condition(text)?;
         let prefix = conditioning.tokens(&self.tokenizer.vocab);
@@ -193,7 +209,9 @@ impl Generator {
                     .view([1, -1])
                     .to_device(self.model.device())
             });
-        let (tokens, ended) = self.sample(&prefix, embedding.as_ref(), opts, true);
+        let (tokens, ended) = self
+            .sample_unless(&prefix, embedding.as_ref(), opts, true, stop)
+            .ok_or(Stopped)?;
         let midi = self.tokenizer.to_midi(&tokens);
         Ok(Generation {
             text: text.to_owned(),
@@ -216,6 +234,19 @@ impl Generator {
         opts: &SampleOptions,
         cached: bool,
     ) -> (Vec<u16>, bool) {
+        self.sample_unless(prefix, embedding, opts, cached, &|| false)
+            .expect("never stopped")
+    }
+
+    /// [`Self::sample`], or `None` as soon as `stop()` says so (asked before every token).
+    pub fn sample_unless(
+        &self,
+        prefix: &[u16],
+        embedding: Option<&Tensor>,
+        opts: &SampleOptions,
+        cached: bool,
+        stop: &dyn Fn() -> bool,
+    ) -> Option<(Vec<u16>, bool)> {
         let eos = self.tokenizer.vocab.id(Token::Eos);
         let context = self.model.config.context;
         let body = context.saturating_sub(prefix.len()).max(2);
@@ -229,7 +260,7 @@ impl Generator {
                 .to_device(self.model.device())
         };
         let mut ended = false;
-        tch::no_grad(|| {
+        let finished = tch::no_grad(|| {
             // Logits for the whole window, refilling the cache if there is one.
             let window =
                 |music: &[u16], start: usize, cache: &mut Option<crate::model::KvCache>| {
@@ -244,6 +275,9 @@ impl Generator {
                 };
             let mut logits = window(&music, start, &mut cache);
             while music.len() < opts.max_tokens {
+                if stop() {
+                    return None;
+                }
                 let next = sample(&logits, self.grammar.at(music.len()), opts, &mut rng) as u16;
                 music.push(next);
                 if next == eos {
@@ -259,10 +293,12 @@ impl Generator {
                     logits = window(&music, start, &mut cache);
                 }
             }
+            Some(())
         });
+        finished?;
         let mut tokens = prefix.to_vec();
         tokens.extend(music);
-        (tokens, ended)
+        Some((tokens, ended))
     }
 }
 

@@ -11,7 +11,7 @@ use std::path::Path;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-pub use generator::{Generation, Generator};
+pub use generator::{Generation, Generator, Stopped};
 pub use sample::SampleOptions;
 
 use crate::atomic::write_json;

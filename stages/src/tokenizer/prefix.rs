@@ -76,10 +76,9 @@ impl Conditioning {
         t.into_iter().map(|t| vocab.id(t)).collect()
     }
 
-    /// What it asks for, in words: `"tempo 108–120 BPM; key D minor; meter
-    /// 6/8; instruments strings, drums; semantic token 3"`, with "any" where
-    /// it names nothing.
-    pub fn describe(&self) -> String {
+    /// What it asks for, in words, attribute by attribute ("any" where it
+    /// names nothing).
+    pub fn words(&self) -> Words {
         let tempo = self.tempo_class.map_or_else(
             || "any".to_owned(),
             |c| {
@@ -92,19 +91,47 @@ impl Conditioning {
                 }
             },
         );
-        let key = self.key.map_or_else(|| "any".to_owned(), |k| k.words());
-        let meter = self
-            .time_signature
-            .map_or_else(|| "any".to_owned(), |(n, d)| format!("{n}/{d}"));
-        let instruments = if self.instruments.is_empty() {
+        let family = |f: u8| if f == 16 { "drums" } else { crate::midi::gm::family(f * 8) };
+        Words {
+            tempo,
+            key: self.key.map_or_else(|| "any".to_owned(), |k| k.words()),
+            meter: self
+                .time_signature
+                .map_or_else(|| "any".to_owned(), |(n, d)| format!("{n}/{d}")),
+            instruments: self.instruments.iter().map(|&f| family(f).to_owned()).collect(),
+            semantic_token: self.semantic,
+        }
+    }
+
+    /// What it asks for, in one line: `"tempo 108–120 BPM; key D minor; meter
+    /// 6/8; instruments strings, drums; semantic token 3"`.
+    pub fn describe(&self) -> String {
+        let w = self.words();
+        let instruments = if w.instruments.is_empty() {
             "any".to_owned()
         } else {
-            let family = |f: u8| if f == 16 { "drums" } else { crate::midi::gm::family(f * 8) };
-            self.instruments.iter().map(|&f| family(f)).collect::<Vec<_>>().join(", ")
+            w.instruments.join(", ")
         };
-        let semantic = self.semantic.map_or_else(|| "none".to_owned(), |s| s.to_string());
-        format!("tempo {tempo}; key {key}; meter {meter}; instruments {instruments}; semantic token {semantic}")
+        let semantic = w.semantic_token.map_or_else(|| "none".to_owned(), |s| s.to_string());
+        format!(
+            "tempo {}; key {}; meter {}; instruments {instruments}; semantic token {semantic}",
+            w.tempo, w.key, w.meter
+        )
     }
+}
+
+/// A [`Conditioning`] in words, as `amt generate` and the studio show it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Words {
+    /// A BPM range, or "any".
+    pub tempo: String,
+    /// "D minor", or "any".
+    pub key: String,
+    /// "6/8", or "any".
+    pub meter: String,
+    /// General MIDI family names ("drums" for percussion); empty: any.
+    pub instruments: Vec<String>,
+    pub semantic_token: Option<u32>,
 }
 
 #[cfg(test)]
