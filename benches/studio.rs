@@ -37,14 +37,28 @@ fn serve(project: &Path) -> Server {
     let mut child = Command::new(amt())
         .arg("-C")
         .arg(project)
-        .args(["serve", "--addr", "127.0.0.1:0", "--workers", "2", "--queue", "16"])
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--workers",
+            "2",
+            "--queue",
+            "16",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("amt serve");
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let url = line.trim().trim_start_matches("amt studio: ").trim_end_matches('/').to_owned();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .trim_start_matches("amt studio: ")
+        .trim_end_matches('/')
+        .to_owned();
     Server(child, url)
 }
 
@@ -60,18 +74,40 @@ fn main() {
     for sub in ["data/corpus", "demo"] {
         let parent = p.join(sub).parent().unwrap().to_owned();
         std::fs::create_dir_all(&parent).unwrap();
-        assert!(Command::new("cp").arg("-r").arg(repo.join(sub)).arg(&parent).status().unwrap().success());
+        assert!(
+            Command::new("cp")
+                .arg("-r")
+                .arg(repo.join(sub))
+                .arg(&parent)
+                .status()
+                .unwrap()
+                .success()
+        );
     }
-    let manifest = std::fs::read_to_string(repo.join("amt.toml")).unwrap().replacen("train.steps = 400", "train.steps = 40", 1);
+    let manifest = std::fs::read_to_string(repo.join("amt.toml"))
+        .unwrap()
+        .replacen("train.steps = 400", "train.steps = 40", 1);
     std::fs::write(p.join("amt.toml"), manifest).unwrap();
     std::fs::create_dir_all(p.join("models")).unwrap();
-    std::os::unix::fs::symlink(repo.join("models/all-MiniLM-L6-v2").canonicalize().unwrap(), p.join("models/all-MiniLM-L6-v2")).unwrap();
+    std::os::unix::fs::symlink(
+        repo.join("models/all-MiniLM-L6-v2").canonicalize().unwrap(),
+        p.join("models/all-MiniLM-L6-v2"),
+    )
+    .unwrap();
     eprintln!("training the demo's model for 40 steps…");
-    let trained = Command::new(amt()).arg("-C").arg(p).args(["-q", "run", "train"]).status().unwrap();
+    let trained = Command::new(amt())
+        .arg("-C")
+        .arg(p)
+        .args(["-q", "run", "train"])
+        .status()
+        .unwrap();
     assert!(trained.success());
 
     let server = serve(p);
-    let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(600)).build().unwrap();
+    let http = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(600))
+        .build()
+        .unwrap();
     let url = format!("{}/api/generate", server.1);
     // What each request must answer, asked alone.
     let reference = |client: usize, n: usize| -> Value {
@@ -91,25 +127,39 @@ fn main() {
                 let url = url.clone();
                 let expected = expected[c].clone();
                 std::thread::spawn(move || {
-                    let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(600)).build().unwrap();
+                    let http = reqwest::blocking::Client::builder()
+                        .timeout(Duration::from_secs(600))
+                        .build()
+                        .unwrap();
                     let (mut latencies, mut refused, mut n) = (Vec::new(), 0usize, 0usize);
                     while Instant::now() < until {
                         // Every fourth request is the checked one (seed 0).
                         let seed = if n % 4 == 0 { 0 } else { n };
                         n += 1;
                         let t0 = Instant::now();
-                        let r = http.post(&url).json(&request(c, seed)).send().expect("no request is lost");
+                        let r = http
+                            .post(&url)
+                            .json(&request(c, seed))
+                            .send()
+                            .expect("no request is lost");
                         match r.status().as_u16() {
                             200 => {
                                 let piece: Value = r.json().unwrap();
                                 assert_eq!(piece["text"], request(c, seed)["text"]);
                                 if seed == 0 {
-                                    assert_eq!(piece["notes"], expected, "answered wrongly under load");
+                                    assert_eq!(
+                                        piece["notes"], expected,
+                                        "answered wrongly under load"
+                                    );
                                 }
                                 latencies.push(t0.elapsed());
                             }
                             429 => {
-                                let wait: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+                                let wait: u64 = r.headers()["retry-after"]
+                                    .to_str()
+                                    .unwrap()
+                                    .parse()
+                                    .unwrap();
                                 refused += 1;
                                 std::thread::sleep(Duration::from_secs(wait.min(2)));
                             }

@@ -37,6 +37,11 @@ pub struct ProjectLock {
     _file: File,
 }
 
+/// How this process names itself as the lock's holder.
+pub fn me() -> Holder {
+    Holder(format!("pid {}", std::process::id()))
+}
+
 /// Takes the lock at `path`, waiting up to `timeout`. `on_wait` is called once,
 /// with the holder, if the lock is busy.
 pub fn acquire(
@@ -80,27 +85,45 @@ pub fn acquire(
             Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
         }
     }
-    let me = format!("pid {}", std::process::id());
+    let me = me();
     file.set_len(0).map_err(io)?;
     file.rewind().map_err(io)?;
-    file.write_all(me.as_bytes()).map_err(io)?;
+    file.write_all(me.0.as_bytes()).map_err(io)?;
     Ok(ProjectLock { _file: file })
 }
 
 /// Who holds the lock at `path` now, if anyone (a missing lock file: no one).
-/// Taking and at once dropping the lock is how it asks; a run starting at
-/// that instant waits its usual 50 ms.
+///
+/// It asks the kernel's table of locks (`/proc/locks`) rather than trying the
+/// lock, so asking never makes a taker with no patience (`--lock-timeout 0`,
+/// doctor's probe) see it busy.
 pub fn holder(path: &Path) -> std::io::Result<Option<Holder>> {
-    let mut file = match File::open(path) {
-        Ok(f) => f,
+    use std::os::unix::fs::MetadataExt;
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
-    match file.try_lock_shared() {
-        Ok(()) => Ok(None),
-        Err(std::fs::TryLockError::WouldBlock) => Ok(Some(read_holder(&mut file))),
-        Err(std::fs::TryLockError::Error(e)) => Err(e),
+    let table = std::fs::read_to_string("/proc/locks")?;
+    if !flock_held(&table, meta.dev(), meta.ino()) {
+        return Ok(None);
     }
+    let mut file = File::open(path)?;
+    Ok(Some(read_holder(&mut file)))
+}
+
+/// Whether `/proc/locks` lists a granted `flock` on the file `dev`, `ino`.
+/// Its lines read `1: FLOCK  ADVISORY  WRITE 1234 fe:00:10010691 0 EOF`;
+/// waiting requests are marked `->` and do not count.
+fn flock_held(table: &str, dev: u64, ino: u64) -> bool {
+    // The kernel's MAJOR/MINOR of the 64-bit dev_t glibc uses.
+    let major = ((dev >> 32) & 0xffff_f000) | ((dev >> 8) & 0x0fff);
+    let minor = ((dev >> 12) & 0xffff_ff00) | (dev & 0xff);
+    let id = format!("{major:02x}:{minor:02x}:{ino}");
+    table.lines().any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        fields.get(1) == Some(&"FLOCK") && fields.get(5) == Some(&id.as_str())
+    })
 }
 
 fn read_holder(file: &mut File) -> Holder {
@@ -141,10 +164,26 @@ mod tests {
         let held = acquire(&path, Duration::ZERO, |_| {}).unwrap();
         let me = Holder(format!("pid {}", std::process::id()));
         assert_eq!(holder(&path).unwrap(), Some(me));
+        // Asking does not take it, even for an instant: an impatient taker
+        // still finds it held only by its holder.
+        for _ in 0..100 {
+            assert!(holder(&path).unwrap().is_some());
+        }
         drop(held);
         assert_eq!(holder(&path).unwrap(), None);
-        // Asking did not keep it.
         acquire(&path, Duration::ZERO, |_| {}).unwrap();
+    }
+
+    #[test]
+    fn only_granted_flocks_on_that_file_count() {
+        let table = "1: FLOCK  ADVISORY  WRITE 6271 fe:00:10167977 0 EOF\n\
+                     2: POSIX  ADVISORY  WRITE 30912 fe:00:42 0 EOF\n\
+                     3: -> FLOCK  ADVISORY  WRITE 7000 fe:00:43 0 EOF\n";
+        let dev = 0xfe00;
+        assert!(flock_held(table, dev, 10167977));
+        assert!(!flock_held(table, dev, 42), "a POSIX lock is not the project lock");
+        assert!(!flock_held(table, dev, 43), "a waiting request holds nothing");
+        assert!(!flock_held(table, 0x0801, 10167977), "another device");
     }
 
     #[test]

@@ -1,11 +1,14 @@
 //! Which stages an `amt run` is executing now, kept in `cache/running.json`
 //! so that other processes (`amt status`, the studio) can say so. The file
-//! means something only while its run holds the project lock: one left by a
-//! killed run is ignored because the lock is free.
+//! names its run's process; it counts only while that process holds the
+//! project lock, so one left by a killed run is ignored even when another
+//! process (a sweep, `amt gc`) holds the lock later.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
 
 use crate::change::Change;
 use crate::config::Stage;
@@ -16,14 +19,22 @@ use amt_registry::progress::Progress;
 /// The file, in the cache directory.
 pub const FILE: &str = "running.json";
 
+/// What the file holds.
+#[derive(Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Board {
+    /// The process running the stages; the project lock names it the same way.
+    holder: String,
+    stages: BTreeSet<String>,
+}
+
 /// A [`Reporter`] that keeps the file up to date and passes every event on.
-pub struct Board<'a> {
+pub struct Tracker<'a> {
     path: PathBuf,
     running: Mutex<BTreeSet<String>>,
     inner: &'a dyn Reporter,
 }
 
-impl<'a> Board<'a> {
+impl<'a> Tracker<'a> {
     /// Reports to `inner`, keeping `cache/running.json` (empty to start with).
     pub fn new(cache: &Path, inner: &'a dyn Reporter) -> Self {
         let board = Self {
@@ -36,8 +47,12 @@ impl<'a> Board<'a> {
     }
 
     fn save(&self, running: &BTreeSet<String>) {
+        let board = Board {
+            holder: crate::lock::me().0,
+            stages: running.clone(),
+        };
         // Best effort: a failed write only makes status less informative.
-        let bytes = serde_json::to_vec(running).unwrap_or_default();
+        let bytes = serde_json::to_vec(&board).unwrap_or_default();
         if let Err(e) = crate::fsutil::write_atomic(&self.path, &bytes) {
             tracing::debug!("writing {}: {e}", self.path.display());
         }
@@ -50,13 +65,13 @@ impl<'a> Board<'a> {
     }
 }
 
-impl Drop for Board<'_> {
+impl Drop for Tracker<'_> {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
     }
 }
 
-impl Reporter for Board<'_> {
+impl Reporter for Tracker<'_> {
     fn started(&self, stage: &Stage, changes: &[Change]) {
         self.update(|r| {
             r.insert(stage.name.as_str().to_owned());
@@ -80,10 +95,34 @@ impl Reporter for Board<'_> {
     }
 }
 
-/// The stages the run holding the lock is executing (empty when none is).
-pub fn read(cache: &Path) -> BTreeSet<String> {
+/// The stages the process named `holder` (the lock's holder) is executing;
+/// empty when the file is missing or was written by another process.
+pub fn read(cache: &Path, holder: &crate::lock::Holder) -> BTreeSet<String> {
     std::fs::read(cache.join(FILE))
         .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
+        .and_then(|b| serde_json::from_slice::<Board>(&b).ok())
+        .filter(|board| board.holder == holder.0)
+        .map(|board| board.stages)
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lock::Holder;
+
+    #[test]
+    fn the_board_counts_only_for_the_process_that_wrote_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let board = Board {
+            holder: "pid 41".into(),
+            stages: ["train".to_owned()].into(),
+        };
+        std::fs::write(dir.path().join(FILE), serde_json::to_vec(&board).unwrap()).unwrap();
+        assert_eq!(read(dir.path(), &Holder("pid 41".into())), board.stages);
+        // A killed run's board, read while another process holds the lock.
+        assert!(read(dir.path(), &Holder("pid 42".into())).is_empty());
+        std::fs::write(dir.path().join(FILE), b"{not json").unwrap();
+        assert!(read(dir.path(), &Holder("pid 41".into())).is_empty());
+    }
 }

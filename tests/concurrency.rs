@@ -221,7 +221,7 @@ fn status_names_the_stages_a_run_is_executing() {
     let json = p.amt(&["status", "--json"]).expect_code(0).stdout;
     let status: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert!(
-        status["run_in_progress"].as_str().is_some_and(|h| h.starts_with("pid ")),
+        status["locked_by"].as_str().is_some_and(|h| h.starts_with("pid ")),
         "{status}"
     );
     let state = |s: &serde_json::Value, name: &str| {
@@ -230,13 +230,13 @@ fn status_names_the_stages_a_run_is_executing() {
     assert_eq!(state(&status, "slow"), "running", "{status}");
     assert_eq!(state(&status, "after"), "stale", "{status}");
     let text = p.amt(&["status"]).expect_code(0).stdout;
-    assert!(text.contains("a run is in progress (pid "), "{text}");
+    assert!(text.contains("another amt (pid ") && text.contains("holds the project lock"), "{text}");
     assert!(text.lines().any(|l| l.starts_with("slow ") && l.contains("running")), "{text}");
     assert!(first.wait().unwrap().success());
 
     let status: serde_json::Value =
         serde_json::from_str(&p.amt(&["status", "--json"]).expect_code(0).stdout).unwrap();
-    assert_eq!(status["run_in_progress"], serde_json::Value::Null);
+    assert_eq!(status["locked_by"], serde_json::Value::Null);
     assert_eq!(state(&status, "slow"), "fresh");
     assert!(!p.exists("cache/running.json"), "the board is removed with its run");
 }

@@ -108,9 +108,18 @@ fn the_demo_runs_end_to_end_and_reruns_only_what_a_change_touches() {
             "64",
             "--threads",
             "1",
+            "--wav",
         ])
         .expect_code(0);
     assert!(out.stdout.contains("jig.mid"), "{}", out.stdout);
+    // --wav renders it beside the MIDI file: a 16-bit stereo WAV, never clipped
+    // (tests/studio.rs checks sound against a file of known length).
+    assert!(out.stdout.contains("jig.wav"), "{}", out.stdout);
+    let wav = std::fs::read(p.path("jig.wav")).unwrap();
+    let reader = hound::WavReader::new(std::io::Cursor::new(wav)).unwrap();
+    assert_eq!((reader.spec().channels, reader.spec().bits_per_sample), (2, 16));
+    let peak = reader.into_samples::<i16>().map(|s| s.unwrap().unsigned_abs()).max().unwrap();
+    assert!(peak < i16::MAX as u16, "peak {peak}");
     assert!(
         out.stdout.contains(
             "understood: tempo any; key D major; meter any; instruments any; semantic token "

@@ -257,7 +257,7 @@ fn the_studio_writes_plays_and_shows_the_pipeline() {
     assert_eq!(stage("train")["builtin"], "train");
     assert_eq!(stage("train")["after"], json!(["cluster", "prepare"]));
     assert_eq!(stage("evaluate")["state"], "stale");
-    assert_eq!(status["run_in_progress"], Value::Null);
+    assert_eq!(status["locked_by"], Value::Null);
     assert_eq!(status["model"], true);
     let runs: Value = http
         .get(server.at("/api/runs?last=5"))
@@ -321,34 +321,68 @@ fn the_studio_writes_plays_and_shows_the_pipeline() {
         400,
         Some("text"),
     );
-    assert_error(
-        http.post(server.at("/api/generate"))
-            .body("{not json")
+    let post = |path: &str, content_type: &str, body: Vec<u8>| {
+        http.post(server.at(path))
+            .header("content-type", content_type)
+            .body(body)
             .send()
-            .unwrap(),
+            .unwrap()
+    };
+    assert_error(
+        post("/api/generate", "application/json", b"{not json".to_vec()),
         400,
         None,
+    );
+    assert_error(
+        post(
+            "/api/generate",
+            "application/json",
+            br#"{"text": "a"} {}"#.to_vec(),
+        ),
+        400,
+        None,
+    );
+    // A body of another type is refused before it is read: a cross-site form
+    // post (text/plain) cannot reach the model.
+    assert_error(
+        post(
+            "/api/generate",
+            "text/plain",
+            br#"{"text": "a jig"}"#.to_vec(),
+        ),
+        415,
+        Some("content-type"),
+    );
+    assert_error(
+        post("/api/render", "text/plain", two_seconds_of_flute()),
+        415,
+        Some("content-type"),
     );
     for bad in [
         "0000000000000000",
         "..%2F..%2Fetc%2Fpasswd",
         "ABCDEF0123456789",
+        "%FF",
     ] {
-        assert_error(
-            http.get(server.at(&format!("/api/results/{bad}/midi")))
-                .send()
-                .unwrap(),
-            404,
-            Some("id"),
-        );
-    }
-    assert_error(
-        http.get(server.at("/api/report/files/..%2Famt.toml"))
+        let r = http
+            .get(server.at(&format!("/api/results/{bad}/midi")))
             .send()
-            .unwrap(),
-        404,
-        Some("name"),
-    );
+            .unwrap();
+        assert_error(r, 404, Some("id"));
+    }
+    // (Encoded: a client removes plain dot segments before sending.)
+    for bad in [
+        "..%2Famt.toml",
+        "rolls/..%2F..%2Famt.toml",
+        "%2Fetc%2Fpasswd",
+        "report.md",
+    ] {
+        let r = http
+            .get(server.at(&format!("/api/report/files/{bad}")))
+            .send()
+            .unwrap();
+        assert_error(r, 404, Some("path"));
+    }
     assert_error(
         http.get(server.at("/api/runs?last=0")).send().unwrap(),
         400,
@@ -360,18 +394,18 @@ fn the_studio_writes_plays_and_shows_the_pipeline() {
         Some("lots"),
     );
     assert_error(
-        http.post(server.at("/api/render"))
-            .body("not midi")
-            .send()
-            .unwrap(),
+        post("/api/render", "audio/midi", b"not midi".to_vec()),
         422,
         Some("body"),
     );
+    // A header and no tracks: amt's reader accepts it, the synthesizer would
+    // panic on it; it is refused, and no worker is lost (see the load below).
+    for _ in 0..3 {
+        let empty = b"MThd\0\0\0\x06\0\0\0\0\0\x60".to_vec();
+        assert_error(post("/api/render", "audio/midi", empty), 422, Some("body"));
+    }
     assert_error(
-        http.post(server.at("/api/render"))
-            .body(vec![0u8; 5 << 20])
-            .send()
-            .unwrap(),
+        post("/api/render", "audio/midi", vec![0u8; 5 << 20]),
         413,
         Some("body"),
     );
@@ -379,6 +413,27 @@ fn the_studio_writes_plays_and_shows_the_pipeline() {
         http.get(server.at("/api/nothing")).send().unwrap(),
         404,
         None,
+    );
+    assert_error(
+        http.get(server.at("/api/generate")).send().unwrap(),
+        405,
+        None,
+    );
+    // Another site's name for this address (DNS rebinding) is refused.
+    let rebound = http
+        .get(server.at("/api/status"))
+        .header("host", "evil.example:80")
+        .send()
+        .unwrap();
+    assert_error(rebound, 403, Some("host"));
+    let page = http.get(server.at("/")).send().unwrap();
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
     );
 
     load(&server, &piece);

@@ -143,8 +143,8 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
         scheduler::run(&engine, &selection, &opts, &printer)
     } else {
         // Tells `amt status` and the studio which stages are executing.
-        let board = amt::running::Board::new(&project.cache_dir(), &printer);
-        scheduler::run(&engine, &selection, &opts, &board)
+        let tracker = amt::running::Tracker::new(&project.cache_dir(), &printer);
+        scheduler::run(&engine, &selection, &opts, &tracker)
     };
     let files_hashed = engine.hash_stats.files();
     printer.summary(&summary, files_hashed);

@@ -68,12 +68,12 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
     let summary = check_all(&engine, &selection);
     engine.stat.save().context("saving the stat cache")?;
 
-    // A run holding the project lock is executing the stages its board lists.
-    let run = amt::lock::holder(&project.cache_dir().join("lock")).context("checking the project lock")?;
-    let running = if run.is_some() {
-        amt::running::read(&project.cache_dir())
-    } else {
-        BTreeSet::new()
+    // The process holding the project lock (a run, a sweep, gc) and, for a
+    // run, the stages it is executing.
+    let locked_by = amt::lock::holder(&project.cache_dir().join("lock")).context("checking the project lock")?;
+    let running = match &locked_by {
+        Some(holder) => amt::running::read(&project.cache_dir(), holder),
+        None => BTreeSet::new(),
     };
     let state = |i: usize, o: &Outcome| {
         let (state, reasons) = describe(o);
@@ -112,7 +112,7 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
                 })
             })
             .collect();
-        let doc = json!({"profile": project.pipeline.profile, "run_in_progress": run.map(|h| h.0), "stages": rows});
+        let doc = json!({"profile": project.pipeline.profile, "locked_by": locked_by.map(|h| h.0), "stages": rows});
         println!(
             "{}",
             serde_json::to_string_pretty(&doc).context("encoding status")?
@@ -122,8 +122,8 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
     if let Some(profile) = &project.pipeline.profile {
         println!("profile: {profile}");
     }
-    if let Some(holder) = &run {
-        println!("a run is in progress ({})", holder.0);
+    if let Some(holder) = &locked_by {
+        println!("another amt ({}) holds the project lock", holder.0);
     }
     let width = shown
         .iter()
@@ -131,7 +131,7 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
         .max()
         .unwrap_or(5)
         .max(5);
-    println!("{:<width$}  {:<6}  REASON", "STAGE", "STATE");
+    println!("{:<width$}  {:<7}  REASON", "STAGE", "STATE");
     for (i, o) in shown {
         let (state, reasons) = state(i, o);
         let reason = reasons.first().cloned().unwrap_or_default();
@@ -141,7 +141,7 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
             String::new()
         };
         let row = format!(
-            "{:<width$}  {:<6}  {reason}{more}",
+            "{:<width$}  {:<7}  {reason}{more}",
             stages[i].name.as_str(),
             state
         );

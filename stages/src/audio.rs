@@ -51,10 +51,14 @@ pub enum AudioError {
         reason: rustysynth::SoundFontError,
     },
     #[error("not a MIDI file the synthesizer can play: {0}")]
-    Midi(rustysynth::MidiFileError),
+    Midi(String),
+    #[error("the synthesizer failed on this file: {0}")]
+    Crashed(String),
+    #[error("rendering was stopped before the piece was finished")]
+    Stopped,
     #[error("the synthesizer refused its settings: {0}")]
     Synth(rustysynth::SynthesizerError),
-    #[error("the piece lasts {seconds:.0} s; at most {limit:.0} s are rendered")]
+    #[error("the piece lasts {seconds:.0} s; between 0 and {limit:.0} s are rendered")]
     TooLong { seconds: f64, limit: f64 },
     #[error("writing the WAV data: {0}")]
     Wav(#[from] hound::Error),
@@ -125,9 +129,30 @@ impl Synth {
 
     /// Renders a Standard MIDI File: its length plus a short release tail.
     pub fn render(&self, midi: &[u8]) -> Result<Audio, AudioError> {
-        let midi = Arc::new(MidiFile::new(&mut &midi[..]).map_err(AudioError::Midi)?);
+        self.render_unless(midi, &|| false)
+    }
+
+    /// [`Self::render`], giving up with [`AudioError::Stopped`] as soon as
+    /// `stop()` says so (asked every second of audio).
+    pub fn render_unless(&self, midi: &[u8], stop: &dyn Fn() -> bool) -> Result<Audio, AudioError> {
+        playable(midi)?;
+        // The synthesizer is not fuzzed: a panic in it is an error for this file, not a crash.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.synthesize(midi, stop)))
+            .unwrap_or_else(|panic| {
+                let why = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                Err(AudioError::Crashed(why))
+            })
+    }
+
+    fn synthesize(&self, midi: &[u8], stop: &dyn Fn() -> bool) -> Result<Audio, AudioError> {
+        let midi =
+            Arc::new(MidiFile::new(&mut &midi[..]).map_err(|e| AudioError::Midi(e.to_string()))?);
         let seconds = midi.get_length();
-        if seconds.is_nan() || seconds > self.max_seconds {
+        if !(0.0..=self.max_seconds).contains(&seconds) {
             return Err(AudioError::TooLong {
                 seconds,
                 limit: self.max_seconds,
@@ -142,7 +167,17 @@ impl Synth {
             left: vec![0.0; frames],
             right: vec![0.0; frames],
         };
-        sequencer.render(&mut audio.left, &mut audio.right);
+        let block = SAMPLE_RATE as usize;
+        for (left, right) in audio
+            .left
+            .chunks_mut(block)
+            .zip(audio.right.chunks_mut(block))
+        {
+            if stop() {
+                return Err(AudioError::Stopped);
+            }
+            sequencer.render(left, right);
+        }
         audio.normalize();
         Ok(audio)
     }
@@ -205,6 +240,21 @@ impl Audio {
     }
 }
 
+/// Checks a file with amt's own reader (fuzzed, and it names what is wrong)
+/// for what the synthesizer cannot play.
+fn playable(midi: &[u8]) -> Result<(), AudioError> {
+    let score = crate::midi::parse(midi).map_err(|e| AudioError::Midi(e.to_string()))?;
+    if score.n_tracks == 0 {
+        return Err(AudioError::Midi("it has no tracks".into()));
+    }
+    if !matches!(score.division, crate::midi::tempo::Division::Metrical(_)) {
+        return Err(AudioError::Midi(
+            "SMPTE timing is not supported, only ticks per quarter note".into(),
+        ));
+    }
+    Ok(())
+}
+
 fn to_i16(s: f32) -> i16 {
     (s.clamp(-1.0, 1.0) * f32::from(i16::MAX)).round() as i16
 }
@@ -248,6 +298,30 @@ mod tests {
         assert_eq!(reader.spec().sample_rate, SAMPLE_RATE);
         let samples: Vec<i16> = reader.into_samples().map(Result::unwrap).collect();
         assert_eq!(samples, [0, 32767, 16384, -16384, -32767, 0]);
+    }
+
+    #[test]
+    fn what_the_synthesizer_cannot_play_is_refused_first() {
+        let header = |tracks: u8, division: [u8; 2]| {
+            let mut m = b"MThd\0\0\0\x06\0\x01\0".to_vec();
+            m.push(tracks);
+            m.extend(division);
+            m
+        };
+        let no_tracks = header(0, [0, 96]);
+        assert!(
+            playable(&no_tracks)
+                .unwrap_err()
+                .to_string()
+                .contains("no tracks")
+        );
+        let mut smpte = header(1, [0xe8, 40]);
+        smpte.extend(b"MTrk\0\0\0\x04\0\xff\x2f\0");
+        assert!(playable(&smpte).unwrap_err().to_string().contains("SMPTE"));
+        assert!(playable(b"RIFF").is_err());
+        let mut ok = header(1, [0, 96]);
+        ok.extend(b"MTrk\0\0\0\x04\0\xff\x2f\0");
+        playable(&ok).unwrap();
     }
 
     #[test]

@@ -8,7 +8,8 @@ const studio = (() => {
   if (params.get("token")) sessionStorage.setItem("amt-token", params.get("token"));
   const token = sessionStorage.getItem("amt-token");
 
-  /** A media URL the browser fetches itself (audio, download): the token rides along. */
+  /** A URL of this studio's API the browser fetches itself (audio, download,
+   *  images): the token rides along. Only ever given paths starting /api/. */
   function link(path) {
     return token ? `${path}?token=${encodeURIComponent(token)}` : path;
   }
@@ -71,8 +72,12 @@ const studio = (() => {
       const y = height - (n.pitch - lo + 1) * row;
       g.fillRect(x, y, w, Math.max(2, row - 1));
     }
-    legend.replaceChildren(...[...used].sort().map(f =>
-      el("span", {}, el("i", { style: `background:${colour(f)}` }), f)));
+    legend.replaceChildren(...[...used].sort().map(f => {
+      // Set through the CSSOM: the page's CSP allows no inline style attributes.
+      const swatch = el("i");
+      swatch.style.background = colour(f);
+      return el("span", {}, swatch, f);
+    }));
     canvas.dataset.notes = String(notes.length);
   }
 
@@ -150,8 +155,8 @@ const studio = (() => {
     };
     const columns = [];
     for (const s of stages) (columns[level(s)] ||= []).push(s);
-    const running = status.run_in_progress;
-    document.getElementById("running").textContent = running ? `· a run is in progress (${running})` : "";
+    const locked = status.locked_by;
+    document.getElementById("running").textContent = locked ? `· another amt (${locked}) is working` : "";
     const dag = document.getElementById("dag");
     dag.replaceChildren(...columns.map(col => el("div", { class: "level" }, ...col.map(s => {
       const state = s.state;
@@ -209,6 +214,7 @@ const studio = (() => {
   }
 
   async function pipeline() {
+    let shownReport = null;
     const refresh = async () => {
       try {
         const [status, runs, loss, report] = await Promise.all([
@@ -216,19 +222,30 @@ const studio = (() => {
         drawDag(status);
         drawRuns(runs);
         drawLoss(loss.rows);
-        const box = document.getElementById("report");
-        // The server renders the report with raw HTML dropped.
-        if (report.html) box.innerHTML = report.html;
-        else box.textContent = "The pipeline has not been evaluated yet.";
-        if (token) for (const img of box.querySelectorAll("img")) img.src = link(img.getAttribute("src"));
+        // Replaced only when it changed, so its images are not fetched again.
+        if (report.html !== shownReport) {
+          shownReport = report.html;
+          const box = document.getElementById("report");
+          // The server renders the report with raw HTML and foreign links dropped.
+          if (report.html) box.innerHTML = report.html;
+          else box.textContent = "The pipeline has not been evaluated yet.";
+          for (const img of box.querySelectorAll("img")) {
+            const src = img.getAttribute("src");
+            if (src.startsWith("/api/")) img.src = link(src);
+          }
+        }
         showError("");
       } catch (e) {
         showError(e.message);
       }
+      // The next look starts after this one ends, however long it took.
+      setTimeout(refresh, 5000);
     };
     await refresh();
-    setInterval(refresh, 5000);
   }
 
   return { write, pipeline };
 })();
+
+// Each page names its part: <body data-page="write">.
+studio[document.body.dataset.page]();

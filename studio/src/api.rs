@@ -87,16 +87,18 @@ impl IntoResponse for ApiError {
 /// Parses a JSON body into `T`, naming the field at fault when it does not fit.
 pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
-        let inner = e.into_inner();
-        let message = inner.to_string();
-        // serde reports an unknown field at its parent; name the field itself.
-        let field = match message.strip_prefix("unknown field `") {
-            Some(rest) => rest.split('`').next().map(str::to_owned),
-            // "." is the whole body, "?" a place serde could not name (a syntax error).
-            None => (path != "." && path != "?").then_some(path),
-        };
+        let message = e.into_inner().to_string();
+        // serde reports unknown, missing and repeated fields at their parent:
+        // name the field itself, which its message quotes.
+        let quoted = ["unknown field `", "missing field `", "duplicate field `"]
+            .iter()
+            .find_map(|p| message.strip_prefix(p))
+            .and_then(|rest| rest.split('`').next())
+            .map(str::to_owned);
+        // "." is the whole body, "?" a place serde could not name (a syntax error).
+        let field = quoted.or_else(|| (path != "." && path != "?").then_some(path));
         ApiError {
             field,
             ..ApiError::new(
@@ -104,7 +106,14 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
                 format!("invalid request body: {message}"),
             )
         }
-    })
+    })?;
+    de.end().map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("invalid request body: {e}"),
+        )
+    })?;
+    Ok(value)
 }
 
 /// `POST /api/generate`.
@@ -220,7 +229,11 @@ mod tests {
         let e = request(r#"{not json"#).unwrap_err();
         assert_eq!(e.field, None, "{}", e.message);
         let e = request(r#"{"seed": 1}"#).unwrap_err();
-        assert!(e.message.contains("missing field `text`"), "{}", e.message);
+        assert_eq!(e.field.as_deref(), Some("text"), "{}", e.message);
+        let e = request(r#"{"text": "a", "text": "b"}"#).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("text"), "{}", e.message);
+        let e = request(r#"{"text": "a"} trailing"#).unwrap_err();
+        assert!(e.message.contains("trailing"), "{}", e.message);
     }
 
     #[test]

@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 
 use amt_stages::audio::{self, Synth};
 use amt_stages::generate::Generator;
+use amt_studio::access::Access;
 use amt_studio::pipeline::Pipeline;
 use amt_studio::server::{self, MAX_AUDIO_SECONDS, Settings, Studio};
 
@@ -44,7 +45,8 @@ struct ServeArgs {
     /// The project (`amt serve` passes it).
     #[arg(long, default_value = ".")]
     project: PathBuf,
-    /// The trained model: the train stage's output (`amt serve` passes the project's).
+    /// The trained model: the train stage's output (`amt serve` passes the
+    /// project's; a relative path is from the current directory).
     #[arg(long, env = "AMT_MODEL")]
     model: Option<PathBuf>,
     /// The General MIDI SoundFont (default: $AMT_SOUNDFONT, else Debian's in /usr/share/sounds/sf2).
@@ -62,7 +64,7 @@ struct ServeArgs {
     /// Seconds one generate or render request may take, waiting included.
     #[arg(long, default_value_t = 120.0)]
     deadline: f64,
-    /// MiB of generated pieces and their audio kept; the oldest go first.
+    /// MiB of generated pieces and their audio kept (16 or more); the oldest go first.
     #[arg(long, default_value_t = 256)]
     results_mib: usize,
     /// `auto` (CUDA when present), `cpu` or `cuda`.
@@ -115,30 +117,37 @@ fn render(args: RenderArgs) -> anyhow::Result<()> {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let loopback = args.addr.ip().is_loopback();
+    let token = args.token.filter(|t| !t.is_empty());
     anyhow::ensure!(
-        loopback || args.token.as_deref().is_some_and(|t| !t.is_empty()),
+        args.addr.ip().is_loopback() || token.is_some(),
         "{} is not a loopback address: anyone who can reach it could use the studio, so \
          pass --token TOKEN (or set AMT_STUDIO_TOKEN)",
         args.addr
     );
     anyhow::ensure!(
-        args.deadline > 0.0 && args.deadline.is_finite(),
-        "--deadline must be a positive number of seconds"
+        args.deadline > 0.0 && args.deadline <= 86_400.0,
+        "--deadline must be a number of seconds in (0, 86400], not {}",
+        args.deadline
     );
-    anyhow::ensure!(args.workers > 0, "--workers must be at least 1");
+    anyhow::ensure!(
+        (1..=64).contains(&args.workers),
+        "--workers must be in [1, 64]"
+    );
+    anyhow::ensure!(
+        (1..=4096).contains(&args.queue),
+        "--queue must be in [1, 4096]"
+    );
+    anyhow::ensure!(
+        (16..=65_536).contains(&args.results_mib),
+        "--results-mib must be in [16, 65536]"
+    );
     let project = args
         .project
         .canonicalize()
         .with_context(|| format!("the project {}", args.project.display()))?;
-    let model = args
-        .model
-        .clone()
-        .unwrap_or_else(|| project.join("artifacts/train"));
-    let model = if model.is_absolute() {
-        model
-    } else {
-        project.join(model)
+    let model = match args.model {
+        Some(m) => std::path::absolute(&m).with_context(|| format!("the model {}", m.display()))?,
+        None => project.join("artifacts/train"),
     };
     let device = amt_stages::device::pick(&args.device, 1)?;
     let generator = Generator::load_on(&model, device)
@@ -164,7 +173,6 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         queue: args.queue,
         deadline: Duration::from_secs_f64(args.deadline),
         results_cap: args.results_mib << 20,
-        token: args.token.filter(|t| !t.is_empty()),
     };
     let studio = Arc::new(Studio::new(
         generator,
@@ -182,6 +190,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("listening on {}", args.addr))?;
         let addr = listener.local_addr()?;
+        let access = match &token {
+            Some(t) => Access::Token(t.clone()),
+            None => Access::loopback(addr.port()),
+        };
         // Tests and scripts read this line for the port when --addr ends in :0.
         // Nothing else is said on stdout, and a closed stdout stops nothing.
         let mut out = std::io::stdout().lock();
@@ -195,10 +207,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             settings.workers,
             settings.queue
         );
-        if settings.token.is_some() {
+        if token.is_some() {
             eprintln!("  every API request needs the token: open http://{addr}/?token=TOKEN");
         }
-        server::serve(listener, server::router(studio))
+        server::serve(listener, server::router(studio, access))
             .await
             .context("serving")
     })

@@ -2,157 +2,246 @@
 //! from `amt status --json` and `amt runs --json`, so the page says exactly
 //! what the command line says; the loss curve, metrics and report are read
 //! from the outputs those stages declare.
+//!
+//! `amt status` hashes what changed since it last looked, so its answer is
+//! shared: one query at a time, reused for [`STATUS_TTL`]. Every query has a
+//! time limit, and its process is killed when the limit or the client goes.
 
 use std::path::{Component, Path, PathBuf};
-use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use axum::http::StatusCode;
 use serde_json::Value;
+use tokio::sync::{Mutex, Semaphore};
+
+use crate::api::ApiError;
+
+/// How long an `amt status` answer is reused.
+pub const STATUS_TTL: Duration = Duration::from_secs(2);
+/// The longest an `amt` query may take.
+const QUERY_LIMIT: Duration = Duration::from_secs(120);
 
 /// The project and the `amt` binary that answers for it.
-#[derive(Clone, Debug)]
 pub struct Pipeline {
     root: PathBuf,
     amt: PathBuf,
+    status: Mutex<Option<(Instant, Arc<Value>)>>,
+    /// `amt runs` queries at once.
+    runs: Semaphore,
 }
 
 impl Pipeline {
     /// The project at `root`, asked through the `amt` at `amt`.
     pub fn new(root: PathBuf, amt: PathBuf) -> Self {
-        Self { root, amt }
+        Self {
+            root,
+            amt,
+            status: Mutex::new(None),
+            runs: Semaphore::new(1),
+        }
     }
 
-    /// The project's root.
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
-    fn amt_json(&self, args: &[&str]) -> anyhow::Result<Value> {
-        let out = Command::new(&self.amt)
+    async fn amt_json(&self, args: &[&str]) -> Result<Value, ApiError> {
+        let failed = |why: String| {
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                format!("`amt {}`: {why}", args.join(" ")),
+            )
+        };
+        let child = tokio::process::Command::new(&self.amt)
             .arg("-C")
             .arg(&self.root)
             .arg("--json")
             .args(args)
-            .output()
-            .with_context(|| format!("running {}", self.amt.display()))?;
-        anyhow::ensure!(
-            out.status.success(),
-            "`amt {}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-        serde_json::from_slice(&out.stdout)
-            .with_context(|| format!("reading `amt {} --json`", args.join(" ")))
+            .kill_on_drop(true)
+            .output();
+        let out = match tokio::time::timeout(QUERY_LIMIT, child).await {
+            Ok(Ok(out)) => out,
+            Ok(Err(e)) => return Err(failed(format!("cannot run {}: {e}", self.amt.display()))),
+            Err(_) => return Err(failed(format!("no answer in {} s", QUERY_LIMIT.as_secs()))),
+        };
+        if !out.status.success() {
+            return Err(failed(
+                String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            ));
+        }
+        serde_json::from_slice(&out.stdout).map_err(|e| failed(format!("unreadable answer: {e}")))
     }
 
     /// `amt status --json`: every stage's state, reasons, edges and outputs.
-    pub fn status(&self) -> anyhow::Result<Value> {
-        self.amt_json(&["status"])
+    pub async fn status(&self) -> Result<Arc<Value>, ApiError> {
+        // Held across the query: concurrent callers wait for this one answer.
+        let mut cached = self.status.lock().await;
+        if let Some((at, value)) = cached.as_ref()
+            && at.elapsed() < STATUS_TTL
+        {
+            return Ok(Arc::clone(value));
+        }
+        let value = Arc::new(self.amt_json(&["status"]).await?);
+        *cached = Some((Instant::now(), Arc::clone(&value)));
+        Ok(value)
     }
 
-    /// `amt runs --json`: the ledger's pipeline runs, newest last.
-    pub fn runs(&self, last: usize) -> anyhow::Result<Value> {
-        self.amt_json(&["runs", "--last", &last.to_string()])
+    /// `amt runs --json`: the ledger's newest `last` pipeline runs, newest last.
+    pub async fn runs(&self, last: usize) -> Result<Value, ApiError> {
+        let _one = self
+            .runs
+            .acquire()
+            .await
+            .map_err(|e| ApiError::internal(&e.into()))?;
+        self.amt_json(&["runs", "--last", &last.to_string()]).await
     }
 
     /// The output directory (role `dir`) of the stage running `builtin`.
-    fn builtin_dir(status: &Value, builtin: &str) -> Option<String> {
-        status["stages"]
-            .as_array()?
-            .iter()
-            .find(|s| s["builtin"] == builtin)?
-            .get("outs")?
-            .get("dir")?
-            .as_str()
-            .map(str::to_owned)
+    async fn builtin_dir(&self, builtin: &str) -> Result<Option<PathBuf>, ApiError> {
+        let status = self.status().await?;
+        let dir = status["stages"]
+            .as_array()
+            .and_then(|stages| stages.iter().find(|s| s["builtin"] == builtin))
+            .and_then(|s| s["outs"]["dir"].as_str());
+        dir.map(|d| self.inside(d)).transpose()
     }
 
     /// A project-relative path from amt's own output, checked again: it must
     /// stay inside the project.
-    fn inside(&self, rel: &str) -> anyhow::Result<PathBuf> {
+    fn inside(&self, rel: &str) -> Result<PathBuf, ApiError> {
         let p = Path::new(rel);
-        anyhow::ensure!(
-            p.components().all(|c| matches!(c, Component::Normal(_))),
-            "{rel:?} is not a path inside the project"
-        );
-        Ok(self.root.join(p))
+        if p.components().all(|c| matches!(c, Component::Normal(_))) {
+            Ok(self.root.join(p))
+        } else {
+            Err(ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                format!("amt named {rel:?}, not a path inside the project"),
+            ))
+        }
     }
 
     /// Every stage's metrics files, parsed: `{stage: {path: value}}` (missing files are null).
-    pub fn metrics(&self, status: &Value) -> anyhow::Result<Value> {
-        let mut all = serde_json::Map::new();
+    pub async fn metrics(&self) -> Result<Value, ApiError> {
+        let status = self.status().await?;
+        let mut files = Vec::new();
         for stage in status["stages"].as_array().into_iter().flatten() {
-            let Some(files) = stage["metrics"].as_array().filter(|f| !f.is_empty()) else {
-                continue;
-            };
-            let mut by_file = serde_json::Map::new();
-            for f in files.iter().filter_map(Value::as_str) {
-                let path = self.inside(f)?;
+            let name = stage["stage"].as_str().unwrap_or_default().to_owned();
+            for f in stage["metrics"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+            {
+                files.push((name.clone(), f.to_owned(), self.inside(f)?));
+            }
+        }
+        blocking(move || {
+            let mut all = serde_json::Map::new();
+            for (stage, rel, path) in files {
                 let value = match std::fs::read(&path) {
                     Ok(bytes) => serde_json::from_slice(&bytes)
-                        .with_context(|| format!("reading {}", path.display()))?,
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => Value::Null,
-                    Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+                    Err(e) => anyhow::bail!("{}: {e}", path.display()),
                 };
-                by_file.insert(f.to_owned(), value);
+                let entry = all
+                    .entry(stage)
+                    .or_insert_with(|| Value::Object(Default::default()));
+                entry[rel.as_str()] = value;
             }
-            let name = stage["stage"].as_str().unwrap_or_default().to_owned();
-            all.insert(name, Value::Object(by_file));
-        }
-        Ok(Value::Object(all))
+            Ok(Value::Object(all))
+        })
+        .await
     }
 
     /// The train stage's loss log (empty before it has run).
-    pub fn loss(&self, status: &Value) -> anyhow::Result<Vec<amt_stages::train::log::LogRow>> {
-        let Some(dir) = Self::builtin_dir(status, "train") else {
+    pub async fn loss(&self) -> Result<Vec<amt_stages::train::log::LogRow>, ApiError> {
+        let Some(dir) = self.builtin_dir("train").await? else {
             return Ok(Vec::new());
         };
-        let path = self.inside(&dir)?.join("loss.csv");
-        if !path.is_file() {
-            return Ok(Vec::new());
-        }
-        amt_stages::train::log::read_csv(&path)
+        let path = dir.join("loss.csv");
+        blocking(move || {
+            if !path.is_file() {
+                return Ok(Vec::new());
+            }
+            amt_stages::train::log::read_csv(&path)
+        })
+        .await
     }
 
     /// The evaluate stage's report as HTML, its images pointed at
-    /// `/api/report/files/NAME` (`None` before it has run).
-    pub fn report_html(&self, status: &Value) -> anyhow::Result<Option<String>> {
-        let Some(dir) = Self::builtin_dir(status, "evaluate") else {
+    /// `/api/report/files/…` (`None` before it has run).
+    pub async fn report_html(&self) -> Result<Option<String>, ApiError> {
+        let Some(dir) = self.builtin_dir("evaluate").await? else {
             return Ok(None);
         };
-        let path = self.inside(&dir)?.join("report.md");
-        let markdown = match std::fs::read_to_string(&path) {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        let path = dir.join("report.md");
+        blocking(move || match std::fs::read_to_string(&path) {
+            Ok(markdown) => Ok(Some(markdown_to_html(&markdown))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => anyhow::bail!("{}: {e}", path.display()),
+        })
+        .await
+    }
+
+    /// A file of the evaluate stage's output directory and its content type,
+    /// by a relative path the report links ([`report_file_type`]).
+    pub async fn report_file(
+        &self,
+        rel: &str,
+    ) -> Result<Option<(PathBuf, &'static str)>, ApiError> {
+        let Some(mime) = report_file_type(rel) else {
+            return Ok(None);
         };
-        Ok(Some(markdown_to_html(&markdown)))
-    }
-
-    /// A file of the evaluate stage's output directory, by bare name.
-    pub fn report_file(&self, status: &Value, name: &str) -> Option<PathBuf> {
-        let dir = Self::builtin_dir(status, "evaluate")?;
-        let name = report_file_name(name)?;
-        let path = self.inside(&dir).ok()?.join(name);
-        path.is_file().then_some(path)
+        let Some(dir) = self.builtin_dir("evaluate").await? else {
+            return Ok(None);
+        };
+        let path = dir.join(rel);
+        Ok(path.is_file().then_some((path, mime)))
     }
 }
 
-/// A bare file name with an image or text extension; nothing with a separator.
-fn report_file_name(name: &str) -> Option<&str> {
-    let p = Path::new(name);
-    let mut parts = p.components();
-    let (Some(Component::Normal(_)), None) = (parts.next(), parts.next()) else {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> Result<T, ApiError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(ApiError::internal(&e)),
+        Err(e) => Err(ApiError::internal(&anyhow::anyhow!(
+            "the query panicked: {e}"
+        ))),
+    }
+}
+
+/// The content type of a file the report may link: a relative path of at
+/// most two plain parts (`loss.png`, `rolls/NAME.png`) with an image or
+/// data extension. Anything else is not served.
+pub fn report_file_type(rel: &str) -> Option<&'static str> {
+    let p = Path::new(rel);
+    let parts: Vec<Component> = p.components().collect();
+    if parts.is_empty()
+        || parts.len() > 2
+        || !parts.iter().all(|c| matches!(c, Component::Normal(_)))
+    {
         return None;
-    };
-    let ext = p.extension()?.to_str()?;
-    matches!(ext, "png" | "svg" | "json" | "md" | "csv").then_some(name)
+    }
+    match p.extension()?.to_str()? {
+        "png" => Some("image/png"),
+        "svg" => Some("image/svg+xml"),
+        "json" => Some("application/json"),
+        "csv" => Some("text/csv; charset=utf-8"),
+        _ => None,
+    }
 }
 
-/// Markdown to HTML, with relative image links rewritten to the report's
-/// file route and raw HTML dropped (the report is ours, but the page is too).
+/// Markdown to HTML for the page. Raw HTML is dropped; images and links to
+/// the report's own files point at the file route; web links stay; any other
+/// link (a project path, `javascript:`) keeps only its text.
 fn markdown_to_html(markdown: &str) -> String {
-    use pulldown_cmark::{Event, Options, Parser, Tag};
+    use pulldown_cmark::{CowStr, Event, Options, Parser, Tag, TagEnd};
+    let served = |dest: &CowStr| {
+        report_file_type(dest).map(|_| CowStr::from(format!("/api/report/files/{dest}")))
+    };
+    let web = |dest: &CowStr| dest.starts_with("https://") || dest.starts_with("http://");
+    let mut dropped_link = false;
+    let mut dropped_image = false;
     let events =
         Parser::new_ext(markdown, Options::ENABLE_TABLES).filter_map(|event| match event {
             Event::Html(_) | Event::InlineHtml(_) => None,
@@ -161,17 +250,49 @@ fn markdown_to_html(markdown: &str) -> String {
                 dest_url,
                 title,
                 id,
-            }) => {
-                let dest_url = match report_file_name(&dest_url) {
-                    Some(name) => format!("/api/report/files/{name}").into(),
-                    None => dest_url,
-                };
-                Some(Event::Start(Tag::Image {
+            }) => match served(&dest_url) {
+                Some(dest_url) => Some(Event::Start(Tag::Image {
                     link_type,
                     dest_url,
                     title,
                     id,
-                }))
+                })),
+                None => {
+                    dropped_image = true;
+                    None
+                }
+            },
+            Event::End(TagEnd::Image) if dropped_image => {
+                dropped_image = false;
+                None
+            }
+            Event::Start(Tag::Link {
+                link_type,
+                dest_url,
+                title,
+                id,
+            }) => {
+                let dest_url = if web(&dest_url) {
+                    Some(dest_url)
+                } else {
+                    served(&dest_url)
+                };
+                match dest_url {
+                    Some(dest_url) => Some(Event::Start(Tag::Link {
+                        link_type,
+                        dest_url,
+                        title,
+                        id,
+                    })),
+                    None => {
+                        dropped_link = true;
+                        None
+                    }
+                }
+            }
+            Event::End(TagEnd::Link) if dropped_link => {
+                dropped_link = false;
+                None
             }
             other => Some(other),
         });
@@ -185,23 +306,51 @@ mod tests {
     use super::*;
 
     #[test]
-    fn report_files_are_bare_names() {
-        assert_eq!(report_file_name("pitch.png"), Some("pitch.png"));
-        for bad in ["../x.png", "a/b.png", "/etc/passwd", "..", "x.so", "report"] {
-            assert_eq!(report_file_name(bad), None, "{bad}");
+    fn report_files_are_short_relative_paths() {
+        assert_eq!(report_file_type("loss.png"), Some("image/png"));
+        assert_eq!(report_file_type("rolls/01-a-jig-0.png"), Some("image/png"));
+        for bad in [
+            "../x.png",
+            "a/b/c.png",
+            "/etc/passwd",
+            "..",
+            "x.so",
+            "report",
+            "rolls/../../x.png",
+            "",
+        ] {
+            assert_eq!(report_file_type(bad), None, "{bad}");
         }
     }
 
     #[test]
-    fn the_report_links_its_images_and_drops_raw_html() {
+    fn the_report_links_its_files_and_drops_what_could_run_or_leak() {
         let html = markdown_to_html(
-            "# Report\n\n![loss](loss.png)\n\n<script>x()</script>\n\n| a | b |\n|---|---|\n| 1 | 2 |\n",
+            "# Report\n\n![loss](loss.png) ![roll](rolls/a.png) ![far](https://example.com/x.png)\n\n\
+             <script>x()</script>\n\n[MIDI](artifacts/generate/a.mid) · [bad](javascript:alert(1)) · \
+             [docs](https://example.com/)\n\n| a | b |\n|---|---|\n| 1 | 2 |\n",
         );
         assert!(
             html.contains(r#"<img src="/api/report/files/loss.png" alt="loss""#),
             "{html}"
         );
-        assert!(!html.contains("<script"), "{html}");
+        assert!(
+            html.contains(r#"<img src="/api/report/files/rolls/a.png" alt="roll""#),
+            "{html}"
+        );
+        assert!(!html.contains("example.com/x.png"), "{html}");
+        assert!(
+            !html.contains("<script") && !html.contains("javascript:"),
+            "{html}"
+        );
+        assert!(
+            html.contains("MIDI") && !html.contains("artifacts/generate"),
+            "{html}"
+        );
+        assert!(
+            html.contains(r#"<a href="https://example.com/">docs</a>"#),
+            "{html}"
+        );
         assert!(html.contains("<table>"), "{html}");
     }
 

@@ -14,11 +14,16 @@ use tokio::sync::oneshot;
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// The queue is full.
+/// Why a job was not queued.
 #[derive(Debug)]
-pub struct Busy {
-    /// A guess at when a slot will be free: the queue ahead at the recent pace.
-    pub retry_after: Duration,
+pub enum Refused {
+    /// The queue is full.
+    Busy {
+        /// A guess at when a place will be free: one job at the recent pace.
+        retry_after: Duration,
+    },
+    /// No worker is left (they only end if the pool is being dropped).
+    Closed,
 }
 
 /// What a job is told while it runs.
@@ -40,6 +45,8 @@ pub enum Outcome<T> {
     Done(T),
     /// The deadline passed before the job finished.
     TimedOut,
+    /// The job panicked; the message says where. The worker lives on.
+    Panicked(String),
 }
 
 /// The pool.
@@ -78,48 +85,60 @@ impl Pool {
         &self,
         deadline: Instant,
         job: F,
-    ) -> Result<impl Future<Output = Outcome<T>> + use<T, F>, Busy>
+    ) -> Result<impl Future<Output = Outcome<T>> + use<T, F>, Refused>
     where
         T: Send + 'static,
         F: FnOnce(&Ticket) -> T + Send + 'static,
     {
-        let (answer_tx, answer_rx) = oneshot::channel::<T>();
+        let (answer_tx, answer_rx) = oneshot::channel::<Result<T, String>>();
         // Dropped with the request's future when the client goes.
         let (alive_tx, alive_rx) = oneshot::channel::<()>();
-        let pending = Arc::clone(&self.pending);
+        let pending = Pending(Arc::clone(&self.pending));
         let pace = Arc::clone(&self.pace_ms);
         let run: Job = Box::new(move || {
+            // Counted out however the job ends, panics included.
+            let _pending = pending;
             let ticket = Ticket {
                 deadline,
                 reply: alive_tx,
             };
-            if !ticket.should_stop() {
-                let started = Instant::now();
-                let value = job(&ticket);
-                let ms = started.elapsed().as_millis() as u64;
-                let old = pace.load(Ordering::Relaxed);
-                pace.store((old * 3 + ms) / 4, Ordering::Relaxed);
-                let _ = answer_tx.send(value);
+            if ticket.should_stop() {
+                return;
             }
-            pending.fetch_sub(1, Ordering::SeqCst);
+            let started = Instant::now();
+            // A panicking job must not take its worker with it: the pool
+            // would shrink until every request was refused.
+            let value = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&ticket)))
+                .map_err(|panic| {
+                    panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "a panic without a message".to_owned())
+                });
+            let ms = started.elapsed().as_millis() as u64;
+            let old = pace.load(Ordering::Relaxed);
+            pace.store((old * 3 + ms) / 4, Ordering::Relaxed);
+            let _ = answer_tx.send(value);
         });
         self.pending.fetch_add(1, Ordering::SeqCst);
         match self.sender.try_send(run) {
             Ok(()) => {}
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.pending.fetch_sub(1, Ordering::SeqCst);
-                let ahead = self.pending.load(Ordering::SeqCst) as u64;
-                let ms = self.pace_ms.load(Ordering::Relaxed) * ahead.div_ceil(self.workers as u64);
-                return Err(Busy {
+            // The job (and its `Pending`) is dropped here, which counts it out.
+            Err(TrySendError::Full(_)) => {
+                let ms = self.pace_ms.load(Ordering::Relaxed);
+                return Err(Refused::Busy {
                     retry_after: Duration::from_millis(ms.max(1000)),
                 });
             }
+            Err(TrySendError::Disconnected(_)) => return Err(Refused::Closed),
         }
         Ok(async move {
             let _alive = alive_rx;
             let wait = deadline.saturating_duration_since(Instant::now());
             match tokio::time::timeout(wait, answer_rx).await {
-                Ok(Ok(value)) => Outcome::Done(value),
+                Ok(Ok(Ok(value))) => Outcome::Done(value),
+                Ok(Ok(Err(panic))) => Outcome::Panicked(panic),
                 // Dropped unanswered: skipped for its deadline.
                 Ok(Err(_)) | Err(_) => Outcome::TimedOut,
             }
@@ -134,6 +153,15 @@ impl Pool {
     /// Worker threads.
     pub fn workers(&self) -> usize {
         self.workers
+    }
+}
+
+/// One job counted in `pending` until this is dropped.
+struct Pending(Arc<AtomicUsize>);
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -184,10 +212,29 @@ mod tests {
             .submit(later(10), |_| 3)
             .err()
             .expect("the queue is full");
-        assert!(refused.retry_after >= Duration::from_secs(1));
+        assert!(
+            matches!(refused, Refused::Busy { retry_after } if retry_after >= Duration::from_secs(1))
+        );
         release_tx.send(()).unwrap();
         assert_eq!(running.await, Outcome::Done(()));
         assert_eq!(queued.await, Outcome::Done(2));
+        assert_eq!(pool.pending(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_job_neither_kills_its_worker_nor_leaks_its_place() {
+        let pool = Pool::new("t", 1, 1).unwrap();
+        for _ in 0..3 {
+            let outcome = pool
+                .submit(later(10), |_| -> u32 { panic!("bad input") })
+                .unwrap()
+                .await;
+            assert_eq!(outcome, Outcome::Panicked("bad input".into()));
+        }
+        assert_eq!(
+            pool.submit(later(10), |_| 7).unwrap().await,
+            Outcome::Done(7)
+        );
         assert_eq!(pool.pending(), 0);
     }
 

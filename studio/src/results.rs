@@ -3,8 +3,9 @@
 //! only by its id, never by a path.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 
+use axum::body::Bytes;
 use serde::Serialize;
 
 /// A result's id: 16 lowercase hex digits, random.
@@ -42,18 +43,19 @@ impl Serialize for ResultId {
     }
 }
 
-/// One kept piece: what the API shows, its MIDI, and its audio once rendered.
-/// Cloning it is cheap (shared buffers).
+/// One kept piece: what the API shows (as JSON text), its MIDI, and its
+/// audio once rendered. Cloning it is cheap: the buffers are shared.
 #[derive(Clone)]
 pub struct Entry {
-    pub piece: Arc<serde_json::Value>,
-    pub midi: Arc<[u8]>,
-    pub wav: Option<Arc<[u8]>>,
+    pub piece: Bytes,
+    pub midi: Bytes,
+    pub wav: Option<Bytes>,
 }
 
 impl Entry {
+    /// What it holds, which is what it costs (the buffers are all there is).
     fn bytes(&self) -> usize {
-        self.midi.len() + self.wav.as_ref().map_or(0, |w| w.len()) + self.piece.to_string().len()
+        self.piece.len() + self.midi.len() + self.wav.as_ref().map_or(0, Bytes::len)
     }
 }
 
@@ -87,26 +89,30 @@ impl Results {
     }
 
     /// Keeps a piece, dropping the oldest to stay under the cap. A piece larger
-    /// than the cap on its own is not kept.
-    pub fn insert(&self, id: ResultId, piece: serde_json::Value, midi: Vec<u8>) {
+    /// than the cap on its own is not kept (false).
+    pub fn insert(&self, id: ResultId, piece: Bytes, midi: Bytes) -> bool {
         let entry = Entry {
-            piece: Arc::new(piece),
-            midi: midi.into(),
+            piece,
+            midi,
             wav: None,
         };
         let size = entry.bytes();
         if size > self.cap {
-            return;
+            return false;
         }
         let mut inner = self.lock();
+        if let Some(old) = inner.entries.insert(id, entry) {
+            inner.bytes -= old.bytes();
+            inner.order.retain(|&i| i != id);
+        }
         inner.bytes += size;
         inner.order.push_back(id);
-        inner.entries.insert(id, entry);
         inner.evict(self.cap, id);
+        true
     }
 
     /// Attaches rendered audio to a kept piece (if it is still kept and fits).
-    pub fn set_wav(&self, id: ResultId, wav: Arc<[u8]>) {
+    pub fn set_wav(&self, id: ResultId, wav: Bytes) {
         let mut inner = self.lock();
         let Some(entry) = inner.entries.get_mut(&id) else {
             return;
@@ -125,15 +131,21 @@ impl Results {
         self.lock().entries.get(&id).cloned()
     }
 
-    /// Every kept piece, newest first.
-    pub fn list(&self) -> Vec<Arc<serde_json::Value>> {
+    /// The newest `n` kept pieces' JSON, newest first.
+    pub fn newest(&self, n: usize) -> Vec<Bytes> {
         let inner = self.lock();
         inner
             .order
             .iter()
             .rev()
-            .filter_map(|id| inner.entries.get(id).map(|e| Arc::clone(&e.piece)))
+            .filter_map(|id| inner.entries.get(id).map(|e| e.piece.clone()))
+            .take(n)
             .collect()
+    }
+
+    /// Pieces kept now.
+    pub fn count(&self) -> usize {
+        self.lock().entries.len()
     }
 
     /// Bytes held now.
@@ -181,30 +193,28 @@ mod tests {
     #[test]
     fn the_oldest_go_first_and_the_cap_holds() {
         let store = Results::new(1000);
+        let piece = |id: ResultId| Bytes::from(serde_json::json!({"id": id}).to_string());
         let ids: Vec<ResultId> = (0..5).map(|_| ResultId::random()).collect();
         for &id in &ids {
-            store.insert(id, serde_json::json!({"id": id}), vec![0; 300]);
+            assert!(store.insert(id, piece(id), Bytes::from(vec![0; 300])));
             assert!(store.bytes() <= 1000);
         }
-        assert!(store.get(ids[0]).is_none());
-        assert!(store.get(ids[4]).is_some());
-        let listed: Vec<_> = store.list().iter().map(|p| p["id"].clone()).collect();
-        assert_eq!(listed[0], serde_json::json!(ids[4]));
+        // 325 bytes each: three fit.
+        assert_eq!(store.count(), 3);
+        assert!(store.get(ids[1]).is_none());
+        assert_eq!(store.newest(1), [piece(ids[4])]);
         // Audio for a kept piece may push older ones out, never the piece itself,
         // and the list stays in the order the pieces were made.
-        store.set_wav(ids[3], vec![1; 400].into());
+        store.set_wav(ids[3], Bytes::from(vec![1; 400]));
         assert!(store.get(ids[3]).unwrap().wav.is_some());
         assert!(store.get(ids[4]).is_none());
         assert!(store.bytes() <= 1000);
-        store.insert(ids[0], serde_json::json!({"id": ids[0]}), vec![0; 100]);
-        let listed: Vec<_> = store.list().iter().map(|p| p["id"].clone()).collect();
-        assert_eq!(
-            listed,
-            [serde_json::json!(ids[0]), serde_json::json!(ids[3])]
-        );
+        assert!(store.insert(ids[0], piece(ids[0]), Bytes::from(vec![0; 100])));
+        assert_eq!(store.newest(10), [piece(ids[0]), piece(ids[3])]);
+        assert_eq!(store.bytes(), 25 + 100 + 25 + 300 + 400);
         // A piece larger than the cap is not kept at all.
         let huge = ResultId::random();
-        store.insert(huge, serde_json::json!({}), vec![0; 2000]);
+        assert!(!store.insert(huge, piece(huge), Bytes::from(vec![0; 2000])));
         assert!(store.get(huge).is_none());
     }
 }

@@ -1,5 +1,5 @@
-//! The HTTP server: routes, the token check, and the handlers that put
-//! generation and rendering on the worker pool.
+//! The HTTP server: routes, and the handlers that put generation and
+//! rendering on the worker pool and ask the pipeline for its state.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,29 +7,33 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::Deserialize;
 use serde_json::{Value, json};
 
-use amt_stages::audio::Synth;
+use amt_stages::audio::{AudioError, Synth};
 use amt_stages::generate::{Generator, Stopped};
 
+use crate::access::Access;
 use crate::api::{ApiError, GenerateRequest, parse_json};
 use crate::model::SharedGenerator;
 use crate::piece;
 use crate::pipeline::Pipeline;
-use crate::pool::{Outcome, Pool};
+use crate::pool::{Outcome, Pool, Refused};
 use crate::results::{ResultId, Results};
 
 /// The largest MIDI file `POST /api/render` accepts.
 pub const MAX_MIDI_BYTES: usize = 4 << 20;
-/// The longest piece rendered to audio, in seconds.
-pub const MAX_AUDIO_SECONDS: f64 = 600.0;
+/// The longest piece rendered to audio, in seconds: a render holds about
+/// 12 bytes a frame at its peak (f32 stereo, then the WAV), so 5 minutes is
+/// about 160 MB per worker.
+pub const MAX_AUDIO_SECONDS: f64 = 300.0;
+/// The most results one `GET /api/results` lists.
+const MAX_LISTED: usize = 200;
 
 /// How the server runs.
 pub struct Settings {
@@ -39,59 +43,42 @@ pub struct Settings {
     pub deadline: Duration,
     /// Bytes of results kept.
     pub results_cap: usize,
-    /// Required on every `/api` request when set.
-    pub token: Option<String>,
 }
 
 /// What the handlers share.
 pub struct Studio {
-    generator: Option<Arc<SharedGenerator>>,
-    /// Why there is no generator, to say so on each generate request.
-    no_generator: String,
-    synth: Option<Synth>,
-    no_synth: String,
+    generator: Result<Arc<SharedGenerator>, String>,
+    synth: Result<Synth, String>,
     pipeline: Pipeline,
     pool: Pool,
     results: Results,
     deadline: Duration,
-    token: Option<String>,
 }
 
 impl Studio {
     /// Puts the parts together; a missing model or SoundFont disables only
-    /// what needs it, with `why` said on each request that does.
+    /// what needs it, with the reason given on each request that does.
     pub fn new(
         generator: Result<Generator, String>,
         synth: Result<Synth, String>,
         pipeline: Pipeline,
         settings: &Settings,
     ) -> std::io::Result<Self> {
-        let (generator, no_generator) = match generator {
-            Ok(g) => (Some(Arc::new(SharedGenerator::new(g))), String::new()),
-            Err(why) => (None, why),
-        };
-        let (synth, no_synth) = match synth {
-            Ok(s) => (Some(s), String::new()),
-            Err(why) => (None, why),
-        };
         Ok(Self {
-            generator,
-            no_generator,
+            generator: generator.map(|g| Arc::new(SharedGenerator::new(g))),
             synth,
-            no_synth,
             pipeline,
             pool: Pool::new("studio-worker", settings.workers, settings.queue)?,
             results: Results::new(settings.results_cap),
             deadline: settings.deadline,
-            token: settings.token.clone(),
         })
     }
 }
 
 type Shared = State<Arc<Studio>>;
 
-/// The routes: the two pages, their assets and the JSON API.
-pub fn router(studio: Arc<Studio>) -> Router {
+/// The routes: the two pages, their assets and the JSON API, behind `access`.
+pub fn router(studio: Arc<Studio>, access: Access) -> Router {
     let api = Router::new()
         .route("/generate", post(generate))
         .route("/results", get(list_results))
@@ -104,12 +91,7 @@ pub fn router(studio: Arc<Studio>) -> Router {
         .route("/metrics", get(metrics))
         .route("/loss", get(loss))
         .route("/report", get(report))
-        .route("/report/files/{name}", get(report_file))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such API route") })
-        .layer(middleware::from_fn_with_state(
-            Arc::clone(&studio),
-            check_token,
-        ))
+        .route("/report/files/{*path}", get(report_file))
         .layer(DefaultBodyLimit::max(MAX_MIDI_BYTES));
     Router::new()
         .route("/", get(|| async { Html(crate::assets::WRITE_PAGE) }))
@@ -119,21 +101,39 @@ pub fn router(studio: Arc<Studio>) -> Router {
         )
         .route("/assets/{name}", get(asset))
         .nest("/api", api)
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such page or API route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "this route does not take that method",
+            )
+        })
         .with_state(studio)
+        .layer(middleware::from_fn_with_state(access, crate::access::check))
 }
 
 /// Serves `router` on an already bound listener until Ctrl-C or SIGTERM.
 pub async fn serve(listener: tokio::net::TcpListener, app: Router) -> std::io::Result<()> {
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async {
-            let ctrl_c = tokio::signal::ctrl_c();
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-            tokio::select! {
-                _ = ctrl_c => {}
-                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    let stop = async {
+        let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+        match term {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
             }
-        })
-        .await
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    };
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(stop)
+    .await
 }
 
 async fn asset(Path(name): Path<String>) -> Response {
@@ -143,52 +143,22 @@ async fn asset(Path(name): Path<String>) -> Response {
     }
 }
 
-#[derive(Deserialize)]
-struct TokenQuery {
-    token: Option<String>,
-}
-
-/// With a token set, every API request carries it: `Authorization: Bearer
-/// TOKEN`, or `?token=TOKEN` for links the browser follows itself (audio, MIDI).
-async fn check_token(
-    State(studio): Shared,
-    query: Result<Query<TokenQuery>, QueryRejection>,
-    headers: HeaderMap,
-    request: Request,
-    next: Next,
-) -> Response {
-    if let Some(expected) = &studio.token {
-        let bearer = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        let from_query = query.as_ref().ok().and_then(|q| q.token.as_deref());
-        let given = bearer.or(from_query);
-        if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), expected.as_bytes())) {
-            let mut e = ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "this studio needs its token: Authorization: Bearer TOKEN, or ?token=TOKEN",
-            );
-            e.field = Some("token".into());
-            return e.into_response();
+fn refused(r: Refused) -> ApiError {
+    match r {
+        Refused::Busy { retry_after } => {
+            let secs = retry_after.as_secs_f64().ceil() as u64;
+            ApiError {
+                retry_after: Some(secs),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!("the studio is busy: try again in {secs} s"),
+                )
+            }
         }
-    }
-    next.run(request).await
-}
-
-/// Compares without stopping at the first difference, so timing does not leak the token.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn busy(b: crate::pool::Busy) -> ApiError {
-    let secs = b.retry_after.as_secs_f64().ceil() as u64;
-    ApiError {
-        retry_after: Some(secs),
-        ..ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!("the studio is busy: try again in {secs} s"),
-        )
+        Refused::Closed => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the studio is shutting down",
+        ),
     }
 }
 
@@ -196,208 +166,136 @@ fn timed_out(what: &str, deadline: Duration) -> ApiError {
     ApiError::new(
         StatusCode::GATEWAY_TIMEOUT,
         format!(
-            "{what} took longer than the studio's deadline of {:.0} s",
+            "{what} took longer than the studio's deadline of {:.1} s",
             deadline.as_secs_f64()
         ),
     )
 }
 
+fn panicked(what: &str, why: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("{what} failed: {why}"),
+    )
+}
+
+/// The body, or a JSON error naming it (too large, cut off).
+fn body(b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    b.map_err(|e| ApiError {
+        field: Some("body".into()),
+        ..ApiError::new(e.status(), e.body_text())
+    })
+}
+
+/// Refuses a body whose Content-Type is not one of `accepted`. Besides
+/// saying what is expected, this makes a cross-site POST need a CORS
+/// preflight, which the studio never grants.
+fn content_type(headers: &HeaderMap, accepted: &[&str]) -> Result<(), ApiError> {
+    let given = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = given.split(';').next().unwrap_or("").trim();
+    if accepted.iter().any(|a| a.eq_ignore_ascii_case(essence)) {
+        return Ok(());
+    }
+    Err(ApiError {
+        field: Some("content-type".into()),
+        ..ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("Content-Type {given:?}: send {}", accepted.join(" or ")),
+        )
+    })
+}
+
 async fn generate(
     State(studio): Shared,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<axum::Json<Value>, ApiError> {
-    let request: GenerateRequest = parse_json(&body.map_err(body_error)?)?;
-    let Some(generator) = studio.generator.clone() else {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            studio.no_generator.clone(),
-        ));
+    headers: HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    content_type(&headers, &["application/json"])?;
+    let request: GenerateRequest = parse_json(&body(raw)?)?;
+    let generator = match &studio.generator {
+        Ok(g) => Arc::clone(g),
+        Err(why) => return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, why.clone())),
     };
     let options = request.validate(generator.vocab_len())?;
     let deadline = Instant::now() + studio.deadline;
-    let text = request.text.clone();
-    let job = {
-        let options = options.clone();
-        move |ticket: &crate::pool::Ticket| {
-            let started = Instant::now();
-            let g = generator.generate_unless(&text, &options, &|| ticket.should_stop())?;
-            let piece = piece::describe(&g, &options, started.elapsed())?;
-            Ok::<_, anyhow::Error>((g.midi, piece))
-        }
+    let id = ResultId::random();
+    let job = move |ticket: &crate::pool::Ticket| {
+        let started = Instant::now();
+        let g = generator.generate_unless(&request.text, &options, &|| ticket.should_stop())?;
+        let mut piece = piece::describe(&g, &options, started.elapsed())?;
+        piece["id"] = json!(id);
+        piece["midi"] = json!(format!("/api/results/{id}/midi"));
+        piece["audio"] = json!(format!("/api/results/{id}/audio"));
+        Ok::<_, anyhow::Error>((g.midi, serde_json::to_vec(&piece)?))
     };
-    let answer = studio.pool.submit(deadline, job).map_err(busy)?;
-    let (midi, mut piece) = match answer.await {
+    let answer = studio.pool.submit(deadline, job).map_err(refused)?;
+    let (midi, piece) = match answer.await {
         Outcome::Done(Ok(done)) => done,
         Outcome::Done(Err(e)) if e.is::<Stopped>() => {
             return Err(timed_out("generating", studio.deadline));
         }
         Outcome::Done(Err(e)) => return Err(ApiError::internal(&e)),
         Outcome::TimedOut => return Err(timed_out("generating", studio.deadline)),
+        Outcome::Panicked(why) => return Err(panicked("generating", &why)),
     };
-    let id = ResultId::random();
-    piece["id"] = json!(id);
-    piece["midi"] = json!(format!("/api/results/{id}/midi"));
-    piece["audio"] = json!(format!("/api/results/{id}/audio"));
-    studio.results.insert(id, piece.clone(), midi);
-    Ok(axum::Json(piece))
-}
-
-/// A body that could not be read (too large, cut off) as a JSON error.
-fn body_error(e: BytesRejection) -> ApiError {
-    ApiError {
-        field: Some("body".into()),
-        ..ApiError::new(e.status(), e.body_text())
-    }
-}
-
-fn result_id(id: &str) -> Result<ResultId, ApiError> {
-    ResultId::parse(id).ok_or_else(|| ApiError::no_result(id))
-}
-
-async fn list_results(State(studio): Shared) -> axum::Json<Value> {
-    let pieces: Vec<Value> = studio
-        .results
-        .list()
-        .iter()
-        .map(|p| (**p).clone())
-        .collect();
-    axum::Json(json!({ "results": pieces, "bytes": studio.results.bytes() }))
-}
-
-async fn get_result(
-    State(studio): Shared,
-    Path(id): Path<String>,
-) -> Result<axum::Json<Value>, ApiError> {
-    let kept = studio
-        .results
-        .get(result_id(&id)?)
-        .ok_or_else(|| ApiError::no_result(&id))?;
-    Ok(axum::Json((*kept.piece).clone()))
-}
-
-async fn get_midi(State(studio): Shared, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let rid = result_id(&id)?;
-    let midi = studio
-        .results
-        .get(rid)
-        .ok_or_else(|| ApiError::no_result(&id))?
-        .midi;
-    let disposition = format!("attachment; filename=\"amt-{rid}.mid\"");
-    Ok((
-        [
-            (header::CONTENT_TYPE, "audio/midi".to_owned()),
-            (header::CONTENT_DISPOSITION, disposition),
-        ],
-        midi.to_vec(),
-    )
-        .into_response())
-}
-
-fn wav_response(wav: &[u8]) -> Response {
-    ([(header::CONTENT_TYPE, "audio/wav")], wav.to_vec()).into_response()
-}
-
-/// Renders MIDI bytes on the pool.
-async fn render_on_pool(studio: &Arc<Studio>, midi: Arc<[u8]>) -> Result<Arc<[u8]>, ApiError> {
-    let Some(synth) = studio.synth.clone() else {
+    let piece = Bytes::from(piece);
+    if !studio.results.insert(id, piece.clone(), Bytes::from(midi)) {
         return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            studio.no_synth.clone(),
+            StatusCode::INSUFFICIENT_STORAGE,
+            "the piece is larger than --results-mib allows to keep",
         ));
-    };
-    let deadline = Instant::now() + studio.deadline;
-    let answer = studio
-        .pool
-        .submit(deadline, move |_| {
-            synth.render(&midi).and_then(|a| a.wav_bytes())
-        })
-        .map_err(busy)?;
-    match answer.await {
-        Outcome::Done(Ok(wav)) => Ok(wav.into()),
-        Outcome::Done(Err(e @ amt_stages::audio::AudioError::TooLong { .. })) => Err(
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
-        ),
-        Outcome::Done(Err(e @ amt_stages::audio::AudioError::Midi(_))) => Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            e.to_string(),
-        )),
-        Outcome::Done(Err(e)) => Err(ApiError::internal(&e.into())),
-        Outcome::TimedOut => Err(timed_out("rendering", studio.deadline)),
     }
+    Ok(json_bytes(piece))
 }
 
-async fn get_audio(State(studio): Shared, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let rid = result_id(&id)?;
-    let kept = studio
-        .results
-        .get(rid)
-        .ok_or_else(|| ApiError::no_result(&id))?;
-    if let Some(wav) = kept.wav {
-        return Ok(wav_response(&wav));
-    }
-    let wav = render_on_pool(&studio, kept.midi).await?;
-    studio.results.set_wav(rid, Arc::clone(&wav));
-    Ok(wav_response(&wav))
+/// A response from JSON already serialized.
+fn json_bytes(json: Bytes) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], json).into_response()
 }
 
-/// `POST /api/render` with a MIDI file as the body: its audio as WAV.
-async fn render(
-    State(studio): Shared,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let body = body.map_err(body_error)?;
-    // Our own reader first: it is fuzzed, and names what is wrong.
-    amt_stages::midi::parse(&body).map_err(|e| ApiError {
-        field: Some("body".into()),
+fn result_id(id: Result<Path<String>, PathRejection>) -> Result<ResultId, ApiError> {
+    let Path(id) = id.map_err(|e| ApiError {
+        field: Some("id".into()),
         ..ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("the body is not a MIDI file amt can read: {e}"),
+            StatusCode::NOT_FOUND,
+            format!("not a result id: {}", e.body_text()),
         )
     })?;
-    let wav = render_on_pool(&studio, body.to_vec().into()).await?;
-    Ok(wav_response(&wav))
+    ResultId::parse(&id).ok_or_else(|| ApiError::no_result(&id))
 }
 
-/// Runs a blocking pipeline query off the async threads.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
-) -> Result<T, ApiError> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(ApiError::internal(&e)),
-        Err(e) => Err(ApiError::internal(&anyhow::anyhow!(
-            "the query panicked: {e}"
-        ))),
-    }
+fn kept(studio: &Studio, id: ResultId) -> Result<crate::results::Entry, ApiError> {
+    studio
+        .results
+        .get(id)
+        .ok_or_else(|| ApiError::no_result(&id.to_string()))
 }
 
-async fn status(State(studio): Shared) -> Result<axum::Json<Value>, ApiError> {
-    let pipeline = studio.pipeline.clone();
-    let mut status = blocking(move || pipeline.status()).await?;
-    status["model"] = json!(studio.generator.is_some());
-    status["workers"] = json!(studio.pool.workers());
-    status["pending"] = json!(studio.pool.pending());
-    Ok(axum::Json(status))
-}
-
-async fn runs(
-    State(studio): Shared,
+/// Reads `?last=N` (1..=max, default `default`) and nothing else but the token.
+fn last_param(
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
-) -> Result<axum::Json<Value>, ApiError> {
+    default: usize,
+    max: usize,
+) -> Result<usize, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
-    let mut last = None;
+    let mut last = default;
     for (key, value) in &query {
         match key.as_str() {
             "last" => {
-                let n = value.parse::<usize>().map_err(|_| {
-                    ApiError::field(
-                        "last",
-                        format!("last must be a whole number, not {value:?}"),
-                    )
-                })?;
-                last = Some(n);
+                last = value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=max).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::field(
+                            "last",
+                            format!("last must be a whole number in [1, {max}], not {value:?}"),
+                        )
+                    })?;
             }
-            // Checked before this.
             "token" => {}
             other => {
                 return Err(ApiError::field(
@@ -407,74 +305,171 @@ async fn runs(
             }
         }
     }
-    let last = last.unwrap_or(20);
-    if !(1..=1000).contains(&last) {
-        return Err(ApiError::field(
-            "last",
-            format!("last must be in [1, 1000], not {last}"),
-        ));
+    Ok(last)
+}
+
+async fn list_results(
+    State(studio): Shared,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let last = last_param(query, 50, MAX_LISTED)?;
+    let pieces = studio.results.newest(last);
+    // The pieces are JSON text already: joined, not parsed again.
+    let mut out = Vec::with_capacity(pieces.iter().map(Bytes::len).sum::<usize>() + 64);
+    out.extend_from_slice(b"{\"results\":[");
+    for (i, p) in pieces.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(p);
     }
-    let pipeline = studio.pipeline.clone();
-    Ok(axum::Json(blocking(move || pipeline.runs(last)).await?))
+    out.extend_from_slice(
+        format!(
+            "],\"kept\":{},\"bytes\":{}}}",
+            studio.results.count(),
+            studio.results.bytes()
+        )
+        .as_bytes(),
+    );
+    Ok(json_bytes(Bytes::from(out)))
+}
+
+async fn get_result(
+    State(studio): Shared,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    Ok(json_bytes(kept(&studio, result_id(id)?)?.piece))
+}
+
+async fn get_midi(
+    State(studio): Shared,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let id = result_id(id)?;
+    let midi = kept(&studio, id)?.midi;
+    let disposition = format!("attachment; filename=\"amt-{id}.mid\"");
+    Ok((
+        [
+            (header::CONTENT_TYPE, "audio/midi".to_owned()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        midi,
+    )
+        .into_response())
+}
+
+fn wav_response(wav: Bytes) -> Response {
+    ([(header::CONTENT_TYPE, "audio/wav")], wav).into_response()
+}
+
+/// Renders MIDI bytes on the pool; `field` names what the MIDI came from
+/// when it is the client's.
+async fn render_on_pool(
+    studio: &Studio,
+    midi: Bytes,
+    field: Option<&str>,
+) -> Result<Bytes, ApiError> {
+    let synth = match &studio.synth {
+        Ok(s) => s.clone(),
+        Err(why) => return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, why.clone())),
+    };
+    let deadline = Instant::now() + studio.deadline;
+    let job = move |ticket: &crate::pool::Ticket| {
+        synth
+            .render_unless(&midi, &|| ticket.should_stop())
+            .and_then(|a| a.wav_bytes())
+    };
+    let answer = studio.pool.submit(deadline, job).map_err(refused)?;
+    match answer.await {
+        Outcome::Done(Ok(wav)) => Ok(Bytes::from(wav)),
+        Outcome::Done(Err(AudioError::Stopped)) | Outcome::TimedOut => {
+            Err(timed_out("rendering", studio.deadline))
+        }
+        Outcome::Done(Err(
+            e @ (AudioError::TooLong { .. } | AudioError::Midi(_) | AudioError::Crashed(_)),
+        )) => Err(ApiError {
+            field: field.map(str::to_owned),
+            ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
+        }),
+        Outcome::Done(Err(e)) => Err(ApiError::internal(&e.into())),
+        Outcome::Panicked(why) => Err(panicked("rendering", &why)),
+    }
+}
+
+async fn get_audio(
+    State(studio): Shared,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let id = result_id(id)?;
+    let entry = kept(&studio, id)?;
+    if let Some(wav) = entry.wav {
+        return Ok(wav_response(wav));
+    }
+    let wav = render_on_pool(&studio, entry.midi, None).await?;
+    studio.results.set_wav(id, wav.clone());
+    Ok(wav_response(wav))
+}
+
+/// `POST /api/render` with a MIDI file as the body: its audio as WAV.
+async fn render(
+    State(studio): Shared,
+    headers: HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    content_type(
+        &headers,
+        &["audio/midi", "audio/x-midi", "application/octet-stream"],
+    )?;
+    let wav = render_on_pool(&studio, body(raw)?, Some("body")).await?;
+    Ok(wav_response(wav))
+}
+
+async fn status(State(studio): Shared) -> Result<axum::Json<Value>, ApiError> {
+    let mut status = (*studio.pipeline.status().await?).clone();
+    status["model"] = json!(studio.generator.is_ok());
+    status["audio"] = json!(studio.synth.is_ok());
+    status["workers"] = json!(studio.pool.workers());
+    status["pending"] = json!(studio.pool.pending());
+    Ok(axum::Json(status))
+}
+
+async fn runs(
+    State(studio): Shared,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let last = last_param(query, 20, 1000)?;
+    Ok(axum::Json(studio.pipeline.runs(last).await?))
 }
 
 async fn metrics(State(studio): Shared) -> Result<axum::Json<Value>, ApiError> {
-    let pipeline = studio.pipeline.clone();
-    Ok(axum::Json(
-        blocking(move || pipeline.status().and_then(|s| pipeline.metrics(&s))).await?,
-    ))
+    Ok(axum::Json(studio.pipeline.metrics().await?))
 }
 
 async fn loss(State(studio): Shared) -> Result<axum::Json<Value>, ApiError> {
-    let pipeline = studio.pipeline.clone();
-    let rows = blocking(move || pipeline.status().and_then(|s| pipeline.loss(&s))).await?;
-    Ok(axum::Json(json!({ "rows": rows })))
+    Ok(axum::Json(json!({ "rows": studio.pipeline.loss().await? })))
 }
 
 async fn report(State(studio): Shared) -> Result<axum::Json<Value>, ApiError> {
-    let pipeline = studio.pipeline.clone();
-    let html = blocking(move || pipeline.status().and_then(|s| pipeline.report_html(&s))).await?;
-    Ok(axum::Json(json!({ "html": html })))
+    Ok(axum::Json(
+        json!({ "html": studio.pipeline.report_html().await? }),
+    ))
 }
 
 async fn report_file(
     State(studio): Shared,
-    Path(name): Path<String>,
+    Path(path): Path<String>,
 ) -> Result<Response, ApiError> {
-    let pipeline = studio.pipeline.clone();
-    let wanted = name.clone();
-    let path =
-        blocking(move || pipeline.status().map(|s| pipeline.report_file(&s, &wanted))).await?;
-    let Some(path) = path else {
+    let Some((file, mime)) = studio.pipeline.report_file(&path).await? else {
         return Err(ApiError {
-            field: Some("name".into()),
+            field: Some("path".into()),
             ..ApiError::new(
                 StatusCode::NOT_FOUND,
-                format!("the report has no file {name:?}"),
+                format!("the report has no file {path:?}"),
             )
         });
     };
-    let bytes = tokio::fs::read(&path).await.map_err(|e| {
-        ApiError::internal(&anyhow::Error::new(e).context(path.display().to_string()))
+    let bytes = tokio::fs::read(&file).await.map_err(|e| {
+        ApiError::internal(&anyhow::Error::new(e).context(file.display().to_string()))
     })?;
-    let mime = match path.extension().and_then(|e| e.to_str()) {
-        Some("png") => "image/png",
-        Some("svg") => "image/svg+xml",
-        Some("json") => "application/json",
-        _ => "text/plain; charset=utf-8",
-    };
     Ok(([(header::CONTENT_TYPE, mime)], bytes).into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_compare_whole() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secret", b"secreT"));
-        assert!(!constant_time_eq(b"secret", b"secret2"));
-        assert!(!constant_time_eq(b"", b"x"));
-    }
 }
