@@ -2,7 +2,8 @@
 //! back for a fixed time against one `amt serve` (release build, 2 workers,
 //! queue 16) on the demo's model. Every answer is checked (a 200 carries the
 //! piece asked for, the same as when asked alone; a 429 says when to retry),
-//! and the table gives throughput and p50/p95 latency per client count.
+//! and the table gives throughput (pieces, and tokens counting each piece's
+//! conditioning prefix) and p50/p95 latency per client count.
 //! There is no peer to compare with: these are absolute numbers for this
 //! machine.
 //!
@@ -117,8 +118,10 @@ fn main() {
     };
     let expected: Vec<Value> = (0..8).map(|c| reference(c, 0)).collect();
 
-    println!("| clients | answered | refused (429) | pieces/s | p50 s | p95 s | max s |");
-    println!("|---|---|---|---|---|---|---|");
+    println!(
+        "| clients | answered | refused (429) | pieces/s | tokens/s | p50 s | p95 s | max s |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
     for clients in CLIENTS {
         let until = Instant::now() + Duration::from_secs(SECONDS);
         let started = Instant::now();
@@ -131,7 +134,8 @@ fn main() {
                         .timeout(Duration::from_secs(600))
                         .build()
                         .unwrap();
-                    let (mut latencies, mut refused, mut n) = (Vec::new(), 0usize, 0usize);
+                    let (mut latencies, mut refused, mut n, mut tokens) =
+                        (Vec::new(), 0usize, 0usize, 0u64);
                     while Instant::now() < until {
                         // Every fourth request is the checked one (seed 0).
                         let seed = if n % 4 == 0 { 0 } else { n };
@@ -146,6 +150,7 @@ fn main() {
                             200 => {
                                 let piece: Value = r.json().unwrap();
                                 assert_eq!(piece["text"], request(c, seed)["text"]);
+                                tokens += piece["tokens"].as_u64().unwrap();
                                 if seed == 0 {
                                     assert_eq!(
                                         piece["notes"], expected,
@@ -166,23 +171,25 @@ fn main() {
                             other => panic!("status {other}: {}", r.text().unwrap()),
                         }
                     }
-                    (latencies, refused)
+                    (latencies, refused, tokens)
                 })
             })
             .collect();
-        let (mut all, mut refused) = (Vec::new(), 0);
+        let (mut all, mut refused, mut tokens) = (Vec::new(), 0, 0);
         for t in threads {
-            let (l, r) = t.join().unwrap();
+            let (l, r, k) = t.join().unwrap();
             all.extend(l);
             refused += r;
+            tokens += k;
         }
         let elapsed = started.elapsed().as_secs_f64();
         all.sort();
         let pct = |q: f64| all[((all.len() - 1) as f64 * q).round() as usize].as_secs_f64();
         println!(
-            "| {clients} | {} | {refused} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            "| {clients} | {} | {refused} | {:.2} | {:.0} | {:.2} | {:.2} | {:.2} |",
             all.len(),
             all.len() as f64 / elapsed,
+            tokens as f64 / elapsed,
             pct(0.5),
             pct(0.95),
             pct(1.0)

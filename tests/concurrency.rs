@@ -213,9 +213,11 @@ fn gc_removes_unreachable_results_and_a_cap_keeps_recent_ones() {
 
 #[test]
 fn status_names_the_stages_a_run_is_executing() {
-    let p = TestProject::new(&format!(
-        "{SLOW}[stages.after]\ncmd = \"cp slow.txt after.txt\"\ndeps = [\"slow.txt\"]\nouts = [\"after.txt\"]\n"
-    ));
+    // The stage runs until the test lets it finish.
+    let p = TestProject::new(
+        "[stages.slow]\ncmd = \"touch started; while [ ! -e go ]; do sleep 0.05; done; echo done > slow.txt\"\nouts = [\"slow.txt\"]\n\
+         [stages.after]\ncmd = \"cp slow.txt after.txt\"\ndeps = [\"slow.txt\"]\nouts = [\"after.txt\"]\n",
+    );
     let mut first = spawn(&p, &["run"]);
     wait_for(&p, "started", Duration::from_secs(10));
     let json = p.amt(&["status", "--json"]).expect_code(0).stdout;
@@ -232,6 +234,7 @@ fn status_names_the_stages_a_run_is_executing() {
     let text = p.amt(&["status"]).expect_code(0).stdout;
     assert!(text.contains("another amt (pid ") && text.contains("holds the project lock"), "{text}");
     assert!(text.lines().any(|l| l.starts_with("slow ") && l.contains("running")), "{text}");
+    p.write("go", "");
     assert!(first.wait().unwrap().success());
 
     let status: serde_json::Value =

@@ -32,6 +32,10 @@ pub fn serve(project: &Project, args: Args) -> ExitCode {
     if let Ok(me) = std::env::current_exe() {
         command.env("AMT_BIN", me);
     }
+    // The studio asks `amt status` and `amt runs`: under the same profile.
+    if let Some(profile) = &project.pipeline.profile {
+        command.env("AMT_PROFILE", profile);
+    }
     if std::env::var_os("AMT_MODEL").is_none()
         && let Some(model) = project_model(project)
     {

@@ -102,20 +102,18 @@ const studio = (() => {
     if (first) list.prepend(card); else list.append(card);
   }
 
+  /** An option's value, or undefined when left blank (the server's default applies). */
   function number(id) {
-    return Number(document.getElementById(id).value);
+    const v = document.getElementById(id).valueAsNumber;
+    return Number.isNaN(v) ? undefined : v;
   }
 
   async function write() {
     const form = document.getElementById("write");
     const button = document.getElementById("generate");
     const busy = document.getElementById("busy");
-    try {
-      const kept = await api("/api/results");
-      for (const piece of kept.results) addResult(piece, false);
-    } catch (e) {
-      showError(e.message);
-    }
+    // Listening before anything else: a submit must never fall through to
+    // the browser's own form submission.
     form.addEventListener("submit", async event => {
       event.preventDefault();
       showError("");
@@ -139,6 +137,12 @@ const studio = (() => {
         busy.hidden = true;
       }
     });
+    try {
+      const kept = await api("/api/results");
+      for (const piece of kept.results) addResult(piece, false);
+    } catch (e) {
+      showError(e.message);
+    }
   }
 
   /** Stages in columns by depth: a stage sits one column after its deepest input. */
@@ -168,18 +172,24 @@ const studio = (() => {
     }))));
   }
 
+  /** The ledger's runs, newest first, with the params that differ between them and their metrics. */
   function drawRuns(runs) {
     const box = document.getElementById("runs");
     if (!runs.length) { box.textContent = "No runs recorded yet."; return; }
+    const text = v => typeof v === "string" ? v : JSON.stringify(v);
+    const keys = [...new Set(runs.flatMap(r => Object.keys(r.params)))].sort();
+    const varying = keys.filter(k => new Set(runs.map(r => text(r.params[k]))).size > 1);
     const rows = runs.slice().reverse().map(r => {
       const metrics = Object.entries(r.metrics).flatMap(([file, doc]) =>
         Object.entries(doc || {}).filter(([, v]) => typeof v === "number")
           .map(([k, v]) => `${file.split("/").pop().replace(/\.json$/, "")}.${k} ${Number(v.toPrecision(4))}`));
+      const params = varying.map(k => `${k} = ${k in r.params ? text(r.params[k]) : "-"}`).join(", ");
       return el("tr", {}, el("td", {}, r.run), el("td", {}, new Date(r.started_at_ms).toLocaleString()),
         el("td", {}, `${(r.duration_ms / 1000).toFixed(1)} s`), el("td", {}, r.status),
-        el("td", {}, r.sweep || ""), el("td", {}, metrics.slice(0, 6).join(", ")));
+        el("td", {}, r.sweep || ""), el("td", {}, params), el("td", {}, metrics.slice(0, 6).join(", ")));
     });
-    box.replaceChildren(el("table", {}, el("tr", {}, ...["run", "started", "took", "status", "sweep", "metrics"].map(h => el("th", {}, h))), ...rows));
+    const head = ["run", "started", "took", "status", "sweep", "params that differ", "metrics"];
+    box.replaceChildren(el("table", {}, el("tr", {}, ...head.map(h => el("th", {}, h))), ...rows));
   }
 
   /** The loss curve as an SVG polyline: training loss, and validation where it ran. */
@@ -232,6 +242,10 @@ const studio = (() => {
           for (const img of box.querySelectorAll("img")) {
             const src = img.getAttribute("src");
             if (src.startsWith("/api/")) img.src = link(src);
+          }
+          for (const a of box.querySelectorAll("a")) {
+            const href = a.getAttribute("href");
+            if (href.startsWith("/api/")) a.href = link(href);
           }
         }
         showError("");

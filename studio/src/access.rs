@@ -17,19 +17,28 @@ pub enum Access {
     /// follows itself (audio, MIDI, images).
     Token(String),
     /// No token: only these `Host` values (the loopback names of the bound
-    /// address). A page on another site can make the browser send requests
-    /// here, or rebind its own name to 127.0.0.1; either way its Host is not one of these.
+    /// address), which keeps out a site that points its own name at
+    /// 127.0.0.1 (DNS rebinding). A page on another site that makes the
+    /// browser call the studio directly is refused by the browser's own
+    /// `Sec-Fetch-Site` and `Origin` headers.
     Hosts(Vec<String>),
 }
 
 impl Access {
-    /// Loopback names for a studio bound to `port` with no token.
-    pub fn loopback(port: u16) -> Self {
-        Access::Hosts(vec![
-            format!("127.0.0.1:{port}"),
-            format!("localhost:{port}"),
-            format!("[::1]:{port}"),
-        ])
+    /// The names a studio bound to loopback `addr` with no token answers to:
+    /// the address itself and the loopback names, with its port (and
+    /// without, on port 80, as browsers send them).
+    pub fn loopback(addr: std::net::SocketAddr) -> Self {
+        let port = addr.port();
+        let mut names = vec![addr.to_string()];
+        for name in ["127.0.0.1", "localhost", "[::1]"] {
+            names.push(format!("{name}:{port}"));
+            if port == 80 {
+                names.push(name.to_owned());
+            }
+        }
+        names.dedup();
+        Access::Hosts(names)
     }
 }
 
@@ -85,6 +94,26 @@ pub async fn check(
                     ),
                 );
             }
+            // Browsers say where a request comes from; only this studio's
+            // own pages (or no browser at all: curl sends neither) may ask.
+            let header = |name| {
+                headers
+                    .get(name)
+                    .and_then(|v: &HeaderValue| v.to_str().ok())
+            };
+            let cross_site =
+                header("sec-fetch-site").is_some_and(|s| s == "cross-site" || s == "same-site");
+            let foreign_origin = header("origin").is_some_and(|o| {
+                let o = o.strip_prefix("http://").unwrap_or(o);
+                !allowed.iter().any(|a| a.eq_ignore_ascii_case(o))
+            });
+            if cross_site || foreign_origin {
+                return refused(
+                    StatusCode::FORBIDDEN,
+                    "origin",
+                    "a page of another site may not use this studio",
+                );
+            }
         }
     }
     let mut response = next.run(request).await;
@@ -115,6 +144,28 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_loopback_studio_answers_to_its_own_names() {
+        let Access::Hosts(names) = Access::loopback("127.0.0.2:8800".parse().unwrap()) else {
+            panic!()
+        };
+        assert_eq!(
+            names,
+            [
+                "127.0.0.2:8800",
+                "127.0.0.1:8800",
+                "localhost:8800",
+                "[::1]:8800"
+            ]
+        );
+        let Access::Hosts(names) = Access::loopback("127.0.0.1:80".parse().unwrap()) else {
+            panic!()
+        };
+        assert!(
+            names.contains(&"localhost".to_owned()) && names.contains(&"127.0.0.1:80".to_owned())
+        );
+    }
 
     #[test]
     fn tokens_compare_whole() {

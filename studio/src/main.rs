@@ -98,7 +98,8 @@ fn load_synth(explicit: Option<&Path>) -> anyhow::Result<Synth> {
 fn render(args: RenderArgs) -> anyhow::Result<()> {
     let midi =
         std::fs::read(&args.input).with_context(|| format!("reading {}", args.input.display()))?;
-    amt_stages::midi::parse(&midi).map_err(|e| anyhow::anyhow!("{}: {e}", args.input.display()))?;
+    amt_stages::midi::parse(&midi)
+        .map_err(|e| BadInput(format!("{}: {e}", args.input.display())))?;
     let synth = load_synth(args.soundfont.as_deref())?;
     let sound = synth
         .render(&midi)
@@ -116,31 +117,48 @@ fn render(args: RenderArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The command line asked for something invalid (exit code 2, as `amt`'s).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct BadInput(String);
+
+/// Checks the settings before anything is loaded.
+fn check(args: &ServeArgs, has_token: bool) -> Result<(), BadInput> {
+    let bad = |m: String| Err(BadInput(m));
+    if !(args.addr.ip().is_loopback() || has_token) {
+        return bad(format!(
+            "{} is not a loopback address: anyone who can reach it could use the studio, so \
+             pass --token TOKEN (or set AMT_STUDIO_TOKEN)",
+            args.addr
+        ));
+    }
+    if !(args.deadline > 0.0 && args.deadline <= 86_400.0) {
+        return bad(format!(
+            "--deadline must be a number of seconds in (0, 86400], not {}",
+            args.deadline
+        ));
+    }
+    if !(1..=64).contains(&args.workers) {
+        return bad(format!(
+            "--workers must be in [1, 64], not {}",
+            args.workers
+        ));
+    }
+    if !(1..=4096).contains(&args.queue) {
+        return bad(format!("--queue must be in [1, 4096], not {}", args.queue));
+    }
+    if !(16..=65_536).contains(&args.results_mib) {
+        return bad(format!(
+            "--results-mib must be in [16, 65536], not {}",
+            args.results_mib
+        ));
+    }
+    Ok(())
+}
+
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let token = args.token.filter(|t| !t.is_empty());
-    anyhow::ensure!(
-        args.addr.ip().is_loopback() || token.is_some(),
-        "{} is not a loopback address: anyone who can reach it could use the studio, so \
-         pass --token TOKEN (or set AMT_STUDIO_TOKEN)",
-        args.addr
-    );
-    anyhow::ensure!(
-        args.deadline > 0.0 && args.deadline <= 86_400.0,
-        "--deadline must be a number of seconds in (0, 86400], not {}",
-        args.deadline
-    );
-    anyhow::ensure!(
-        (1..=64).contains(&args.workers),
-        "--workers must be in [1, 64]"
-    );
-    anyhow::ensure!(
-        (1..=4096).contains(&args.queue),
-        "--queue must be in [1, 4096]"
-    );
-    anyhow::ensure!(
-        (16..=65_536).contains(&args.results_mib),
-        "--results-mib must be in [16, 65536]"
-    );
+    let token = args.token.clone().filter(|t| !t.is_empty());
+    check(&args, token.is_some())?;
     let project = args
         .project
         .canonicalize()
@@ -192,7 +210,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let addr = listener.local_addr()?;
         let access = match &token {
             Some(t) => Access::Token(t.clone()),
-            None => Access::loopback(addr.port()),
+            None => Access::loopback(addr),
         };
         // Tests and scripts read this line for the port when --addr ends in :0.
         // Nothing else is said on stdout, and a closed stdout stops nothing.
@@ -225,7 +243,8 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(1)
+            // As `amt`'s exit codes: 2 for bad input, 4 for any other error.
+            ExitCode::from(if e.is::<BadInput>() { 2 } else { 4 })
         }
     }
 }

@@ -7,13 +7,14 @@
 //! shared: one query at a time, reused for [`STATUS_TTL`]. Every query has a
 //! time limit, and its process is killed when the limit or the client goes.
 
+use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use serde_json::Value;
-use tokio::sync::{Mutex, Semaphore};
+use tokio::sync::Mutex;
 
 use crate::api::ApiError;
 
@@ -27,8 +28,8 @@ pub struct Pipeline {
     root: PathBuf,
     amt: PathBuf,
     status: Mutex<Option<(Instant, Arc<Value>)>>,
-    /// `amt runs` queries at once.
-    runs: Semaphore,
+    /// The last `amt runs` answer per `--last`, under the same rule as status.
+    runs: Mutex<HashMap<usize, (Instant, Arc<Value>)>>,
 }
 
 impl Pipeline {
@@ -38,7 +39,7 @@ impl Pipeline {
             root,
             amt,
             status: Mutex::new(None),
-            runs: Semaphore::new(1),
+            runs: Mutex::new(HashMap::new()),
         }
     }
 
@@ -84,13 +85,21 @@ impl Pipeline {
     }
 
     /// `amt runs --json`: the ledger's newest `last` pipeline runs, newest last.
-    pub async fn runs(&self, last: usize) -> Result<Value, ApiError> {
-        let _one = self
-            .runs
-            .acquire()
-            .await
-            .map_err(|e| ApiError::internal(&e.into()))?;
-        self.amt_json(&["runs", "--last", &last.to_string()]).await
+    pub async fn runs(&self, last: usize) -> Result<Arc<Value>, ApiError> {
+        // One query at a time, each answer reused for STATUS_TTL.
+        let mut cached = self.runs.lock().await;
+        if let Some((at, value)) = cached.get(&last)
+            && at.elapsed() < STATUS_TTL
+        {
+            return Ok(Arc::clone(value));
+        }
+        let value = Arc::new(
+            self.amt_json(&["runs", "--last", &last.to_string()])
+                .await?,
+        );
+        cached.retain(|_, (at, _)| at.elapsed() < STATUS_TTL);
+        cached.insert(last, (Instant::now(), Arc::clone(&value)));
+        Ok(value)
     }
 
     /// The output directory (role `dir`) of the stage running `builtin`.
@@ -298,7 +307,14 @@ fn markdown_to_html(markdown: &str) -> String {
         });
     let mut html = String::new();
     pulldown_cmark::html::push_html(&mut html, events);
-    html
+    // Table alignment comes as inline styles, which the page's CSP refuses;
+    // classes do the same. (Raw HTML was dropped, so these are pulldown's own.)
+    ["left", "center", "right"].iter().fold(html, |html, side| {
+        html.replace(
+            &format!(r#"style="text-align: {side}""#),
+            &format!(r#"class="align-{side}""#),
+        )
+    })
 }
 
 #[cfg(test)]
@@ -352,6 +368,12 @@ mod tests {
             "{html}"
         );
         assert!(html.contains("<table>"), "{html}");
+        let aligned = markdown_to_html("| a | b |\n|:---|---:|\n| 1 | 2 |\n");
+        assert!(
+            aligned.contains(r#"<td class="align-right">2</td>"#),
+            "{aligned}"
+        );
+        assert!(!aligned.contains("style="), "{aligned}");
     }
 
     #[test]

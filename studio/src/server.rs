@@ -9,7 +9,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -343,23 +343,13 @@ async fn get_result(
 
 async fn get_midi(
     State(studio): Shared,
+    headers: HeaderMap,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let id = result_id(id)?;
     let midi = kept(&studio, id)?.midi;
     let disposition = format!("attachment; filename=\"amt-{id}.mid\"");
-    Ok((
-        [
-            (header::CONTENT_TYPE, "audio/midi".to_owned()),
-            (header::CONTENT_DISPOSITION, disposition),
-        ],
-        midi,
-    )
-        .into_response())
-}
-
-fn wav_response(wav: Bytes) -> Response {
-    ([(header::CONTENT_TYPE, "audio/wav")], wav).into_response()
+    Ok(ranged(&headers, midi, "audio/midi", Some(disposition)))
 }
 
 /// Renders MIDI bytes on the pool; `field` names what the MIDI came from
@@ -385,9 +375,11 @@ async fn render_on_pool(
         Outcome::Done(Err(AudioError::Stopped)) | Outcome::TimedOut => {
             Err(timed_out("rendering", studio.deadline))
         }
+        // The client's own file: its fault, and the field says which. The
+        // studio's own pieces failing is the studio's fault (500, below).
         Outcome::Done(Err(
             e @ (AudioError::TooLong { .. } | AudioError::Midi(_) | AudioError::Crashed(_)),
-        )) => Err(ApiError {
+        )) if field.is_some() => Err(ApiError {
             field: field.map(str::to_owned),
             ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
         }),
@@ -398,16 +390,20 @@ async fn render_on_pool(
 
 async fn get_audio(
     State(studio): Shared,
+    headers: HeaderMap,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let id = result_id(id)?;
     let entry = kept(&studio, id)?;
-    if let Some(wav) = entry.wav {
-        return Ok(wav_response(wav));
-    }
-    let wav = render_on_pool(&studio, entry.midi, None).await?;
-    studio.results.set_wav(id, wav.clone());
-    Ok(wav_response(wav))
+    let wav = match entry.wav {
+        Some(wav) => wav,
+        None => {
+            let wav = render_on_pool(&studio, entry.midi, None).await?;
+            studio.results.set_wav(id, wav.clone());
+            wav
+        }
+    };
+    Ok(ranged(&headers, wav, "audio/wav", None))
 }
 
 /// `POST /api/render` with a MIDI file as the body: its audio as WAV.
@@ -421,7 +417,7 @@ async fn render(
         &["audio/midi", "audio/x-midi", "application/octet-stream"],
     )?;
     let wav = render_on_pool(&studio, body(raw)?, Some("body")).await?;
-    Ok(wav_response(wav))
+    Ok(([(header::CONTENT_TYPE, "audio/wav")], wav).into_response())
 }
 
 async fn status(State(studio): Shared) -> Result<axum::Json<Value>, ApiError> {
@@ -438,7 +434,7 @@ async fn runs(
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let last = last_param(query, 20, 1000)?;
-    Ok(axum::Json(studio.pipeline.runs(last).await?))
+    Ok(axum::Json((*studio.pipeline.runs(last).await?).clone()))
 }
 
 async fn metrics(State(studio): Shared) -> Result<axum::Json<Value>, ApiError> {
@@ -457,19 +453,119 @@ async fn report(State(studio): Shared) -> Result<axum::Json<Value>, ApiError> {
 
 async fn report_file(
     State(studio): Shared,
-    Path(path): Path<String>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
+    let not_found = |why: String| ApiError {
+        field: Some("path".into()),
+        ..ApiError::new(StatusCode::NOT_FOUND, why)
+    };
+    let Path(path) =
+        path.map_err(|e| not_found(format!("not a report file: {}", e.body_text())))?;
     let Some((file, mime)) = studio.pipeline.report_file(&path).await? else {
-        return Err(ApiError {
-            field: Some("path".into()),
-            ..ApiError::new(
-                StatusCode::NOT_FOUND,
-                format!("the report has no file {path:?}"),
-            )
-        });
+        return Err(not_found(format!("the report has no file {path:?}")));
     };
     let bytes = tokio::fs::read(&file).await.map_err(|e| {
         ApiError::internal(&anyhow::Error::new(e).context(file.display().to_string()))
     })?;
-    Ok(([(header::CONTENT_TYPE, mime)], bytes).into_response())
+    Ok(ranged(&headers, Bytes::from(bytes), mime, None))
+}
+
+/// A body, or the one range the request asks for (`Range: bytes=A-B`, `A-`
+/// or `-N`): what an audio player needs to seek. Any other Range gets the
+/// whole body; one past the end gets 416.
+fn ranged(
+    headers: &HeaderMap,
+    bytes: Bytes,
+    mime: &'static str,
+    disposition: Option<String>,
+) -> Response {
+    let len = bytes.len();
+    let asked = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .map_or(Range::Whole, |r| byte_range(r, len));
+    let mut response = match asked {
+        Range::Whole => (StatusCode::OK, bytes).into_response(),
+        Range::Unsatisfiable => {
+            let mut r = ApiError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                format!("the body has {len} bytes"),
+            )
+            .into_response();
+            r.headers_mut().insert(
+                header::CONTENT_RANGE,
+                content_range(&format!("bytes */{len}")),
+            );
+            return r;
+        }
+        Range::Part(a, b) => {
+            let mut r = (StatusCode::PARTIAL_CONTENT, bytes.slice(a..=b)).into_response();
+            r.headers_mut().insert(
+                header::CONTENT_RANGE,
+                content_range(&format!("bytes {a}-{b}/{len}")),
+            );
+            r
+        }
+    };
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Some(d) = disposition.and_then(|d| HeaderValue::from_str(&d).ok()) {
+        h.insert(header::CONTENT_DISPOSITION, d);
+    }
+    response
+}
+
+fn content_range(value: &str) -> HeaderValue {
+    HeaderValue::from_str(value).unwrap_or_else(|_| HeaderValue::from_static("bytes */0"))
+}
+
+/// What a `Range` header asks of a body of `len` bytes.
+#[derive(Debug, PartialEq, Eq)]
+enum Range {
+    /// Bytes `a..=b`.
+    Part(usize, usize),
+    Unsatisfiable,
+    /// Not one byte range: answered with the whole body.
+    Whole,
+}
+
+fn byte_range(header: &str, len: usize) -> Range {
+    let Some(spec) = header.trim().strip_prefix("bytes=") else {
+        return Range::Whole;
+    };
+    let Some((a, b)) = spec.split_once('-').filter(|_| !spec.contains(',')) else {
+        return Range::Whole;
+    };
+    let last = len.saturating_sub(1);
+    let (start, end) = match (a.trim().parse::<usize>(), b.trim().parse::<usize>()) {
+        (Ok(a), Ok(b)) if a <= b => (a, b.min(last)),
+        (Ok(a), Err(_)) if b.trim().is_empty() => (a, last),
+        (Err(_), Ok(n)) if a.trim().is_empty() && n > 0 => (len.saturating_sub(n), last),
+        _ => return Range::Whole,
+    };
+    if start >= len {
+        return Range::Unsatisfiable;
+    }
+    Range::Part(start, end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_ranges_are_read_as_players_send_them() {
+        assert_eq!(byte_range("bytes=0-", 100), Range::Part(0, 99));
+        assert_eq!(byte_range("bytes=10-19", 100), Range::Part(10, 19));
+        assert_eq!(byte_range("bytes=90-200", 100), Range::Part(90, 99));
+        assert_eq!(byte_range("bytes=-10", 100), Range::Part(90, 99));
+        assert_eq!(byte_range("bytes=-500", 100), Range::Part(0, 99));
+        assert_eq!(byte_range("bytes=100-", 100), Range::Unsatisfiable);
+        assert_eq!(byte_range("bytes=0-", 0), Range::Unsatisfiable);
+        assert_eq!(byte_range("bytes=5-1", 100), Range::Whole);
+        assert_eq!(byte_range("bytes=0-1,5-6", 100), Range::Whole);
+        assert_eq!(byte_range("items=0-1", 100), Range::Whole);
+    }
 }
