@@ -127,6 +127,11 @@ fn the_demo_runs_end_to_end_and_reruns_only_what_a_change_touches() {
         "{}",
         out.stdout
     );
+    assert!(
+        out.stdout.contains("not read as attributes (only the semantic token hears them): cheerful, jig"),
+        "{}",
+        out.stdout
+    );
     assert_eq!(&std::fs::read(p.path("jig.mid")).unwrap()[..4], b"MThd");
 
     // The model bundle is self-contained: a copy far from the project (and

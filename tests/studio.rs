@@ -131,6 +131,8 @@ fn the_studio_writes_plays_and_shows_the_pipeline() {
     assert_eq!(understood["meter"], "3/4", "{piece}");
     assert_eq!(understood["instruments"], json!(["piano"]), "{piece}");
     assert!(understood["semantic_token"].is_u64(), "{piece}");
+    // "3/4" named the meter; "waltz" only shapes the semantic token.
+    assert_eq!(understood["unread"], json!(["waltz"]), "{piece}");
     let notes = piece["notes"].as_array().unwrap();
     assert!(!notes.is_empty(), "{piece}");
     for n in notes {

@@ -85,8 +85,10 @@ const studio = (() => {
     const card = document.getElementById("result").content.firstElementChild.cloneNode(true);
     card.dataset.id = piece.id;
     card.querySelector(".prompt").textContent = piece.text;
+    const u = piece.understood;
     card.querySelector(".understood").textContent =
-      `understood: ${piece.understood.summary} (${piece.understood.semantic_distance.toFixed(2)} from its centroid)`;
+      `understood: ${u.summary} (${u.semantic_distance.toFixed(2)} from its centroid)` +
+      (u.unread.length ? `; not read as attributes: ${u.unread.join(", ")}` : "");
     drawRoll(card.querySelector(".roll"), card.querySelector(".legend"), piece);
     const audio = card.querySelector(".audio");
     audio.src = link(piece.audio);

@@ -25,11 +25,13 @@ struct Note {
 }
 
 #[derive(Serialize)]
-struct Understood {
+struct Understood<'a> {
     #[serde(flatten)]
     words: Words,
     /// Distance from the text's embedding to its semantic token's centroid.
     semantic_distance: f64,
+    /// The words that named no attribute (only the semantic token hears them).
+    unread: &'a [String],
     /// The same, in one line.
     summary: String,
 }
@@ -38,7 +40,7 @@ struct Understood {
 struct Piece<'a> {
     text: &'a str,
     options: &'a SampleOptions,
-    understood: Understood,
+    understood: Understood<'a>,
     /// Tokens, the conditioning prefix included (as `amt generate` counts them).
     tokens: usize,
     /// True if the model ended the piece itself (rather than `max_tokens`).
@@ -76,6 +78,7 @@ pub fn describe(g: &Generation, options: &SampleOptions, took: Duration) -> anyh
         understood: Understood {
             words: g.conditioning.words(),
             semantic_distance: g.semantic_distance,
+            unread: &g.unread,
             summary: g.conditioning.describe(),
         },
         tokens: g.tokens.len(),

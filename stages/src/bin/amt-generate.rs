@@ -101,6 +101,12 @@ fn run(args: Args) -> anyhow::Result<()> {
                 g.conditioning.describe(),
                 g.semantic_distance
             );
+            if !g.unread.is_empty() {
+                println!(
+                    "not read as attributes (only the semantic token hears them): {}",
+                    g.unread.join(", ")
+                );
+            }
         }
         amt_stages::atomic::write(&path, &g.midi)?;
         let c = &g.conditioning;

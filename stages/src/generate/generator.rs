@@ -74,6 +74,9 @@ pub struct Generation {
     pub conditioning: Conditioning,
     /// Distance from the text's embedding to its centroid.
     pub semantic_distance: f64,
+    /// The words that named no attribute (they shape only the semantic token).
+    #[serde(default)]
+    pub unread: Vec<String>,
     /// Prefix and music tokens.
     pub tokens: Vec<u16>,
     /// True if the model ended the piece itself (rather than `max_tokens`).
@@ -213,10 +216,12 @@ impl Generator {
             .sample_unless(&prefix, embedding.as_ref(), opts, true, stop)
             .ok_or(Stopped)?;
         let midi = self.tokenizer.to_midi(&tokens);
+        let read = prompt::parse(text, self.tokenizer.vocab.config.prefix_instruments).read;
         Ok(Generation {
             text: text.to_owned(),
             conditioning,
             semantic_distance,
+            unread: prompt::unread(text, &read),
             tokens,
             ended,
             midi,

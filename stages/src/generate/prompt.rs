@@ -1,6 +1,10 @@
 //! Musical attributes named in a prompt: tempo (BPM, an Italian term or a
 //! plain word), key, time signature and instruments. Whatever the text does
 //! not mention stays `None` (the N/A token), as in captions with dropped fields.
+//! The stretches of text that were read are kept, so that the words that
+//! named nothing can be shown: only the semantic token hears those.
+
+use std::ops::Range;
 
 use crate::midi::gm;
 use crate::midi::key::Key;
@@ -18,6 +22,58 @@ pub struct Attributes {
     pub time_signature: Option<(u8, u32)>,
     /// Instrument families in the order named (program / 8, 16 for drums).
     pub instruments: Vec<u8>,
+    /// The byte ranges of the text read as attributes (a negated tempo word
+    /// with its negation included: it was read, and means no tempo).
+    pub read: Vec<Range<usize>>,
+}
+
+/// An attribute's value and the bytes of the text that named it.
+type Found<T> = (T, Range<usize>);
+
+/// Words that carry no meaning of their own here: articles, prepositions,
+/// conjunctions and the glue around attributes ("in 6/8 time").
+const FUNCTION_WORDS: &[&str] = &[
+    "a", "an", "the", "in", "on", "of", "for", "with", "and", "or", "by", "to", "at", "from",
+    "into", "as", "is", "it", "its", "that", "this", "then", "but", "played", "playing",
+    "plays", "key", "time", "tempo", "bpm",
+];
+
+/// The words of `text` (letters and digits) with their byte offsets.
+fn words_at(text: &str, separator: impl Fn(char) -> bool) -> Vec<(usize, &str)> {
+    let mut words = Vec::new();
+    let mut start = None;
+    for (i, c) in text.char_indices() {
+        match (separator(c), start) {
+            (true, Some(s)) => {
+                words.push((s, &text[s..i]));
+                start = None;
+            }
+            (false, None) => start = Some(i),
+            _ => {}
+        }
+    }
+    if let Some(s) = start {
+        words.push((s, &text[s..]));
+    }
+    words
+}
+
+/// The words of `text` that named no attribute and say something (not a
+/// function word), in order, lowercased and without repeats.
+pub fn unread(text: &str, read: &[Range<usize>]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for (at, word) in words_at(text, |c| !c.is_alphanumeric()) {
+        let span = at..at + word.len();
+        let lower = word.to_lowercase();
+        if read.iter().any(|r| r.start < span.end && span.start < r.end)
+            || FUNCTION_WORDS.contains(&lower.as_str())
+            || out.contains(&lower)
+        {
+            continue;
+        }
+        out.push(lower);
+    }
+    out
 }
 
 /// The Italian terms in caption tempo-class order (class 0 = Grave).
@@ -90,15 +146,15 @@ fn find_words(text: &str, phrase: &str) -> Vec<usize> {
     found
 }
 
-/// Whether a word that ends at byte `at` of `text` negates what follows
-/// ("not fast", "never too slow").
-fn negated(text: &str, at: usize) -> bool {
-    let before: Vec<&str> = text[..at].split_whitespace().rev().take(2).collect();
+/// Where the negation of the phrase at byte `at` of `text` starts, if it is
+/// negated ("not fast", "never too slow").
+fn negation(text: &str, at: usize) -> Option<usize> {
+    let before = words_at(&text[..at], char::is_whitespace);
     let neg = |w: &str| matches!(w.trim_matches(|c: char| !c.is_alphanumeric()), "not" | "never" | "no");
     match before.as_slice() {
-        [w, ..] if neg(w) => true,
-        ["too" | "so" | "overly", w] => neg(w),
-        _ => false,
+        [.., (s, w)] if neg(w) => Some(*s),
+        [.., (s, w), (_, "too" | "so" | "overly")] if neg(w) => Some(*s),
+        _ => None,
     }
 }
 
@@ -116,20 +172,23 @@ fn typical_bpm(class: u32) -> f64 {
     }
 }
 
-fn tempo(text: &str) -> Option<f64> {
-    let words: Vec<&str> = text
-        .split(|c: char| c.is_whitespace() || c == '(' || c == ')' || c == ',')
-        .filter(|w| !w.is_empty())
-        .collect();
-    for (i, w) in words.iter().enumerate() {
+/// The tempo named first, with the span that named it, and the spans of
+/// negated tempo words.
+fn tempo(text: &str) -> (Option<Found<f64>>, Vec<Range<usize>>) {
+    let words = words_at(text, |c| c.is_whitespace() || c == '(' || c == ')' || c == ',');
+    for (i, &(at, w)) in words.iter().enumerate() {
         let number = w.trim_end_matches("bpm");
-        let followed = w.ends_with("bpm") && number.len() < w.len()
-            || words.get(i + 1).is_some_and(|n| n.starts_with("bpm"));
+        let next = words.get(i + 1).filter(|(_, n)| n.starts_with("bpm"));
+        let followed = w.ends_with("bpm") && number.len() < w.len() || next.is_some();
         if followed
             && let Ok(bpm) = number.parse::<f64>()
             && bpm > 0.0
         {
-            return Some(bpm);
+            let end = match next {
+                Some(&(n_at, n)) if number.len() == w.len() => n_at + n.len(),
+                _ => at + w.len(),
+            };
+            return (Some((bpm, at..end)), Vec::new());
         }
     }
     // The tempo named first wins, an Italian term or a plain word ("a fast
@@ -139,25 +198,33 @@ fn tempo(text: &str) -> Option<f64> {
         .iter()
         .enumerate()
         .map(|(c, t)| (*t, typical_bpm(c as u32)));
-    terms
+    let mut negated = Vec::new();
+    let named = terms
         .chain(TEMPO_WORDS.iter().copied())
-        .flat_map(|(w, bpm)| {
-            find_words(text, w)
-                .into_iter()
-                .filter(|&at| !negated(text, at))
-                .map(move |at| ((at, usize::MAX - w.len()), bpm))
+        .flat_map(|(w, bpm)| find_words(text, w).into_iter().map(move |at| (at, w.len(), bpm)))
+        .filter(|&(at, len, _)| match negation(text, at) {
+            Some(from) => {
+                negated.push(from..at + len);
+                false
+            }
+            None => true,
         })
-        .min_by(|a, b| a.0.cmp(&b.0))
-        .map(|(_, bpm)| bpm)
+        .min_by_key(|&(at, len, _)| (at, usize::MAX - len))
+        .map(|(at, len, bpm)| (bpm, at..at + len));
+    (named, negated)
 }
 
 /// The key named in `text`: a tonic before "major" or "minor". "A" or "a"
 /// with no accidental is the article when a word follows in its clause ("a
 /// minor ballad", "A major work") unless "in", "of", "to" or "key" comes
 /// before it ("in a minor", "modulates to a minor").
-fn key(text: &str) -> Option<Key> {
+fn key(text: &str) -> Option<Found<Key>> {
+    let mut offset = 0;
     for clause in text.split([',', '.', ';', ':', '!', '?', '(', ')']) {
-        let words: Vec<String> = clause.split_whitespace().map(str::to_lowercase).collect();
+        let clause_at = offset;
+        offset += clause.len() + 1;
+        let spans = words_at(clause, char::is_whitespace);
+        let words: Vec<String> = spans.iter().map(|(_, w)| w.to_lowercase()).collect();
         for (i, w) in words.iter().enumerate() {
             let minor = match w.as_str() {
                 "major" | "maj" => false,
@@ -180,28 +247,31 @@ fn key(text: &str) -> Option<Key> {
                 continue;
             }
             if let Some(k) = Key::from_tonic(&format!("{}{accidental}", words[at]), minor) {
-                return Some(k);
+                let (start, (end_at, end_word)) = (spans[at].0, spans[i]);
+                return Some((k, clause_at + start..clause_at + end_at + end_word.len()));
             }
         }
     }
     None
 }
 
-fn meter(text: &str) -> Option<(u8, u32)> {
-    for w in text.split(|c: char| !(c.is_ascii_digit() || c == '/')) {
+fn meter(text: &str) -> Option<Found<(u8, u32)>> {
+    for (at, w) in words_at(text, |c| !(c.is_ascii_digit() || c == '/')) {
         if let Some((n, d)) = w.split_once('/')
             && let (Ok(n), Ok(d)) = (n.parse::<u8>(), d.parse::<u32>())
             && n > 0
             && d.is_power_of_two()
         {
             let ts = nearest_time_signature(n, d);
-            return TIME_SIGNATURES.contains(&ts).then_some(ts);
+            return TIME_SIGNATURES.contains(&ts).then_some((ts, at..at + w.len()));
         }
     }
-    (!find_words(text, "waltz").is_empty()).then_some((3, 4))
+    let at = *find_words(text, "waltz").first()?;
+    Some(((3, 4), at..at + "waltz".len()))
 }
 
-fn instruments(text: &str, most: usize) -> Vec<u8> {
+/// The families named, and the spans of every name read.
+fn instruments(text: &str, most: usize) -> (Vec<u8>, Vec<Range<usize>>) {
     let mut found: Vec<(usize, usize, u8)> = Vec::new();
     for (program, name) in gm::PROGRAM_NAMES.iter().enumerate() {
         let name = name.to_lowercase();
@@ -219,29 +289,44 @@ fn instruments(text: &str, most: usize) -> Vec<u8> {
     // is not read again ("bass" in "acoustic bass", "strings" in "synth strings").
     found.sort();
     let mut families = Vec::new();
+    let mut read = Vec::new();
     let mut covered = 0;
     for (at, shorter, family) in found {
         if at < covered {
             continue;
         }
         covered = at + (usize::MAX - shorter);
-        if !families.contains(&family) && families.len() < most {
+        if families.contains(&family) {
+            read.push(at..covered);
+        } else if families.len() < most {
             families.push(family);
+            read.push(at..covered);
         }
     }
-    families
+    (families, read)
 }
 
 /// Reads the attributes a prompt names; at most `most_instruments` instrument families.
 pub fn parse(text: &str, most_instruments: usize) -> Attributes {
-    let lower = text.to_lowercase();
-    let bpm = tempo(&lower);
+    // ASCII lowercasing keeps every byte where it was, so spans fit `text`.
+    let lower = text.to_ascii_lowercase();
+    let (tempo, mut read) = tempo(&lower);
+    let key = key(text);
+    let meter = meter(&lower);
+    let (instruments, names) = instruments(&lower, most_instruments);
+    read.extend(tempo.iter().map(|t| t.1.clone()));
+    read.extend(key.iter().map(|k| k.1.clone()));
+    read.extend(meter.iter().map(|m| m.1.clone()));
+    read.extend(names);
+    read.sort_by_key(|r| (r.start, r.end));
+    let bpm = tempo.map(|t| t.0);
     Attributes {
         tempo_class: bpm.map(tempo_class),
         bpm,
-        key: key(text),
-        time_signature: meter(&lower),
-        instruments: instruments(&lower, most_instruments),
+        key: key.map(|k| k.0),
+        time_signature: meter.map(|m| m.0),
+        instruments,
+        read,
     }
 }
 
@@ -316,6 +401,28 @@ mod tests {
         );
         assert_eq!(parse("Major scales in E flat major", 3).key, Key::parse("Eb major"));
         assert_eq!(parse("a cheerful tune", 3).key, None);
+    }
+
+    #[test]
+    fn says_which_words_named_nothing() {
+        let unread_in = |t: &str| unread(t, &parse(t, 3).read);
+        assert_eq!(
+            unread_in("a cheerful jig in D major, 6/8, played on fiddle"),
+            ["cheerful", "jig"]
+        );
+        // An explicit BPM wins; the term beside it is not what was read.
+        assert_eq!(unread_in("Allegro (140 BPM) for string quartet"), ["allegro"]);
+        assert_eq!(unread_in("a reel at 132 bpm"), ["reel"]);
+        // Only the tempo named first is read; the other is not.
+        assert_eq!(unread_in("a fast reel with a slow intro"), ["reel", "slow", "intro"]);
+        // A negated tempo is read (it means: not that tempo).
+        assert_eq!(unread_in("not too fast, slow and sad"), ["sad"]);
+        assert_eq!(unread_in("a ballad in B flat major"), ["ballad"]);
+        // "harp" names no General MIDI program or family word on its own.
+        assert_eq!(unread_in("a waltz for violins and a dreamy, dreamy harp"), ["dreamy", "harp"]);
+        assert_eq!(unread_in("Élégie für Bratsche"), ["élégie", "für", "bratsche"]);
+        let a = parse("in F# minor", 3);
+        assert_eq!(a.read, vec![3..11], "the tonic with its accidental and the mode");
     }
 
     #[test]
