@@ -7,15 +7,75 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 use arrow::array::{Array, ListArray, StringArray, UInt16Array};
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use tch::{Device, Kind, Tensor};
 
 use crate::table::{column, for_each_batch};
+use crate::tokenizer::{Conditioning, Token, Vocab};
 
 /// Targets that take no part in the loss (the prefix and padding).
 pub const IGNORE: i64 = -100;
+
+/// Conditioning dropout. A prompt names only some attributes and gets N/A
+/// for the rest, but a window's prefix is always complete. So, each with
+/// probability `p`, a training window's tempo, key, meter and instrument
+/// list are replaced by their N/A tokens, and the model learns the prefixes
+/// prompts give it. The draw is a function of `(seed, update step, row)`, so
+/// a resumed run, or one that halved its micro-batches, drops what an
+/// uninterrupted one would.
+#[derive(Clone, Debug)]
+pub struct ConditionDrop {
+    probability: f64,
+    seed: u64,
+    /// Each attribute's prefix positions and their N/A ids.
+    attributes: Vec<Vec<(usize, u16)>>,
+}
+
+impl ConditionDrop {
+    /// Finds each attribute's positions in the vocabulary's prefix layout.
+    pub fn new(vocab: &Vocab, probability: f64, seed: u64) -> Self {
+        let none = Conditioning::default().tokens(vocab);
+        let mut attributes: Vec<(&str, Vec<(usize, u16)>)> = Vec::new();
+        for (at, &id) in none.iter().enumerate() {
+            let name = match vocab.token(id) {
+                Some(Token::CondTempo(_)) => "tempo",
+                Some(Token::CondKey(_)) => "key",
+                Some(Token::CondTimeSig(_)) => "meter",
+                Some(Token::CondInstrument(_)) => "instruments",
+                _ => continue,
+            };
+            match attributes.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, positions)) => positions.push((at, id)),
+                None => attributes.push((name, vec![(at, id)])),
+            }
+        }
+        Self {
+            probability,
+            seed,
+            attributes: attributes.into_iter().map(|(_, p)| p).collect(),
+        }
+    }
+
+    /// Drops attributes of one window (its tokens, prefix first) at update `step`.
+    pub fn apply(&self, window: &mut [u16], step: u64, row: usize) {
+        if self.probability <= 0.0 {
+            return;
+        }
+        let mixed = self.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            ^ step.wrapping_mul(0xbf58_476d_1ce4_e5b9)
+            ^ (row as u64).wrapping_mul(0x94d0_49bb_1331_11eb);
+        let mut rng = ChaCha8Rng::seed_from_u64(mixed);
+        for positions in &self.attributes {
+            if rng.random_bool(self.probability.clamp(0.0, 1.0)) {
+                for &(at, na) in positions {
+                    window[at] = na;
+                }
+            }
+        }
+    }
+}
 
 /// One split's windows: `rows × width` token ids, and each window's piece.
 /// Ids stay `u16` as prepare stores them (a quarter of `i64`'s memory: the
@@ -76,19 +136,28 @@ impl Windows {
 
     /// Inputs `[B, width-1]` and targets `[B, width-1]` for some rows. The
     /// targets of the conditioning prefix and of padding are [`IGNORE`]d, so
-    /// the loss is over music (and EOS) only.
+    /// the loss is over music (and EOS) only. With `drop`, the batch of an
+    /// update step has attributes of its prefixes replaced by N/A (see [`ConditionDrop`]).
     pub fn batch(
         &self,
         rows: &[usize],
         prefix_len: usize,
         pad: i64,
         device: Device,
+        drop: Option<(&ConditionDrop, u64)>,
     ) -> (Tensor, Tensor) {
         let w = self.width;
         let mut x = Vec::with_capacity(rows.len() * (w - 1));
         let mut y = Vec::with_capacity(rows.len() * (w - 1));
+        let mut dropped = Vec::new();
         for &r in rows {
-            let row = &self.tokens[r * w..(r + 1) * w];
+            let mut row = &self.tokens[r * w..(r + 1) * w];
+            if let Some((d, step)) = drop {
+                dropped.clear();
+                dropped.extend_from_slice(row);
+                d.apply(&mut dropped, step, r);
+                row = &dropped;
+            }
             x.extend(row[..w - 1].iter().map(|&t| i64::from(t)));
             y.extend(row[1..].iter().enumerate().map(|(j, &t)| {
                 let t = i64::from(t);
@@ -211,7 +280,7 @@ mod tests {
             width: 8,
             paths: vec!["a".into()],
         };
-        let (x, y) = w.batch(&[0], 4, 0, Device::Cpu);
+        let (x, y) = w.batch(&[0], 4, 0, Device::Cpu, None);
         assert_eq!(
             Vec::<i64>::try_from(x.view(-1)).unwrap(),
             vec![1, 5, 6, 3, 10, 11, 0]
@@ -220,5 +289,45 @@ mod tests {
             Vec::<i64>::try_from(y.view(-1)).unwrap(),
             vec![IGNORE, IGNORE, IGNORE, 10, 11, IGNORE, IGNORE]
         );
+    }
+
+    #[test]
+    fn dropped_attributes_become_na_and_nothing_else_changes() {
+        use crate::midi::key::Key;
+        let vocab = crate::tokenizer::Tokenizer::new(crate::tokenizer::Config::default()).vocab;
+        let full = Conditioning {
+            semantic: Some(1),
+            tempo_class: Some(3),
+            key: Key::parse("D minor"),
+            time_signature: Some((6, 8)),
+            instruments: vec![0, 5],
+        }
+        .tokens(&vocab);
+        let none = Conditioning { semantic: Some(1), ..Conditioning::default() }.tokens(&vocab);
+        let mut window = full.clone();
+        window.extend([7, 8, 9]);
+        // Always: every attribute is N/A; the semantic token, BOS, SEP and the music stay.
+        let mut all = window.clone();
+        ConditionDrop::new(&vocab, 1.0, 0).apply(&mut all, 3, 4);
+        assert_eq!(all[..none.len()], none[..]);
+        assert_eq!(all[none.len()..], [7, 8, 9]);
+        // Never: unchanged.
+        let mut kept = window.clone();
+        ConditionDrop::new(&vocab, 0.0, 0).apply(&mut kept, 3, 4);
+        assert_eq!(kept, window);
+        // Half the time, per attribute, and the same draw for the same (index, row).
+        let half = ConditionDrop::new(&vocab, 0.5, 7);
+        let mut na = 0;
+        for row in 0..400 {
+            let mut a = window.clone();
+            half.apply(&mut a, 11, row);
+            let mut b = window.clone();
+            half.apply(&mut b, 11, row);
+            assert_eq!(a, b);
+            na += usize::from(a[2] != window[2]);
+            // An instrument list is dropped whole.
+            assert_eq!(a[5] == window[5], a[6] == window[6]);
+        }
+        assert!((150..250).contains(&na), "tempo dropped in {na} of 400");
     }
 }

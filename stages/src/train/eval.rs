@@ -40,7 +40,7 @@ pub fn evaluate(
     let rows: Vec<usize> = (0..windows.len()).collect();
     tch::no_grad(|| {
         for chunk in rows.chunks(batch.max(1)) {
-            let (x, y) = windows.batch(chunk, prefix_len, pad, model.device());
+            let (x, y) = windows.batch(chunk, prefix_len, pad, model.device(), None);
             let e = embeddings
                 .map(|(table, dim)| windows.embeddings(chunk, table, *dim, model.device()));
             let logits = model

@@ -62,6 +62,10 @@ pub struct TrainParams {
     pub checkpoint_every: u64,
     /// Stop after this many validations without improvement (0: never).
     pub patience: u32,
+    /// The probability that a training window's tempo, key, meter or
+    /// instrument list (each on its own) is replaced by N/A, as in prompts
+    /// that leave them out (see `data::ConditionDrop`).
+    pub condition_drop: f64,
     /// Torch threads on CPU (0: the stage's CPU share, `cpus` in amt.toml).
     pub threads: usize,
     /// `auto` (CUDA when present), `cpu` or `cuda`.
@@ -86,6 +90,7 @@ impl Default for TrainParams {
             eval_batch: 32,
             checkpoint_every: 50,
             patience: 0,
+            condition_drop: 0.15,
             threads: 0,
             device: "auto".into(),
         }
@@ -209,6 +214,12 @@ pub fn train(
         params.batch_size > 0 && params.grad_accum > 0,
         "[params] train.batch_size and train.grad_accum must be at least 1"
     );
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&params.condition_drop),
+        "[params] train.condition_drop must be in [0, 1], not {}",
+        params.condition_drop
+    );
+    let drop = data::ConditionDrop::new(vocab, params.condition_drop, params.seed);
     let fingerprint = fingerprint(&config, params, data, device);
     tch::manual_seed(params.seed as i64);
     let model = Gpt::new(config, device);
@@ -263,7 +274,7 @@ pub fn train(
             for micro in 0..params.grad_accum {
                 let index = step * params.grad_accum as u64 + micro as u64;
                 let rows = order.rows(index);
-                let (x, y) = data.train.batch(&rows, prefix, pad, device);
+                let (x, y) = data.train.batch(&rows, prefix, pad, device, Some((&drop, step)));
                 let e = data
                     .embeddings
                     .as_ref()
