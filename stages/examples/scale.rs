@@ -23,8 +23,8 @@ use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
 use amt_stages::tokenizer::{Conditioning, Config, Token, Tokenizer};
-use amt_stages::train::Windows;
-use amt_stages::train::data::BatchOrder;
+use amt_stages::train::{TrainParams, Windows};
+use amt_stages::train::data::{BatchOrder, ConditionDrop};
 
 /// The `who` of a stage timed inside a process of its own, as the peers are.
 const IN_PROCESS: &str = "amt, in process";
@@ -55,9 +55,11 @@ fn epoch(dir: &Path, size: u64) -> anyhow::Result<()> {
     let batch = 16;
     let mut tokens = 0i64;
     let mut order = BatchOrder::new(windows.len(), batch, 0);
+    // As train draws them, conditioning dropout included.
+    let drop = ConditionDrop::new(&tok.vocab, TrainParams::default().condition_drop, 0);
     for index in 0..windows.len().div_ceil(batch) as u64 {
         let rows = order.rows(index);
-        let (x, _) = windows.batch(&rows, prefix, pad, tch::Device::Cpu);
+        let (x, _) = windows.batch(&rows, prefix, pad, tch::Device::Cpu, Some((&drop, index)));
         tokens += x.numel() as i64;
     }
     eprintln!("epoch: {} windows, {tokens} input tokens", windows.len());
