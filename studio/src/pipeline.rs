@@ -23,13 +23,16 @@ pub const STATUS_TTL: Duration = Duration::from_secs(2);
 /// The longest an `amt` query may take.
 const QUERY_LIMIT: Duration = Duration::from_secs(120);
 
+/// `amt` answers by their arguments, with when they were given.
+type Answers = HashMap<Vec<String>, (Instant, Arc<Value>)>;
+
 /// The project and the `amt` binary that answers for it.
 pub struct Pipeline {
     root: PathBuf,
     amt: PathBuf,
-    status: Mutex<Option<(Instant, Arc<Value>)>>,
-    /// The last `amt runs` answer per `--last`, under the same rule as status.
-    runs: Mutex<HashMap<usize, (Instant, Arc<Value>)>>,
+    /// Recent answers by their arguments. Held across a query, so
+    /// concurrent callers wait for one answer instead of asking again.
+    answers: Mutex<Answers>,
 }
 
 impl Pipeline {
@@ -38,8 +41,7 @@ impl Pipeline {
         Self {
             root,
             amt,
-            status: Mutex::new(None),
-            runs: Mutex::new(HashMap::new()),
+            answers: Mutex::new(HashMap::new()),
         }
     }
 
@@ -70,36 +72,29 @@ impl Pipeline {
         serde_json::from_slice(&out.stdout).map_err(|e| failed(format!("unreadable answer: {e}")))
     }
 
-    /// `amt status --json`: every stage's state, reasons, edges and outputs.
-    pub async fn status(&self) -> Result<Arc<Value>, ApiError> {
-        // Held across the query: concurrent callers wait for this one answer.
-        let mut cached = self.status.lock().await;
-        if let Some((at, value)) = cached.as_ref()
+    /// `amt ARGS --json`, one query at a time, each answer reused for [`STATUS_TTL`].
+    async fn ask(&self, args: &[&str]) -> Result<Arc<Value>, ApiError> {
+        let key: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        let mut answers = self.answers.lock().await;
+        if let Some((at, value)) = answers.get(&key)
             && at.elapsed() < STATUS_TTL
         {
             return Ok(Arc::clone(value));
         }
-        let value = Arc::new(self.amt_json(&["status"]).await?);
-        *cached = Some((Instant::now(), Arc::clone(&value)));
+        let value = Arc::new(self.amt_json(args).await?);
+        answers.retain(|_, (at, _)| at.elapsed() < STATUS_TTL);
+        answers.insert(key, (Instant::now(), Arc::clone(&value)));
         Ok(value)
+    }
+
+    /// `amt status --json`: every stage's state, reasons, edges and outputs.
+    pub async fn status(&self) -> Result<Arc<Value>, ApiError> {
+        self.ask(&["status"]).await
     }
 
     /// `amt runs --json`: the ledger's newest `last` pipeline runs, newest last.
     pub async fn runs(&self, last: usize) -> Result<Arc<Value>, ApiError> {
-        // One query at a time, each answer reused for STATUS_TTL.
-        let mut cached = self.runs.lock().await;
-        if let Some((at, value)) = cached.get(&last)
-            && at.elapsed() < STATUS_TTL
-        {
-            return Ok(Arc::clone(value));
-        }
-        let value = Arc::new(
-            self.amt_json(&["runs", "--last", &last.to_string()])
-                .await?,
-        );
-        cached.retain(|_, (at, _)| at.elapsed() < STATUS_TTL);
-        cached.insert(last, (Instant::now(), Arc::clone(&value)));
-        Ok(value)
+        self.ask(&["runs", "--last", &last.to_string()]).await
     }
 
     /// The output directory (role `dir`) of the stage running `builtin`.

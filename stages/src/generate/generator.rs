@@ -172,6 +172,11 @@ impl Generator {
 
     /// The text's sentence embedding, semantic token, distance to it, and the attributes it names.
     pub fn condition(&self, text: &str) -> anyhow::Result<(Vec<f32>, Conditioning, f64)> {
+        self.read(text).map(|(vector, c, distance, _)| (vector, c, distance))
+    }
+
+    /// [`Self::condition`], and the words that named no attribute.
+    fn read(&self, text: &str) -> anyhow::Result<(Vec<f32>, Conditioning, f64, Vec<String>)> {
         let vector = self
             .encoder
             .encode(&[text], 1)?
@@ -180,6 +185,7 @@ impl Generator {
             .context("the encoder returned nothing")?;
         let (semantic, distance) = self.centroids.nearest(&vector);
         let a = prompt::parse(text, self.tokenizer.vocab.config.prefix_instruments);
+        let unread = prompt::unread(text, &a.read);
         let c = Conditioning {
             semantic: Some(semantic),
             tempo_class: a.tempo_class,
@@ -187,7 +193,7 @@ impl Generator {
             time_signature: a.time_signature,
             instruments: a.instruments,
         };
-        Ok((vector, c, distance))
+        Ok((vector, c, distance, unread))
     }
 
     /// Writes a piece for a text; the same text and options give the same piece.
@@ -204,7 +210,7 @@ impl Generator {
         stop: &dyn Fn() -> bool,
     ) -> anyhow::Result<Generation> {
         opts.validate()?;
-        let (vector, conditioning, semantic_distance) = self.condition(text)?;
+        let (vector, conditioning, semantic_distance, unread) = self.read(text)?;
         let prefix = conditioning.tokens(&self.tokenizer.vocab);
         let embedding = (self.model.config.conditioning == ModelConditioning::TokensAndEmbedding)
             .then(|| {
@@ -216,12 +222,11 @@ impl Generator {
             .sample_unless(&prefix, embedding.as_ref(), opts, true, stop)
             .ok_or(Stopped)?;
         let midi = self.tokenizer.to_midi(&tokens);
-        let read = prompt::parse(text, self.tokenizer.vocab.config.prefix_instruments).read;
         Ok(Generation {
             text: text.to_owned(),
             conditioning,
             semantic_distance,
-            unread: prompt::unread(text, &read),
+            unread,
             tokens,
             ended,
             midi,
