@@ -61,11 +61,19 @@ fn words_at(text: &str, separator: impl Fn(char) -> bool) -> Vec<(usize, &str)> 
 /// The words of `text` that named no attribute and say something (not a
 /// function word), in order, lowercased and without repeats.
 pub fn unread(text: &str, read: &[Range<usize>]) -> Vec<String> {
+    let words = words_at(text, |c| !c.is_alphanumeric());
+    let inside = |at: usize, word: &str| read.iter().any(|r| r.start < at + word.len() && at < r.end);
+    // A word read once is read wherever it stands ("a slow, slow air").
+    let read_words: Vec<String> = words
+        .iter()
+        .filter(|(at, w)| inside(*at, w))
+        .map(|(_, w)| w.to_lowercase())
+        .collect();
     let mut out: Vec<String> = Vec::new();
-    for (at, word) in words_at(text, |c| !c.is_alphanumeric()) {
-        let span = at..at + word.len();
+    for (at, word) in words {
         let lower = word.to_lowercase();
-        if read.iter().any(|r| r.start < span.end && span.start < r.end)
+        if inside(at, word)
+            || read_words.contains(&lower)
             || FUNCTION_WORDS.contains(&lower.as_str())
             || out.contains(&lower)
         {
@@ -188,7 +196,7 @@ fn tempo(text: &str) -> (Option<Found<f64>>, Vec<Range<usize>>) {
                 Some(&(n_at, n)) if number.len() == w.len() => n_at + n.len(),
                 _ => at + w.len(),
             };
-            return (Some((bpm, at..end)), Vec::new());
+            return (Some((bpm, at..end)), negated_tempo_words(text));
         }
     }
     // The tempo named first wins, an Italian term or a plain word ("a fast
@@ -198,20 +206,27 @@ fn tempo(text: &str) -> (Option<Found<f64>>, Vec<Range<usize>>) {
         .iter()
         .enumerate()
         .map(|(c, t)| (*t, typical_bpm(c as u32)));
-    let mut negated = Vec::new();
     let named = terms
         .chain(TEMPO_WORDS.iter().copied())
         .flat_map(|(w, bpm)| find_words(text, w).into_iter().map(move |at| (at, w.len(), bpm)))
-        .filter(|&(at, len, _)| match negation(text, at) {
-            Some(from) => {
-                negated.push(from..at + len);
-                false
-            }
-            None => true,
-        })
+        .filter(|&(at, _, _)| negation(text, at).is_none())
         .min_by_key(|&(at, len, _)| (at, usize::MAX - len))
         .map(|(at, len, bpm)| (bpm, at..at + len));
-    (named, negated)
+    (named, negated_tempo_words(text))
+}
+
+/// Each negated tempo term or word, from its negation to its end ("not too fast").
+fn negated_tempo_words(text: &str) -> Vec<Range<usize>> {
+    TEMPO_TERMS
+        .iter()
+        .copied()
+        .chain(TEMPO_WORDS.iter().map(|(w, _)| *w))
+        .flat_map(|w| {
+            find_words(text, w)
+                .into_iter()
+                .filter_map(move |at| negation(text, at).map(|from| from..at + w.len()))
+        })
+        .collect()
 }
 
 /// The key named in `text`: a tonic before "major" or "minor". "A" or "a"
@@ -309,6 +324,8 @@ fn instruments(text: &str, most: usize) -> (Vec<u8>, Vec<Range<usize>>) {
 /// Reads the attributes a prompt names; at most `most_instruments` instrument families.
 pub fn parse(text: &str, most_instruments: usize) -> Attributes {
     // ASCII lowercasing keeps every byte where it was, so spans fit `text`.
+    // (It differs from full lowercasing only for U+212A and U+0130, which
+    // lowercase to ASCII letters and are read as themselves here.)
     let lower = text.to_ascii_lowercase();
     let (tempo, mut read) = tempo(&lower);
     let key = key(text);
@@ -421,6 +438,10 @@ mod tests {
         // "harp" names no General MIDI program or family word on its own.
         assert_eq!(unread_in("a waltz for violins and a dreamy, dreamy harp"), ["dreamy", "harp"]);
         assert_eq!(unread_in("Élégie für Bratsche"), ["élégie", "für", "bratsche"]);
+        // A word that named an attribute is read where it repeats, too.
+        assert_eq!(unread_in("a slow, slow air in 6/8, 6/8"), ["air"]);
+        // A negation is read beside an explicit BPM as well.
+        assert_eq!(unread_in("not fast, 140 bpm"), Vec::<String>::new());
         let a = parse("in F# minor", 3);
         assert_eq!(a.read, vec![3..11], "the tonic with its accidental and the mode");
     }

@@ -52,7 +52,8 @@ impl ConditionDrop {
             }
         }
         Self {
-            probability,
+            // Outside [0, 1] it means never or always; NaN, never.
+            probability: if probability.is_nan() { 0.0 } else { probability.clamp(0.0, 1.0) },
             seed,
             attributes: attributes.into_iter().map(|(_, p)| p).collect(),
         }
@@ -68,7 +69,7 @@ impl ConditionDrop {
             ^ (row as u64).wrapping_mul(0x94d0_49bb_1331_11eb);
         let mut rng = ChaCha8Rng::seed_from_u64(mixed);
         for positions in &self.attributes {
-            if rng.random_bool(self.probability.clamp(0.0, 1.0)) {
+            if rng.random_bool(self.probability) {
                 for &(at, na) in positions {
                     window[at] = na;
                 }
