@@ -17,7 +17,8 @@ const GENERATE_BINARY: &str = "amt-generate";
 #[command(disable_help_flag = true)]
 pub struct Args {
     /// --text "…" [--out f.mid] [--num N] [--temperature T] [--top-k K] [--top-p P]
-    /// [--max-tokens N] [--seed S] [--model DIR]; `amt generate --help` lists them all.
+    /// [--max-tokens N] [--seed S] [--guidance G] [--strict] [--model DIR]; `amt generate --help`
+    /// lists them all.
     #[arg(
         trailing_var_arg = true,
         allow_hyphen_values = true,

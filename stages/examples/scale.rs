@@ -56,7 +56,8 @@ fn epoch(dir: &Path, size: u64) -> anyhow::Result<()> {
     let mut tokens = 0i64;
     let mut order = BatchOrder::new(windows.len(), batch, 0);
     // As train draws them, conditioning dropout included.
-    let drop = ConditionDrop::new(&tok.vocab, TrainParams::default().condition_drop, 0);
+    let defaults = TrainParams::default();
+    let drop = ConditionDrop::new(&tok.vocab, defaults.condition_drop, defaults.uncondition, 0);
     for index in 0..windows.len().div_ceil(batch) as u64 {
         let rows = order.rows(index);
         let (x, _) = windows.batch(&rows, prefix, pad, tch::Device::Cpu, Some((&drop, index)));

@@ -34,13 +34,29 @@ fn splits_are_deterministic_and_near_their_fractions() {
 }
 
 #[test]
-fn windows_repeat_the_prefix_and_pad_the_end() {
-    let ids: Vec<u16> = (100..110).chain(200..233).collect(); // a 10-token prefix and 33 music tokens
-    let w = windows(&ids, 10, 26, 0);
-    assert_eq!(w.len(), 3); // 16 music tokens per window
-    assert!(w.iter().all(|w| w.len() == 26 && w[..10] == ids[..10]));
-    assert_eq!(&w[1][10..], &(216..232).collect::<Vec<u16>>()[..]);
-    assert_eq!(&w[2][10..12], &[232, 0]);
+fn windows_repeat_the_prefix_restate_the_state_and_pad_the_end() {
+    let v = Tokenizer::new(Config::default()).vocab;
+    let id = |t| v.id(t);
+    // A 10-token prefix, then a bar's header, a program and 30 pitches.
+    let prefix: Vec<u16> = (0..10).map(|i| id(Token::Semantic(Some(i)))).collect();
+    let header = [id(Token::Bar), id(Token::TimeSig(3, 4)), id(Token::Tempo(7))];
+    let pitches: Vec<u16> = (40..70).map(|p| id(Token::Pitch(p))).collect();
+    let ids: Vec<u16> = prefix
+        .iter()
+        .chain(&header)
+        .chain(&[id(Token::Program(Some(41)))])
+        .chain(&pitches)
+        .copied()
+        .collect();
+    let w = windows(&v, &ids, 10, 26);
+    assert!(w.iter().all(|w| w.len() == 26 && w[..10] == prefix[..]));
+    assert_eq!(&w[0][10..], &ids[10..26], "the first window is the piece's start");
+    let state = [id(Token::TimeSig(3, 4)), id(Token::Tempo(7)), id(Token::Program(Some(41)))];
+    assert_eq!(&w[1][10..13], &state, "later windows restate meter, tempo and program");
+    assert_eq!(&w[1][13..], &ids[26..39], "and go on where the last one stopped");
+    assert_eq!(w.len(), 3);
+    assert_eq!(&w[2][13..18], &ids[39..44]);
+    assert_eq!(w[2][18..], [id(Token::Pad); 8], "the last window is padded");
 }
 
 #[test]
@@ -130,8 +146,8 @@ fn the_stage_writes_shards_and_a_versioned_vocabulary() {
     amt_stages::prepare::run(&ctx).unwrap();
     let vocab: serde_json::Value =
         serde_json::from_slice(&std::fs::read(root.join("out/vocab.json")).unwrap()).unwrap();
-    assert_eq!(vocab["version"], 1);
-    assert_eq!(vocab["tokens"].as_array().unwrap().len(), 699);
+    assert_eq!(vocab["version"], 2);
+    assert_eq!(vocab["tokens"].as_array().unwrap().len(), 698);
     let mut rows = 0;
     let mut pieces = HashSet::new();
     for split in ["train", "val", "test"] {

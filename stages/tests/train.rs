@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use amt_stages::midi;
 use amt_stages::model::{Conditioning, Gpt, GptConfig, hf};
 use amt_stages::prepare::windows;
-use amt_stages::tokenizer::{self, Config, Token, Tokenizer};
+use amt_stages::tokenizer::{self, Config, Tokenizer};
 use amt_stages::train::{TrainData, TrainParams, Windows, evaluate, prefix_len, train};
 use tch::{Device, Tensor};
 
@@ -25,7 +25,6 @@ fn lock() -> std::sync::MutexGuard<'static, ()> {
 /// `n` windows of `width` tokens cut from real corpus pieces.
 fn real_windows(n: usize, width: usize) -> (Windows, Tokenizer) {
     let tok = Tokenizer::new(Config::default());
-    let pad = tok.vocab.id(Token::Pad);
     let prefix = prefix_len(&tok.vocab);
     let mut out = Windows {
         tokens: Vec::new(),
@@ -40,7 +39,7 @@ fn real_windows(n: usize, width: usize) -> (Windows, Tokenizer) {
         let score = midi::parse(&std::fs::read(abs).unwrap()).unwrap();
         let f = midi::features(&score);
         let cond = tokenizer::Conditioning::from_features(&f, Some(3), 3);
-        for w in windows(&tok.encode(&score, &cond), prefix, width, pad)
+        for w in windows(&tok.vocab, &tok.encode(&score, &cond), prefix, width)
             .into_iter()
             .take(2)
         {

@@ -98,7 +98,8 @@ const studio = (() => {
     const o = piece.options;
     card.querySelector(".meta").textContent =
       `${piece.notes.length} notes, ${piece.seconds.toFixed(1)} s · seed ${o.seed}, temperature ${o.temperature}, ` +
-      `top-p ${o.top_p}, top-k ${o.top_k}, ${piece.tokens} tokens${piece.ended ? "" : " (cut at the length)"} · ` +
+      `top-p ${o.top_p}, top-k ${o.top_k}, guidance ${o.guidance}${o.strict ? ", strict" : ""}, ` +
+      `${piece.tokens} tokens${piece.ended ? "" : " (cut at the length)"} · ` +
       `${(piece.generation_ms / 1000).toFixed(1)} s to write`;
     const list = document.getElementById("results");
     if (first) list.prepend(card); else list.append(card);
@@ -129,6 +130,7 @@ const studio = (() => {
             text: document.getElementById("text").value,
             seed: number("seed"), temperature: number("temperature"), top_p: number("top_p"),
             top_k: number("top_k"), max_tokens: number("max_tokens"),
+            guidance: number("guidance"), strict: document.getElementById("strict").checked,
           }),
         });
         addResult(piece, true);

@@ -13,6 +13,8 @@ pub const MAX_TEXT_CHARS: usize = 1000;
 pub const MAX_TOKENS: usize = 4096;
 /// The highest temperature accepted.
 pub const MAX_TEMPERATURE: f64 = 5.0;
+/// The largest guidance scale a request may ask for (as `amt generate`).
+pub const MAX_GUIDANCE: f64 = 20.0;
 
 /// An error answer.
 #[derive(Debug)]
@@ -132,6 +134,12 @@ pub struct GenerateRequest {
     pub top_p: f64,
     #[serde(default = "defaults::max_tokens")]
     pub max_tokens: usize,
+    /// Classifier-free guidance scale (1: the model as trained).
+    #[serde(default = "defaults::guidance")]
+    pub guidance: f64,
+    /// Write the tempo, meter and instruments the text names exactly.
+    #[serde(default)]
+    pub strict: bool,
 }
 
 mod defaults {
@@ -145,6 +153,9 @@ mod defaults {
     }
     pub fn max_tokens() -> usize {
         SampleOptions::default().max_tokens
+    }
+    pub fn guidance() -> f64 {
+        SampleOptions::default().guidance
     }
 }
 
@@ -197,12 +208,20 @@ impl GenerateRequest {
                 ),
             ));
         }
+        if !(0.0..=MAX_GUIDANCE).contains(&self.guidance) {
+            return Err(ApiError::field(
+                "guidance",
+                format!("guidance must be in [0, {MAX_GUIDANCE}], not {}", self.guidance),
+            ));
+        }
         Ok(SampleOptions {
             temperature: self.temperature,
             top_k: self.top_k,
             top_p: self.top_p,
             max_tokens: self.max_tokens,
             seed: self.seed,
+            guidance: self.guidance,
+            strict: self.strict,
         })
     }
 }

@@ -37,6 +37,14 @@ struct Args {
     max_tokens: usize,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Classifier-free guidance: 1 samples the model as trained; above 1
+    /// leans harder towards the text (each token then costs two passes).
+    #[arg(long, default_value_t = 1.0)]
+    guidance: f64,
+    /// Write the tempo, meter and instruments the text names exactly, and
+    /// keep pitches in the key it names unless the model is confident otherwise.
+    #[arg(long)]
+    strict: bool,
     /// The train stage's output directory (`amt generate` passes the project's).
     #[arg(long, env = "AMT_MODEL", default_value = "artifacts/train")]
     model: PathBuf,
@@ -84,6 +92,8 @@ fn run(args: Args) -> anyhow::Result<()> {
             top_p: args.top_p,
             max_tokens: args.max_tokens,
             seed: args.seed + k as u64,
+            guidance: args.guidance,
+            strict: args.strict,
         };
         let g = generator.generate(&args.text, &opts)?;
         let path = if args.num == 1 {

@@ -8,6 +8,10 @@
 //! same inputs always give the same caption.
 
 use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, RecordBatch, StringArray, UInt32Array};
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -16,6 +20,7 @@ use serde::Deserialize;
 use super::labels::Labels;
 use super::template::{Template, TemplateError};
 use crate::collect::table::PieceRow;
+use crate::table::{column, for_each_batch};
 use crate::midi::key::Key;
 
 /// The fields a template may use.
@@ -68,6 +73,14 @@ pub struct CaptionParams {
     /// Seed for template choice, dropped fields and word choice.
     #[serde(default)]
     pub seed: u64,
+    /// Captions per piece in `captions.parquet`, each from its own seed
+    /// (none of them the training text's): evaluate's held-out prompts.
+    #[serde(default = "default_heldout")]
+    pub heldout: u32,
+}
+
+fn default_heldout() -> u32 {
+    6
 }
 
 fn default_drop() -> f64 {
@@ -80,6 +93,7 @@ impl Default for CaptionParams {
             templates: None,
             drop_probability: default_drop(),
             seed: 0,
+            heldout: default_heldout(),
         }
     }
 }
@@ -109,6 +123,20 @@ impl Captioner {
         })
     }
 
+    /// The same captioner with another seed.
+    pub fn reseeded(&self, seed: u64) -> Self {
+        Self {
+            templates: self.templates.clone(),
+            drop_probability: self.drop_probability,
+            seed,
+        }
+    }
+
+    /// The seed of held-out caption `variant`: never the training text's.
+    pub fn heldout_seed(&self, variant: u32) -> u64 {
+        self.seed.wrapping_add(1 + u64::from(variant))
+    }
+
     fn rng(&self, path: &str) -> ChaCha8Rng {
         let mut h = blake3::Hasher::new();
         h.update(&self.seed.to_le_bytes());
@@ -132,25 +160,53 @@ impl Captioner {
     }
 }
 
+/// One row of `captions.parquet`: a held-out caption of a piece.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeldOutCaption {
+    pub path: String,
+    pub variant: u32,
+    pub text: String,
+}
+
+/// Held-out captions as one record batch: `path`, `variant`, `text`.
+pub fn heldout_batch(rows: &[HeldOutCaption]) -> anyhow::Result<RecordBatch> {
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        ("path", Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.path)))),
+        ("variant", Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.variant)))),
+        ("text", Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.text)))),
+    ];
+    Ok(RecordBatch::try_from_iter(columns)?)
+}
+
+/// Reads `captions.parquet`, keeping the rows `keep` accepts.
+pub fn read_heldout(
+    path: &Path,
+    keep: impl Fn(&str) -> bool,
+) -> anyhow::Result<Vec<HeldOutCaption>> {
+    let mut out = Vec::new();
+    for_each_batch(path, |batch| {
+        let paths = column::<StringArray>(&batch, "path", path)?;
+        let variants = column::<UInt32Array>(&batch, "variant", path)?;
+        let texts = column::<StringArray>(&batch, "text", path)?;
+        for i in 0..batch.num_rows() {
+            if keep(paths.value(i)) {
+                out.push(HeldOutCaption {
+                    path: paths.value(i).to_owned(),
+                    variant: variants.value(i),
+                    text: texts.value(i).to_owned(),
+                });
+            }
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
 fn pick<'a>(rng: &mut ChaCha8Rng, words: &[&'a str]) -> &'a str {
     words[rng.random_range(0..words.len())]
 }
 
-/// The Italian tempo term for a BPM.
-pub fn tempo_term(bpm: f64) -> &'static str {
-    match bpm {
-        b if b < 40.0 => "Grave",
-        b if b < 60.0 => "Largo",
-        b if b < 66.0 => "Larghetto",
-        b if b < 76.0 => "Adagio",
-        b if b < 108.0 => "Andante",
-        b if b < 120.0 => "Moderato",
-        b if b < 156.0 => "Allegro",
-        b if b < 176.0 => "Vivace",
-        b if b < 200.0 => "Presto",
-        _ => "Prestissimo",
-    }
-}
+pub use crate::midi::tempo::tempo_term;
 
 /// Slow, moderate, fast or very fast.
 pub fn tempo_plain(bpm: f64) -> &'static str {
@@ -368,6 +424,7 @@ mod tests {
             ]),
             drop_probability: 0.0,
             seed: 1,
+            heldout: 0,
         })
         .unwrap();
         let labels = Labels {

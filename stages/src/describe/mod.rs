@@ -3,6 +3,8 @@
 //! offline default), `file` (user-supplied) and `wikipedia` (MediaWiki API).
 //! Every piece gets a row in `texts.parquet`; a piece no source could
 //! describe has a null text and is listed in the summary, never dropped.
+//! `captions.parquet` holds a few more captions of every piece, each from
+//! its own seed: the held-out prompts evaluate asks of the test split.
 
 pub mod captions;
 pub mod file;
@@ -120,6 +122,8 @@ pub struct Describer<'a> {
     labels: &'a HashMap<String, labels::Labels>,
     user: &'a HashMap<String, file::UserText>,
     captioner: captions::Captioner,
+    /// One captioner per held-out caption, each with its own seed.
+    heldout: Vec<captions::Captioner>,
     wiki: Option<Wiki>,
     /// Lookups that failed (retried on the next run), one line each.
     pub failures: Vec<String>,
@@ -147,7 +151,24 @@ impl<'a> Describer<'a> {
         } else {
             None
         };
-        Ok(Self { params, labels, user, captioner, wiki, failures: Vec::new() })
+        let heldout = (0..params.captions.heldout)
+            .map(|v| captioner.reseeded(captioner.heldout_seed(v)))
+            .collect();
+        Ok(Self { params, labels, user, captioner, heldout, wiki, failures: Vec::new() })
+    }
+
+    /// The held-out captions of one piece (`describe.captions.heldout` of them).
+    pub fn heldout(&self, piece: &PieceRow) -> Vec<captions::HeldOutCaption> {
+        let labels = self.labels.get(&piece.path);
+        self.heldout
+            .iter()
+            .zip(0..)
+            .map(|(c, variant)| captions::HeldOutCaption {
+                path: piece.path.clone(),
+                variant,
+                text: c.caption(piece, labels),
+            })
+            .collect()
     }
 
     /// The row of one piece: the text of the first source that has one.
@@ -236,6 +257,10 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
     let mut describer = Describer::new(&params, &labels, &user, &ctx.scratch, &ctx.memo)?;
     let out = ctx.out("dir")?;
     let mut sink = TableSink::create(&out.join("texts.parquet"), texts_batch(&[])?.schema())?;
+    let mut heldout = TableSink::create(
+        &out.join("captions.parquet"),
+        captions::heldout_batch(&[])?.schema(),
+    )?;
     let mut by_source: BTreeMap<&str, usize> = BTreeMap::new();
     let mut missing = Vec::new();
     for_each_piece_batch(&ctx.dep("pieces")?, |pieces| {
@@ -249,9 +274,12 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
                 missing.push(r.path.clone());
             }
         }
+        let captions: Vec<_> = pieces.iter().flat_map(|p| describer.heldout(p)).collect();
+        heldout.write(&captions::heldout_batch(&captions)?)?;
         sink.write(&texts_batch(&rows)?)
     })?;
     sink.finish()?;
+    heldout.finish()?;
 
     let total: usize = by_source.values().sum();
     let counts: Vec<String> = by_source.iter().map(|(s, n)| format!("{n} {s}")).collect();

@@ -9,14 +9,12 @@ use serde::{Deserialize, Serialize};
 use crate::midi::Features;
 use crate::midi::key::Key;
 use crate::tokenizer::Conditioning;
+use crate::tokenizer::prefix::tempo_class;
 use crate::tokenizer::grid::nearest_time_signature;
 
-/// MidiCaps' tempo bin edges in BPM, as text2midi's evaluation uses them.
-pub const MIDICAPS_TEMPO_BINS: [f64; 8] = [40.0, 60.0, 70.0, 90.0, 110.0, 140.0, 160.0, 210.0];
-
-/// The MidiCaps tempo bin of a BPM.
+/// The MidiCaps tempo bin of a BPM (the prefix's tempo classes are MidiCaps' bins).
 pub fn tempo_bin(bpm: f64) -> i32 {
-    MIDICAPS_TEMPO_BINS.iter().filter(|&&b| bpm >= b).count() as i32
+    tempo_class(bpm) as i32
 }
 
 /// What was asked of a piece.

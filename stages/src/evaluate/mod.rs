@@ -11,6 +11,7 @@
 //! uniformly random tokens, so the report shows what training bought.
 
 pub mod adherence;
+pub mod heldout;
 pub mod original;
 pub mod quality;
 pub mod report;
@@ -41,6 +42,12 @@ pub struct EvaluateParams {
     pub seed: u64,
     /// Windows per perplexity forward pass.
     pub eval_batch: usize,
+    /// Held-out captions to sample (0: every one describe wrote for the test split).
+    pub heldout_prompts: usize,
+    /// Music tokens sampled per held-out caption.
+    pub heldout_tokens: usize,
+    /// Guidance scales measured on the held-out captions besides 1 (the model as trained).
+    pub guidance: Vec<f64>,
     /// Torch threads on CPU (0: the stage's CPU share, `cpus` in amt.toml).
     pub threads: usize,
     /// `auto` (CUDA when present), `cpu` or `cuda`.
@@ -53,6 +60,9 @@ impl Default for EvaluateParams {
             baselines: true,
             seed: 0,
             eval_batch: 32,
+            heldout_prompts: 0,
+            heldout_tokens: 256,
+            guidance: vec![2.0, 4.0],
             threads: 0,
             device: "auto".into(),
         }
@@ -281,7 +291,8 @@ fn baseline_pieces(
         .collect()
 }
 
-/// The stage: `deps = { generated, model, data, corpus, tokens, embeddings }`, `outs = { dir }`.
+/// The stage: `deps = { generated, model, data, corpus, tokens, embeddings,
+/// captions (describe's captions.parquet; optional) }`, `outs = { dir }`.
 pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
     let params: EvaluateParams = ctx.params("evaluate")?;
     let device = crate::device::pick(&params.device, params.threads)?;
@@ -354,13 +365,58 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
             headline(&pieces_u, &test, ppl_u),
         );
     }
+    let held_out = match ctx.optional_dep("captions")? {
+        Some(path) => {
+            let captions = crate::describe::captions::read_heldout(&path, |p| {
+                test.iter().any(|t| t.path == p)
+            })?;
+            let captions = heldout::choose(captions, params.heldout_prompts);
+            let features: HashMap<String, Features> = test
+                .iter()
+                .map(|t| (t.path.clone(), t.measured.features.clone()))
+                .collect();
+            let mut scales = vec![1.0];
+            scales.extend(params.guidance.iter().copied().filter(|&g| g != 1.0));
+            for &g in &scales {
+                anyhow::ensure!(
+                    (0.0..=20.0).contains(&g),
+                    "[params] evaluate.guidance: {g} is not in [0, 20]"
+                );
+            }
+            let plan = heldout::Plan {
+                guidance: &scales,
+                tokens: params.heldout_tokens.max(1),
+            };
+            // Sampling one token is too small to spread over cores: one
+            // torch thread per worker, and as many workers as the stage has threads.
+            let threads = tch::get_num_threads().max(1);
+            let workers = if device.is_cuda() { 1 } else { threads as usize };
+            let workers = (0..workers.min(captions.len()).max(1))
+                .map(|_| {
+                    Ok(heldout::Worker {
+                        model: Generator::load_on(&model_dir, device)?,
+                        untrained: if params.baselines {
+                            Some(Generator::load_on(&model_dir, device)?.untrained(params.seed))
+                        } else {
+                            None
+                        },
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            tch::set_num_threads(1);
+            let result = heldout::evaluate(workers, &captions, &features, &plan);
+            tch::set_num_threads(threads);
+            Some(result?)
+        }
+        None => None,
+    };
 
     let out = ctx.out("dir")?;
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let metrics = report::metrics(&pieces, &test, &perplexity, &systems);
+    let metrics = report::metrics(&pieces, &test, &perplexity, &systems, held_out.as_ref());
     crate::atomic::write(&out.join("metrics.json"), &report::to_json_bytes(&metrics))?;
     report::write_pieces(&out.join("pieces.parquet"), &pieces)?;
-    ctx.write_metrics(&metrics["systems"]["model"])?;
+    ctx.write_metrics(&report::tracked(&metrics))?;
     let loss = model_dir.join("loss.png");
     if loss.exists() {
         std::fs::copy(&loss, out.join("loss.png")).context("copying loss.png")?;

@@ -9,11 +9,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::midi::Score;
-use crate::midi::key::Key;
+use crate::midi::key::{Key, MAJOR_SCALE, MINOR_SCALE};
 use crate::midi::tempo::Division;
 
-const MAJOR: [u8; 7] = [0, 2, 4, 5, 7, 9, 11];
-const MINOR: [u8; 7] = [0, 2, 3, 5, 7, 8, 10];
 
 /// One piece's quality metrics.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -162,8 +160,8 @@ pub fn quality(score: &Score, key: Option<Key>) -> Quality {
     let scale_consistency = (0..12u8)
         .flat_map(|root| {
             [
-                in_scale_share(&classes, root, &MAJOR),
-                in_scale_share(&classes, root, &MINOR),
+                in_scale_share(&classes, root, &MAJOR_SCALE),
+                in_scale_share(&classes, root, &MINOR_SCALE),
             ]
         })
         .fold(f64::NAN, f64::max);
@@ -182,7 +180,7 @@ pub fn quality(score: &Score, key: Option<Key>) -> Quality {
             polyphonic as f64 / length as f64
         },
         pitch_in_scale_rate: key.map_or(f64::NAN, |k| {
-            in_scale_share(&classes, k.tonic, if k.minor { &MINOR } else { &MAJOR })
+            in_scale_share(&classes, k.tonic, k.scale())
         }),
         scale_consistency,
         pitch_entropy: entropy(&pitches),

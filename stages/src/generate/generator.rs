@@ -12,11 +12,12 @@ use tch::{Device, Kind, Tensor};
 
 use super::prompt;
 use super::sample::{SampleOptions, sample};
+use super::strict::Strict;
 use crate::bundle;
 use crate::cluster::Centroids;
 use crate::embed::Encoder;
-use crate::model::{Conditioning as ModelConditioning, Gpt};
-use crate::tokenizer::{Conditioning, Token, Tokenizer};
+use crate::model::{Conditioning as ModelConditioning, Gpt, KvCache};
+use crate::tokenizer::{Conditioning, Header, Token, Tokenizer};
 
 /// A trained model ready to write music: the train stage's output directory, loaded.
 pub struct Generator {
@@ -29,10 +30,9 @@ pub struct Generator {
     grammar: Grammar,
 }
 
-/// Which tokens may come next. Pieces open with `Bar TimeSig Tempo`, but most
-/// training windows start mid-piece without them; constraining the first three
-/// steps to those token types (the model still picks the values) makes every
-/// piece state its meter and tempo.
+/// Which tokens may come next. A piece opens with `Bar TimeSig Tempo`;
+/// constraining the first three steps to those token types (the model still
+/// picks the values) makes every piece state its meter and tempo.
 struct Grammar {
     header: [Vec<bool>; 3],
     music: Vec<bool>,
@@ -59,6 +59,17 @@ impl Grammar {
     fn at(&self, step: usize) -> &[bool] {
         self.header.get(step).unwrap_or(&self.music)
     }
+}
+
+/// What a text asks for: its sentence embedding, the prefix (semantic token
+/// and attributes), the distance to the semantic token's centroid, the
+/// words that named no attribute, and the BPM it wrote.
+struct Reading {
+    vector: Vec<f32>,
+    conditioning: Conditioning,
+    distance: f64,
+    unread: Vec<String>,
+    bpm: Option<f64>,
 }
 
 /// Generation was stopped by its caller (a deadline, a client gone).
@@ -172,11 +183,11 @@ impl Generator {
 
     /// The text's sentence embedding, semantic token, distance to it, and the attributes it names.
     pub fn condition(&self, text: &str) -> anyhow::Result<(Vec<f32>, Conditioning, f64)> {
-        self.read(text).map(|(vector, c, distance, _)| (vector, c, distance))
+        self.read(text).map(|r| (r.vector, r.conditioning, r.distance))
     }
 
-    /// [`Self::condition`], and the words that named no attribute.
-    fn read(&self, text: &str) -> anyhow::Result<(Vec<f32>, Conditioning, f64, Vec<String>)> {
+    /// What a text asks for, in full.
+    fn read(&self, text: &str) -> anyhow::Result<Reading> {
         let vector = self
             .encoder
             .encode(&[text], 1)?
@@ -186,14 +197,20 @@ impl Generator {
         let (semantic, distance) = self.centroids.nearest(&vector);
         let a = prompt::parse(text, self.tokenizer.vocab.config.prefix_instruments);
         let unread = prompt::unread(text, &a.read);
-        let c = Conditioning {
+        let conditioning = Conditioning {
             semantic: Some(semantic),
             tempo_class: a.tempo_class,
             key: a.key,
             time_signature: a.time_signature,
             instruments: a.instruments,
         };
-        Ok((vector, c, distance, unread))
+        Ok(Reading {
+            vector,
+            conditioning,
+            distance,
+            unread,
+            bpm: a.bpm,
+        })
     }
 
     /// Writes a piece for a text; the same text and options give the same piece.
@@ -210,7 +227,13 @@ impl Generator {
         stop: &dyn Fn() -> bool,
     ) -> anyhow::Result<Generation> {
         opts.validate()?;
-        let (vector, conditioning, semantic_distance, unread) = self.read(text)?;
+        let Reading {
+            vector,
+            conditioning,
+            distance: semantic_distance,
+            unread,
+            bpm,
+        } = self.read(text)?;
         let prefix = conditioning.tokens(&self.tokenizer.vocab);
         let embedding = (self.model.config.conditioning == ModelConditioning::TokensAndEmbedding)
             .then(|| {
@@ -218,8 +241,13 @@ impl Generator {
                     .view([1, -1])
                     .to_device(self.model.device())
             });
+        let strict = if opts.strict {
+            Strict::new(&self.tokenizer.vocab, &conditioning, bpm)
+        } else {
+            None
+        };
         let (tokens, ended) = self
-            .sample_unless(&prefix, embedding.as_ref(), opts, true, stop)
+            .sample_unless(&prefix, embedding.as_ref(), strict.as_ref(), opts, true, stop)
             .ok_or(Stopped)?;
         let midi = self.tokenizer.to_midi(&tokens);
         Ok(Generation {
@@ -233,10 +261,13 @@ impl Generator {
         })
     }
 
-    /// Samples music after `prefix`, with or without the KV cache (the two agree).
+    /// Samples music after `prefix`, with or without the KV cache (the two
+    /// agree), guided as `opts.guidance` says. Nothing is kept strictly
+    /// here (`opts.strict` needs the prompt; see [`Self::generate`]).
     ///
-    /// Past the model's context the window slides: it keeps the prefix and
-    /// the latest half of the music, as the training windows do.
+    /// Past the model's context the window slides: it keeps the prefix, the
+    /// meter, tempo and program in force, and the latest half of the music,
+    /// as the training windows do.
     pub fn sample(
         &self,
         prefix: &[u16],
@@ -244,63 +275,75 @@ impl Generator {
         opts: &SampleOptions,
         cached: bool,
     ) -> (Vec<u16>, bool) {
-        self.sample_unless(prefix, embedding, opts, cached, &|| false)
+        self.sample_unless(prefix, embedding, None, opts, cached, &|| false)
             .expect("never stopped")
     }
 
-    /// [`Self::sample`], or `None` as soon as `stop()` says so (asked before every token).
+    /// [`Self::sample`] within `strict`'s constraints, or `None` as soon as
+    /// `stop()` says so (asked before every token).
     pub fn sample_unless(
         &self,
         prefix: &[u16],
         embedding: Option<&Tensor>,
+        strict: Option<&Strict>,
         opts: &SampleOptions,
         cached: bool,
         stop: &dyn Fn() -> bool,
     ) -> Option<(Vec<u16>, bool)> {
-        let eos = self.tokenizer.vocab.id(Token::Eos);
-        let context = self.model.config.context;
-        let body = context.saturating_sub(prefix.len()).max(2);
+        let vocab = &self.tokenizer.vocab;
+        let eos = vocab.id(Token::Eos);
+        let body = self.model.config.context.saturating_sub(prefix.len()).max(8);
         let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
-        let mut music: Vec<u16> = Vec::new();
-        let mut start = 0;
-        let mut cache = None;
-        let ids = |t: &[u16]| {
-            Tensor::from_slice(&t.iter().map(|&i| i64::from(i)).collect::<Vec<_>>())
-                .view([1, -1])
-                .to_device(self.model.device())
+        // Guidance asks the same model about the same music with nothing
+        // asked: every attribute and the semantic token N/A, no sentence.
+        let unconditioned = Conditioning::default().tokens(vocab);
+        let blank = embedding.map(Tensor::zeros_like);
+        let mut streams = vec![Stream::new(prefix, embedding)];
+        if opts.guidance != 1.0 {
+            streams.push(Stream::new(&unconditioned, blank.as_ref()));
+        }
+        let mix = |rows: Vec<Vec<f32>>| -> Vec<f32> {
+            let s = opts.guidance as f32;
+            match rows.as_slice() {
+                [c, u] => c.iter().zip(u).map(|(c, u)| u + s * (c - u)).collect(),
+                _ => rows.into_iter().next().expect("one stream"),
+            }
         };
+        let mut music: Vec<u16> = Vec::new();
+        let (mut start, mut header) = (0, Vec::new());
+        let mut program = None;
         let mut ended = false;
         let finished = tch::no_grad(|| {
-            // Logits for the whole window, refilling the cache if there is one.
-            let window =
-                |music: &[u16], start: usize, cache: &mut Option<crate::model::KvCache>| {
-                    let mut w = prefix.to_vec();
-                    w.extend_from_slice(&music[start..]);
-                    *cache = cached.then(|| self.model.cache(1));
-                    last_row(
-                        &self
-                            .model
-                            .forward(&ids(&w), embedding, false, cache.as_mut()),
-                    )
-                };
-            let mut logits = window(&music, start, &mut cache);
+            let refill = |streams: &mut Vec<Stream>, header: &[u16], music: &[u16]| {
+                let window: Vec<u16> = header.iter().chain(music).copied().collect();
+                mix(streams.iter_mut().map(|s| s.refill(self, &window, cached)).collect())
+            };
+            let mut logits = refill(&mut streams, &header, &music);
             while music.len() < opts.max_tokens {
                 if stop() {
                     return None;
                 }
-                let next = sample(&logits, self.grammar.at(music.len()), opts, &mut rng) as u16;
+                let mut allowed = self.grammar.at(music.len()).to_vec();
+                if let Some(strict) = strict {
+                    strict.narrow(&mut allowed, &mut logits, program);
+                }
+                let next = sample(&logits, &allowed, opts, &mut rng) as u16;
+                if matches!(vocab.token(next), Some(Token::Program(_))) {
+                    program = Some(next);
+                }
                 music.push(next);
                 if next == eos {
                     ended = true;
                     break;
                 }
-                if music.len() - start > body {
+                if header.len() + music.len() - start > body {
                     start = music.len() - body / 2;
-                    logits = window(&music, start, &mut cache);
-                } else if let Some(c) = cache.as_mut() {
-                    logits = last_row(&self.model.forward(&ids(&[next]), None, false, Some(c)));
+                    header = Header::after(vocab, &music[..start]).tokens();
+                    logits = refill(&mut streams, &header, &music[start..]);
+                } else if cached {
+                    logits = mix(streams.iter_mut().map(|s| s.step(self, next)).collect());
                 } else {
-                    logits = window(&music, start, &mut cache);
+                    logits = refill(&mut streams, &header, &music[start..]);
                 }
             }
             Some(())
@@ -309,6 +352,39 @@ impl Generator {
         let mut tokens = prefix.to_vec();
         tokens.extend(music);
         Some((tokens, ended))
+    }
+
+    fn ids(&self, t: &[u16]) -> Tensor {
+        Tensor::from_slice(&t.iter().map(|&i| i64::from(i)).collect::<Vec<_>>())
+            .view([1, -1])
+            .to_device(self.model.device())
+    }
+}
+
+/// One conditioning's view of the music being written: its prefix, its
+/// sentence embedding and its KV cache.
+struct Stream<'a> {
+    prefix: &'a [u16],
+    embedding: Option<&'a Tensor>,
+    cache: Option<KvCache>,
+}
+
+impl<'a> Stream<'a> {
+    fn new(prefix: &'a [u16], embedding: Option<&'a Tensor>) -> Self {
+        Self { prefix, embedding, cache: None }
+    }
+
+    /// The next token's logits after the prefix and `music`, refilling the cache if `cached`.
+    fn refill(&mut self, g: &Generator, music: &[u16], cached: bool) -> Vec<f32> {
+        let mut w = self.prefix.to_vec();
+        w.extend_from_slice(music);
+        self.cache = cached.then(|| g.model.cache(1));
+        last_row(&g.model.forward(&g.ids(&w), self.embedding, false, self.cache.as_mut()))
+    }
+
+    /// The next token's logits after one more token, from the cache.
+    fn step(&mut self, g: &Generator, next: u16) -> Vec<f32> {
+        last_row(&g.model.forward(&g.ids(&[next]), None, false, self.cache.as_mut()))
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod generator;
 pub mod prompt;
 pub mod sample;
+pub mod strict;
 
 use std::path::Path;
 

@@ -10,7 +10,8 @@ use crate::midi::gm;
 use crate::midi::key::Key;
 use crate::tokenizer::grid::nearest_time_signature;
 use crate::tokenizer::prefix::tempo_class;
-use crate::tokenizer::vocab::{TEMPO_CLASSES, TIME_SIGNATURES};
+use crate::midi::tempo::{TEMPO_TERMS, typical_bpm};
+use crate::tokenizer::vocab::TIME_SIGNATURES;
 
 /// What a prompt asks for; `None` where it says nothing.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -84,17 +85,9 @@ pub fn unread(text: &str, read: &[Range<usize>]) -> Vec<String> {
     out
 }
 
-/// The Italian terms in caption tempo-class order (class 0 = Grave).
-const TEMPO_TERMS: &[&str] = &[
-    "grave",
-    "largo",
-    "larghetto",
-    "adagio",
-    "andante",
-    "moderato",
-    "allegro",
-    "vivace",
-    "presto",
+/// The Italian terms as the lowercased text is searched for them.
+const TERMS_LOWER: [&str; TEMPO_TERMS.len()] = [
+    "grave", "largo", "larghetto", "adagio", "andante", "moderato", "allegro", "vivace", "presto",
     "prestissimo",
 ];
 
@@ -166,20 +159,6 @@ fn negation(text: &str, at: usize) -> Option<usize> {
     }
 }
 
-/// A BPM inside a caption tempo class: the middle of its range.
-fn typical_bpm(class: u32) -> f64 {
-    let c = class as usize;
-    match (
-        c.checked_sub(1).and_then(|i| TEMPO_CLASSES.get(i)),
-        TEMPO_CLASSES.get(c),
-    ) {
-        (Some(lo), Some(hi)) => (lo + hi) / 2.0,
-        (None, Some(hi)) => hi - 10.0,
-        (Some(lo), None) => lo + 10.0,
-        (None, None) => 120.0,
-    }
-}
-
 /// The tempo named first, with the span that named it, and the spans of
 /// negated tempo words.
 fn tempo(text: &str) -> (Option<Found<f64>>, Vec<Range<usize>>) {
@@ -202,10 +181,10 @@ fn tempo(text: &str) -> (Option<Found<f64>>, Vec<Range<usize>>) {
     // The tempo named first wins, an Italian term or a plain word ("a fast
     // reel with a slow intro" is fast); at one place the longer phrase
     // ("very slow" over "slow"); a negated one does not count ("not too fast").
-    let terms = TEMPO_TERMS
+    let terms = TERMS_LOWER
         .iter()
         .enumerate()
-        .map(|(c, t)| (*t, typical_bpm(c as u32)));
+        .map(|(i, t)| (*t, typical_bpm(i)));
     let named = terms
         .chain(TEMPO_WORDS.iter().copied())
         .flat_map(|(w, bpm)| find_words(text, w).into_iter().map(move |at| (at, w.len(), bpm)))
@@ -217,7 +196,7 @@ fn tempo(text: &str) -> (Option<Found<f64>>, Vec<Range<usize>>) {
 
 /// Each negated tempo term or word, from its negation to its end ("not too fast").
 fn negated_tempo_words(text: &str) -> Vec<Range<usize>> {
-    TEMPO_TERMS
+    TERMS_LOWER
         .iter()
         .copied()
         .chain(TEMPO_WORDS.iter().map(|(w, _)| *w))

@@ -19,6 +19,12 @@ pub struct SampleOptions {
     /// Music tokens to generate at most (EOS ends sooner).
     pub max_tokens: usize,
     pub seed: u64,
+    /// Classifier-free guidance scale: the logits are `u + s·(c − u)`, with
+    /// `c` conditioned on the prompt and `u` on nothing. 1 samples the
+    /// conditioned model alone; above 1 leans further towards the prompt.
+    pub guidance: f64,
+    /// Write what the prompt names exactly (see [`super::strict`]).
+    pub strict: bool,
 }
 
 impl Default for SampleOptions {
@@ -29,6 +35,8 @@ impl Default for SampleOptions {
             top_p: 0.95,
             max_tokens: 512,
             seed: 0,
+            guidance: 1.0,
+            strict: false,
         }
     }
 }
@@ -47,6 +55,11 @@ impl SampleOptions {
             self.top_p
         );
         anyhow::ensure!(self.max_tokens > 0, "max-tokens must be at least 1");
+        anyhow::ensure!(
+            self.guidance >= 0.0 && self.guidance <= 20.0,
+            "guidance must be in [0, 20], not {}",
+            self.guidance
+        );
         Ok(())
     }
 }

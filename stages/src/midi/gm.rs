@@ -160,4 +160,25 @@ pub fn name(program: u8) -> &'static str {
 }
 
 /// The MIDI channel (0-based) that General MIDI reserves for drums.
+/// The pitches an instrument family plays well (roughly its members'
+/// written ranges together), by family (program / 8).
+pub const FAMILY_RANGES: [(u8, u8); 16] = [
+    (21, 108), // piano
+    (48, 96),  // chromatic percussion
+    (24, 96),  // organ
+    (40, 88),  // guitar
+    (28, 67),  // bass
+    (28, 103), // strings
+    (28, 96),  // ensemble
+    (34, 84),  // brass
+    (34, 93),  // reed
+    (60, 108), // pipe
+    (36, 96),  // synth lead
+    (36, 96),  // synth pad
+    (36, 96),  // synth effects
+    (36, 84),  // ethnic
+    (36, 84),  // percussive
+    (36, 96),  // sound effects
+];
+
 pub const DRUM_CHANNEL: u8 = 9;

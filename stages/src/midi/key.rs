@@ -40,6 +40,11 @@ pub const AARDEN_ESSEN: Profiles = Profiles {
     ],
 };
 
+/// The major scale's steps above its tonic.
+pub const MAJOR_SCALE: [u8; 7] = [0, 2, 4, 5, 7, 9, 11];
+/// The natural minor scale's steps above its tonic.
+pub const MINOR_SCALE: [u8; 7] = [0, 2, 3, 5, 7, 8, 10];
+
 /// A key: tonic pitch class (0 = C) and mode. The one key type of the
 /// music code: features estimate it, prompts ask for it, the conditioning
 /// token carries its [`Key::index`], and JSON writes its [`Key::words`].
@@ -137,6 +142,16 @@ impl Key {
             self.tonic_name(),
             if self.minor { "minor" } else { "major" }
         )
+    }
+
+    /// The scale's steps above the tonic: major, or natural minor (muspy's scales).
+    pub fn scale(&self) -> &'static [u8; 7] {
+        if self.minor { &MINOR_SCALE } else { &MAJOR_SCALE }
+    }
+
+    /// True when pitch class `pc` (0 = C) is in the key's scale.
+    pub fn contains(&self, pc: u8) -> bool {
+        self.scale().contains(&((pc + 12 - self.tonic % 12) % 12))
     }
 
     /// The relative major or minor.

@@ -4,6 +4,36 @@
 /// Microseconds per quarter note when a file sets no tempo (120 BPM).
 pub const DEFAULT_TEMPO_US: u32 = 500_000;
 
+/// The Italian tempo terms, slowest first, each with the lowest BPM it
+/// covers. Captions name a piece's tempo with them and prompts are read with them.
+pub const TEMPO_TERMS: [(&str, f64); 10] = [
+    ("Grave", 0.0),
+    ("Largo", 40.0),
+    ("Larghetto", 60.0),
+    ("Adagio", 66.0),
+    ("Andante", 76.0),
+    ("Moderato", 108.0),
+    ("Allegro", 120.0),
+    ("Vivace", 156.0),
+    ("Presto", 176.0),
+    ("Prestissimo", 200.0),
+];
+
+/// The Italian term for a BPM.
+pub fn tempo_term(bpm: f64) -> &'static str {
+    TEMPO_TERMS.iter().rev().find(|(_, lo)| bpm >= *lo).unwrap_or(&TEMPO_TERMS[0]).0
+}
+
+/// A BPM typical of the `i`-th term: the middle of its range (10 BPM inside the open ends).
+pub fn typical_bpm(i: usize) -> f64 {
+    let lo = TEMPO_TERMS[i].1;
+    match TEMPO_TERMS.get(i + 1) {
+        Some(&(_, hi)) if i == 0 => hi - 10.0,
+        Some(&(_, hi)) => (lo + hi) / 2.0,
+        None => lo + 10.0,
+    }
+}
+
 /// How a file measures time.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Division {

@@ -1,6 +1,8 @@
-//! Augmented copies of a score: transposed (drums untouched) or at a scaled tempo.
+//! Augmented copies of a score: transposed (drums untouched), at a scaled
+//! tempo, or played on another instrument.
 
 use crate::midi::Score;
+use crate::midi::gm::FAMILY_RANGES;
 use crate::midi::tempo::TempoMap;
 
 /// The score moved by `semitones` and played `tempo_scale` times as fast, or
@@ -38,4 +40,52 @@ pub fn variant(score: &Score, semitones: i8, tempo_scale: f64) -> Option<Score> 
             .collect();
     }
     Some(out)
+}
+
+/// The score with every pitched note played on `program`, when that is
+/// musically plausible: all its pitched notes are of one instrument family
+/// (a solo, a chorale, a string quartet; not a band), another than
+/// `program`'s, and they lie in `program`'s family's range. `None` otherwise.
+pub fn reassigned(score: &Score, program: u8) -> Option<Score> {
+    let family = usize::from(program / 8);
+    let (lo, hi) = *FAMILY_RANGES.get(family)?;
+    let mut pitched = score.notes.iter().filter(|n| !n.is_drum()).peekable();
+    let first = pitched.peek()?.program / 8;
+    let plausible = pitched.all(|n| n.program / 8 == first && (lo..=hi).contains(&n.pitch));
+    if !plausible || usize::from(first) == family {
+        return None;
+    }
+    let mut out = score.clone();
+    for n in out.notes.iter_mut().filter(|n| !n.is_drum()) {
+        n.program = program;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::midi::score::Note;
+
+    fn note(pitch: u8, program: u8, channel: u8) -> Note {
+        Note { start: 0, end: 10, pitch, velocity: 80, program, channel, track: 0 }
+    }
+
+    #[test]
+    fn only_a_one_family_piece_in_range_changes_instrument() {
+        let mut s = crate::midi::parse(&crate::tokenizer::decode::to_midi(
+            &crate::tokenizer::Tokenizer::new(crate::tokenizer::Config::default()).vocab,
+            &Default::default(),
+        ))
+        .unwrap();
+        s.notes = vec![note(62, 0, 0), note(74, 1, 0), note(36, 0, 9)];
+        let flute = reassigned(&s, 73).expect("a piano piece in D4–D5 fits the flute");
+        assert_eq!(flute.notes.iter().map(|n| n.program).collect::<Vec<_>>(), [73, 73, 0], "drums stay");
+        assert!(reassigned(&s, 4).is_none(), "already piano");
+        s.notes.push(note(55, 0, 0));
+        assert!(reassigned(&s, 73).is_none(), "G3 is below the flute");
+        assert!(reassigned(&s, 40).is_some(), "but not below the violin family");
+        s.notes.push(note(60, 33, 1));
+        assert!(reassigned(&s, 40).is_none(), "a piece with a bass part is a band");
+    }
 }

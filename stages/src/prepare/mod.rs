@@ -1,9 +1,11 @@
 //! The prepare stage: token sequences ready for training. Every piece is
 //! tokenized with its conditioning prefix, cut into fixed-length windows that
-//! each repeat the prefix, and assigned to train, val or test by a hash of its
+//! each repeat the prefix (and restate the meter, tempo and program they
+//! start in), and assigned to train, val or test by a hash of its
 //! path, so the split is deterministic and augmented copies of a piece stay in
 //! its split. Augmentation (train only): transposition, which rewrites the key
-//! token, and tempo scaling, which rewrites the tempo tokens.
+//! token, tempo scaling, which rewrites the tempo tokens, and playing a
+//! one-family piece on another instrument, which rewrites the instrument tokens.
 
 pub mod augment;
 pub mod split;
@@ -14,7 +16,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use arrow::array::{
-    ArrayRef, Float32Array, Int8Array, ListBuilder, StringArray, UInt16Builder, UInt32Array,
+    ArrayRef, Float32Array, Int8Array, ListBuilder, StringArray, UInt8Array, UInt16Builder,
+    UInt32Array,
 };
 use arrow::record_batch::RecordBatch;
 use rayon::prelude::*;
@@ -22,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::midi::{self, features};
 use crate::table::{TableSink, column, read_parquet, write_parquet};
-use crate::tokenizer::{Conditioning, Config, Token, Tokenizer};
+use crate::tokenizer::{Conditioning, Config, Header, Token, Tokenizer, Vocab};
 pub use split::{Split, split_of};
 
 /// `[params] prepare.*`.
@@ -45,6 +48,10 @@ pub struct PrepareParams {
     /// Tempo factors added to the training split (1.0 is always included).
     #[serde(default)]
     pub tempo_scales: Vec<f64>,
+    /// General MIDI programs a training piece is also played on, where
+    /// that is plausible (see [`augment::reassigned`]).
+    #[serde(default)]
+    pub programs: Vec<u8>,
 }
 
 fn context() -> usize {
@@ -67,24 +74,35 @@ pub struct Window {
     pub index: u32,
     pub transpose: i8,
     pub tempo_scale: f32,
+    /// The program every pitched note was moved to, if any.
+    pub program: Option<u8>,
     pub tokens: Vec<u16>,
 }
 
-/// Cuts `prefix + music + EOS` into windows of `context` tokens, each starting
-/// with the prefix; the last is padded.
-pub fn windows(ids: &[u16], prefix_len: usize, context: usize, pad: u16) -> Vec<Vec<u16>> {
-    let body = context.saturating_sub(prefix_len).max(1);
+/// Cuts `prefix + music + EOS` into windows of `context` tokens, each
+/// starting with the prefix; every window after the first restates the
+/// meter, tempo and program it starts in (see [`Header`]). The last is padded.
+pub fn windows(vocab: &Vocab, ids: &[u16], prefix_len: usize, context: usize) -> Vec<Vec<u16>> {
     let (prefix, music) = ids.split_at(prefix_len.min(ids.len()));
-    music
-        .chunks(body)
-        .map(|chunk| {
-            let mut w = Vec::with_capacity(context);
-            w.extend_from_slice(prefix);
-            w.extend_from_slice(chunk);
-            w.resize(context.max(w.len()), pad);
-            w
-        })
-        .collect()
+    let mut out = Vec::new();
+    let mut state = Header::default();
+    let mut at = 0;
+    while at < music.len() {
+        let header = if at == 0 { Vec::new() } else { state.tokens() };
+        let body = context.saturating_sub(prefix.len() + header.len()).max(1);
+        let end = (at + body).min(music.len());
+        let mut w = Vec::with_capacity(context);
+        w.extend_from_slice(prefix);
+        w.extend_from_slice(&header);
+        w.extend_from_slice(&music[at..end]);
+        w.resize(context.max(w.len()), vocab.id(Token::Pad));
+        out.push(w);
+        for &id in &music[at..end] {
+            state.observe(vocab, id);
+        }
+        at = end;
+    }
+    out
 }
 
 /// `prepare.json`: what went where.
@@ -140,7 +158,6 @@ pub fn prepare_each(
         ..Summary::default()
     };
     let shape = WindowShape {
-        pad: tok.vocab.id(Token::Pad),
         prefix_len: Conditioning::default().tokens(&tok.vocab).len(),
         context: params.context,
     };
@@ -166,7 +183,6 @@ pub fn prepare_each(
 
 /// How token sequences are cut: the same for every piece of a run.
 struct WindowShape {
-    pad: u16,
     prefix_len: usize,
     context: usize,
 }
@@ -191,18 +207,25 @@ fn piece_windows(
         params.val_fraction,
         params.test_fraction,
     );
-    let mut variants = vec![(0i8, 1.0f64)];
+    let mut variants = vec![(0i8, 1.0f64, None)];
     if split == Split::Train {
         for &k in params.transpose.iter().filter(|&&k| k != 0) {
-            variants.push((k, 1.0));
+            variants.push((k, 1.0, None));
         }
         for &s in params.tempo_scales.iter().filter(|&&s| s != 1.0 && s > 0.0) {
-            variants.push((0, s));
+            variants.push((0, s, None));
+        }
+        for &p in &params.programs {
+            variants.push((0, 1.0, Some(p)));
         }
     }
     let mut out = Vec::new();
-    for (k, s) in variants {
-        let Some(variant) = augment::variant(&score, k, s) else {
+    for (k, s, program) in variants {
+        let variant = match program {
+            Some(p) => augment::reassigned(&score, p),
+            None => augment::variant(&score, k, s),
+        };
+        let Some(variant) = variant else {
             continue;
         };
         let f = features(&variant);
@@ -212,7 +235,7 @@ fn piece_windows(
             tok.vocab.config.prefix_instruments,
         );
         let ids = tok.encode(&variant, &cond);
-        for (i, w) in windows(&ids, shape.prefix_len, shape.context, shape.pad)
+        for (i, w) in windows(&tok.vocab, &ids, shape.prefix_len, shape.context)
             .into_iter()
             .enumerate()
         {
@@ -221,6 +244,7 @@ fn piece_windows(
                 index: i as u32,
                 transpose: k,
                 tempo_scale: s as f32,
+                program,
                 tokens: w,
             });
         }
@@ -228,7 +252,7 @@ fn piece_windows(
     Ok((split, out))
 }
 
-/// Writes one shard: path, window, transpose, tempo_scale, tokens (List<UInt16>).
+/// Writes one shard: path, window, transpose, tempo_scale, program, tokens (List<UInt16>).
 pub fn write_shard(path: &Path, windows: &[Window]) -> anyhow::Result<()> {
     write_parquet(path, shard_batch(windows)?)
 }
@@ -240,34 +264,21 @@ fn shard_batch(windows: &[Window]) -> anyhow::Result<RecordBatch> {
         tokens.values().append_slice(&w.tokens);
         tokens.append(true);
     }
-    let columns: Vec<(&str, ArrayRef)> = vec![
-        (
-            "path",
-            Arc::new(StringArray::from_iter_values(
-                windows.iter().map(|w| &w.path),
-            )),
-        ),
-        (
-            "window",
-            Arc::new(UInt32Array::from_iter_values(
-                windows.iter().map(|w| w.index),
-            )),
-        ),
-        (
-            "transpose",
-            Arc::new(Int8Array::from_iter_values(
-                windows.iter().map(|w| w.transpose),
-            )),
-        ),
+    // Nullability is declared, not inferred from the rows: every batch of a
+    // shard must have the schema of the first.
+    let columns: Vec<(&str, ArrayRef, bool)> = vec![
+        ("path", Arc::new(StringArray::from_iter_values(windows.iter().map(|w| &w.path))), false),
+        ("window", Arc::new(UInt32Array::from_iter_values(windows.iter().map(|w| w.index))), false),
+        ("transpose", Arc::new(Int8Array::from_iter_values(windows.iter().map(|w| w.transpose))), false),
         (
             "tempo_scale",
-            Arc::new(Float32Array::from_iter_values(
-                windows.iter().map(|w| w.tempo_scale),
-            )),
+            Arc::new(Float32Array::from_iter_values(windows.iter().map(|w| w.tempo_scale))),
+            false,
         ),
-        ("tokens", Arc::new(tokens.finish())),
+        ("program", Arc::new(UInt8Array::from(windows.iter().map(|w| w.program).collect::<Vec<_>>())), true),
+        ("tokens", Arc::new(tokens.finish()), false),
     ];
-    Ok(RecordBatch::try_from_iter(columns)?)
+    Ok(RecordBatch::try_from_iter_with_nullable(columns)?)
 }
 
 /// Reads cluster's `tokens.parquet`: each piece's semantic token by path.

@@ -8,10 +8,12 @@
 pub mod decode;
 pub mod encode;
 pub mod grid;
+pub mod header;
 pub mod prefix;
 pub mod vocab;
 
 pub use decode::Decoded;
+pub use header::Header;
 pub use prefix::Conditioning;
 pub use vocab::{Config, Token, Vocab};
 

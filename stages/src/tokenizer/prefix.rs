@@ -13,7 +13,7 @@ use super::vocab::{TEMPO_CLASSES, Token, Vocab};
 pub struct Conditioning {
     /// The k-means semantic token of its text.
     pub semantic: Option<u32>,
-    /// Index into the caption tempo classes (0 = below 40 BPM).
+    /// Index into the tempo classes, MidiCaps' bins (0 = below 40 BPM).
     pub tempo_class: Option<u32>,
     pub key: Option<Key>,
     pub time_signature: Option<(u8, u32)>,
@@ -21,9 +21,28 @@ pub struct Conditioning {
     pub instruments: Vec<u8>,
 }
 
-/// The caption tempo class of a BPM.
+/// The tempo class (MidiCaps bin) of a BPM.
 pub fn tempo_class(bpm: f64) -> u32 {
     TEMPO_CLASSES.iter().filter(|&&b| bpm >= b).count() as u32
+}
+
+/// The BPM range of a tempo class: its lower and upper edge, `None` at an open end.
+pub fn class_range(class: u32) -> (Option<f64>, Option<f64>) {
+    let c = class as usize;
+    (
+        c.checked_sub(1).and_then(|i| TEMPO_CLASSES.get(i)).copied(),
+        TEMPO_CLASSES.get(c).copied(),
+    )
+}
+
+/// A BPM typical of a tempo class: the middle of its range (10 BPM inside an open end).
+pub fn typical_bpm(class: u32) -> f64 {
+    match class_range(class) {
+        (Some(lo), Some(hi)) => (lo + hi) / 2.0,
+        (None, Some(hi)) => hi - 10.0,
+        (Some(lo), None) => lo + 10.0,
+        (None, None) => 120.0,
+    }
 }
 
 impl Conditioning {
@@ -81,14 +100,11 @@ impl Conditioning {
     pub fn words(&self) -> Words {
         let tempo = self.tempo_class.map_or_else(
             || "any".to_owned(),
-            |c| {
-                let c = c as usize;
-                match (c.checked_sub(1).and_then(|i| TEMPO_CLASSES.get(i)), TEMPO_CLASSES.get(c)) {
-                    (Some(lo), Some(hi)) => format!("{lo:.0}–{hi:.0} BPM"),
-                    (None, Some(hi)) => format!("below {hi:.0} BPM"),
-                    (Some(lo), None) => format!("{lo:.0} BPM or faster"),
-                    (None, None) => "any".to_owned(),
-                }
+            |c| match class_range(c) {
+                (Some(lo), Some(hi)) => format!("{lo:.0}–{hi:.0} BPM"),
+                (None, Some(hi)) => format!("below {hi:.0} BPM"),
+                (Some(lo), None) => format!("{lo:.0} BPM or faster"),
+                (None, None) => "any".to_owned(),
             },
         );
         let family = |f: u8| if f == 16 { "drums" } else { crate::midi::gm::family(f * 8) };
@@ -103,7 +119,7 @@ impl Conditioning {
         }
     }
 
-    /// What it asks for, in one line: `"tempo 108–120 BPM; key D minor; meter
+    /// What it asks for, in one line: `"tempo 110–140 BPM; key D minor; meter
     /// 6/8; instruments strings, drums; semantic token 3"`.
     pub fn describe(&self) -> String {
         let w = self.words();
@@ -149,7 +165,7 @@ mod tests {
         };
         assert_eq!(
             asked.describe(),
-            "tempo 108–120 BPM; key D minor; meter 6/8; instruments strings, drums; semantic token 3"
+            "tempo 110–140 BPM; key D minor; meter 6/8; instruments strings, drums; semantic token 3"
         );
         assert_eq!(
             Conditioning::default().describe(),
@@ -157,6 +173,6 @@ mod tests {
         );
         let edges = |bpm| Conditioning { tempo_class: Some(tempo_class(bpm)), ..Conditioning::default() };
         assert!(edges(30.0).describe().starts_with("tempo below 40 BPM;"));
-        assert!(edges(230.0).describe().starts_with("tempo 200 BPM or faster;"));
+        assert!(edges(230.0).describe().starts_with("tempo 210 BPM or faster;"));
     }
 }

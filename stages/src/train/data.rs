@@ -22,24 +22,35 @@ pub const IGNORE: i64 = -100;
 /// for the rest, but a window's prefix is always complete. So, each with
 /// probability `p`, a training window's tempo, key, meter and instrument
 /// list are replaced by their N/A tokens, and the model learns the prefixes
-/// prompts give it. The draw is a function of `(seed, update step, row)`, so
-/// a resumed run, or one that halved its micro-batches, drops what an
-/// uninterrupted one would.
+/// prompts give it. With probability `q` a window is unconditioned instead:
+/// its whole prefix (the semantic token too) is N/A and its sentence
+/// embedding zero, which is what classifier-free guidance samples against.
+/// The draws are a function of `(seed, update step, row)`, so a resumed run,
+/// or one that halved its micro-batches, drops what an uninterrupted one would.
 #[derive(Clone, Debug)]
 pub struct ConditionDrop {
     probability: f64,
+    unconditioned: f64,
     seed: u64,
     /// Each attribute's prefix positions and their N/A ids.
     attributes: Vec<Vec<(usize, u16)>>,
+    /// The semantic token's position and its N/A id.
+    semantic: Option<(usize, u16)>,
 }
 
 impl ConditionDrop {
-    /// Finds each attribute's positions in the vocabulary's prefix layout.
-    pub fn new(vocab: &Vocab, probability: f64, seed: u64) -> Self {
+    /// Finds each attribute's positions in the vocabulary's prefix layout;
+    /// `probability` is `p` and `unconditioned` is `q` (see the type).
+    pub fn new(vocab: &Vocab, probability: f64, unconditioned: f64, seed: u64) -> Self {
         let none = Conditioning::default().tokens(vocab);
         let mut attributes: Vec<(&str, Vec<(usize, u16)>)> = Vec::new();
+        let mut semantic = None;
         for (at, &id) in none.iter().enumerate() {
             let name = match vocab.token(id) {
+                Some(Token::Semantic(_)) => {
+                    semantic = Some((at, id));
+                    continue;
+                }
                 Some(Token::CondTempo(_)) => "tempo",
                 Some(Token::CondKey(_)) => "key",
                 Some(Token::CondTimeSig(_)) => "meter",
@@ -51,23 +62,42 @@ impl ConditionDrop {
                 None => attributes.push((name, vec![(at, id)])),
             }
         }
+        // Outside [0, 1] a probability means never or always; NaN, never.
+        let clamp = |p: f64| if p.is_nan() { 0.0 } else { p.clamp(0.0, 1.0) };
         Self {
-            // Outside [0, 1] it means never or always; NaN, never.
-            probability: if probability.is_nan() { 0.0 } else { probability.clamp(0.0, 1.0) },
+            probability: clamp(probability),
+            unconditioned: clamp(unconditioned),
             seed,
             attributes: attributes.into_iter().map(|(_, p)| p).collect(),
+            semantic,
         }
+    }
+
+    fn rng(&self, step: u64, row: usize) -> ChaCha8Rng {
+        let mixed = self.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            ^ step.wrapping_mul(0xbf58_476d_1ce4_e5b9)
+            ^ (row as u64).wrapping_mul(0x94d0_49bb_1331_11eb);
+        ChaCha8Rng::seed_from_u64(mixed)
+    }
+
+    /// True when the window `row` of update `step` trains unconditioned.
+    pub fn unconditioned(&self, step: u64, row: usize) -> bool {
+        // The first draw of the window's stream, whatever the probabilities.
+        self.rng(step, row).random::<f64>() < self.unconditioned
     }
 
     /// Drops attributes of one window (its tokens, prefix first) at update `step`.
     pub fn apply(&self, window: &mut [u16], step: u64, row: usize) {
-        if self.probability <= 0.0 {
+        if self.probability <= 0.0 && self.unconditioned <= 0.0 {
             return;
         }
-        let mixed = self.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15)
-            ^ step.wrapping_mul(0xbf58_476d_1ce4_e5b9)
-            ^ (row as u64).wrapping_mul(0x94d0_49bb_1331_11eb);
-        let mut rng = ChaCha8Rng::seed_from_u64(mixed);
+        let mut rng = self.rng(step, row);
+        if rng.random::<f64>() < self.unconditioned {
+            for &(at, na) in self.attributes.iter().flatten().chain(&self.semantic) {
+                window[at] = na;
+            }
+            return;
+        }
         for positions in &self.attributes {
             if rng.random_bool(self.probability) {
                 for &(at, na) in positions {
@@ -175,17 +205,20 @@ impl Windows {
         (x, y)
     }
 
-    /// The sentence embedding of each row's piece, `[B, dim]`; zeros for a piece without one.
+    /// The sentence embedding of each row's piece, `[B, dim]`; zeros for a
+    /// piece without one, and for a row `drop` unconditions at its step.
     pub fn embeddings(
         &self,
         rows: &[usize],
         table: &HashMap<String, Vec<f32>>,
         dim: usize,
         device: Device,
+        drop: Option<(&ConditionDrop, u64)>,
     ) -> Tensor {
         let mut v = Vec::with_capacity(rows.len() * dim);
         for &r in rows {
-            match table.get(&self.paths[r]) {
+            let blank = drop.is_some_and(|(d, step)| d.unconditioned(step, r));
+            match table.get(&self.paths[r]).filter(|_| !blank) {
                 Some(e) => v.extend_from_slice(e),
                 None => v.extend(std::iter::repeat_n(0.0, dim)),
             }
@@ -309,15 +342,15 @@ mod tests {
         window.extend([7, 8, 9]);
         // Always: every attribute is N/A; the semantic token, BOS, SEP and the music stay.
         let mut all = window.clone();
-        ConditionDrop::new(&vocab, 1.0, 0).apply(&mut all, 3, 4);
+        ConditionDrop::new(&vocab, 1.0, 0.0, 0).apply(&mut all, 3, 4);
         assert_eq!(all[..none.len()], none[..]);
         assert_eq!(all[none.len()..], [7, 8, 9]);
         // Never: unchanged.
         let mut kept = window.clone();
-        ConditionDrop::new(&vocab, 0.0, 0).apply(&mut kept, 3, 4);
+        ConditionDrop::new(&vocab, 0.0, 0.0, 0).apply(&mut kept, 3, 4);
         assert_eq!(kept, window);
         // Half the time, per attribute, and the same draw for the same (index, row).
-        let half = ConditionDrop::new(&vocab, 0.5, 7);
+        let half = ConditionDrop::new(&vocab, 0.5, 0.0, 7);
         let mut na = 0;
         for row in 0..400 {
             let mut a = window.clone();
@@ -330,5 +363,28 @@ mod tests {
             assert_eq!(a[5] == window[5], a[6] == window[6]);
         }
         assert!((150..250).contains(&na), "tempo dropped in {na} of 400");
+        // Unconditioned: the whole prefix is N/A, the semantic token too, and
+        // the rows whose embedding is zeroed are the same rows.
+        let blank = Conditioning::default().tokens(&vocab);
+        let some = ConditionDrop::new(&vocab, 0.0, 0.3, 7);
+        let mut uncond = 0;
+        for row in 0..400 {
+            let mut a = window.clone();
+            some.apply(&mut a, 5, row);
+            let u = some.unconditioned(5, row);
+            uncond += usize::from(u);
+            assert_eq!(a[..blank.len()] == blank[..], u, "row {row}");
+            assert!(u || a == window, "row {row}: nothing else is dropped");
+            assert_eq!(a[blank.len()..], [7, 8, 9]);
+        }
+        assert!((80..160).contains(&uncond), "unconditioned {uncond} of 400");
+        let w = Windows { tokens: vec![0; 8 * 400], width: 8, paths: vec!["a".into(); 400] };
+        let table: HashMap<String, Vec<f32>> = [("a".to_owned(), vec![1.0, 2.0])].into();
+        let rows: Vec<usize> = (0..400).collect();
+        let e = Vec::<f32>::try_from(w.embeddings(&rows, &table, 2, Device::Cpu, Some((&some, 5))).view(-1)).unwrap();
+        for row in 0..400 {
+            let want = if some.unconditioned(5, row) { [0.0, 0.0] } else { [1.0, 2.0] };
+            assert_eq!(e[2 * row..2 * row + 2], want);
+        }
     }
 }

@@ -42,7 +42,7 @@ pub fn evaluate(
         for chunk in rows.chunks(batch.max(1)) {
             let (x, y) = windows.batch(chunk, prefix_len, pad, model.device(), None);
             let e = embeddings
-                .map(|(table, dim)| windows.embeddings(chunk, table, *dim, model.device()));
+                .map(|(table, dim)| windows.embeddings(chunk, table, *dim, model.device(), None));
             let logits = model
                 .forward(&x, e.as_ref(), false, None)
                 .to_kind(Kind::Float);

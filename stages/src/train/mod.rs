@@ -66,6 +66,10 @@ pub struct TrainParams {
     /// instrument list (each on its own) is replaced by N/A, as in prompts
     /// that leave them out (see `data::ConditionDrop`).
     pub condition_drop: f64,
+    /// The probability that a training window is unconditioned: its whole
+    /// prefix N/A and its sentence embedding zero, so that sampling can
+    /// guide by the difference (classifier-free guidance, `generate.guidance`).
+    pub uncondition: f64,
     /// Torch threads on CPU (0: the stage's CPU share, `cpus` in amt.toml).
     pub threads: usize,
     /// `auto` (CUDA when present), `cpu` or `cuda`.
@@ -91,6 +95,7 @@ impl Default for TrainParams {
             checkpoint_every: 50,
             patience: 0,
             condition_drop: 0.15,
+            uncondition: 0.1,
             threads: 0,
             device: "auto".into(),
         }
@@ -214,12 +219,10 @@ pub fn train(
         params.batch_size > 0 && params.grad_accum > 0,
         "[params] train.batch_size and train.grad_accum must be at least 1"
     );
-    anyhow::ensure!(
-        (0.0..=1.0).contains(&params.condition_drop),
-        "[params] train.condition_drop must be in [0, 1], not {}",
-        params.condition_drop
-    );
-    let drop = data::ConditionDrop::new(vocab, params.condition_drop, params.seed);
+    for (name, p) in [("condition_drop", params.condition_drop), ("uncondition", params.uncondition)] {
+        anyhow::ensure!((0.0..=1.0).contains(&p), "[params] train.{name} must be in [0, 1], not {p}");
+    }
+    let drop = data::ConditionDrop::new(vocab, params.condition_drop, params.uncondition, params.seed);
     let fingerprint = fingerprint(&config, params, data, device);
     tch::manual_seed(params.seed as i64);
     let model = Gpt::new(config, device);
@@ -278,7 +281,7 @@ pub fn train(
                 let e = data
                     .embeddings
                     .as_ref()
-                    .map(|(t, dim)| data.train.embeddings(&rows, t, *dim, device));
+                    .map(|(t, dim)| data.train.embeddings(&rows, t, *dim, device, Some((&drop, step))));
                 let logits =
                     crate::device::autocast(cuda, || model.forward(&x, e.as_ref(), true, None));
                 let loss = logits

@@ -1,0 +1,249 @@
+//! Strict mode: what a prompt names explicitly is written exactly. The
+//! model still chooses every token, but only among those that keep the
+//! request: the asked-for time signature and tempo wherever one is written,
+//! programs of the asked-for instrument families only, and pitches of pitched
+//! instruments in the asked-for key's scale unless the model is confident
+//! otherwise (it puts at least [`CONFIDENT`] of its probability on one
+//! pitch outside it, as on a leading tone). Within the scale, each pitch's
+//! probability is weighted by its degree's Krumhansl–Kessler rating, so the
+//! tonic and dominant stand out as they do in music in that key (a scale
+//! alone is shared by seven modes).
+
+use crate::midi::key::{KRUMHANSL_KESSLER, Key};
+use crate::tokenizer::grid::{bin_tempo, tempo_bin};
+use crate::tokenizer::prefix::tempo_class;
+use crate::tokenizer::{Conditioning, Token, Vocab};
+
+/// The probability of an out-of-scale pitch that keeps it allowed.
+pub const CONFIDENT: f64 = 0.5;
+
+/// The tokens a request rules out.
+#[derive(Clone, Debug)]
+pub struct Strict {
+    /// Per token id: false where a written token would contradict the request.
+    allowed: Vec<bool>,
+    /// The ids of the pitches outside the requested key's scale.
+    out_of_key: Option<Vec<u16>>,
+    /// Each pitch token's log weight in the requested key (id, weight).
+    lean: Vec<(u16, f32)>,
+    drums: u16,
+}
+
+impl Strict {
+    /// The constraints of a request; `bpm` is the tempo the prompt wrote,
+    /// if any (else the middle of its tempo class). `None` when it names nothing to keep.
+    pub fn new(vocab: &Vocab, asked: &Conditioning, bpm: Option<f64>) -> Option<Self> {
+        let tempo = asked
+            .tempo_class
+            .map(|class| tempo_token(vocab, class, bpm));
+        let families: Vec<u8> = asked
+            .instruments
+            .iter()
+            .copied()
+            .filter(|&f| f <= 16)
+            .collect();
+        if tempo.is_none()
+            && asked.time_signature.is_none()
+            && families.is_empty()
+            && asked.key.is_none()
+        {
+            return None;
+        }
+        let allowed = (0..vocab.len() as u16)
+            .map(|id| match vocab.token(id) {
+                Some(Token::TimeSig(n, d)) => asked.time_signature.is_none_or(|ts| ts == (n, d)),
+                Some(Token::Tempo(t)) => tempo.is_none_or(|want| want == t),
+                Some(Token::Program(p)) => {
+                    families.is_empty() || families.contains(&p.map_or(16, |p| p / 8))
+                }
+                _ => true,
+            })
+            .collect();
+        let out_of_key = asked.key.map(|k: Key| {
+            (0..128u8)
+                .filter(|p| !k.contains(p % 12))
+                .map(|p| vocab.id(Token::Pitch(p)))
+                .collect()
+        });
+        let lean = asked.key.map_or_else(Vec::new, |k| {
+            let profile = if k.minor {
+                &KRUMHANSL_KESSLER.minor
+            } else {
+                &KRUMHANSL_KESSLER.major
+            };
+            let mean = profile.iter().sum::<f64>() / 12.0;
+            (0..128u8)
+                .map(|p| {
+                    let degree = usize::from((p % 12 + 12 - k.tonic % 12) % 12);
+                    (
+                        vocab.id(Token::Pitch(p)),
+                        (profile[degree] / mean).ln() as f32,
+                    )
+                })
+                .collect()
+        });
+        Some(Self {
+            allowed,
+            out_of_key,
+            lean,
+            drums: vocab.id(Token::Program(None)),
+        })
+    }
+
+    /// Narrows `allowed` (the grammar's choice for the next token) given the
+    /// model's `logits` and the program playing (`None`: none yet), and
+    /// leans the pitch logits towards the asked-for key.
+    pub fn narrow(&self, allowed: &mut [bool], logits: &mut [f32], program: Option<u16>) {
+        for (a, keep) in allowed.iter_mut().zip(&self.allowed) {
+            *a &= keep;
+        }
+        let Some(out) = &self.out_of_key else { return };
+        if program == Some(self.drums) {
+            return; // a drum's "pitch" is an instrument, not a note
+        }
+        // Probabilities over what is still allowed, to judge confidence.
+        let top = logits
+            .iter()
+            .zip(allowed.iter())
+            .filter(|(l, a)| **a && l.is_finite())
+            .map(|(l, _)| f64::from(*l))
+            .fold(f64::NEG_INFINITY, f64::max);
+        let weight = |l: f32| (f64::from(l) - top).exp();
+        let total: f64 = logits
+            .iter()
+            .zip(allowed.iter())
+            .filter(|(l, a)| **a && l.is_finite())
+            .map(|(l, _)| weight(*l))
+            .sum();
+        for &id in out {
+            let i = usize::from(id);
+            if allowed[i] && !(logits[i].is_finite() && weight(logits[i]) / total >= CONFIDENT) {
+                allowed[i] = false;
+            }
+        }
+        for &(id, w) in &self.lean {
+            logits[usize::from(id)] += w;
+        }
+    }
+}
+
+/// The tempo token for a request: of the tokens whose BPM lies in the
+/// requested class, the one nearest the asked-for BPM.
+fn tempo_token(vocab: &Vocab, class: u32, bpm: Option<f64>) -> u32 {
+    let cfg = &vocab.config;
+    let want = bpm.unwrap_or_else(|| crate::tokenizer::prefix::typical_bpm(class));
+    (0..cfg.tempo_bins)
+        .filter(|&b| tempo_class(bin_tempo(cfg, b)) == class)
+        .min_by(|&a, &b| {
+            let d = |x: u32| (bin_tempo(cfg, x) / want).ln().abs();
+            d(a).total_cmp(&d(b))
+        })
+        .unwrap_or_else(|| tempo_bin(cfg, want))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tokenizer::Config;
+
+    fn asked() -> Conditioning {
+        Conditioning {
+            semantic: None,
+            tempo_class: Some(tempo_class(139.0)),
+            key: Key::parse("D major"),
+            time_signature: Some((6, 8)),
+            instruments: vec![5, 16],
+        }
+    }
+
+    #[test]
+    fn keeps_only_what_the_request_allows() {
+        let v = Vocab::new(Config::default());
+        let s = Strict::new(&v, &asked(), Some(139.0)).unwrap();
+        let mut allowed = vec![true; v.len()];
+        let mut logits = vec![0.0f32; v.len()];
+        s.narrow(
+            &mut allowed,
+            &mut logits,
+            Some(v.id(Token::Program(Some(40)))),
+        );
+        let ok = |t| allowed[usize::from(v.id(t))];
+        assert!(ok(Token::TimeSig(6, 8)) && !ok(Token::TimeSig(4, 4)));
+        assert!(
+            ok(Token::Program(Some(40)))
+                && ok(Token::Program(Some(47)))
+                && ok(Token::Program(None))
+        );
+        assert!(!ok(Token::Program(Some(0))) && !ok(Token::Program(Some(48))));
+        assert!(
+            ok(Token::Pitch(62)) && ok(Token::Pitch(66)) && !ok(Token::Pitch(65)),
+            "D major has F#, not F"
+        );
+        let tempi: Vec<u32> = (0..v.config.tempo_bins)
+            .filter(|&b| ok(Token::Tempo(b)))
+            .collect();
+        assert_eq!(tempi.len(), 1);
+        let bpm = bin_tempo(&v.config, tempi[0]);
+        assert_eq!(
+            tempo_class(bpm),
+            tempo_class(139.0),
+            "{bpm} stays in the asked bin"
+        );
+        assert!(ok(Token::Bar) && ok(Token::Eos));
+        let logit = |t| logits[usize::from(v.id(t))];
+        assert!(
+            logit(Token::Pitch(62)) > logit(Token::Pitch(64)),
+            "the tonic D over E"
+        );
+        assert!(
+            logit(Token::Pitch(69)) > logit(Token::Pitch(71)),
+            "the dominant A over B"
+        );
+        assert_eq!(logit(Token::Bar), 0.0, "only pitches lean");
+    }
+
+    #[test]
+    fn a_confident_model_keeps_its_out_of_key_pitch_and_drums_are_free() {
+        let v = Vocab::new(Config::default());
+        let s = Strict::new(&v, &asked(), None).unwrap();
+        let f = usize::from(v.id(Token::Pitch(65)));
+        let mut logits = vec![-10.0f32; v.len()];
+        logits[f] = 10.0;
+        let mut allowed = vec![true; v.len()];
+        s.narrow(
+            &mut allowed,
+            &mut logits.clone(),
+            Some(v.id(Token::Program(Some(40)))),
+        );
+        assert!(allowed[f], "nearly all the mass is on F");
+        logits[f] = -10.0;
+        let mut allowed = vec![true; v.len()];
+        s.narrow(
+            &mut allowed,
+            &mut logits.clone(),
+            Some(v.id(Token::Program(Some(40)))),
+        );
+        assert!(!allowed[f]);
+        let mut allowed = vec![true; v.len()];
+        let mut drums = logits.clone();
+        s.narrow(&mut allowed, &mut drums, Some(v.id(Token::Program(None))));
+        assert!(allowed[f], "drum notes are not in a key");
+        assert_eq!(drums, logits, "nor do they lean");
+    }
+
+    #[test]
+    fn nothing_asked_nothing_kept() {
+        let v = Vocab::new(Config::default());
+        assert!(
+            Strict::new(
+                &v,
+                &Conditioning {
+                    semantic: Some(2),
+                    ..Conditioning::default()
+                },
+                None
+            )
+            .is_none()
+        );
+    }
+}
