@@ -59,9 +59,40 @@ fn the_demo_runs_end_to_end_and_reruns_only_what_a_change_touches() {
         metrics["pieces"], 8,
         "one piece per prompt in demo/prompts.txt"
     );
+    // The held-out captions: the test profile samples six of them, each by
+    // the model at every guidance scale, strictly, by the untrained model,
+    // as random tokens, and scores the captioned pieces themselves.
+    let heldout = &metrics["heldout"];
+    assert_eq!(heldout["prompts"], 6, "{heldout}");
+    let rows: Vec<&str> = heldout["systems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["system"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            "model",
+            "model, guidance 2",
+            "model, guidance 4",
+            "model, strict",
+            "untrained model",
+            "random tokens",
+            "captioned pieces"
+        ]
+    );
+    let strict = &heldout["systems"][3]["scores"];
+    for exact in ["tempo_bin_match", "time_signature_match"] {
+        let v = &strict[exact];
+        assert!(v.is_null() || v["mean"] == 1.0, "strict writes the {exact} asked: {v}");
+    }
     let report = p.read("artifacts/evaluate/report.md");
     assert!(
-        report.contains("![piano roll](rolls/01-") && report.contains("quality level"),
+        report.contains("![piano roll](rolls/01-")
+            && report.contains("quality level")
+            && report.contains("## Held-out captions")
+            && report.contains("![adherence by guidance scale](guidance.png)"),
         "{report}"
     );
 

@@ -40,7 +40,7 @@ fn generator() -> Generator {
             programs: vec![19, 40, 73],
             ..PrepareParams::default()
         };
-        let (by_split, _) = prepare(&files, &HashMap::new(), &params, &tok).unwrap();
+        let (by_split, _) = prepare(&files, &HashMap::new(), &HashMap::new(), &params, &tok).unwrap();
         let mut train_windows = Windows {
             tokens: Vec::new(),
             width: 64,

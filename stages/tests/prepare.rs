@@ -70,7 +70,7 @@ fn augmented_copies_stay_in_their_piece_split_and_rewrite_the_conditioning() {
         ..PrepareParams::default()
     };
     let files = find_midi_files(&corpus).unwrap();
-    let (by_split, summary) = prepare(&files, &HashMap::new(), &params, &tok).unwrap();
+    let (by_split, summary) = prepare(&files, &HashMap::new(), &HashMap::new(), &params, &tok).unwrap();
     assert!(summary.skipped.is_empty(), "{:?}", summary.skipped);
     assert_eq!(summary.pieces.values().sum::<usize>(), 320);
     let mut seen: HashMap<&str, Split> = HashMap::new();
@@ -136,11 +136,18 @@ fn the_stage_writes_shards_and_a_versioned_vocabulary() {
     assert!(collected.pieces.len() > 1 && collected.rejects.is_empty());
     let dropped = collected.pieces.remove(0).path;
     amt_stages::collect::table::write_pieces(&root.join("midi.parquet"), &collected.pieces).unwrap();
+    // A manifest naming each file's source: its groove, whose variants are one group.
+    let groove = |path: &str| path.split('/').next().unwrap().to_owned();
+    let manifest: String = files
+        .iter()
+        .map(|(rel, _)| format!("{}\n", json!({"path": rel, "collection": groove(rel)})))
+        .collect();
+    std::fs::write(root.join("manifest.jsonl"), manifest).unwrap();
     let ctx = StageContext::new(
         root.to_owned(),
         root.join("scratch"),
         json!({"prepare": {"context": 64}}),
-        json!({"pieces": "midi.parquet", "corpus": corpus.to_string_lossy(), "tokens": "tokens.parquet"}),
+        json!({"pieces": "midi.parquet", "corpus": corpus.to_string_lossy(), "tokens": "tokens.parquet", "manifest": "manifest.jsonl"}),
         json!({"dir": "out"}),
     );
     amt_stages::prepare::run(&ctx).unwrap();
@@ -150,15 +157,32 @@ fn the_stage_writes_shards_and_a_versioned_vocabulary() {
     assert_eq!(vocab["tokens"].as_array().unwrap().len(), 698);
     let mut rows = 0;
     let mut pieces = HashSet::new();
+    let mut split_of_groove: HashMap<String, HashSet<&str>> = HashMap::new();
     for split in ["train", "val", "test"] {
         let file = root.join(format!("out/{split}.parquet"));
         for b in read_parquet(&file).unwrap() {
             let paths = column::<StringArray>(&b, "path", &file).unwrap();
             rows += paths.len();
             pieces.extend(paths.iter().flatten().map(str::to_owned));
+            for p in paths.iter().flatten() {
+                split_of_groove.entry(groove(p)).or_default().insert(split);
+            }
         }
     }
     assert_eq!(pieces.len(), collected.pieces.len());
+    // A groove's variants are held out together; split by path, some would not be.
+    assert!(split_of_groove.values().all(|s| s.len() == 1), "{split_of_groove:?}");
+    let used: HashSet<&str> = split_of_groove.values().flatten().copied().collect();
+    assert_eq!(used.len(), 3, "grooves go to every split");
+    let by_path_crosses = split_of_groove.keys().any(|g| {
+        let splits: HashSet<Split> = files
+            .iter()
+            .filter(|(rel, _)| &groove(rel) == g)
+            .map(|(rel, _)| split_of(rel, 0, 0.1, 0.1))
+            .collect();
+        splits.len() > 1
+    });
+    assert!(by_path_crosses, "the check above would pass without groups");
     assert!(!pieces.contains(&dropped), "{dropped} was not in collect's table");
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(root.join("out/prepare.json")).unwrap()).unwrap();
@@ -192,6 +216,7 @@ fn windows_do_not_depend_on_how_many_pieces_a_round_holds() {
         let mut windows = Vec::new();
         let summary = amt_stages::prepare::prepare_each(
             files,
+            &HashMap::new(),
             &HashMap::new(),
             &params,
             &tok,

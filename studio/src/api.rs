@@ -134,7 +134,7 @@ pub struct GenerateRequest {
     pub top_p: f64,
     #[serde(default = "defaults::max_tokens")]
     pub max_tokens: usize,
-    /// Classifier-free guidance scale (1: the model as trained).
+    /// Classifier-free guidance scale (1: the model as trained; default 2).
     #[serde(default = "defaults::guidance")]
     pub guidance: f64,
     /// Write the tempo, meter and instruments the text names exactly.

@@ -39,7 +39,7 @@ struct Args {
     seed: u64,
     /// Classifier-free guidance: 1 samples the model as trained; above 1
     /// leans harder towards the text (each token then costs two passes).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = SampleOptions::default().guidance)]
     guidance: f64,
     /// Write the tempo, meter and instruments the text names exactly, and
     /// keep pitches in the key it names unless the model is confident otherwise.

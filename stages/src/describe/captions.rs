@@ -80,7 +80,7 @@ pub struct CaptionParams {
 }
 
 fn default_heldout() -> u32 {
-    6
+    7
 }
 
 fn default_drop() -> f64 {

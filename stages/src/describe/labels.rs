@@ -1,6 +1,6 @@
 //! Collection labels from a corpus manifest (`manifest.jsonl`, one JSON object
-//! per file, keyed by `path`), for the captions. Unknown fields are ignored:
-//! manifests carry far more than captions use.
+//! per file, keyed by `path`), for the captions and for prepare's source
+//! groups. Unknown fields are ignored: manifests carry far more than amt uses.
 
 use std::collections::HashMap;
 use std::io::BufRead;
@@ -26,6 +26,10 @@ pub struct Labels {
     /// The ensemble's part names, e.g. Soprano/Alto/Tenor/Bass.
     #[serde(default, deserialize_with = "names")]
     pub part_names: Vec<String>,
+    /// The source the file was made from (an MMA groove file, a music21
+    /// score, an ABC book): files from one source are one group, which
+    /// prepare keeps in one split.
+    pub collection: Option<String>,
 }
 
 /// A list of names in which a part without one is `null` (as in the shared

@@ -1,11 +1,13 @@
 //! The prepare stage: token sequences ready for training. Every piece is
 //! tokenized with its conditioning prefix, cut into fixed-length windows that
 //! each repeat the prefix (and restate the meter, tempo and program they
-//! start in), and assigned to train, val or test by a hash of its
-//! path, so the split is deterministic and augmented copies of a piece stay in
-//! its split. Augmentation (train only): transposition, which rewrites the key
-//! token, tempo scaling, which rewrites the tempo tokens, and playing a
-//! one-family piece on another instrument, which rewrites the instrument tokens.
+//! start in), and assigned to train, val or test by a hash of its source
+//! group (see [`groups`]), so the split is deterministic, the variants of one
+//! source (an MMA groove's, a Lakh song's duplicates) are held out together,
+//! and augmented copies of a piece stay in its split. Augmentation (train
+//! only): transposition, which rewrites the key token, tempo scaling, which
+//! rewrites the tempo tokens, and playing a one-family piece on another
+//! instrument, which rewrites the instrument tokens.
 
 pub mod augment;
 pub mod split;
@@ -125,6 +127,7 @@ const PIECES_PER_ROUND: usize = 1024;
 pub fn prepare(
     files: &[(String, PathBuf)],
     semantic: &HashMap<String, u32>,
+    groups: &HashMap<String, String>,
     params: &PrepareParams,
     tok: &Tokenizer,
 ) -> anyhow::Result<(BTreeMap<Split, Vec<Window>>, Summary)> {
@@ -132,7 +135,7 @@ pub fn prepare(
         .into_iter()
         .map(|s| (s, Vec::new()))
         .collect();
-    let summary = prepare_each(files, semantic, params, tok, PIECES_PER_ROUND, &mut |split, windows| {
+    let summary = prepare_each(files, semantic, groups, params, tok, PIECES_PER_ROUND, &mut |split, windows| {
         by_split
             .get_mut(&split)
             .expect("all splits present")
@@ -143,10 +146,12 @@ pub fn prepare(
 }
 
 /// Tokenizes and windows the pieces `round` at a time, handing each piece's
-/// windows to `emit` in file order.
+/// windows to `emit` in file order. A piece's split is its group's (by
+/// path in `groups`; a piece not there is a group of its own).
 pub fn prepare_each(
     files: &[(String, PathBuf)],
     semantic: &HashMap<String, u32>,
+    groups: &HashMap<String, String>,
     params: &PrepareParams,
     tok: &Tokenizer,
     round: usize,
@@ -164,7 +169,10 @@ pub fn prepare_each(
     for round in files.chunks(round.max(1)) {
         let results: Vec<Result<(Split, Vec<Window>), String>> = round
             .par_iter()
-            .map(|(rel, abs)| piece_windows(rel, abs, semantic, params, tok, &shape))
+            .map(|(rel, abs)| {
+                let group = groups.get(rel).map_or(rel.as_str(), String::as_str);
+                piece_windows(rel, abs, group, semantic, params, tok, &shape)
+            })
             .collect();
         for r in results {
             match r {
@@ -191,6 +199,7 @@ struct WindowShape {
 fn piece_windows(
     rel: &str,
     abs: &Path,
+    group: &str,
     semantic: &HashMap<String, u32>,
     params: &PrepareParams,
     tok: &Tokenizer,
@@ -202,7 +211,7 @@ fn piece_windows(
         return Err(format!("{rel}: no notes"));
     }
     let split = split_of(
-        rel,
+        group,
         params.split_seed,
         params.val_fraction,
         params.test_fraction,
@@ -281,6 +290,26 @@ fn shard_batch(windows: &[Window]) -> anyhow::Result<RecordBatch> {
     Ok(RecordBatch::try_from_iter_with_nullable(columns)?)
 }
 
+/// Each piece's source group, by path: its `collection` in the corpus
+/// manifest when the manifest names one (an MMA groove file, a music21
+/// score, an ABC book), else its artist and title as collect read them
+/// (which folds a Lakh song's `.1`, `.2` duplicates together).
+pub fn groups(
+    pieces: &[crate::collect::table::PieceRow],
+    manifest: &HashMap<String, crate::describe::labels::Labels>,
+) -> HashMap<String, String> {
+    pieces
+        .iter()
+        .map(|p| {
+            let group = match manifest.get(&p.path).and_then(|l| l.collection.as_deref()) {
+                Some(c) => format!("collection {c}"),
+                None => format!("title {}/{}", p.artist.as_deref().unwrap_or(""), p.title),
+            };
+            (p.path.clone(), group)
+        })
+        .collect()
+}
+
 /// Reads cluster's `tokens.parquet`: each piece's semantic token by path.
 pub fn read_semantic(path: &Path) -> anyhow::Result<HashMap<String, u32>> {
     let mut out = HashMap::new();
@@ -295,7 +324,7 @@ pub fn read_semantic(path: &Path) -> anyhow::Result<HashMap<String, u32>> {
 }
 
 /// The stage: `deps = { pieces = "<collect's midi.parquet>", corpus = "…",
-/// tokens = ".../tokens.parquet" }`, `outs = { dir = "…" }`. The pieces are
+/// tokens = ".../tokens.parquet", manifest = "…" (optional) }`, `outs = { dir = "…" }`. The pieces are
 /// those collect kept (its filters and rejects decide what is trained on);
 /// their notes are read from the corpus.
 pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
@@ -303,9 +332,15 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
     let tok = Tokenizer::new(Config::default());
     let semantic = read_semantic(&ctx.dep("tokens")?)?;
     let corpus = ctx.dep("corpus")?;
-    // Only the paths are kept: the rest of collect's table is read a batch at a time.
+    let manifest = match ctx.optional_dep("manifest")? {
+        Some(m) => crate::describe::labels::read_manifest(&m)?,
+        None => HashMap::new(),
+    };
+    // Only the paths and groups are kept: the rest of collect's table is read a batch at a time.
     let mut files: Vec<(String, PathBuf)> = Vec::new();
+    let mut group = HashMap::new();
     crate::collect::table::for_each_piece_batch(&ctx.dep("pieces")?, |pieces| {
+        group.extend(groups(&pieces, &manifest));
         for p in pieces {
             // A path from an upstream table is checked like one from a config.
             let inside = Path::new(&p.path)
@@ -327,7 +362,7 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
             Ok((split, TableSink::create(&path, schema.clone())?))
         })
         .collect::<anyhow::Result<_>>()?;
-    let summary = prepare_each(&files, &semantic, &params, &tok, PIECES_PER_ROUND, &mut |split, windows| {
+    let summary = prepare_each(&files, &semantic, &group, &params, &tok, PIECES_PER_ROUND, &mut |split, windows| {
         let sink = sinks.get_mut(&split).expect("all splits present");
         sink.write(&shard_batch(&windows)?)
     })?;
