@@ -76,7 +76,7 @@ fn the_demo_runs_end_to_end_and_reruns_only_what_a_change_touches() {
             "model",
             "model, guidance 2",
             "model, guidance 4",
-            "model, strict",
+            "model, strict, guidance 2",
             "untrained model",
             "random tokens",
             "captioned pieces"

@@ -202,9 +202,11 @@ fn main() {
     let mut ours_gen = Vec::new();
     let mut produced = 0;
     for r in 0..=RUNS {
+        // Unguided: one forward pass per token, as transformers' generate.
         let opts = SampleOptions {
             seed: r as u64,
             max_tokens: budget,
+            guidance: 1.0,
             ..SampleOptions::default()
         };
         let t = Instant::now();

@@ -272,9 +272,12 @@ fn baseline_pieces(
         .map(|(file, _, g)| {
             // The generation record holds the prefix it used; no need to embed the prompt again.
             let ids = g.conditioning.tokens(&generator.tokenizer().vocab);
+            // Unguided: an untrained model has no unconditioned prefix to
+            // guide against, and random tokens have no logits.
             let opts = SampleOptions {
                 seed: g.seed,
                 max_tokens: g.tokens.saturating_sub(prefix).max(1),
+                guidance: 1.0,
                 ..SampleOptions::default()
             };
             let (tokens, _) = if uniform {
@@ -366,48 +369,7 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
         );
     }
     let held_out = match ctx.optional_dep("captions")? {
-        Some(path) => {
-            let captions = crate::describe::captions::read_heldout(&path, |p| {
-                test.iter().any(|t| t.path == p)
-            })?;
-            let captions = heldout::choose(captions, params.heldout_prompts);
-            let features: HashMap<String, Features> = test
-                .iter()
-                .map(|t| (t.path.clone(), t.measured.features.clone()))
-                .collect();
-            let mut scales = vec![1.0];
-            scales.extend(params.guidance.iter().copied().filter(|&g| g != 1.0));
-            for &g in &scales {
-                anyhow::ensure!(
-                    (0.0..=20.0).contains(&g),
-                    "[params] evaluate.guidance: {g} is not in [0, 20]"
-                );
-            }
-            let plan = heldout::Plan {
-                guidance: &scales,
-                tokens: params.heldout_tokens.max(1),
-            };
-            // Sampling one token is too small to spread over cores: one
-            // torch thread per worker, and as many workers as the stage has threads.
-            let threads = tch::get_num_threads().max(1);
-            let workers = if device.is_cuda() { 1 } else { threads as usize };
-            let workers = (0..workers.min(captions.len()).max(1))
-                .map(|_| {
-                    Ok(heldout::Worker {
-                        model: Generator::load_on(&model_dir, device)?,
-                        untrained: if params.baselines {
-                            Some(Generator::load_on(&model_dir, device)?.untrained(params.seed))
-                        } else {
-                            None
-                        },
-                    })
-                })
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            tch::set_num_threads(1);
-            let result = heldout::evaluate(workers, &captions, &features, &plan);
-            tch::set_num_threads(threads);
-            Some(result?)
-        }
+        Some(captions) => Some(heldout::run(&captions, &model_dir, device, &test, &params)?),
         None => None,
     };
 

@@ -16,7 +16,7 @@ use super::stats::{columns, kolmogorov_smirnov, mean_std, quality_distance, wass
 use super::heldout::HeldOut;
 use super::{Headline, PieceReport, TestPiece, quality_level};
 use crate::generate::GeneratedFile;
-use crate::plot::{RollNote, histograms, lines, piano_roll};
+use crate::plot::{RollNote, histograms, piano_roll};
 use crate::train::Evaluation;
 
 /// Rounds every number to six decimals; NaN and infinities become null.
@@ -135,69 +135,6 @@ pub fn tracked(metrics: &Value) -> Value {
     t
 }
 
-/// The held-out captions' table and the guidance plot (`guidance.png`).
-fn heldout_section(md: &mut String, out: &Path, h: &Value) -> anyhow::Result<()> {
-    let Some(systems) = h["systems"].as_array() else {
-        return Ok(());
-    };
-    let _ = writeln!(md, "\n## Held-out captions\n");
-    let _ = writeln!(
-        md,
-        "{} MidiCaps-style captions of the {} test-split pieces (describe's `captions.parquet`; none is a training text), {} music tokens each, the same seed for every system. Mean [95 % bootstrap interval] over the prompts that asked for the attribute (n). text2midi reports TB 39.7 %, TBT 65.8 %, CK 33.6 %, CKD 35.5 % on MidiCaps' own test captions, not these. *Strict* writes what the caption names (see `amt generate --strict`): its tempo, meter and instrument rates are by construction and are never the model's free numbers. *Captioned pieces* scores each test piece against its own captions: the ceiling where a caption and the measures disagree.\n",
-        h["prompts"], h["pieces"], h["tokens"]
-    );
-    let measures = [
-        ("TB", "tempo_bin_match"),
-        ("TBT", "tempo_bin_within_one"),
-        ("CK", "key_match"),
-        ("CKD", "key_match_relaxed"),
-        ("meter", "time_signature_match"),
-        ("instr. P", "instrument_precision"),
-        ("instr. R", "instrument_recall"),
-        ("instr. F1", "instrument_f1"),
-        ("all asked", "attributes_satisfied"),
-    ];
-    let names: Vec<&str> = measures.iter().map(|m| m.0).collect();
-    let _ = writeln!(md, "| system | {} |", names.join(" | "));
-    let _ = writeln!(md, "|---|{}", "---:|".repeat(measures.len()));
-    for s in systems {
-        let cells: Vec<String> = measures
-            .iter()
-            .map(|(_, key)| {
-                let v = &s["scores"][key];
-                if v.is_null() {
-                    "n/a".to_owned()
-                } else {
-                    format!("{} [{}, {}] ({})", pct(&v["mean"]), pct(&v["low"]), pct(&v["high"]), v["n"])
-                }
-            })
-            .collect();
-        let _ = writeln!(md, "| {} | {} |", s["system"].as_str().unwrap_or("?"), cells.join(" | "));
-    }
-    let guided: Vec<&Value> = systems.iter().filter(|s| s["guidance"].is_number()).collect();
-    if guided.len() > 1 {
-        let curve = |key: &str| -> Vec<(f64, f64)> {
-            guided
-                .iter()
-                .filter_map(|s| Some((s["guidance"].as_f64()?, s["scores"][key]["mean"].as_f64()? * 100.0)))
-                .collect()
-        };
-        let series: Vec<(&str, Vec<(f64, f64)>)> = [
-            ("tempo bin", "tempo_bin_match"),
-            ("key", "key_match"),
-            ("meter", "time_signature_match"),
-            ("instrument F1", "instrument_f1"),
-        ]
-        .into_iter()
-        .map(|(name, key)| (name, curve(key)))
-        .collect();
-        let refs: Vec<(&str, &[(f64, f64)])> = series.iter().map(|(n, p)| (*n, p.as_slice())).collect();
-        lines(&out.join("guidance.png"), "held-out adherence by guidance scale", "guidance scale", "%", &refs)?;
-        let _ = writeln!(md, "\n![adherence by guidance scale](guidance.png)");
-    }
-    Ok(())
-}
-
 /// Pretty JSON with a trailing newline.
 pub fn to_json_bytes(v: &Value) -> Vec<u8> {
     let mut b = serde_json::to_vec_pretty(v).expect("a JSON value serializes");
@@ -294,7 +231,8 @@ pub fn write_pieces(path: &Path, pieces: &[PieceReport]) -> anyhow::Result<()> {
     crate::table::write_parquet(path, RecordBatch::try_from_iter(columns)?)
 }
 
-fn pct(v: &Value) -> String {
+/// A rate in JSON as a percentage with one decimal ("n/a" when absent).
+pub(super) fn pct(v: &Value) -> String {
     v.as_f64()
         .map_or_else(|| "n/a".into(), |x| format!("{:.1} %", x * 100.0))
 }
@@ -389,7 +327,7 @@ pub fn write_markdown(
         }
     }
 
-    heldout_section(&mut md, out, &metrics["heldout"])?;
+    super::heldout::write_section(&mut md, out, &metrics["heldout"])?;
 
     let _ = writeln!(md, "\n## Held-out perplexity (test split)\n");
     let p = &metrics["perplexity"];
