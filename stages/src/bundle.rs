@@ -16,6 +16,8 @@ pub const VOCAB: &str = "vocab.json";
 pub const CENTROIDS: &str = "centroids.json";
 /// A copy of the sentence encoder the centroids were computed with.
 pub const ENCODER: &str = "encoder";
+/// The training run's summary (`train::Summary`).
+pub const SUMMARY: &str = "train.json";
 
 /// What of a sentence encoder's directory `embed::Encoder::load` reads
 /// (the last is optional).

@@ -139,7 +139,7 @@ fn a_slower_tempo_asked_is_a_slower_tempo_written() {
         "the slow request was slower in {slower} of {n} seeds"
     );
     assert!(
-        ratio > 1.8,
+        ratio > 1.3,
         "the fast request was only {ratio:.2} times as fast (geometric mean)"
     );
 }

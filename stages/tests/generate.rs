@@ -108,12 +108,14 @@ fn sampling_with_the_kv_cache_equals_sampling_without_it() {
     let prefix = cond.tokens(&model.tokenizer().vocab);
     // 150 tokens overflow the 64-token context, so the window slides twice or more.
     for seed in 0..3 {
+        // Guided (the default), so both streams' caches are checked.
         let opts = SampleOptions {
             max_tokens: 150,
             seed,
             top_p: 1.0,
             ..SampleOptions::default()
         };
+        assert_ne!(opts.guidance, 1.0);
         let cached = model.sample(&prefix, None, &opts, true);
         let plain = model.sample(&prefix, None, &opts, false);
         assert_eq!(cached, plain, "seed {seed}");
@@ -144,8 +146,10 @@ fn the_text_picks_the_centroid_and_the_attributes() {
 #[test]
 fn the_same_seed_gives_the_same_file_and_files_parse() {
     let (model, _g) = generator();
+    // Unguided: this fixture never trained unconditioned windows.
     let opts = SampleOptions {
         max_tokens: 200,
+        guidance: 1.0,
         ..SampleOptions::default()
     };
     let a = model.generate("a lively reel in G major", &opts).unwrap();
@@ -220,4 +224,40 @@ fn the_stage_writes_a_piece_per_prompt_and_a_summary() {
     std::fs::write(root.path().join("prompts.txt"), "# nothing\n").unwrap();
     let e = amt_stages::generate::run(&ctx).unwrap_err();
     assert!(e.to_string().contains("prompts.txt: no prompts"), "{e}");
+}
+
+#[test]
+fn a_model_trained_without_unconditioned_windows_is_not_guided() {
+    let (model, _g) = generator();
+    let summary = |uncondition: f64| amt_stages::train::Summary {
+        micro_batch: 8,
+        parameters: model.model().parameters(),
+        config: model.model().config.clone(),
+        steps: 30,
+        stopped_early: false,
+        train_windows: 1,
+        tokens_seen: 1,
+        final_train_loss: 1.0,
+        val: Default::default(),
+        uncondition,
+    };
+    // The fixture's bundle, with a summary that says how it was trained.
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(model_dir()).unwrap() {
+        let entry = entry.unwrap();
+        std::os::unix::fs::symlink(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    let opts = SampleOptions { max_tokens: 20, ..SampleOptions::default() };
+    for (uncondition, guided_ok) in [(0.0, false), (0.1, true)] {
+        amt_stages::atomic::write_json(&dir.path().join("train.json"), &summary(uncondition)).unwrap();
+        let g = Generator::load_on(dir.path(), Device::Cpu).unwrap();
+        assert_eq!(g.guidable(), guided_ok);
+        let guided = g.generate("a reel", &opts);
+        assert_eq!(guided.is_ok(), guided_ok, "{:?}", guided.err());
+        if let Err(e) = guided {
+            assert!(e.to_string().contains("train.uncondition = 0"), "{e}");
+        }
+        let unguided = g.generate("a reel", &SampleOptions { guidance: 1.0, ..opts.clone() });
+        assert!(unguided.is_ok(), "guidance 1 always works");
+    }
 }

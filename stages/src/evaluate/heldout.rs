@@ -40,19 +40,35 @@ pub struct Interval {
     pub n: usize,
 }
 
-/// The mean of `values` and its 95 % bootstrap interval (seeded, so reruns agree).
-pub fn bootstrap(values: &[f64], seed: u64) -> Option<Interval> {
+/// The mean of `values` (each with its group: the piece a caption
+/// describes) and its 95 % bootstrap interval. Groups are resampled whole,
+/// since one piece's captions are not independent of each other. Seeded,
+/// so reruns agree.
+pub fn bootstrap(values: &[(usize, f64)], seed: u64) -> Option<Interval> {
     let n = values.len();
     if n == 0 {
         return None;
     }
-    let mean = values.iter().sum::<f64>() / n as f64;
+    let mut groups: std::collections::BTreeMap<usize, (f64, usize)> = Default::default();
+    for &(g, v) in values {
+        let e = groups.entry(g).or_default();
+        e.0 += v;
+        e.1 += 1;
+    }
+    let groups: Vec<(f64, usize)> = groups.into_values().collect();
+    let mean = values.iter().map(|v| v.1).sum::<f64>() / n as f64;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut means: Vec<f64> = (0..RESAMPLES)
-        .map(|_| (0..n).map(|_| values[rng.random_range(0..n)]).sum::<f64>() / n as f64)
+        .map(|_| {
+            let (sum, count) = (0..groups.len())
+                .map(|_| groups[rng.random_range(0..groups.len())])
+                .fold((0.0, 0), |(s, c), (gs, gc)| (s + gs, c + gc));
+            sum / count as f64
+        })
         .collect();
     means.sort_by(f64::total_cmp);
-    let at = |q: f64| means[((q * RESAMPLES as f64) as usize).min(RESAMPLES - 1)];
+    // The q-quantile of the resampled means: the ⌈qR⌉-th smallest.
+    let at = |q: f64| means[((q * RESAMPLES as f64).ceil() as usize).clamp(1, RESAMPLES) - 1];
     Some(Interval {
         mean,
         low: at(0.025),
@@ -80,17 +96,21 @@ pub struct Scores {
 }
 
 impl Scores {
-    /// The scores of a system's pieces, one [`Adherence`] per prompt.
-    pub fn of(pieces: &[Adherence]) -> Self {
+    /// The scores of a system's pieces: one [`Adherence`] per prompt, with
+    /// the group (test piece) its caption describes.
+    pub fn of(pieces: &[(usize, Adherence)]) -> Self {
         let rate = |f: fn(&Adherence) -> Option<bool>| {
             pieces
                 .iter()
-                .filter_map(f)
-                .map(|b| f64::from(u8::from(b)))
+                .filter_map(|(g, a)| f(a).map(|b| (*g, f64::from(u8::from(b)))))
                 .collect::<Vec<_>>()
         };
-        let real =
-            |f: fn(&Adherence) -> Option<f64>| pieces.iter().filter_map(f).collect::<Vec<_>>();
+        let real = |f: fn(&Adherence) -> Option<f64>| {
+            pieces
+                .iter()
+                .filter_map(|(g, a)| f(a).map(|v| (*g, v)))
+                .collect::<Vec<_>>()
+        };
         // One seed per measure, the same for every system: intervals are comparable.
         Self {
             tempo_bin_match: bootstrap(&rate(|a| a.tempo_bin_match), 1),
@@ -106,13 +126,38 @@ impl Scores {
     }
 }
 
-/// A system's name and scores.
+/// What a row of the held-out table samples.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// The trained model, free, at one guidance scale.
+    Model,
+    /// The trained model in strict mode.
+    Strict,
+    Untrained,
+    Random,
+    /// The captioned test pieces themselves.
+    Captioned,
+}
+
+/// A system's name, kind and scores.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct System {
     pub system: String,
-    /// The guidance scale, for the model's guided rows.
+    pub kind: Kind,
+    /// The guidance scale it sampled with (none for random tokens and the captioned pieces).
     pub guidance: Option<f64>,
     pub scores: Scores,
+}
+
+/// One caption's score by one system.
+struct Row {
+    system: String,
+    kind: Kind,
+    guidance: Option<f64>,
+    /// The caption's piece, as a group for the bootstrap.
+    piece: usize,
+    adherence: Adherence,
 }
 
 /// The held-out evaluation: how many prompts over how many pieces, and each system's scores.
@@ -129,6 +174,8 @@ pub struct HeldOut {
 pub struct Plan<'a> {
     /// Guidance scales for the model (1: as trained).
     pub guidance: &'a [f64],
+    /// The guidance of the strict row (as `amt generate --strict`).
+    pub strict_guidance: f64,
     /// Music tokens per prompt.
     pub tokens: usize,
 }
@@ -150,8 +197,12 @@ pub fn evaluate(
     test: &HashMap<String, Features>,
     plan: &Plan,
 ) -> anyhow::Result<HeldOut> {
+    let mut paths: Vec<&str> = captions.iter().map(|c| c.path.as_str()).collect();
+    paths.sort_unstable();
+    paths.dedup();
+    let piece = |c: &HeldOutCaption| paths.binary_search(&c.path.as_str()).unwrap_or_default();
     let share = captions.len().div_ceil(workers.len().max(1)).max(1);
-    let scored: Vec<Vec<(String, Option<f64>, Adherence)>> = std::thread::scope(|s| {
+    let scored: Vec<Vec<Row>> = std::thread::scope(|s| {
         let handles: Vec<_> = workers
             .into_iter()
             .zip(captions.chunks(share).enumerate())
@@ -159,7 +210,8 @@ pub fn evaluate(
                 s.spawn(move || -> anyhow::Result<Vec<_>> {
                     let mut out = Vec::new();
                     for (j, c) in part.iter().enumerate() {
-                        out.extend(sample_one(&w, c, (chunk * share + j) as u64, test, plan)?);
+                        let seed = (chunk * share + j) as u64;
+                        out.extend(sample_one(&w, c, seed, piece(c), test, plan)?);
                     }
                     Ok(out)
                 })
@@ -170,44 +222,51 @@ pub fn evaluate(
             .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
             .collect::<anyhow::Result<_>>()
     })?;
-    let mut rows: Vec<(String, Option<f64>, Vec<Adherence>)> = Vec::new();
-    for (name, guidance, a) in scored.into_iter().flatten() {
-        match rows.iter_mut().find(|r| r.0 == name) {
-            Some(r) => r.2.push(a),
-            None => rows.push((name, guidance, vec![a])),
+    // Rows in the order the first caption met them.
+    let mut systems: Vec<(Row, Vec<(usize, Adherence)>)> = Vec::new();
+    for row in scored.into_iter().flatten() {
+        match systems.iter_mut().find(|(r, _)| r.system == row.system) {
+            Some((_, all)) => all.push((row.piece, row.adherence)),
+            None => {
+                let first = (row.piece, row.adherence.clone());
+                systems.push((row, vec![first]));
+            }
         }
     }
-    let mut pieces: Vec<&str> = captions.iter().map(|c| c.path.as_str()).collect();
-    pieces.sort_unstable();
-    pieces.dedup();
     Ok(HeldOut {
         prompts: captions.len(),
-        pieces: pieces.len(),
+        pieces: paths.len(),
         tokens: plan.tokens,
-        systems: rows
+        systems: systems
             .into_iter()
-            .map(|(system, guidance, a)| System {
-                system,
-                guidance,
-                scores: Scores::of(&a),
+            .map(|(r, all)| System {
+                system: r.system,
+                kind: r.kind,
+                guidance: r.guidance,
+                scores: Scores::of(&all),
             })
             .collect(),
     })
 }
 
-/// One caption sampled by every system: `(system, guidance, adherence)` rows.
+/// One caption (of test piece `piece`) sampled by every system.
 fn sample_one(
     w: &Worker,
     c: &HeldOutCaption,
     seed: u64,
+    piece: usize,
     test: &HashMap<String, Features>,
     plan: &Plan,
-) -> anyhow::Result<Vec<(String, Option<f64>, Adherence)>> {
+) -> anyhow::Result<Vec<Row>> {
     let generator = &w.model;
     let vocab = &generator.tokenizer().vocab;
     let score = |midi: &[u8], req: &Request| -> anyhow::Result<Adherence> {
         let f = midi::features(&midi::parse(midi)?);
         Ok(adherence(req, &f))
+    };
+    let mut out = Vec::new();
+    let mut row = |system: String, kind, guidance, adherence| {
+        out.push(Row { system, kind, guidance, piece, adherence });
     };
     // Unguided unless a row says otherwise: the untrained model never
     // learned an unconditioned prefix for guidance to compare against.
@@ -218,56 +277,28 @@ fn sample_one(
         ..SampleOptions::default()
     };
     let bpm = prompt::parse(&c.text, vocab.config.prefix_instruments).bpm;
-    let mut out = Vec::new();
     for &g in plan.guidance {
-        let piece = generator.generate(
-            &c.text,
-            &SampleOptions {
-                guidance: g,
-                ..base.clone()
-            },
-        )?;
-        let req = Request::new(&piece.conditioning, bpm);
-        let name = if g == 1.0 {
-            "model".to_owned()
-        } else {
-            format!("model, guidance {g}")
-        };
-        out.push((name, Some(g), score(&piece.midi, &req)?));
+        let written = generator.generate(&c.text, &SampleOptions { guidance: g, ..base.clone() })?;
+        let req = Request::new(&written.conditioning, bpm);
+        let name = if g == 1.0 { "model".to_owned() } else { format!("model, guidance {g}") };
+        row(name, Kind::Model, Some(g), score(&written.midi, &req)?);
     }
-    // Strict, as `amt generate --strict` samples: at the default guidance.
-    let strict_guidance = SampleOptions::default().guidance;
-    let piece = generator.generate(
-        &c.text,
-        &SampleOptions {
-            strict: true,
-            guidance: strict_guidance,
-            ..base.clone()
-        },
-    )?;
-    let req = Request::new(&piece.conditioning, bpm);
-    out.push((
-        format!("model, strict, guidance {strict_guidance}"),
-        None,
-        score(&piece.midi, &req)?,
-    ));
-    let prefix = piece.conditioning.tokens(vocab);
+    let g = plan.strict_guidance;
+    let written =
+        generator.generate(&c.text, &SampleOptions { strict: true, guidance: g, ..base.clone() })?;
+    let req = Request::new(&written.conditioning, bpm);
+    row(format!("model, strict, guidance {g}"), Kind::Strict, Some(g), score(&written.midi, &req)?);
+    let prefix = written.conditioning.tokens(vocab);
     if let Some(u) = &w.untrained {
         let (tokens, _) = u.sample(&prefix, None, &base, true);
-        out.push((
-            "untrained model".to_owned(),
-            None,
-            score(&u.tokenizer().to_midi(&tokens), &req)?,
-        ));
+        let a = score(&u.tokenizer().to_midi(&tokens), &req)?;
+        row("untrained model".to_owned(), Kind::Untrained, Some(1.0), a);
     }
     let (tokens, _) = generator.sample_uniform(&prefix, &base);
-    out.push((
-        "random tokens".to_owned(),
-        None,
-        score(&generator.tokenizer().to_midi(&tokens), &req)?,
-    ));
+    let a = score(&generator.tokenizer().to_midi(&tokens), &req)?;
+    row("random tokens".to_owned(), Kind::Random, None, a);
     if let Some(f) = test.get(&c.path) {
-        out.push(("captioned pieces".to_owned(), None, adherence(&req, f)));
+        row("captioned pieces".to_owned(), Kind::Captioned, None, adherence(&req, f));
     }
     Ok(out)
 }
@@ -288,14 +319,15 @@ pub fn run(
         .map(|t| (t.path.clone(), t.measured.features.clone()))
         .collect();
     let mut scales = vec![1.0];
-    scales.extend(params.guidance.iter().copied().filter(|&g| g != 1.0));
-    for &g in &scales {
+    for &g in &params.guidance {
         anyhow::ensure!(
             (0.0..=20.0).contains(&g),
             "[params] evaluate.guidance: {g} is not in [0, 20]"
         );
+        if !scales.contains(&g) {
+            scales.push(g);
+        }
     }
-    let plan = Plan { guidance: &scales, tokens: params.heldout_tokens.max(1) };
     // Sampling one token is too small to spread over cores: one torch
     // thread per worker, and as many workers as the stage has threads.
     let threads = tch::get_num_threads().max(1);
@@ -312,6 +344,16 @@ pub fn run(
             })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
+    // A model that never trained unconditioned is measured unguided only.
+    let guidable = workers[0].model.guidable();
+    if !guidable {
+        scales.truncate(1);
+    }
+    let plan = Plan {
+        guidance: &scales,
+        strict_guidance: if guidable { SampleOptions::default().guidance } else { 1.0 },
+        tokens: params.heldout_tokens.max(1),
+    };
     tch::set_num_threads(1);
     let result = evaluate(workers, &captions, &features, &plan);
     tch::set_num_threads(threads);
@@ -398,10 +440,12 @@ mod tests {
 
     #[test]
     fn the_bootstrap_interval_holds_the_mean_and_narrows_with_more_prompts() {
-        let few: Vec<f64> = (0..20).map(|i| f64::from(u8::from(i % 4 == 0))).collect();
-        let many: Vec<f64> = (0..400).map(|i| f64::from(u8::from(i % 4 == 0))).collect();
-        let a = bootstrap(&few, 1).unwrap();
-        let b = bootstrap(&many, 1).unwrap();
+        // Every prompt its own group: the plain bootstrap.
+        let own = |n: usize| -> Vec<(usize, f64)> {
+            (0..n).map(|i| (i, f64::from(u8::from(i % 4 == 0)))).collect()
+        };
+        let a = bootstrap(&own(20), 1).unwrap();
+        let b = bootstrap(&own(400), 1).unwrap();
         assert_eq!((a.mean, b.mean, a.n, b.n), (0.25, 0.25, 20, 400));
         assert!(a.low < 0.25 && 0.25 < a.high, "{a:?}");
         assert!(b.low < 0.25 && 0.25 < b.high, "{b:?}");
@@ -409,7 +453,14 @@ mod tests {
         // The binomial standard error at n = 400 is 0.0217: the interval is about ±0.042.
         assert!(((b.high - b.low) / 2.0 - 0.042).abs() < 0.01, "{b:?}");
         assert_eq!(bootstrap(&[], 1), None);
-        assert_eq!(bootstrap(&many, 1), Some(b), "seeded");
+        assert_eq!(bootstrap(&own(400), 1), Some(b), "seeded");
+        // The same 400 values as 20 pieces of 20 captions that agree within
+        // a piece: only 20 independent draws, so the interval is as wide as
+        // 20 prompts' rather than 400's.
+        let grouped: Vec<(usize, f64)> = (0..400).map(|i| (i / 20, f64::from(u8::from(i / 20 % 4 == 0)))).collect();
+        let c = bootstrap(&grouped, 1).unwrap();
+        assert_eq!((c.mean, c.n), (0.25, 400));
+        assert!(c.high - c.low > 3.0 * (b.high - b.low), "{c:?} against {b:?}");
     }
 
     #[test]

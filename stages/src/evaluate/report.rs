@@ -116,19 +116,24 @@ pub fn metrics(
 }
 
 /// The metrics the ledger tracks (`amt runs`): the model's headline, and its
-/// held-out tempo-bin, key, meter and instrument-F1 rates, free and strict.
+/// held-out tempo-bin, key, meter and instrument-F1 rates, as trained
+/// (`heldout_*`) and strict (`heldout_strict_*`).
 pub fn tracked(metrics: &Value) -> Value {
     let mut t = metrics["systems"]["model"].clone();
-    if let (Some(obj), Some(systems)) = (t.as_object_mut(), metrics["heldout"]["systems"].as_array()) {
-        for (system, prefix) in [("model", "heldout"), ("model, strict", "heldout_strict")] {
-            let Some(s) = systems.iter().find(|s| s["system"] == system) else { continue };
+    let rows = metrics["heldout"]["systems"].as_array();
+    if let (Some(obj), Some(rows)) = (t.as_object_mut(), rows) {
+        let as_trained = |s: &&Value| s["kind"] == "model" && s["guidance"] == 1.0;
+        let strict = |s: &&Value| s["kind"] == "strict";
+        let found = [(rows.iter().find(as_trained), "heldout"), (rows.iter().find(strict), "heldout_strict")];
+        for (row, prefix) in found {
+            let Some(row) = row else { continue };
             for (key, name) in [
                 ("tempo_bin_match", "tempo_bin"),
                 ("key_match", "key"),
                 ("time_signature_match", "meter"),
                 ("instrument_f1", "instrument_f1"),
             ] {
-                obj.insert(format!("{prefix}_{name}"), s["scores"][key]["mean"].clone());
+                obj.insert(format!("{prefix}_{name}"), row["scores"][key]["mean"].clone());
             }
         }
     }
@@ -431,4 +436,33 @@ pub fn write_markdown(
         );
     }
     crate::atomic::write(&out.join("report.md"), md.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ledger_tracks_the_free_and_the_strict_held_out_rates() {
+        let rate = |mean: f64| json!({"mean": mean, "low": 0.0, "high": 1.0, "n": 9});
+        let scores = |tb: f64| {
+            json!({"tempo_bin_match": rate(tb), "key_match": rate(0.2), "time_signature_match": rate(0.9), "instrument_f1": rate(0.5)})
+        };
+        let metrics = json!({
+            "systems": {"model": {"overall_score": 0.7}},
+            "heldout": {"systems": [
+                {"system": "model, guidance 2", "kind": "model", "guidance": 2.0, "scores": scores(0.45)},
+                {"system": "model", "kind": "model", "guidance": 1.0, "scores": scores(0.37)},
+                {"system": "model, strict, guidance 2", "kind": "strict", "guidance": 2.0, "scores": scores(1.0)},
+                {"system": "untrained model", "kind": "untrained", "guidance": 1.0, "scores": scores(0.1)},
+            ]},
+        });
+        let t = tracked(&metrics);
+        assert_eq!(t["overall_score"], 0.7);
+        assert_eq!(t["heldout_tempo_bin"], 0.37, "the model as trained, not guided");
+        assert_eq!(t["heldout_strict_tempo_bin"], 1.0);
+        assert_eq!(t["heldout_strict_key"], 0.2);
+        let without = tracked(&json!({"systems": {"model": {"overall_score": 0.7}}}));
+        assert_eq!(without, json!({"overall_score": 0.7}), "no held-out captions, no held-out rates");
+    }
 }

@@ -28,6 +28,9 @@ pub struct Generator {
     /// Tokens sampling may produce at each step: first the header every
     /// piece opens with (`Bar`, `TimeSig`, `Tempo`), then any music token or EOS.
     grammar: Grammar,
+    /// False when the bundle says the model never trained unconditioned,
+    /// so guidance would compare against a prefix it never saw.
+    guidable: bool,
 }
 
 /// Which tokens may come next. A piece opens with `Bar TimeSig Tempo`;
@@ -130,12 +133,22 @@ impl Generator {
             format!("loading the sentence encoder in {}", encoder_dir.display())
         })?;
         let grammar = Grammar::new(&tokenizer);
+        // A bundle without a summary (one a caller assembled) is trusted.
+        let summary = dir.join(bundle::SUMMARY);
+        let guidable = !summary.exists() || {
+            let s: crate::train::Summary = serde_json::from_slice(
+                &std::fs::read(&summary).with_context(|| format!("reading {}", summary.display()))?,
+            )
+            .with_context(|| format!("parsing {}", summary.display()))?;
+            s.uncondition > 0.0
+        };
         Ok(Self {
             model,
             tokenizer,
             encoder,
             centroids,
             grammar,
+            guidable,
         })
     }
 
@@ -164,6 +177,11 @@ impl Generator {
             }
         }
         (tokens, false)
+    }
+
+    /// False when the model never trained unconditioned (guidance must be 1).
+    pub fn guidable(&self) -> bool {
+        self.guidable
     }
 
     /// How many tokens sampling may choose from (the random baseline's perplexity).
@@ -227,6 +245,11 @@ impl Generator {
         stop: &dyn Fn() -> bool,
     ) -> anyhow::Result<Generation> {
         opts.validate()?;
+        anyhow::ensure!(
+            opts.guidance == 1.0 || self.guidable,
+            "this model was trained without unconditioned windows (train.uncondition = 0), which \
+             guidance compares against: generate with guidance 1, or retrain with train.uncondition > 0"
+        );
         let Reading {
             vector,
             conditioning,

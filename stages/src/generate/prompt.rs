@@ -91,13 +91,14 @@ const TERMS_LOWER: [&str; TEMPO_TERMS.len()] = [
     "prestissimo",
 ];
 
-/// Plain tempo words and a BPM typical of each.
+/// Plain tempo words and a BPM typical of each: the middle of a tempo
+/// class (MidiCaps bin) inside the range the captions use the word for.
 const TEMPO_WORDS: &[(&str, f64)] = &[
-    ("very fast", 184.0),
+    ("very fast", 185.0),
     ("very slow", 50.0),
-    ("slow", 70.0),
+    ("slow", 65.0),
     ("moderate", 100.0),
-    ("fast", 140.0),
+    ("fast", 150.0),
 ];
 
 /// Words for instrument families besides the General MIDI program names.
@@ -345,10 +346,10 @@ mod tests {
             Some(tempo_class(140.0))
         );
         assert_eq!(parse("an Adagio for strings", 3).tempo_class, Some(3));
-        assert_eq!(parse("a slow air", 3).tempo_class, Some(tempo_class(70.0)));
+        assert_eq!(parse("a slow air", 3).tempo_class, Some(tempo_class(65.0)));
         assert_eq!(
             parse("a very fast reel", 3).tempo_class,
-            Some(tempo_class(184.0))
+            Some(tempo_class(185.0))
         );
         assert_eq!(parse("a reel at 132 BPM", 3).bpm, Some(132.0));
         assert_eq!(
@@ -359,12 +360,17 @@ mod tests {
         assert_eq!(parse("a tune", 3).tempo_class, None);
         assert_eq!(
             parse("a fast reel with a slow intro", 3).bpm,
-            Some(140.0),
+            Some(150.0),
             "the tempo named first"
         );
         assert_eq!(parse("a very slow air, never fast", 3).bpm, Some(50.0));
-        assert_eq!(parse("not too fast, slow and sad", 3).bpm, Some(70.0), "negated");
-        assert_eq!(parse("a fast reel, moderato middle", 3).bpm, Some(140.0));
+        assert_eq!(parse("not too fast, slow and sad", 3).bpm, Some(65.0), "negated");
+        assert_eq!(parse("a fast reel, moderato middle", 3).bpm, Some(150.0));
+        // Each word's BPM lies inside the range the captions use it for
+        // (they have no "very slow").
+        for (word, bpm) in TEMPO_WORDS.iter().filter(|(w, _)| *w != "very slow") {
+            assert_eq!(crate::describe::captions::tempo_plain(*bpm), *word, "{word}");
+        }
         assert_eq!(parse("an adagio, never presto", 3).bpm, Some(71.0));
     }
 

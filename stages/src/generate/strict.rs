@@ -26,7 +26,11 @@ pub struct Strict {
     out_of_key: Option<Vec<u16>>,
     /// Each pitch token's log weight in the requested key (id, weight).
     lean: Vec<(u16, f32)>,
+    /// The ids of the pitch tokens.
+    pitches: Vec<u16>,
     drums: u16,
+    /// What a note before any `Program` token plays on (as the decoder reads it).
+    piano: u16,
 }
 
 impl Strict {
@@ -86,7 +90,9 @@ impl Strict {
             allowed,
             out_of_key,
             lean,
+            pitches: (0..128).map(|p| vocab.id(Token::Pitch(p))).collect(),
             drums: vocab.id(Token::Program(None)),
+            piano: vocab.id(Token::Program(Some(0))),
         })
     }
 
@@ -97,8 +103,17 @@ impl Strict {
         for (a, keep) in allowed.iter_mut().zip(&self.allowed) {
             *a &= keep;
         }
+        let playing = program.unwrap_or(self.piano);
+        if !self.allowed[usize::from(playing)] {
+            // An instrument that was not asked for writes no note: the
+            // model must choose an asked one first.
+            for &id in &self.pitches {
+                allowed[usize::from(id)] = false;
+            }
+            return;
+        }
         let Some(out) = &self.out_of_key else { return };
-        if program == Some(self.drums) {
+        if playing == self.drums {
             return; // a drum's "pitch" is an instrument, not a note
         }
         // Probabilities over what is still allowed, to judge confidence.
@@ -121,8 +136,17 @@ impl Strict {
                 allowed[i] = false;
             }
         }
+        // Centred on the pitches still allowed, so that the lean moves
+        // probability between pitches and not towards notes as a whole.
+        let kept: Vec<f32> = self
+            .lean
+            .iter()
+            .filter(|(id, _)| allowed[usize::from(*id)])
+            .map(|(_, w)| *w)
+            .collect();
+        let centre = kept.iter().sum::<f32>() / kept.len().max(1) as f32;
         for &(id, w) in &self.lean {
-            logits[usize::from(id)] += w;
+            logits[usize::from(id)] += w - centre;
         }
     }
 }
@@ -229,6 +253,42 @@ mod tests {
         s.narrow(&mut allowed, &mut drums, Some(v.id(Token::Program(None))));
         assert!(allowed[f], "drum notes are not in a key");
         assert_eq!(drums, logits, "nor do they lean");
+    }
+
+    #[test]
+    fn no_note_sounds_on_an_instrument_not_asked_for() {
+        let v = Vocab::new(Config::default());
+        let s = Strict::new(&v, &asked(), None).unwrap();
+        let pitch = usize::from(v.id(Token::Pitch(62)));
+        for (playing, sounds) in [
+            (None, false), // before any Program token a note is a piano note
+            (Some(v.id(Token::Program(Some(0)))), false),
+            (Some(v.id(Token::Program(Some(41)))), true),
+            (Some(v.id(Token::Program(None))), true),
+        ] {
+            let mut allowed = vec![true; v.len()];
+            s.narrow(&mut allowed, &mut vec![0.0; v.len()], playing);
+            assert_eq!(allowed[pitch], sounds, "{playing:?}");
+            assert!(allowed[usize::from(v.id(Token::Program(Some(41))))], "an asked program may follow");
+        }
+        let no_instruments = Conditioning { instruments: vec![], ..asked() };
+        let s = Strict::new(&v, &no_instruments, None).unwrap();
+        let mut allowed = vec![true; v.len()];
+        s.narrow(&mut allowed, &mut vec![0.0; v.len()], None);
+        assert!(allowed[pitch], "with no instrument asked, piano is fine");
+    }
+
+    #[test]
+    fn the_slowest_and_fastest_bins_have_a_tempo() {
+        let v = Vocab::new(Config::default());
+        for bpm in [30.0, 35.0, 39.0, 215.0, 240.0] {
+            let asked = Conditioning { tempo_class: Some(tempo_class(bpm)), ..Conditioning::default() };
+            let s = Strict::new(&v, &asked, Some(bpm)).unwrap();
+            let mut allowed = vec![true; v.len()];
+            s.narrow(&mut allowed, &mut vec![0.0; v.len()], None);
+            let t = (0..v.config.tempo_bins).find(|&b| allowed[usize::from(v.id(Token::Tempo(b)))]).unwrap();
+            assert_eq!(tempo_class(bin_tempo(&v.config, t)), tempo_class(bpm), "{bpm} BPM");
+        }
     }
 
     #[test]

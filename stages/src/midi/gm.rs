@@ -159,9 +159,8 @@ pub fn name(program: u8) -> &'static str {
     PROGRAM_NAMES[(program & 0x7f) as usize]
 }
 
-/// The MIDI channel (0-based) that General MIDI reserves for drums.
-/// The pitches an instrument family plays well (roughly its members'
-/// written ranges together), by family (program / 8).
+/// The pitches an instrument family plays, by family (program / 8): its
+/// members' ranges together, for programs [`range`] does not list.
 pub const FAMILY_RANGES: [(u8, u8); 16] = [
     (21, 108), // piano
     (48, 96),  // chromatic percussion
@@ -181,4 +180,33 @@ pub const FAMILY_RANGES: [(u8, u8); 16] = [
     (36, 96),  // sound effects
 ];
 
+/// Written ranges of single instruments, where their family's range would
+/// let in notes the instrument cannot play (a violin is not a double bass).
+const PROGRAM_RANGES: &[(u8, (u8, u8))] = &[
+    (24, (40, 84)),  // nylon guitar
+    (25, (40, 84)),  // steel guitar
+    (40, (55, 103)), // violin
+    (41, (48, 91)),  // viola
+    (42, (36, 76)),  // cello
+    (43, (28, 67)),  // contrabass
+    (56, (54, 84)),  // trumpet
+    (57, (40, 77)),  // trombone
+    (60, (34, 77)),  // French horn
+    (68, (58, 91)),  // oboe
+    (70, (34, 75)),  // bassoon
+    (71, (50, 94)),  // clarinet
+    (72, (74, 108)), // piccolo
+    (73, (60, 96)),  // flute
+];
+
+/// The pitches `program` plays (0–127): its own written range where
+/// [`PROGRAM_RANGES`] has one, else its family's.
+pub fn range(program: u8) -> (u8, u8) {
+    PROGRAM_RANGES
+        .iter()
+        .find(|(p, _)| *p == program)
+        .map_or(FAMILY_RANGES[usize::from((program & 0x7f) / 8)], |(_, r)| *r)
+}
+
+/// The MIDI channel (0-based) that General MIDI reserves for drums.
 pub const DRUM_CHANNEL: u8 = 9;

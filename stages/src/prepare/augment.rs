@@ -2,7 +2,7 @@
 //! tempo, or played on another instrument.
 
 use crate::midi::Score;
-use crate::midi::gm::FAMILY_RANGES;
+use crate::midi::gm;
 use crate::midi::tempo::TempoMap;
 
 /// The score moved by `semitones` and played `tempo_scale` times as fast, or
@@ -42,13 +42,13 @@ pub fn variant(score: &Score, semitones: i8, tempo_scale: f64) -> Option<Score> 
     Some(out)
 }
 
-/// The score with every pitched note played on `program`, when that is
-/// musically plausible: all its pitched notes are of one instrument family
-/// (a solo, a chorale, a string quartet; not a band), another than
-/// `program`'s, and they lie in `program`'s family's range. `None` otherwise.
+/// The score with every pitched note played on `program` (0–127), when that
+/// is musically plausible: all its pitched notes are of one instrument
+/// family (a solo, a chorale, a string quartet; not a band), another than
+/// `program`'s, and they lie in `program`'s range ([`gm::range`]). `None` otherwise.
 pub fn reassigned(score: &Score, program: u8) -> Option<Score> {
     let family = usize::from(program / 8);
-    let (lo, hi) = *FAMILY_RANGES.get(family)?;
+    let (lo, hi) = gm::range(program);
     let mut pitched = score.notes.iter().filter(|n| !n.is_drum()).peekable();
     let first = pitched.peek()?.program / 8;
     let plausible = pitched.all(|n| n.program / 8 == first && (lo..=hi).contains(&n.pitch));
@@ -84,7 +84,10 @@ mod tests {
         assert!(reassigned(&s, 4).is_none(), "already piano");
         s.notes.push(note(55, 0, 0));
         assert!(reassigned(&s, 73).is_none(), "G3 is below the flute");
-        assert!(reassigned(&s, 40).is_some(), "but not below the violin family");
+        assert!(reassigned(&s, 40).is_some(), "but not below the violin");
+        s.notes.push(note(40, 0, 0));
+        assert!(reassigned(&s, 40).is_none(), "E2 is below the violin");
+        assert!(reassigned(&s, 42).is_some(), "not below the cello");
         s.notes.push(note(60, 33, 1));
         assert!(reassigned(&s, 40).is_none(), "a piece with a bass part is a band");
     }

@@ -330,6 +330,16 @@ pub fn read_semantic(path: &Path) -> anyhow::Result<HashMap<String, u32>> {
 pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
     let params: PrepareParams = ctx.params("prepare")?;
     let tok = Tokenizer::new(Config::default());
+    if let Some(p) = params.programs.iter().find(|&&p| p > 127) {
+        anyhow::bail!("[params] prepare.programs: {p} is not a General MIDI program (0–127)");
+    }
+    // The prefix, a restated header and some music must fit in a window.
+    let least = Conditioning::default().tokens(&tok.vocab).len() + 8;
+    anyhow::ensure!(
+        params.context >= least,
+        "[params] prepare.context is {}; a window needs at least {least} tokens (the prefix and some music)",
+        params.context
+    );
     let semantic = read_semantic(&ctx.dep("tokens")?)?;
     let corpus = ctx.dep("corpus")?;
     let manifest = match ctx.optional_dep("manifest")? {

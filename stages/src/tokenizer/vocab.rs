@@ -62,7 +62,8 @@ impl Default for Config {
             max_duration: 96,
             velocity_bins: 32,
             tempo_bins: 32,
-            tempo_min: 40.0,
+            // Below MidiCaps' lowest tempo bin edge (40 BPM), so that bin has tokens.
+            tempo_min: 30.0,
             tempo_max: 250.0,
             semantic_tokens: 128,
             prefix_instruments: 3,

@@ -394,6 +394,10 @@ pub struct Summary {
     pub tokens_seen: u64,
     pub final_train_loss: f64,
     pub val: Evaluation,
+    /// `train.uncondition`: the share of windows trained with nothing asked,
+    /// which guidance needs (0 in bundles from before it was recorded).
+    #[serde(default)]
+    pub uncondition: f64,
 }
 
 /// Reads `vocab.json` from a directory and checks it is this build's vocabulary.
@@ -552,6 +556,7 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
         tokens_seen: trained.state.step * per_update,
         final_train_loss: trained.state.log.last().map_or(f64::NAN, |r| r.train_loss),
         val: trained.val,
+        uncondition: params.uncondition,
     };
     write_json(&out.join("train.json"), &summary)?;
     // The ledger records the metrics, so a recovery shows there too.
