@@ -120,6 +120,14 @@ impl Generator {
             "{}: the model's vocabulary does not match vocab.json",
             dir.display()
         );
+        // The prefix, a restated header and some music must fit in the context.
+        let least = Conditioning::default().tokens(&tokenizer.vocab).len() + 8;
+        anyhow::ensure!(
+            model.config.context >= least,
+            "{}: the model's context is {} tokens; generation needs at least {least}",
+            dir.display(),
+            model.config.context
+        );
         let centroids = Centroids::load(&dir.join(bundle::CENTROIDS))?;
         let encoder_dir = dir.join(bundle::ENCODER);
         anyhow::ensure!(
