@@ -239,7 +239,7 @@ fn a_model_trained_without_unconditioned_windows_is_not_guided() {
         tokens_seen: 1,
         final_train_loss: 1.0,
         val: Default::default(),
-        uncondition,
+        uncondition: Some(uncondition),
     };
     // The fixture's bundle, with a summary that says how it was trained.
     let dir = tempfile::tempdir().unwrap();

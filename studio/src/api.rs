@@ -160,8 +160,10 @@ mod defaults {
 }
 
 impl GenerateRequest {
-    /// Checks every field's range; the error names the first field out of range.
-    pub fn validate(&self, vocab_size: usize) -> Result<SampleOptions, ApiError> {
+    /// Checks every field's range against a model with `vocab_size` tokens
+    /// that can (`guidable`) or cannot be guided; the error names the first
+    /// field out of range.
+    pub fn validate(&self, vocab_size: usize, guidable: bool) -> Result<SampleOptions, ApiError> {
         let chars = self.text.chars().count();
         if self.text.trim().is_empty() {
             return Err(ApiError::field(
@@ -214,6 +216,12 @@ impl GenerateRequest {
                 format!("guidance must be in [0, {MAX_GUIDANCE}], not {}", self.guidance),
             ));
         }
+        if self.guidance != 1.0 && !guidable {
+            return Err(ApiError::field(
+                "guidance",
+                "this model was trained without unconditioned windows (train.uncondition = 0): guidance must be 1",
+            ));
+        }
         Ok(SampleOptions {
             temperature: self.temperature,
             top_k: self.top_k,
@@ -258,7 +266,7 @@ mod tests {
     #[test]
     fn ranges_are_checked_field_by_field() {
         let ok = request(r#"{"text": "a jig"}"#).unwrap();
-        assert_eq!(ok.validate(300).unwrap(), SampleOptions::default());
+        assert_eq!(ok.validate(300, true).unwrap(), SampleOptions::default());
         for (body, field) in [
             (r#"{"text": "  "}"#, "text"),
             (r#"{"text": "a", "temperature": -1}"#, "temperature"),
@@ -267,19 +275,27 @@ mod tests {
             (r#"{"text": "a", "top_k": 301}"#, "top_k"),
             (r#"{"text": "a", "max_tokens": 0}"#, "max_tokens"),
             (r#"{"text": "a", "max_tokens": 100000}"#, "max_tokens"),
+            (r#"{"text": "a", "guidance": -1}"#, "guidance"),
+            (r#"{"text": "a", "guidance": 21}"#, "guidance"),
         ] {
-            let e = request(body).unwrap().validate(300).unwrap_err();
+            let e = request(body).unwrap().validate(300, true).unwrap_err();
             assert_eq!(e.field.as_deref(), Some(field), "{body}: {}", e.message);
         }
         let long = format!(r#"{{"text": "{}"}}"#, "a".repeat(MAX_TEXT_CHARS + 1));
         assert_eq!(
             request(&long)
                 .unwrap()
-                .validate(300)
+                .validate(300, true)
                 .unwrap_err()
                 .field
                 .as_deref(),
             Some("text")
         );
+        // A model that never trained unconditioned takes guidance 1 only,
+        // and the default asks for more.
+        let e = ok.validate(300, false).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("guidance"), "{}", e.message);
+        let unguided = request(r#"{"text": "a jig", "guidance": 1}"#).unwrap();
+        assert_eq!(unguided.validate(300, false).unwrap().guidance, 1.0);
     }
 }

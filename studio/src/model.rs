@@ -8,7 +8,7 @@ pub struct SharedGenerator(Generator);
 
 // SAFETY: tch leaves `Tensor` !Sync because a `&Tensor` can be shallow-cloned
 // and the clone mutated in place. Through this wrapper the only access is
-// `generate_unless` and `vocab_len`: forward passes under `no_grad` that read
+// `generate_unless`, `vocab_len` and `guidable`: forward passes under `no_grad` that read
 // the weights and the encoder and neither clone nor change them. Everything a
 // call writes (its KV cache, RNG and outputs) is its own. libtorch allows
 // concurrent reads of a tensor.
@@ -33,5 +33,10 @@ impl SharedGenerator {
     /// The size of the model's vocabulary.
     pub fn vocab_len(&self) -> usize {
         self.0.tokenizer().vocab.len()
+    }
+
+    /// [`Generator::guidable`].
+    pub fn guidable(&self) -> bool {
+        self.0.guidable()
     }
 }

@@ -219,7 +219,7 @@ async fn generate(
         Ok(g) => Arc::clone(g),
         Err(why) => return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, why.clone())),
     };
-    let options = request.validate(generator.vocab_len())?;
+    let options = request.validate(generator.vocab_len(), generator.guidable())?;
     let deadline = Instant::now() + studio.deadline;
     let id = ResultId::random();
     let job = move |ticket: &crate::pool::Ticket| {

@@ -155,7 +155,8 @@ pub fn settle() {
 }
 
 /// A copy of the repository's demo project (amt.toml, corpus, prompts, the
-/// encoder), training for 20 steps and writing one short piece per prompt,
+/// encoder), training for 20 steps, writing one short piece per prompt and
+/// sampling six short held-out captions,
 /// with further `(from, to)` edits to its amt.toml.
 pub fn demo_project(edits: &[(&str, &str)]) -> TestProject {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -165,6 +166,8 @@ pub fn demo_project(edits: &[(&str, &str)]) -> TestProject {
         ("train.steps = 400", "train.steps = 20"),
         ("generate.num = 4", "generate.num = 1"),
         ("generate.max_tokens = 512", "generate.max_tokens = 96"),
+        ("evaluate.heldout_prompts = 0", "evaluate.heldout_prompts = 6"),
+        ("evaluate.heldout_tokens = 256", "evaluate.heldout_tokens = 64"),
     ]
     .iter()
     .chain(edits)

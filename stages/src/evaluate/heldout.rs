@@ -23,9 +23,9 @@ use super::adherence::{Adherence, Request, adherence};
 use super::report::pct;
 use super::{EvaluateParams, TestPiece};
 use crate::describe::captions::{HeldOutCaption, read_heldout};
-use crate::plot::lines;
 use crate::generate::{Generator, SampleOptions, prompt};
 use crate::midi::{self, Features};
+use crate::plot::lines;
 
 /// Bootstrap resamples per interval.
 const RESAMPLES: usize = 2000;
@@ -266,7 +266,13 @@ fn sample_one(
     };
     let mut out = Vec::new();
     let mut row = |system: String, kind, guidance, adherence| {
-        out.push(Row { system, kind, guidance, piece, adherence });
+        out.push(Row {
+            system,
+            kind,
+            guidance,
+            piece,
+            adherence,
+        });
     };
     // Unguided unless a row says otherwise: the untrained model never
     // learned an unconditioned prefix for guidance to compare against.
@@ -278,16 +284,37 @@ fn sample_one(
     };
     let bpm = prompt::parse(&c.text, vocab.config.prefix_instruments).bpm;
     for &g in plan.guidance {
-        let written = generator.generate(&c.text, &SampleOptions { guidance: g, ..base.clone() })?;
+        let written = generator.generate(
+            &c.text,
+            &SampleOptions {
+                guidance: g,
+                ..base.clone()
+            },
+        )?;
         let req = Request::new(&written.conditioning, bpm);
-        let name = if g == 1.0 { "model".to_owned() } else { format!("model, guidance {g}") };
+        let name = if g == 1.0 {
+            "model".to_owned()
+        } else {
+            format!("model, guidance {g}")
+        };
         row(name, Kind::Model, Some(g), score(&written.midi, &req)?);
     }
     let g = plan.strict_guidance;
-    let written =
-        generator.generate(&c.text, &SampleOptions { strict: true, guidance: g, ..base.clone() })?;
+    let written = generator.generate(
+        &c.text,
+        &SampleOptions {
+            strict: true,
+            guidance: g,
+            ..base.clone()
+        },
+    )?;
     let req = Request::new(&written.conditioning, bpm);
-    row(format!("model, strict, guidance {g}"), Kind::Strict, Some(g), score(&written.midi, &req)?);
+    row(
+        format!("model, strict, guidance {g}"),
+        Kind::Strict,
+        Some(g),
+        score(&written.midi, &req)?,
+    );
     let prefix = written.conditioning.tokens(vocab);
     if let Some(u) = &w.untrained {
         let (tokens, _) = u.sample(&prefix, None, &base, true);
@@ -298,7 +325,12 @@ fn sample_one(
     let a = score(&generator.tokenizer().to_midi(&tokens), &req)?;
     row("random tokens".to_owned(), Kind::Random, None, a);
     if let Some(f) = test.get(&c.path) {
-        row("captioned pieces".to_owned(), Kind::Captioned, None, adherence(&req, f));
+        row(
+            "captioned pieces".to_owned(),
+            Kind::Captioned,
+            None,
+            adherence(&req, f),
+        );
     }
     Ok(out)
 }
@@ -331,7 +363,11 @@ pub fn run(
     // Sampling one token is too small to spread over cores: one torch
     // thread per worker, and as many workers as the stage has threads.
     let threads = tch::get_num_threads().max(1);
-    let workers = if device.is_cuda() { 1 } else { threads as usize };
+    let workers = if device.is_cuda() {
+        1
+    } else {
+        threads as usize
+    };
     let workers = (0..workers.min(captions.len()).max(1))
         .map(|_| {
             Ok(Worker {
@@ -351,7 +387,11 @@ pub fn run(
     }
     let plan = Plan {
         guidance: &scales,
-        strict_guidance: if guidable { SampleOptions::default().guidance } else { 1.0 },
+        strict_guidance: if guidable {
+            SampleOptions::default().guidance
+        } else {
+            1.0
+        },
         tokens: params.heldout_tokens.max(1),
     };
     tch::set_num_threads(1);
@@ -379,7 +419,7 @@ pub fn write_section(md: &mut String, out: &Path, h: &Value) -> anyhow::Result<(
     let _ = writeln!(md, "\n## Held-out captions\n");
     let _ = writeln!(
         md,
-        "{} MidiCaps-style captions of the {} test-split pieces (describe's `captions.parquet`; none is a training text), {} music tokens each, the same seed for every system. Mean [95 % bootstrap interval] over the prompts that asked for the attribute (n). text2midi reports TB 39.7 %, TBT 65.8 %, CK 33.6 %, CKD 35.5 % on MidiCaps' own test captions, not these. *Strict* writes what the caption names (see `amt generate --strict`): its tempo-bin, meter and instrument-precision rates are met by construction (a piece with no notes scores no precision) and are never the model's free numbers. *Captioned pieces* scores each test piece against its own captions: the ceiling where a caption and the measures disagree.\n",
+        "{} MidiCaps-style captions of the {} test-split pieces (describe's `captions.parquet`; none is a training text), {} music tokens each, the same seed for every system. Mean [95 % bootstrap interval] over the prompts that asked for the attribute (n). text2midi reports TB 39.7 %, TBT 65.8 %, CK 33.6 %, CKD 35.5 % on MidiCaps' own test captions, not these. *Strict* writes what the caption names (see `amt generate --strict`): its tempo-bin and meter rates, and the instrument precision of every piece with notes, are met by construction and are never the model's free numbers. *Captioned pieces* scores each test piece against its own captions: the ceiling where a caption and the measures disagree.\n",
         h["prompts"], h["pieces"], h["tokens"]
     );
     let measures = [
@@ -404,34 +444,63 @@ pub fn write_section(md: &mut String, out: &Path, h: &Value) -> anyhow::Result<(
                 if v.is_null() {
                     "n/a".to_owned()
                 } else {
-                    format!("{} [{}, {}] ({})", pct(&v["mean"]), pct(&v["low"]), pct(&v["high"]), v["n"])
+                    format!(
+                        "{} [{}, {}] ({})",
+                        pct(&v["mean"]),
+                        pct(&v["low"]),
+                        pct(&v["high"]),
+                        v["n"]
+                    )
                 }
             })
             .collect();
-        let _ = writeln!(md, "| {} | {} |", s["system"].as_str().unwrap_or("?"), cells.join(" | "));
+        let _ = writeln!(
+            md,
+            "| {} | {} |",
+            s["system"].as_str().unwrap_or("?"),
+            cells.join(" | ")
+        );
     }
-    let guided: Vec<&Value> = systems.iter().filter(|s| s["guidance"].is_number()).collect();
-    if guided.len() > 1 {
-        let curve = |key: &str| -> Vec<(f64, f64)> {
-            guided
-                .iter()
-                .filter_map(|s| Some((s["guidance"].as_f64()?, s["scores"][key]["mean"].as_f64()? * 100.0)))
-                .collect()
-        };
-        let series: Vec<(&str, Vec<(f64, f64)>)> = [
-            ("tempo bin", "tempo_bin_match"),
-            ("key", "key_match"),
-            ("meter", "time_signature_match"),
-            ("instrument F1", "instrument_f1"),
-        ]
-        .into_iter()
-        .map(|(name, key)| (name, curve(key)))
-        .collect();
-        let refs: Vec<(&str, &[(f64, f64)])> = series.iter().map(|(n, p)| (*n, p.as_slice())).collect();
-        lines(&out.join("guidance.png"), "held-out adherence by guidance scale", "guidance scale", "%", &refs)?;
+    let series = guidance_curves(systems);
+    if series.iter().any(|(_, points)| points.len() > 1) {
+        let refs: Vec<(&str, &[(f64, f64)])> =
+            series.iter().map(|(n, p)| (*n, p.as_slice())).collect();
+        lines(
+            &out.join("guidance.png"),
+            "held-out adherence by guidance scale",
+            "guidance scale",
+            "%",
+            &refs,
+        )?;
         let _ = writeln!(md, "\n![adherence by guidance scale](guidance.png)");
     }
     Ok(())
+}
+
+/// Each rate of the free model's rows against their guidance scale, in
+/// percent (strict and the baselines are other systems, not points on it).
+fn guidance_curves(systems: &[Value]) -> Vec<(&'static str, Vec<(f64, f64)>)> {
+    let free: Vec<&Value> = systems.iter().filter(|s| s["kind"] == "model").collect();
+    [
+        ("tempo bin", "tempo_bin_match"),
+        ("key", "key_match"),
+        ("meter", "time_signature_match"),
+        ("instrument F1", "instrument_f1"),
+    ]
+    .into_iter()
+    .map(|(name, key)| {
+        let points = free
+            .iter()
+            .filter_map(|s| {
+                Some((
+                    s["guidance"].as_f64()?,
+                    s["scores"][key]["mean"].as_f64()? * 100.0,
+                ))
+            })
+            .collect();
+        (name, points)
+    })
+    .collect()
 }
 
 #[cfg(test)]
@@ -442,7 +511,9 @@ mod tests {
     fn the_bootstrap_interval_holds_the_mean_and_narrows_with_more_prompts() {
         // Every prompt its own group: the plain bootstrap.
         let own = |n: usize| -> Vec<(usize, f64)> {
-            (0..n).map(|i| (i, f64::from(u8::from(i % 4 == 0)))).collect()
+            (0..n)
+                .map(|i| (i, f64::from(u8::from(i % 4 == 0))))
+                .collect()
         };
         let a = bootstrap(&own(20), 1).unwrap();
         let b = bootstrap(&own(400), 1).unwrap();
@@ -457,10 +528,30 @@ mod tests {
         // The same 400 values as 20 pieces of 20 captions that agree within
         // a piece: only 20 independent draws, so the interval is as wide as
         // 20 prompts' rather than 400's.
-        let grouped: Vec<(usize, f64)> = (0..400).map(|i| (i / 20, f64::from(u8::from(i / 20 % 4 == 0)))).collect();
+        let grouped: Vec<(usize, f64)> = (0..400)
+            .map(|i| (i / 20, f64::from(u8::from(i / 20 % 4 == 0))))
+            .collect();
         let c = bootstrap(&grouped, 1).unwrap();
         assert_eq!((c.mean, c.n), (0.25, 400));
-        assert!(c.high - c.low > 3.0 * (b.high - b.low), "{c:?} against {b:?}");
+        assert!(
+            c.high - c.low > 3.0 * (b.high - b.low),
+            "{c:?} against {b:?}"
+        );
+    }
+
+    #[test]
+    fn the_guidance_plot_shows_the_free_model_only() {
+        let row = |kind: &str, g: Option<f64>, tb: f64| serde_json::json!({"kind": kind, "guidance": g, "scores": {"tempo_bin_match": {"mean": tb}}});
+        let rows = [
+            row("model", Some(1.0), 0.3),
+            row("model", Some(2.0), 0.4),
+            row("strict", Some(2.0), 1.0),
+            row("untrained", Some(1.0), 0.1),
+            row("random", None, 0.1),
+        ];
+        let curves = guidance_curves(&rows);
+        assert_eq!(curves[0], ("tempo bin", vec![(1.0, 30.0), (2.0, 40.0)]));
+        assert!(curves[1].1.is_empty(), "no key rates given");
     }
 
     #[test]

@@ -114,7 +114,7 @@ impl Generator {
             bundle::MODEL
         );
         let model = Gpt::load(&dir.join(bundle::MODEL), device)?;
-        let tokenizer = crate::train::read_vocab(dir)?;
+        let tokenizer = crate::train::read_vocab(dir, "this build cannot read the model; retrain it")?;
         anyhow::ensure!(
             model.config.vocab_size == tokenizer.vocab.len(),
             "{}: the model's vocabulary does not match vocab.json",
@@ -141,14 +141,15 @@ impl Generator {
             format!("loading the sentence encoder in {}", encoder_dir.display())
         })?;
         let grammar = Grammar::new(&tokenizer);
-        // A bundle without a summary (one a caller assembled) is trusted.
+        // A bundle without a summary (one a caller assembled), or with one
+        // from before the share was recorded, is trusted.
         let summary = dir.join(bundle::SUMMARY);
         let guidable = !summary.exists() || {
             let s: crate::train::Summary = serde_json::from_slice(
                 &std::fs::read(&summary).with_context(|| format!("reading {}", summary.display()))?,
             )
             .with_context(|| format!("parsing {}", summary.display()))?;
-            s.uncondition > 0.0
+            s.uncondition.is_none_or(|u| u > 0.0)
         };
         Ok(Self {
             model,
@@ -165,6 +166,7 @@ impl Generator {
     pub fn untrained(mut self, seed: u64) -> Self {
         tch::manual_seed(seed as i64);
         self.model = Gpt::new(self.model.config.clone(), self.model.device());
+        self.guidable = false;
         self
     }
 

@@ -28,6 +28,8 @@ pub struct Strict {
     lean: Vec<(u16, f32)>,
     /// The ids of the pitch tokens.
     pitches: Vec<u16>,
+    /// The ids of the asked programs' tokens.
+    programs: Vec<u16>,
     drums: u16,
     /// What a note before any `Program` token plays on (as the decoder reads it).
     piano: u16,
@@ -53,7 +55,7 @@ impl Strict {
         {
             return None;
         }
-        let allowed = (0..vocab.len() as u16)
+        let allowed: Vec<bool> = (0..vocab.len() as u16)
             .map(|id| match vocab.token(id) {
                 Some(Token::TimeSig(n, d)) => asked.time_signature.is_none_or(|ts| ts == (n, d)),
                 Some(Token::Tempo(t)) => tempo.is_none_or(|want| want == t),
@@ -86,11 +88,17 @@ impl Strict {
                 })
                 .collect()
         });
+        let programs = (0..vocab.len() as u16)
+            .filter(|&id| {
+                matches!(vocab.token(id), Some(Token::Program(_))) && allowed[usize::from(id)]
+            })
+            .collect();
         Some(Self {
             allowed,
             out_of_key,
             lean,
             pitches: (0..128).map(|p| vocab.id(Token::Pitch(p))).collect(),
+            programs,
             drums: vocab.id(Token::Program(None)),
             piano: vocab.id(Token::Program(Some(0))),
         })
@@ -105,10 +113,18 @@ impl Strict {
         }
         let playing = program.unwrap_or(self.piano);
         if !self.allowed[usize::from(playing)] {
-            // An instrument that was not asked for writes no note: the
-            // model must choose an asked one first.
+            // An instrument that was not asked for writes no note: where
+            // the grammar allows a program, the next token is an asked one
+            // (as a restated window begins), so the piece cannot stay silent.
             for &id in &self.pitches {
                 allowed[usize::from(id)] = false;
+            }
+            if self.programs.iter().any(|&id| allowed[usize::from(id)]) {
+                let programs: Vec<usize> =
+                    self.programs.iter().map(|&id| usize::from(id)).collect();
+                for (i, a) in allowed.iter_mut().enumerate() {
+                    *a &= programs.contains(&i);
+                }
             }
             return;
         }
@@ -136,17 +152,23 @@ impl Strict {
                 allowed[i] = false;
             }
         }
-        // Centred on the pitches still allowed, so that the lean moves
-        // probability between pitches and not towards notes as a whole.
-        let kept: Vec<f32> = self
+        // Shifted by c = ln Σ π_p·e^{w_p} (π: the model's probabilities
+        // over the allowed pitches), so that the lean moves probability
+        // between pitches and leaves the chance of a note as it was.
+        let kept: Vec<(f64, f64)> = self
             .lean
             .iter()
-            .filter(|(id, _)| allowed[usize::from(*id)])
-            .map(|(_, w)| *w)
+            .filter(|(id, _)| allowed[usize::from(*id)] && logits[usize::from(*id)].is_finite())
+            .map(|&(id, w)| (f64::from(logits[usize::from(id)]), f64::from(w)))
             .collect();
-        let centre = kept.iter().sum::<f32>() / kept.len().max(1) as f32;
+        let top = kept.iter().map(|k| k.0).fold(f64::NEG_INFINITY, f64::max);
+        let (z, zw) = kept.iter().fold((0.0, 0.0), |(z, zw), &(l, w)| {
+            let e = (l - top).exp();
+            (z + e, zw + e * w.exp())
+        });
+        let c = if z > 0.0 { (zw / z).ln() } else { 0.0 };
         for &(id, w) in &self.lean {
-            logits[usize::from(id)] += w - centre;
+            logits[usize::from(id)] += (f64::from(w) - c) as f32;
         }
     }
 }
@@ -269,9 +291,15 @@ mod tests {
             let mut allowed = vec![true; v.len()];
             s.narrow(&mut allowed, &mut vec![0.0; v.len()], playing);
             assert_eq!(allowed[pitch], sounds, "{playing:?}");
-            assert!(allowed[usize::from(v.id(Token::Program(Some(41))))], "an asked program may follow");
+            assert!(
+                allowed[usize::from(v.id(Token::Program(Some(41))))],
+                "an asked program may follow"
+            );
         }
-        let no_instruments = Conditioning { instruments: vec![], ..asked() };
+        let no_instruments = Conditioning {
+            instruments: vec![],
+            ..asked()
+        };
         let s = Strict::new(&v, &no_instruments, None).unwrap();
         let mut allowed = vec![true; v.len()];
         s.narrow(&mut allowed, &mut vec![0.0; v.len()], None);
@@ -279,15 +307,98 @@ mod tests {
     }
 
     #[test]
+    fn an_unasked_instrument_must_give_way_to_an_asked_one() {
+        let v = Vocab::new(Config::default());
+        let drums_only = Conditioning {
+            instruments: vec![16],
+            ..Conditioning::default()
+        };
+        let s = Strict::new(&v, &drums_only, None).unwrap();
+        // Mid-piece, on piano (no program yet): only the drums' program may come next.
+        let mut allowed = vec![true; v.len()];
+        s.narrow(&mut allowed, &mut vec![0.0; v.len()], None);
+        let open: Vec<u16> = (0..v.len() as u16)
+            .filter(|&i| allowed[usize::from(i)])
+            .collect();
+        assert_eq!(open, [v.id(Token::Program(None))]);
+        // Where the grammar allows no program (the opening Bar), it is left alone.
+        let mut allowed: Vec<bool> = (0..v.len() as u16).map(|i| i == v.id(Token::Bar)).collect();
+        s.narrow(&mut allowed, &mut vec![0.0; v.len()], None);
+        assert!(allowed[usize::from(v.id(Token::Bar))]);
+        // On drums, any drum note.
+        let mut allowed = vec![true; v.len()];
+        s.narrow(
+            &mut allowed,
+            &mut vec![0.0; v.len()],
+            Some(v.id(Token::Program(None))),
+        );
+        assert!(
+            allowed[usize::from(v.id(Token::Pitch(36)))] && allowed[usize::from(v.id(Token::Bar))]
+        );
+    }
+
+    #[test]
+    fn the_key_lean_keeps_the_chance_of_a_note() {
+        let v = Vocab::new(Config::default());
+        let s = Strict::new(
+            &v,
+            &Conditioning {
+                key: Key::parse("D major"),
+                ..Conditioning::default()
+            },
+            None,
+        )
+        .unwrap();
+        let pitch_mass = |logits: &[f32], allowed: &[bool]| {
+            let z: f64 = (0..v.len())
+                .filter(|&i| allowed[i])
+                .map(|i| f64::from(logits[i]).exp())
+                .sum();
+            let p: f64 = (0..128u8)
+                .map(|p| usize::from(v.id(Token::Pitch(p))))
+                .filter(|&i| allowed[i])
+                .map(|i| f64::from(logits[i]).exp())
+                .sum();
+            p / z
+        };
+        // A model sure of the tonic, and one sure of the leading tone.
+        for sure in [62u8, 73] {
+            let mut logits = vec![0.0f32; v.len()];
+            logits[usize::from(v.id(Token::Pitch(sure)))] = 4.0;
+            let mut allowed = vec![true; v.len()];
+            let mut leaned = logits.clone();
+            s.narrow(
+                &mut allowed,
+                &mut leaned,
+                Some(v.id(Token::Program(Some(0)))),
+            );
+            let (before, after) = (pitch_mass(&logits, &allowed), pitch_mass(&leaned, &allowed));
+            assert!(
+                (before - after).abs() < 1e-6,
+                "pitch {sure}: {before} → {after}"
+            );
+        }
+    }
+
+    #[test]
     fn the_slowest_and_fastest_bins_have_a_tempo() {
         let v = Vocab::new(Config::default());
         for bpm in [30.0, 35.0, 39.0, 215.0, 240.0] {
-            let asked = Conditioning { tempo_class: Some(tempo_class(bpm)), ..Conditioning::default() };
+            let asked = Conditioning {
+                tempo_class: Some(tempo_class(bpm)),
+                ..Conditioning::default()
+            };
             let s = Strict::new(&v, &asked, Some(bpm)).unwrap();
             let mut allowed = vec![true; v.len()];
             s.narrow(&mut allowed, &mut vec![0.0; v.len()], None);
-            let t = (0..v.config.tempo_bins).find(|&b| allowed[usize::from(v.id(Token::Tempo(b)))]).unwrap();
-            assert_eq!(tempo_class(bin_tempo(&v.config, t)), tempo_class(bpm), "{bpm} BPM");
+            let t = (0..v.config.tempo_bins)
+                .find(|&b| allowed[usize::from(v.id(Token::Tempo(b)))])
+                .unwrap();
+            assert_eq!(
+                tempo_class(bin_tempo(&v.config, t)),
+                tempo_class(bpm),
+                "{bpm} BPM"
+            );
         }
     }
 

@@ -8,10 +8,11 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-/// Bumped whenever the token layout or the windows' shape changes (2:
-/// MidiCaps tempo bins in the prefix; every window restates the meter, tempo
-/// and program it starts in).
-pub const VERSION: u32 = 2;
+/// Bumped whenever the token layout, what a token means or the windows'
+/// shape changes (2: MidiCaps tempo bins in the prefix, and every window
+/// restates the meter, tempo and program it starts in; 3: tempo tokens from
+/// 30 BPM, so MidiCaps' lowest bin has some).
+pub const VERSION: u32 = 3;
 
 /// Time signatures with their own token; others are written as the nearest in bar length.
 pub const TIME_SIGNATURES: &[(u8, u32)] = &[

@@ -395,26 +395,29 @@ pub struct Summary {
     pub final_train_loss: f64,
     pub val: Evaluation,
     /// `train.uncondition`: the share of windows trained with nothing asked,
-    /// which guidance needs (0 in bundles from before it was recorded).
+    /// which guidance needs (`None` in summaries from before it was recorded).
     #[serde(default)]
-    pub uncondition: f64,
+    pub uncondition: Option<f64>,
 }
 
-/// Reads `vocab.json` from a directory and checks it is this build's vocabulary.
-pub fn read_vocab(dir: &Path) -> anyhow::Result<Tokenizer> {
+/// Reads `vocab.json` from a directory (prepare's output or a model bundle)
+/// and checks it is this build's vocabulary; `remedy` says what to rerun if not.
+pub fn read_vocab(dir: &Path, remedy: &str) -> anyhow::Result<Tokenizer> {
     let path = dir.join("vocab.json");
     let file: crate::tokenizer::vocab::VocabFile = serde_json::from_slice(
         &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
     )
     .with_context(|| format!("parsing {}", path.display()))?;
     let tok = Tokenizer::new(Config::default());
-    anyhow::ensure!(
-        tok.vocab.file() == file,
-        "{}: vocabulary version {} differs from this build's {}; rerun prepare",
-        path.display(),
-        file.version,
-        crate::tokenizer::vocab::VERSION
-    );
+    let ours = tok.vocab.file();
+    let differs = if file.version != ours.version {
+        format!("is vocabulary version {}, this build's is {}", file.version, ours.version)
+    } else if file.config != ours.config {
+        "has another tokenizer configuration than this build".to_owned()
+    } else {
+        "lists other tokens than this build".to_owned()
+    };
+    anyhow::ensure!(file == ours, "{} {differs}: {remedy}", path.display());
     Ok(tok)
 }
 
@@ -425,7 +428,7 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
     let model_params: ModelParams = ctx.params("model")?;
     let params: TrainParams = ctx.params("train")?;
     let data_dir = ctx.dep("data")?;
-    let tok = read_vocab(&data_dir)?;
+    let tok = read_vocab(&data_dir, "rerun prepare")?;
     let centroids_path = ctx.dep("centroids")?;
     let centroids = Centroids::load(&centroids_path)?;
     let config = model_params.resolve(tok.vocab.len(), centroids.dim)?;
@@ -556,7 +559,7 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
         tokens_seen: trained.state.step * per_update,
         final_train_loss: trained.state.log.last().map_or(f64::NAN, |r| r.train_loss),
         val: trained.val,
-        uncondition: params.uncondition,
+        uncondition: Some(params.uncondition),
     };
     write_json(&out.join("train.json"), &summary)?;
     // The ledger records the metrics, so a recovery shows there too.
