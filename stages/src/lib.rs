@@ -17,6 +17,7 @@ pub mod embed;
 pub mod evaluate;
 pub mod facts;
 pub mod generate;
+pub mod manifest;
 pub mod midi;
 pub mod model;
 pub mod plot;

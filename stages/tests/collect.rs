@@ -11,7 +11,7 @@ use amt_stages::StageContext;
 use amt_stages::collect::table::read_pieces;
 use amt_stages::collect::{self, Params, Piece};
 use amt_stages::describe::captions::{CaptionParams, Captioner};
-use amt_stages::describe::labels::read_manifest;
+use amt_stages::manifest::read_manifest;
 use amt_stages::table::{column, read_parquet};
 use arrow::array::{Array, StringArray};
 use serde_json::json;

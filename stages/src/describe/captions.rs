@@ -8,19 +8,14 @@
 //! same inputs always give the same caption.
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::sync::Arc;
-
-use arrow::array::{ArrayRef, RecordBatch, StringArray, UInt32Array};
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Deserialize;
 
-use super::labels::Labels;
+use crate::manifest::Labels;
 use super::template::{Template, TemplateError};
 use crate::collect::table::PieceRow;
-use crate::table::{column, for_each_batch};
 use crate::midi::key::Key;
 
 /// The fields a template may use.
@@ -160,63 +155,11 @@ impl Captioner {
     }
 }
 
-/// One row of `captions.parquet`: a held-out caption of a piece.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HeldOutCaption {
-    pub path: String,
-    pub variant: u32,
-    pub text: String,
-}
-
-/// Held-out captions as one record batch: `path`, `variant`, `text`.
-pub fn heldout_batch(rows: &[HeldOutCaption]) -> anyhow::Result<RecordBatch> {
-    let columns: Vec<(&str, ArrayRef)> = vec![
-        ("path", Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.path)))),
-        ("variant", Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.variant)))),
-        ("text", Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.text)))),
-    ];
-    Ok(RecordBatch::try_from_iter(columns)?)
-}
-
-/// Reads `captions.parquet`, keeping the rows `keep` accepts.
-pub fn read_heldout(
-    path: &Path,
-    keep: impl Fn(&str) -> bool,
-) -> anyhow::Result<Vec<HeldOutCaption>> {
-    let mut out = Vec::new();
-    for_each_batch(path, |batch| {
-        let paths = column::<StringArray>(&batch, "path", path)?;
-        let variants = column::<UInt32Array>(&batch, "variant", path)?;
-        let texts = column::<StringArray>(&batch, "text", path)?;
-        for i in 0..batch.num_rows() {
-            if keep(paths.value(i)) {
-                out.push(HeldOutCaption {
-                    path: paths.value(i).to_owned(),
-                    variant: variants.value(i),
-                    text: texts.value(i).to_owned(),
-                });
-            }
-        }
-        Ok(())
-    })?;
-    Ok(out)
-}
-
 fn pick<'a>(rng: &mut ChaCha8Rng, words: &[&'a str]) -> &'a str {
     words[rng.random_range(0..words.len())]
 }
 
-pub use crate::midi::tempo::tempo_term;
-
-/// Slow, moderate, fast or very fast.
-pub fn tempo_plain(bpm: f64) -> &'static str {
-    match bpm {
-        b if b < 76.0 => "slow",
-        b if b < 120.0 => "moderate",
-        b if b < 168.0 => "fast",
-        _ => "very fast",
-    }
-}
+pub use crate::midi::tempo::{tempo_plain, tempo_term};
 
 fn duration_word(seconds: f64) -> &'static str {
     match seconds {

@@ -7,8 +7,8 @@
 //! its own seed: the held-out prompts evaluate asks of the test split.
 
 pub mod captions;
+pub mod heldout;
 pub mod file;
-pub mod labels;
 pub mod template;
 pub mod wikipedia;
 
@@ -22,6 +22,7 @@ use arrow::record_batch::RecordBatch;
 use serde::Deserialize;
 
 use crate::collect::table::{PieceRow, for_each_piece_batch};
+use crate::manifest::{Labels, read_manifest};
 use crate::table::TableSink;
 
 /// A text source.
@@ -119,7 +120,7 @@ struct Wiki {
 /// Describes pieces one at a time with the configured sources.
 pub struct Describer<'a> {
     params: &'a Params,
-    labels: &'a HashMap<String, labels::Labels>,
+    labels: &'a HashMap<String, Labels>,
     user: &'a HashMap<String, file::UserText>,
     captioner: captions::Captioner,
     /// One captioner per held-out caption, each with its own seed.
@@ -134,7 +135,7 @@ impl<'a> Describer<'a> {
     /// `scratch` the journal of this run's lookups (kept until the run completes).
     pub fn new(
         params: &'a Params,
-        labels: &'a HashMap<String, labels::Labels>,
+        labels: &'a HashMap<String, Labels>,
         user: &'a HashMap<String, file::UserText>,
         scratch: &Path,
         memo: &Path,
@@ -158,12 +159,12 @@ impl<'a> Describer<'a> {
     }
 
     /// The held-out captions of one piece (`describe.captions.heldout` of them).
-    pub fn heldout(&self, piece: &PieceRow) -> Vec<captions::HeldOutCaption> {
+    pub fn heldout(&self, piece: &PieceRow) -> Vec<heldout::HeldOutCaption> {
         let labels = self.labels.get(&piece.path);
         self.heldout
             .iter()
             .zip(0..)
-            .map(|(c, variant)| captions::HeldOutCaption {
+            .map(|(c, variant)| heldout::HeldOutCaption {
                 path: piece.path.clone(),
                 variant,
                 text: c.caption(piece, labels),
@@ -225,7 +226,7 @@ impl<'a> Describer<'a> {
 pub fn describe(
     pieces: &[PieceRow],
     params: &Params,
-    labels: &HashMap<String, labels::Labels>,
+    labels: &HashMap<String, Labels>,
     user: &HashMap<String, file::UserText>,
     scratch: &Path,
     memo: &Path,
@@ -243,7 +244,7 @@ pub fn describe(
 pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
     let params: Params = ctx.params("describe")?;
     let labels = match ctx.optional_dep("manifest")? {
-        Some(m) => labels::read_manifest(&m)?,
+        Some(m) => read_manifest(&m)?,
         None => HashMap::new(),
     };
     let user = if params.sources.contains(&Source::File) {
@@ -259,7 +260,7 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
     let mut sink = TableSink::create(&out.join("texts.parquet"), texts_batch(&[])?.schema())?;
     let mut heldout = TableSink::create(
         &out.join("captions.parquet"),
-        captions::heldout_batch(&[])?.schema(),
+        heldout::heldout_batch(&[])?.schema(),
     )?;
     let mut by_source: BTreeMap<&str, usize> = BTreeMap::new();
     let mut missing = Vec::new();
@@ -275,7 +276,7 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
             }
         }
         let captions: Vec<_> = pieces.iter().flat_map(|p| describer.heldout(p)).collect();
-        heldout.write(&captions::heldout_batch(&captions)?)?;
+        heldout.write(&heldout::heldout_batch(&captions)?)?;
         sink.write(&texts_batch(&rows)?)
     })?;
     sink.finish()?;

@@ -22,7 +22,7 @@ use tch::Device;
 use super::adherence::{Adherence, Request, adherence};
 use super::report::pct;
 use super::{EvaluateParams, TestPiece};
-use crate::describe::captions::{HeldOutCaption, read_heldout};
+use crate::describe::heldout::{HeldOutCaption, read_heldout};
 use crate::generate::{Generator, SampleOptions, prompt};
 use crate::midi::{self, Features};
 use crate::plot::lines;

@@ -369,7 +369,7 @@ mod tests {
         // Each word's BPM lies inside the range the captions use it for
         // (they have no "very slow").
         for (word, bpm) in TEMPO_WORDS.iter().filter(|(w, _)| *w != "very slow") {
-            assert_eq!(crate::describe::captions::tempo_plain(*bpm), *word, "{word}");
+            assert_eq!(crate::midi::tempo::tempo_plain(*bpm), *word, "{word}");
         }
         assert_eq!(parse("an adagio, never presto", 3).bpm, Some(71.0));
     }

@@ -24,6 +24,16 @@ pub fn tempo_term(bpm: f64) -> &'static str {
     TEMPO_TERMS.iter().rev().find(|(_, lo)| bpm >= *lo).unwrap_or(&TEMPO_TERMS[0]).0
 }
 
+/// The plain word captions use for a BPM: slow, moderate, fast or very fast.
+pub fn tempo_plain(bpm: f64) -> &'static str {
+    match bpm {
+        b if b < 76.0 => "slow",
+        b if b < 120.0 => "moderate",
+        b if b < 168.0 => "fast",
+        _ => "very fast",
+    }
+}
+
 /// A BPM typical of the `i`-th term: the middle of its range (10 BPM inside the open ends).
 pub fn typical_bpm(i: usize) -> f64 {
     let lo = TEMPO_TERMS[i].1;

@@ -296,7 +296,7 @@ fn shard_batch(windows: &[Window]) -> anyhow::Result<RecordBatch> {
 /// (which folds a Lakh song's `.1`, `.2` duplicates together).
 pub fn groups(
     pieces: &[crate::collect::table::PieceRow],
-    manifest: &HashMap<String, crate::describe::labels::Labels>,
+    manifest: &HashMap<String, crate::manifest::Labels>,
 ) -> HashMap<String, String> {
     pieces
         .iter()
@@ -343,7 +343,7 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
     let semantic = read_semantic(&ctx.dep("tokens")?)?;
     let corpus = ctx.dep("corpus")?;
     let manifest = match ctx.optional_dep("manifest")? {
-        Some(m) => crate::describe::labels::read_manifest(&m)?,
+        Some(m) => crate::manifest::read_manifest(&m)?,
         None => HashMap::new(),
     };
     // Only the paths and groups are kept: the rest of collect's table is read a batch at a time.

@@ -1,6 +1,7 @@
-//! Collection labels from a corpus manifest (`manifest.jsonl`, one JSON object
-//! per file, keyed by `path`), for the captions and for prepare's source
-//! groups. Unknown fields are ignored: manifests carry far more than amt uses.
+//! The corpus manifest (`manifest.jsonl`, one JSON object per file, keyed
+//! by `path`): the labels describe's captions use and the collection
+//! prepare's source groups come from. Unknown fields are ignored: manifests
+//! carry far more than amt uses.
 
 use std::collections::HashMap;
 use std::io::BufRead;
