@@ -5,6 +5,8 @@
 
 use std::collections::BTreeMap;
 
+use amt_registry::invocation;
+
 use crate::fingerprint::Inputs;
 use crate::names::{ProjectPath, StageName};
 use crate::tree::Entry;
@@ -187,7 +189,7 @@ pub fn diff_inputs(old: &Inputs, new: &Inputs) -> Vec<Change> {
     let roles_changed = changes.iter().any(|c| matches!(c, Change::Role { .. }));
     for (var, old_v, new_v) in merged(&old.given, &new.given) {
         // A rebinding already shows as its roles.
-        let said = roles_changed && (var == "AMT_DEPS" || var == "AMT_OUTS");
+        let said = roles_changed && (var == invocation::var::DEPS || var == invocation::var::OUTS);
         if old_v != new_v && !said {
             changes.push(Change::Given {
                 var: var.clone(),

@@ -8,7 +8,7 @@ use petgraph::Direction;
 use petgraph::algo::tarjan_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
 
-use crate::config::Pipeline;
+use crate::config::{Pipeline, StageId};
 use crate::names::{ProjectPath, StageName};
 
 /// The pipeline's graph cannot be run.
@@ -22,20 +22,19 @@ pub enum DagError {
     MissingDep { stage: StageName, dep: ProjectPath },
 }
 
-/// Stage indices (positions in `Pipeline::stages`) linked by data flow.
+/// Stages linked by data flow. Node `n` of the graph is the stage whose id
+/// has index `n`.
 #[derive(Debug)]
 pub struct Dag {
-    graph: DiGraph<usize, ()>,
-    order: Vec<usize>,
+    graph: DiGraph<StageId, ()>,
+    order: Vec<StageId>,
 }
 
 impl Dag {
     /// Builds and checks the graph; `root` is used to check that source deps exist.
     pub fn build(pipeline: &Pipeline, root: &Path) -> Result<Self, DagError> {
         let mut graph = DiGraph::new();
-        let nodes: Vec<NodeIndex> = (0..pipeline.stages.len())
-            .map(|i| graph.add_node(i))
-            .collect();
+        let nodes: Vec<NodeIndex> = pipeline.ids().map(|id| graph.add_node(id)).collect();
         for (b, stage) in pipeline.stages.iter().enumerate() {
             for dep in &stage.deps {
                 let producers: Vec<usize> = pipeline
@@ -60,33 +59,33 @@ impl Dag {
             return Err(DagError::Cycle(
                 cycle
                     .into_iter()
-                    .map(|i| pipeline.stages[i].name.clone())
+                    .map(|n| pipeline.stages[n.index()].name.clone())
                     .collect(),
             ));
         }
-        let order = topo_order(&graph);
+        let order = topo_order(&graph).into_iter().map(|n| graph[n]).collect();
         Ok(Self { graph, order })
     }
 
     /// All stages in a deterministic topological order (ties broken by name).
-    pub fn order(&self) -> &[usize] {
+    pub fn order(&self) -> &[StageId] {
         &self.order
     }
 
-    /// The direct upstream stages of `i`.
-    pub fn upstream(&self, i: usize) -> Vec<usize> {
-        self.neighbors(i, Direction::Incoming)
+    /// The direct upstream stages of `id`.
+    pub fn upstream(&self, id: StageId) -> Vec<StageId> {
+        self.neighbors(id, Direction::Incoming)
     }
 
-    /// The direct downstream stages of `i`.
-    pub fn downstream(&self, i: usize) -> Vec<usize> {
-        self.neighbors(i, Direction::Outgoing)
+    /// The direct downstream stages of `id`.
+    pub fn downstream(&self, id: StageId) -> Vec<StageId> {
+        self.neighbors(id, Direction::Outgoing)
     }
 
-    fn neighbors(&self, i: usize, dir: Direction) -> Vec<usize> {
-        let mut v: Vec<usize> = self
+    fn neighbors(&self, id: StageId, dir: Direction) -> Vec<StageId> {
+        let mut v: Vec<StageId> = self
             .graph
-            .neighbors_directed(NodeIndex::new(i), dir)
+            .neighbors_directed(NodeIndex::new(id.index()), dir)
             .map(|n| self.graph[n])
             .collect();
         v.sort_unstable();
@@ -94,18 +93,18 @@ impl Dag {
     }
 
     /// `targets` and everything they depend on, transitively.
-    pub fn with_upstream(&self, targets: &[usize]) -> BTreeSet<usize> {
+    pub fn with_upstream(&self, targets: &[StageId]) -> BTreeSet<StageId> {
         self.closure(targets, Direction::Incoming)
     }
 
     /// `targets` and everything that depends on them, transitively.
-    pub fn with_downstream(&self, targets: &[usize]) -> BTreeSet<usize> {
+    pub fn with_downstream(&self, targets: &[StageId]) -> BTreeSet<StageId> {
         self.closure(targets, Direction::Outgoing)
     }
 
-    fn closure(&self, targets: &[usize], dir: Direction) -> BTreeSet<usize> {
-        let mut seen: BTreeSet<usize> = targets.iter().copied().collect();
-        let mut queue: VecDeque<usize> = targets.iter().copied().collect();
+    fn closure(&self, targets: &[StageId], dir: Direction) -> BTreeSet<StageId> {
+        let mut seen: BTreeSet<StageId> = targets.iter().copied().collect();
+        let mut queue: VecDeque<StageId> = targets.iter().copied().collect();
         while let Some(i) = queue.pop_front() {
             for n in self.neighbors(i, dir) {
                 if seen.insert(n) {
@@ -117,7 +116,7 @@ impl Dag {
     }
 
     /// The stages of `set` in topological order.
-    pub fn sorted(&self, set: &BTreeSet<usize>) -> Vec<usize> {
+    pub fn sorted(&self, set: &BTreeSet<StageId>) -> Vec<StageId> {
         self.order
             .iter()
             .copied()
@@ -126,20 +125,23 @@ impl Dag {
     }
 }
 
-/// Kahn's algorithm, always taking the smallest ready index (stages are sorted by name).
-fn topo_order(graph: &DiGraph<usize, ()>) -> Vec<usize> {
+/// Kahn's algorithm, always taking the smallest ready node (stages are sorted by name).
+fn topo_order(graph: &DiGraph<StageId, ()>) -> Vec<NodeIndex> {
     let mut indegree: Vec<usize> = graph
         .node_indices()
         .map(|n| graph.neighbors_directed(n, Direction::Incoming).count())
         .collect();
-    let mut ready: BTreeSet<usize> = (0..indegree.len()).filter(|&i| indegree[i] == 0).collect();
+    let mut ready: BTreeSet<NodeIndex> = graph
+        .node_indices()
+        .filter(|n| indegree[n.index()] == 0)
+        .collect();
     let mut order = Vec::with_capacity(indegree.len());
-    while let Some(i) = ready.pop_first() {
-        order.push(i);
-        for n in graph.neighbors_directed(NodeIndex::new(i), Direction::Outgoing) {
-            indegree[n.index()] -= 1;
-            if indegree[n.index()] == 0 {
-                ready.insert(n.index());
+    while let Some(n) = ready.pop_first() {
+        order.push(n);
+        for m in graph.neighbors_directed(n, Direction::Outgoing) {
+            indegree[m.index()] -= 1;
+            if indegree[m.index()] == 0 {
+                ready.insert(m);
             }
         }
     }
@@ -147,7 +149,7 @@ fn topo_order(graph: &DiGraph<usize, ()>) -> Vec<usize> {
 }
 
 /// One cycle, as a closed walk starting at its smallest stage.
-fn find_cycle(graph: &DiGraph<usize, ()>) -> Option<Vec<usize>> {
+fn find_cycle(graph: &DiGraph<StageId, ()>) -> Option<Vec<NodeIndex>> {
     let mut components: Vec<Vec<NodeIndex>> = tarjan_scc(graph)
         .into_iter()
         .filter(|c| c.len() > 1 || graph.contains_edge(c[0], c[0]))
@@ -167,21 +169,21 @@ fn find_cycle(graph: &DiGraph<usize, ()>) -> Option<Vec<usize>> {
         next.sort();
         for m in next {
             if m == start {
-                let mut walk = vec![n.index()];
+                let mut walk = vec![n];
                 let mut cur = n;
                 while let Some(p) = parent[cur.index()] {
                     walk.push(p);
-                    cur = NodeIndex::new(p);
+                    cur = p;
                 }
                 walk.reverse();
-                if walk[0] != start.index() {
-                    walk.insert(0, start.index());
+                if walk[0] != start {
+                    walk.insert(0, start);
                 }
-                walk.push(start.index());
+                walk.push(start);
                 return Some(walk);
             }
             if parent[m.index()].is_none() && m != start {
-                parent[m.index()] = Some(n.index());
+                parent[m.index()] = Some(n);
                 queue.push_back(m);
             }
         }
@@ -217,16 +219,16 @@ mod tests {
         );
         let dir = tempfile::tempdir().unwrap();
         let dag = Dag::build(&p, dir.path()).unwrap();
-        assert_eq!(dag.order(), [0, 1, 2]);
-        assert_eq!(dag.upstream(2), [0, 1]);
-        assert_eq!(
-            dag.with_upstream(&[1]).into_iter().collect::<Vec<_>>(),
-            [0, 1]
-        );
-        assert_eq!(
-            dag.with_downstream(&[1]).into_iter().collect::<Vec<_>>(),
-            [1, 2]
-        );
+        let names = |ids: &[StageId]| -> Vec<&str> {
+            ids.iter().map(|&id| p.stages[id].name.as_str()).collect()
+        };
+        let id = |name| p.id(name).unwrap();
+        assert_eq!(names(dag.order()), ["a", "b", "c"]);
+        assert_eq!(names(&dag.upstream(id("c"))), ["a", "b"]);
+        let up: Vec<StageId> = dag.with_upstream(&[id("b")]).into_iter().collect();
+        assert_eq!(names(&up), ["a", "b"]);
+        let down: Vec<StageId> = dag.with_downstream(&[id("b")]).into_iter().collect();
+        assert_eq!(names(&down), ["b", "c"]);
     }
 
     #[test]

@@ -5,7 +5,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use amt_registry::progress::{PROGRESS_VAR, Progress};
+use amt_registry::invocation::{Place, var};
+use amt_registry::progress::Progress;
 
 use crate::action_cache::ActionCache;
 pub use crate::action_cache::RemoteCache;
@@ -411,17 +412,6 @@ impl<'p> Engine<'p> {
             Run::Builtin { command, .. } => command.clone(),
         };
         let (scratch, memo) = self.prepare_scratch(stage, &check.key, force)?;
-        let mut env = self.stage_env(&check.inputs)?;
-        env.push(("AMT_SCRATCH".to_owned(), scratch.display().to_string()));
-        env.push(("AMT_MEMO".to_owned(), memo.display().to_string()));
-        if matches!(stage.run, Run::Builtin { .. }) {
-            // The program checks that its machine has the facts the key holds;
-            // set also when there are none, so a variable of the user's shell
-            // never stands in for the key's.
-            let facts = serde_json::to_string(&check.inputs.facts).expect("strings serialise");
-            env.push(("AMT_FACTS".to_owned(), facts));
-        }
-
         let progress = self.progress_path(stage);
         let progress_io = |source| StageError::Io {
             what: format!("the progress file {}", progress.display()),
@@ -431,7 +421,20 @@ impl<'p> Engine<'p> {
         if let Some(dir) = progress.parent() {
             std::fs::create_dir_all(dir).map_err(progress_io)?;
         }
-        env.push((PROGRESS_VAR.to_owned(), progress.display().to_string()));
+        let place = Place {
+            root: self.root().to_owned(),
+            scratch,
+            memo,
+            progress: Some(progress.clone()),
+        };
+        let mut env = self.stage_env(&check.inputs, &place)?;
+        if matches!(stage.run, Run::Builtin { .. }) {
+            // The program checks that its machine has the facts the key holds;
+            // set also when there are none, so a variable of the user's shell
+            // never stands in for the key's.
+            let facts = serde_json::to_string(&check.inputs.facts).expect("strings serialise");
+            env.push((var::FACTS.to_owned(), facts));
+        }
 
         let log = self.log_path(stage);
         let key = check.key.to_string();
@@ -579,25 +582,26 @@ impl<'p> Engine<'p> {
     }
 
     /// The variables a command sees: what its key covers (the variables amt
-    /// gives it and its params), and where it runs (the project root), which
-    /// the key leaves out so that results are shared between checkouts.
-    fn stage_env(&self, inputs: &Inputs) -> Result<Vec<(String, String)>, StageError> {
+    /// gives it and its params), and where it runs, which the key leaves out
+    /// so that results are shared between checkouts.
+    fn stage_env(
+        &self,
+        inputs: &Inputs,
+        place: &Place,
+    ) -> Result<Vec<(String, String)>, StageError> {
         let mut env: Vec<(String, String)> = inputs
             .given
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        env.push((
-            "AMT_PROJECT_ROOT".to_owned(),
-            self.root().display().to_string(),
-        ));
+        env.extend(place.vars());
         let params = nest(
             inputs
                 .params
                 .iter()
                 .map(|(k, v)| (k.as_str(), json_of_canonical(v))),
         );
-        env.push(("AMT_PARAMS".to_owned(), params.to_string()));
+        env.push((var::PARAMS.to_owned(), params.to_string()));
         for (k, v) in &inputs.params {
             // A string as itself; anything else as its canonical JSON.
             let plain = match json_of_canonical(v) {

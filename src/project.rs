@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::{self, Builtins, ConfigError, MANIFEST, Pipeline};
+use crate::config::{self, Builtins, ConfigError, MANIFEST, Pipeline, StageId};
 use crate::dag::{Dag, DagError};
 
 /// A loaded, validated project.
@@ -93,21 +93,17 @@ impl Project {
     }
 
     /// Resolves stage names given on the command line.
-    pub fn resolve(&self, names: &[String]) -> Result<Vec<usize>, String> {
+    pub fn resolve(&self, names: &[String]) -> Result<Vec<StageId>, String> {
         names
             .iter()
             .map(|n| {
-                self.pipeline
-                    .stages
-                    .iter()
-                    .position(|s| s.name.as_str() == n)
-                    .ok_or_else(|| {
-                        let all = self.pipeline.stages.iter().map(|s| s.name.as_str());
-                        match config::suggest(n, all) {
-                            Some(s) => format!("no stage is called `{n}`; did you mean `{s}`?"),
-                            None => format!("no stage is called `{n}`"),
-                        }
-                    })
+                self.pipeline.id(n).ok_or_else(|| {
+                    let all = self.pipeline.stages.iter().map(|s| s.name.as_str());
+                    match config::suggest(n, all) {
+                        Some(s) => format!("no stage is called `{n}`; did you mean `{s}`?"),
+                        None => format!("no stage is called `{n}`"),
+                    }
+                })
             })
             .collect()
     }

@@ -1,11 +1,12 @@
-//! What a stage's command is given besides its params: its name, its
-//! bindings, its CPU share (all part of its action key), and while it runs,
-//! the file it reports progress through. The environment protocol between
-//! the engine and any command.
+//! What a stage's command is given besides its params: the invocation's
+//! keyed variables (its name, bindings and CPU share; see
+//! `amt_registry::invocation`), the thread-pool variables sized to its share,
+//! and while it runs, a reader of the file it reports progress through.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use amt_registry::invocation::{Bindings, Given};
 use amt_registry::progress::Progress;
 
 use crate::config::{Run, Stage};
@@ -51,17 +52,19 @@ pub fn watch_progress<T>(
 }
 
 /// The variables amt gives a stage's command besides its params and where it
-/// runs: its name, its bindings and its CPU share. They are part of the
-/// action key, since a command may write any of them into its outputs.
+/// runs (see [`Given`]), with the thread-pool variables set to its CPU share.
+/// They are part of the action key, since a command may write any of them
+/// into its outputs.
 pub fn given_vars(stage: &Stage) -> BTreeMap<String, String> {
-    let bindings = |roles: &Option<Vec<(String, ProjectPath)>>, paths: &[ProjectPath]| {
-        let text = |p: &ProjectPath| serde_json::Value::String(p.to_string());
-        match roles {
-            Some(named) => serde_json::Value::Object(
-                named.iter().map(|(r, p)| (r.clone(), text(p))).collect(),
-            ),
-            None => serde_json::Value::Array(paths.iter().map(text).collect()),
-        }
+    let text = |paths: &[ProjectPath]| paths.iter().map(ProjectPath::to_string).collect();
+    let bindings = |roles: &Option<Vec<(String, ProjectPath)>>, paths: &[ProjectPath]| match roles {
+        Some(named) => Bindings::Roles(
+            named
+                .iter()
+                .map(|(r, p)| (r.clone(), p.to_string()))
+                .collect(),
+        ),
+        None => Bindings::Paths(text(paths)),
     };
     let plain_outs: Vec<ProjectPath> = stage
         .outs
@@ -69,17 +72,22 @@ pub fn given_vars(stage: &Stage) -> BTreeMap<String, String> {
         .filter(|o| !stage.metrics.contains(o))
         .cloned()
         .collect();
-    let mut given = BTreeMap::from([
-        ("AMT_STAGE".to_owned(), stage.name.to_string()),
-        ("AMT_DEPS".to_owned(), bindings(&stage.dep_roles, &stage.deps).to_string()),
-        ("AMT_OUTS".to_owned(), bindings(&stage.out_roles, &plain_outs).to_string()),
-        ("AMT_METRICS".to_owned(), bindings(&None, &stage.metrics).to_string()),
-    ]);
-    given.extend(cpu_share_env(stage.resources.cpus, |v| std::env::var_os(v).is_some()));
-    if let Run::Builtin { version, .. } = &stage.run {
-        given.insert("AMT_CODE_VERSION".to_owned(), version.clone());
-    }
-    given
+    let given = Given {
+        stage: stage.name.to_string(),
+        deps: bindings(&stage.dep_roles, &stage.deps),
+        outs: bindings(&stage.out_roles, &plain_outs),
+        metrics: text(&stage.metrics),
+        cpus: stage.resources.cpus,
+        code_version: match &stage.run {
+            Run::Builtin { version, .. } => Some(version.clone()),
+            Run::Shell(_) => None,
+        },
+    };
+    let mut vars = given.vars();
+    vars.extend(thread_vars(stage.resources.cpus, |v| {
+        std::env::var_os(v).is_some()
+    }));
+    vars
 }
 
 /// An environment value as key text; bytes that are not UTF-8 are escaped
@@ -111,16 +119,16 @@ pub const THREAD_VARS: &[&str] = &[
     "RAYON_NUM_THREADS",
 ];
 
-/// What tells a stage its CPU share: `AMT_CPUS`, and the thread-pool
-/// variables the user has not set (`user_set` says which they have). The
-/// share is the stage's declared `cpus`, also when `-j` is smaller, so that
-/// a stage whose bytes depend on its thread count computes the same bytes
-/// whatever `-j` a run was given.
-pub fn cpu_share_env(cpus: u32, user_set: impl Fn(&str) -> bool) -> Vec<(String, String)> {
+/// The thread-pool variables the user has not set (`user_set` says which
+/// they have), each set to the stage's CPU share: its declared `cpus`, also
+/// when `-j` is smaller, so that a stage whose bytes depend on its thread
+/// count computes the same bytes whatever `-j` a run was given.
+pub fn thread_vars(cpus: u32, user_set: impl Fn(&str) -> bool) -> Vec<(String, String)> {
     let share = cpus.max(1).to_string();
-    std::iter::once("AMT_CPUS")
-        .chain(THREAD_VARS.iter().copied().filter(|v| !user_set(v)))
-        .map(|v| (v.to_owned(), share.clone()))
+    THREAD_VARS
+        .iter()
+        .filter(|v| !user_set(v))
+        .map(|v| ((*v).to_owned(), share.clone()))
         .collect()
 }
 
@@ -130,11 +138,10 @@ mod tests {
 
     #[test]
     fn a_stage_learns_its_share_and_the_users_own_settings_stay() {
-        let env = cpu_share_env(1, |v| v == "OMP_NUM_THREADS");
+        let env = thread_vars(1, |v| v == "OMP_NUM_THREADS");
         assert_eq!(
             env,
             [
-                ("AMT_CPUS".to_owned(), "1".to_owned()),
                 ("MKL_NUM_THREADS".to_owned(), "1".to_owned()),
                 ("OPENBLAS_NUM_THREADS".to_owned(), "1".to_owned()),
                 ("RAYON_NUM_THREADS".to_owned(), "1".to_owned()),

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use crate::config::{Pipeline, SweepConfig};
+use crate::config::{Pipeline, StageId, SweepConfig};
 use crate::params::{ParamError, ParamKey, canonical};
 use crate::project::{Project, ProjectError};
 
@@ -151,10 +151,10 @@ pub fn check_axes(pipeline: &Pipeline, axes: &[Axis]) -> Result<(), SweepError> 
 /// before the points, so the points all restore them from the cache.
 pub fn shared_stages(
     project: &Project,
-    selection: &BTreeSet<usize>,
+    selection: &BTreeSet<StageId>,
     axes: &[Axis],
-) -> BTreeSet<usize> {
-    let touched: Vec<usize> = selection
+) -> BTreeSet<StageId> {
+    let touched: Vec<StageId> = selection
         .iter()
         .copied()
         .filter(|&i| {

@@ -35,19 +35,6 @@ struct Cached {
     probe: Probe,
 }
 
-/// Variables that change what libtorch does, hence the facts.
-const VARS: &[&str] = &[
-    "ATEN_CPU_CAPABILITY",
-    "CUDA_VISIBLE_DEVICES",
-    "LD_LIBRARY_PATH",
-    "ONEDNN_MAX_CPU_ISA",
-    "DNNL_MAX_CPU_ISA",
-    "MKL_CBWR",
-    "MKL_ENABLE_INSTRUCTIONS",
-    "NVIDIA_TF32_OVERRIDE",
-    "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE",
-];
-
 /// The processor (model and feature flags) and the GPU driver, so that a
 /// cache carried to another machine with the same host name is probed again.
 fn machine_identity() -> Vec<String> {
@@ -86,7 +73,8 @@ fn stat_line(path: &Path) -> String {
 fn stamp(binary: &Path, watch: &[PathBuf]) -> Vec<String> {
     let mut s = vec![stat_line(binary)];
     s.extend(watch.iter().map(|p| stat_line(p)));
-    s.extend(VARS.iter().map(|v| format!("{v}={}", std::env::var(v).unwrap_or_default())));
+    let vars = amt_registry::PROBE_VARS.iter().chain(amt_registry::TORCH_VARS);
+    s.extend(vars.map(|v| format!("{v}={}", std::env::var(v).unwrap_or_default())));
     let mut gpus: Vec<String> = std::fs::read_dir("/proc/driver/nvidia/gpus")
         .into_iter()
         .flatten()

@@ -1,5 +1,6 @@
 //! `amt dag`: the stage graph as text, Graphviz dot or Mermaid.
 
+use amt::config::StageId;
 use amt::project::Project;
 
 use super::Failure;
@@ -27,7 +28,7 @@ pub fn run(project: &Project, args: Args) -> Result<(), Failure> {
 pub fn render(project: &Project, format: Format) -> String {
     let stages = &project.pipeline.stages;
     let dag = &project.dag;
-    let name = |i: usize| stages[i].name.as_str();
+    let name = |i: StageId| stages[i].name.as_str();
     let mut out = String::new();
     match format {
         Format::Text => {
@@ -54,7 +55,7 @@ pub fn render(project: &Project, format: Format) -> String {
         }
         Format::Mermaid => {
             out.push_str("flowchart LR\n");
-            let id = |i: usize| format!("s{i}");
+            let id = |i: StageId| format!("s{i}");
             for &i in dag.order() {
                 out.push_str(&format!("  {}[\"{}\"]\n", id(i), name(i)));
             }

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use amt::config::ExecutorKind;
+use amt::config::{ExecutorKind, StageId};
 use amt::engine::{Engine, StageError};
 use amt::exec::Processes;
 use amt::ledger::{PipelineRun, RunStatus, now_ms};
@@ -96,19 +96,19 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
     let targets = project
         .resolve(&args.stages)
         .map_err(|e| Failure::Input(anyhow::anyhow!(e)))?;
-    let all: Vec<usize> = (0..project.pipeline.stages.len()).collect();
+    let all: Vec<StageId> = project.pipeline.ids().collect();
     let named = if targets.is_empty() {
         all.clone()
     } else {
         targets
     };
     let selection = if args.downstream {
-        let down: Vec<usize> = project.dag.with_downstream(&named).into_iter().collect();
+        let down: Vec<StageId> = project.dag.with_downstream(&named).into_iter().collect();
         project.dag.with_upstream(&down)
     } else {
         project.dag.with_upstream(&named)
     };
-    let force: BTreeSet<usize> = if args.force {
+    let force: BTreeSet<StageId> = if args.force {
         if args.downstream {
             project.dag.with_downstream(&named)
         } else {
@@ -252,7 +252,7 @@ pub(super) fn total_memory() -> u64 {
 /// counts, and the metrics files of the stages it brought up to date.
 pub fn pipeline_run(
     engine: &Engine<'_>,
-    selection: &BTreeSet<usize>,
+    selection: &BTreeSet<StageId>,
     summary: &scheduler::Summary,
     started_at_ms: u64,
     run: String,

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use amt::config::Run;
+use amt::config::{Run, StageId};
 use amt::names::ProjectPath;
 use amt::engine::{Change, Engine};
 use amt::project::Project;
@@ -27,7 +27,7 @@ impl Reporter for Silent {
 }
 
 /// Checks stages without changing anything (a dry run over the selection).
-pub fn check_all(engine: &Engine<'_>, selection: &BTreeSet<usize>) -> Summary {
+pub fn check_all(engine: &Engine<'_>, selection: &BTreeSet<StageId>) -> Summary {
     let opts = Options {
         jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
         force: BTreeSet::new(),
@@ -59,8 +59,8 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
     let targets = project
         .resolve(&args.stages)
         .map_err(|e| Failure::Input(anyhow::anyhow!(e)))?;
-    let selection: BTreeSet<usize> = if targets.is_empty() {
-        (0..project.pipeline.stages.len()).collect()
+    let selection: BTreeSet<StageId> = if targets.is_empty() {
+        project.pipeline.ids().collect()
     } else {
         project.dag.with_upstream(&targets)
     };
@@ -75,12 +75,12 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
         Some(holder) => amt::running::read(&project.cache_dir(), holder),
         None => BTreeSet::new(),
     };
-    let state = |i: usize, o: &Outcome| {
+    let state = |i: StageId, o: &Outcome| {
         let (state, reasons) = describe(o);
         let name = project.pipeline.stages[i].name.as_str();
         (if running.contains(name) { "running" } else { state }, reasons)
     };
-    let shown: Vec<(usize, &Outcome)> = summary
+    let shown: Vec<(StageId, &Outcome)> = summary
         .outcomes
         .iter()
         .filter(|(i, _)| targets.is_empty() || targets.contains(i))

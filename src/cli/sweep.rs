@@ -5,6 +5,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use amt::config::StageId;
 use amt::project::Project;
 use amt::run_context::Settings;
 use amt::scheduler::{self, Options};
@@ -117,8 +118,8 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
         .map(|p| sweep::point_project(project, p))
         .collect::<Result<_, _>>()
         .map_err(|e| Failure::Other(e.into()))?;
-    let named: Vec<usize> = if targets.is_empty() {
-        (0..project.pipeline.stages.len()).collect()
+    let named: Vec<StageId> = if targets.is_empty() {
+        project.pipeline.ids().collect()
     } else {
         targets
     };

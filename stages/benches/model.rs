@@ -18,8 +18,8 @@ use amt_stages::cluster::Centroids;
 use amt_stages::embed::Pooling;
 use amt_stages::generate::{Generator, SampleOptions};
 use amt_stages::model::{Gpt, ModelParams, hf};
-use amt_stages::tokenizer::{Config, Tokenizer};
-use amt_stages::train::{TrainData, TrainParams, Windows, prefix_len, train};
+use amt_stages::tokenizer::{Config, Tokenizer, prefix_len};
+use amt_stages::train::{TrainData, TrainParams, Windows, train};
 use rand::{Rng, SeedableRng};
 use tch::{Device, Tensor};
 

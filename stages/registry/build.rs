@@ -20,7 +20,8 @@ use std::path::{Path, PathBuf};
 
 /// Files besides the reached sources that shape every stage's binary (paths
 /// relative to `stages/`): its manifest and build script, this registry (the
-/// stage list, which `amt-stage` dispatches by), and the build configuration.
+/// stage list, which `amt-stage` dispatches by, and the invocation every stage
+/// reads its bindings and params from), and the build configuration.
 const ALWAYS: &[&str] = &[
     "Cargo.toml",
     "build.rs",
@@ -28,6 +29,7 @@ const ALWAYS: &[&str] = &[
     "registry/build.rs",
     "registry/src/lib.rs",
     "registry/src/list.rs",
+    "registry/src/invocation.rs",
     "../.cargo/config.toml",
 ];
 

@@ -1,9 +1,11 @@
 //! What a built-in stage receives from the engine: its params and the paths
-//! bound to its dep and out roles, read from the environment amt sets.
+//! bound to its dep and out roles, read from the [`Invocation`] amt passes in
+//! the environment.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, anyhow, bail};
+use amt_registry::invocation::{Bindings, Invocation};
+use anyhow::{anyhow, bail};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -23,50 +25,42 @@ pub struct StageContext {
     /// Where to report progress (`AMT_PROGRESS`), when run by amt.
     pub progress: Option<PathBuf>,
     params: Value,
-    deps: Value,
-    outs: Value,
-    metrics: Value,
-}
-
-fn json_var(name: &str) -> anyhow::Result<Value> {
-    match std::env::var(name) {
-        Ok(text) => {
-            serde_json::from_str(&text).with_context(|| format!("${name} is not valid JSON"))
-        }
-        Err(_) => Ok(Value::Null),
-    }
+    deps: Bindings,
+    outs: Bindings,
+    metrics: Vec<String>,
 }
 
 impl StageContext {
-    /// Reads `AMT_PROJECT_ROOT`, `AMT_SCRATCH`, `AMT_MEMO`, `AMT_CODE_VERSION`,
-    /// `AMT_PARAMS`, `AMT_DEPS`, `AMT_OUTS` and `AMT_METRICS`.
+    /// The context `amt run` passes in the environment.
     pub fn from_env() -> anyhow::Result<Self> {
-        let root = std::env::var_os("AMT_PROJECT_ROOT")
-            .map(PathBuf::from)
-            .ok_or_else(|| {
-                anyhow!("AMT_PROJECT_ROOT is not set: built-in stages run under `amt run`")
-            })?;
-        let scratch = std::env::var_os("AMT_SCRATCH")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root.join("cache/scratch"));
-        let memo = std::env::var_os("AMT_MEMO")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| scratch.join("memo"));
+        let Invocation {
+            given,
+            place,
+            params,
+            facts: _,
+        } = Invocation::from_env()?;
         Ok(Self {
-            root,
-            scratch,
-            memo,
-            code_version: std::env::var("AMT_CODE_VERSION").ok(),
-            progress: std::env::var_os(amt_registry::progress::PROGRESS_VAR).map(PathBuf::from),
-            params: json_var("AMT_PARAMS")?,
-            deps: json_var("AMT_DEPS")?,
-            outs: json_var("AMT_OUTS")?,
-            metrics: json_var("AMT_METRICS")?,
+            root: place.root,
+            scratch: place.scratch,
+            memo: place.memo,
+            code_version: given.code_version,
+            progress: place.progress,
+            params,
+            deps: given.deps,
+            outs: given.outs,
+            metrics: given.metrics,
         })
     }
 
-    /// A context built directly, for tests and library callers.
+    /// A context built directly, for tests and library callers: `deps` and
+    /// `outs` are JSON as amt passes them (`{"role": "path"}`, or a list).
+    ///
+    /// # Panics
+    /// When `deps` or `outs` is neither.
     pub fn new(root: PathBuf, scratch: PathBuf, params: Value, deps: Value, outs: Value) -> Self {
+        let bindings = |v: Value| -> Bindings {
+            serde_json::from_value(v).expect("bindings are a map of roles to paths, or a list")
+        };
         Self {
             root,
             memo: scratch.join("memo"),
@@ -74,20 +68,15 @@ impl StageContext {
             code_version: None,
             progress: None,
             params,
-            deps,
-            outs,
-            metrics: Value::Null,
+            deps: bindings(deps),
+            outs: bindings(outs),
+            metrics: Vec::new(),
         }
     }
 
     /// The same context with declared metrics files (as `metrics = [...]` gives them).
     pub fn with_metrics(mut self, paths: &[&str]) -> Self {
-        self.metrics = Value::Array(
-            paths
-                .iter()
-                .map(|p| Value::String((*p).to_owned()))
-                .collect(),
-        );
+        self.metrics = paths.iter().map(|p| (*p).to_owned()).collect();
         self
     }
 
@@ -113,15 +102,16 @@ impl StageContext {
         }
     }
 
-    fn bound(&self, what: &str, bindings: &Value, role: &str) -> anyhow::Result<Option<PathBuf>> {
-        match bindings {
-            Value::Object(map) => match map.get(role) {
-                Some(Value::String(p)) => Ok(Some(self.root.join(p))),
-                Some(other) => bail!("{what}.{role} must be a path, not {other}"),
-                None => Ok(None),
-            },
-            Value::Null => Ok(None),
-            _ => bail!(
+    fn bound(
+        &self,
+        what: &str,
+        bindings: &Bindings,
+        role: &str,
+    ) -> anyhow::Result<Option<PathBuf>> {
+        match bindings.role(role) {
+            Ok(path) => Ok(path.map(|p| self.root.join(p))),
+            Err(_) if bindings.paths().is_empty() => Ok(None),
+            Err(_) => bail!(
                 "this built-in stage needs named {what}, like `{what} = {{ {role} = \"path\" }}`"
             ),
         }
@@ -140,14 +130,7 @@ impl StageContext {
 
     /// The stage's declared metrics files (`metrics = [...]` in amt.toml).
     pub fn metrics_files(&self) -> Vec<PathBuf> {
-        match &self.metrics {
-            Value::Array(paths) => paths
-                .iter()
-                .filter_map(Value::as_str)
-                .map(|p| self.root.join(p))
-                .collect(),
-            _ => Vec::new(),
-        }
+        self.metrics.iter().map(|p| self.root.join(p)).collect()
     }
 
     /// Writes a stage's headline numbers to every declared metrics file.

@@ -63,19 +63,8 @@ fn cpu_capability() -> String {
     }
 }
 
-/// Variables that change libtorch's numerics (oneDNN and MKL code paths,
-/// TF32 on NVIDIA GPUs), with the values this process sees.
-pub const TORCH_VARS: &[&str] = &[
-    "ONEDNN_MAX_CPU_ISA",
-    "DNNL_MAX_CPU_ISA",
-    "MKL_CBWR",
-    "MKL_ENABLE_INSTRUCTIONS",
-    "NVIDIA_TF32_OVERRIDE",
-    "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE",
-];
-
 fn torch_env() -> String {
-    let set: Vec<String> = TORCH_VARS
+    let set: Vec<String> = amt_registry::TORCH_VARS
         .iter()
         .filter_map(|v| std::env::var(v).ok().map(|value| format!("{v}={value}")))
         .collect();

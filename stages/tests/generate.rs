@@ -12,8 +12,8 @@ use amt_stages::StageContext;
 use amt_stages::generate::{GeneratedFile, Generator, SampleOptions};
 use amt_stages::model::{Conditioning, GptConfig};
 use amt_stages::prepare::windows;
-use amt_stages::tokenizer::{self, Config, Tokenizer};
-use amt_stages::train::{TrainData, TrainParams, Windows, prefix_len, train};
+use amt_stages::tokenizer::{self, Config, Tokenizer, prefix_len};
+use amt_stages::train::{TrainData, TrainParams, Windows, train};
 use amt_stages::midi::key::Key;
 use amt_stages::midi;
 use serde_json::json;
@@ -229,7 +229,7 @@ fn the_stage_writes_a_piece_per_prompt_and_a_summary() {
 #[test]
 fn a_model_trained_without_unconditioned_windows_is_not_guided() {
     let (model, _g) = generator();
-    let summary = |uncondition: f64| amt_stages::train::Summary {
+    let summary = |uncondition: f64| amt_stages::bundle::Summary {
         micro_batch: 8,
         parameters: model.model().parameters(),
         config: model.model().config.clone(),

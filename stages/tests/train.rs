@@ -10,8 +10,8 @@ use std::sync::Mutex;
 use amt_stages::midi;
 use amt_stages::model::{Conditioning, Gpt, GptConfig, hf};
 use amt_stages::prepare::windows;
-use amt_stages::tokenizer::{self, Config, Tokenizer};
-use amt_stages::train::{TrainData, TrainParams, Windows, evaluate, prefix_len, train};
+use amt_stages::tokenizer::{self, Config, Tokenizer, prefix_len};
+use amt_stages::train::{TrainData, TrainParams, Windows, evaluate, train};
 use tch::{Device, Tensor};
 
 /// torch's generator is global: tests that seed it must not interleave.

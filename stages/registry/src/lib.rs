@@ -1,11 +1,13 @@
 //! The contract between the engine and the built-in stages: each stage's
 //! name, summary, code version, the sources behind that version and the
-//! machine facts its bytes depend on, and the progress protocol any stage can
-//! speak. It depends on nothing heavy, so the `amt` binary can register the
-//! stages without linking what they use (libtorch makes every start of a
-//! binary that links it cost about half a second). The stages themselves run
-//! in the `amt-stage` binary.
+//! machine facts its bytes depend on, and the protocols any stage's command
+//! speaks: its invocation (the variables amt sets) and its progress reports.
+//! It depends on nothing heavy, so the `amt` binary can register the stages
+//! without linking what they use (libtorch makes every start of a binary
+//! that links it cost about half a second). The stages themselves run in the
+//! `amt-stage` binary.
 
+pub mod invocation;
 mod list;
 pub mod progress;
 #[cfg(test)]
@@ -14,7 +16,7 @@ mod lock;
 #[allow(dead_code)]
 mod reach;
 
-pub use list::{FACTS, PROBE_MODULE};
+pub use list::{FACTS, PROBE_MODULE, PROBE_VARS, TORCH_VARS};
 
 /// A built-in stage's public description.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,6 +68,10 @@ mod tests {
         assert_eq!(facts("collect"), Vec::<&str>::new());
         assert_eq!(facts("prepare"), Vec::<&str>::new());
         assert_eq!(facts("embed"), ["libtorch", "cpu", "torch_env", "cuda"]);
+        // cluster reads embed's vectors, not the encoder that made them.
+        assert_eq!(facts("cluster"), Vec::<&str>::new());
+        // generate draws no charts.
+        assert_eq!(facts("generate"), ["libtorch", "cpu", "torch_env", "cuda"]);
         assert_eq!(facts("train"), ["libtorch", "cpu", "torch_env", "cuda", "font"]);
         assert_eq!(facts("evaluate"), ["libtorch", "cpu", "torch_env", "cuda", "font"]);
     }
@@ -92,8 +98,9 @@ mod tests {
         for f in ["src/tokenizer/mod.rs", "src/tokenizer/grid.rs", "src/midi/mod.rs"] {
             assert!(train.contains(f), "train misses {f}: {train:?}");
         }
-        assert!(sources("evaluate").contains("src/prepare/mod.rs"));
-        assert!(sources("cluster").contains("src/embed/encode.rs"));
+        assert!(sources("evaluate").contains("src/cluster/tokens.rs"));
+        assert!(sources("cluster").contains("src/embed/vectors.rs"));
+        assert!(sources("train").contains("src/prepare/shard.rs"));
     }
 
     /// Editing a stage does not rerun stages that cannot run its code.
@@ -107,6 +114,20 @@ mod tests {
             assert!(!collect.iter().any(|f| f.starts_with(dir)), "{collect:?}");
         }
         assert!(!sources("prepare").iter().any(|f| f.starts_with("src/train/")));
+        // A reader of an artifact reaches the module that owns its schema,
+        // not the code of the stage that writes it.
+        let cluster = sources("cluster");
+        for f in ["src/embed/mod.rs", "src/embed/encode.rs", "src/embed/bert.rs"] {
+            assert!(!cluster.contains(f), "cluster reaches {f}");
+        }
+        let generate = sources("generate");
+        for f in ["src/train/mod.rs", "src/train/optim.rs", "src/cluster/kmeans.rs"] {
+            assert!(!generate.contains(f), "generate reaches {f}");
+        }
+        let evaluate = sources("evaluate");
+        for f in ["src/prepare/mod.rs", "src/train/mod.rs", "src/cluster/mod.rs"] {
+            assert!(!evaluate.contains(f), "evaluate reaches {f}");
+        }
     }
 
     /// Every library file is reached by some stage: a file no stage reaches is
@@ -189,6 +210,8 @@ mod tests {
             .map(|l| l.split("//").next().unwrap_or(""))
             .collect::<Vec<_>>()
             .join("\n");
+        // Inside a file's inline `mod tests { … }`, `super` is the file's module.
+        let tests = inline_tests(&code);
         let mut out = Vec::new();
         for (i, _) in code.match_indices("crate::").chain(code.match_indices("super::")) {
             let prev = code[..i].chars().last();
@@ -201,6 +224,9 @@ mod tests {
                 .collect();
             let mut parts: Vec<&str> = tail.split("::").filter(|s| !s.is_empty()).collect();
             let mut path = here.clone();
+            if tests.contains(&i) {
+                path.push("tests".to_owned());
+            }
             match parts.first() {
                 Some(&"crate") => {
                     path.clear();
@@ -218,6 +244,28 @@ mod tests {
             out.push(path);
         }
         out
+    }
+
+    /// The span of a file's inline `mod tests { … }` block (braces counted,
+    /// so an item after the block is outside it); empty when there is none.
+    fn inline_tests(code: &str) -> std::ops::Range<usize> {
+        let Some(start) = code.find("mod tests {") else {
+            return 0..0;
+        };
+        let mut depth = 0usize;
+        for (i, c) in code[start..].char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return start..start + i;
+                    }
+                }
+                _ => {}
+            }
+        }
+        start..code.len()
     }
 
     /// The file of the deepest module a path names.

@@ -86,3 +86,23 @@ pub const FACTS: &[(&str, Trigger)] = &[
     // The font the charts' text is drawn with (or none): it is in every PNG.
     ("font", Trigger::Module("plot")),
 ];
+
+/// Variables that steer libtorch's oneDNN, MKL and TF32 code paths: the
+/// `torch_env` fact holds the values of those that are set.
+pub const TORCH_VARS: &[&str] = &[
+    "ONEDNN_MAX_CPU_ISA",
+    "DNNL_MAX_CPU_ISA",
+    "MKL_CBWR",
+    "MKL_ENABLE_INSTRUCTIONS",
+    "NVIDIA_TF32_OVERRIDE",
+    "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE",
+];
+
+/// The other variables the facts read: the CPU kernels (`cpu`), the GPUs
+/// (`cuda`) and which libtorch is loaded (`libtorch`). With [`TORCH_VARS`],
+/// every variable whose change calls for a new probe.
+pub const PROBE_VARS: &[&str] = &[
+    "ATEN_CPU_CAPABILITY",
+    "CUDA_VISIBLE_DEVICES",
+    "LD_LIBRARY_PATH",
+];

@@ -7,6 +7,8 @@
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
+use amt_registry::invocation::var;
+
 /// The implementation of a built-in stage named in the registry.
 fn runner(name: &str) -> Option<amt_stages::Runner> {
     use amt_stages::*;
@@ -22,9 +24,6 @@ fn runner(name: &str) -> Option<amt_stages::Runner> {
         _ => None,
     }
 }
-
-/// The code version the engine keyed the stage with (amt sets it).
-const EXPECTED_VERSION: &str = "AMT_CODE_VERSION";
 
 fn main() -> ExitCode {
     // Die with the process that started us (amt's `sh -c`), so a stage never
@@ -66,7 +65,7 @@ fn main() -> ExitCode {
             };
             // The engine keyed this run with the code version compiled into
             // amt; results of other code must never be stored under that key.
-            if let Ok(expected) = std::env::var(EXPECTED_VERSION)
+            if let Ok(expected) = std::env::var(var::CODE_VERSION)
                 && expected != info.version
             {
                 eprintln!(
@@ -79,7 +78,7 @@ fn main() -> ExitCode {
             // Nor under machine facts that are not this machine's. A stage
             // keyed with none (collect, describe, prepare) skips the probe,
             // which asks libtorch for its GPUs.
-            if let Ok(keyed) = std::env::var("AMT_FACTS") {
+            if let Ok(keyed) = std::env::var(var::FACTS) {
                 let keyed: BTreeMap<String, String> = match serde_json::from_str(&keyed) {
                     Ok(k) => k,
                     Err(e) => {

@@ -2,18 +2,15 @@
 //! semantic token. The centroids are saved with the model name and dimension,
 //! so generation can map a new sentence to its nearest token.
 
+pub mod centroids;
 pub mod kmeans;
+pub mod tokens;
 
-use std::path::Path;
-use std::sync::Arc;
-
-use anyhow::{Context, bail};
-use arrow::array::{ArrayRef, Float64Array, StringArray, UInt32Array};
-use arrow::record_batch::RecordBatch;
+use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use crate::embed::{EmbedInfo, read_embeddings};
-use crate::table::write_parquet;
+use crate::embed::vectors::{EmbedInfo, read_embeddings};
+pub use centroids::Centroids;
 pub use kmeans::{Clustering, KSearch, cluster};
 
 /// `[params] cluster.*`.
@@ -59,54 +56,6 @@ impl Default for ClusterParams {
     }
 }
 
-/// The saved model: enough to map a new embedding to its token.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Centroids {
-    /// The embedding model the centroids live in.
-    pub model: String,
-    pub dim: usize,
-    pub pooling: crate::embed::Pooling,
-    pub normalize: bool,
-    pub seed: u64,
-    /// `k` rows of `dim` values.
-    pub centroids: Vec<Vec<f32>>,
-}
-
-impl Centroids {
-    /// Loads `centroids.json`.
-    pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let c: Self = serde_json::from_slice(
-            &std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
-        )
-        .with_context(|| format!("parsing {}", path.display()))?;
-        if c.centroids.iter().any(|v| v.len() != c.dim) {
-            bail!(
-                "{}: a centroid does not have {} values",
-                path.display(),
-                c.dim
-            );
-        }
-        Ok(c)
-    }
-
-    /// The nearest centroid (the semantic token) and the Euclidean distance to it.
-    pub fn nearest(&self, v: &[f32]) -> (u32, f64) {
-        let mut best = (0u32, f64::INFINITY);
-        for (i, c) in self.centroids.iter().enumerate() {
-            let d: f64 = c
-                .iter()
-                .zip(v)
-                .map(|(a, b)| (f64::from(*a) - f64::from(*b)).powi(2))
-                .sum();
-            if d < best.1 {
-                best = (i as u32, d);
-            }
-        }
-        (best.0, best.1.sqrt())
-    }
-}
-
 /// `report.json`: how the clustering came out.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Report {
@@ -132,25 +81,11 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
     let result = cluster(&vectors, &params)?;
 
     let out = ctx.out("dir")?;
-    let columns: Vec<(&str, ArrayRef)> = vec![
-        (
-            "path",
-            Arc::new(StringArray::from_iter_values(&paths)),
-        ),
-        (
-            "token",
-            Arc::new(UInt32Array::from_iter_values(result.labels.iter().copied())),
-        ),
-        (
-            "distance",
-            Arc::new(Float64Array::from_iter_values(
-                result.distances.iter().copied(),
-            )),
-        ),
-    ];
-    write_parquet(
-        &out.join("tokens.parquet"),
-        RecordBatch::try_from_iter(columns)?,
+    tokens::write(
+        &out.join(tokens::FILE),
+        &paths,
+        &result.labels,
+        &result.distances,
     )?;
     let centroids = Centroids {
         model: info.model,
@@ -160,7 +95,7 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
         seed: params.seed,
         centroids: result.centroids.clone(),
     };
-    std::fs::write(out.join("centroids.json"), serde_json::to_vec(&centroids)?)?;
+    std::fs::write(out.join(centroids::FILE), serde_json::to_vec(&centroids)?)?;
     let report = Report {
         k: result.k,
         silhouette: result.silhouette,

@@ -10,20 +10,19 @@ pub mod captions;
 pub mod heldout;
 pub mod file;
 pub mod template;
+pub mod texts;
 pub mod wikipedia;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::Arc;
 
 use anyhow::Context;
-use arrow::array::{ArrayRef, StringArray};
-use arrow::record_batch::RecordBatch;
 use serde::Deserialize;
 
 use crate::collect::table::{PieceRow, for_each_piece_batch};
 use crate::manifest::{Labels, read_manifest};
 use crate::table::TableSink;
+use texts::{TextRow, texts_batch};
 
 /// A text source.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -69,44 +68,6 @@ impl Default for Params {
             wikipedia: Default::default(),
         }
     }
-}
-
-/// One row of `texts.parquet`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TextRow {
-    pub path: String,
-    pub source: Option<&'static str>,
-    pub text: Option<String>,
-    pub url: Option<String>,
-}
-
-/// Rows of `texts.parquet` as one record batch.
-pub fn texts_batch(rows: &[TextRow]) -> anyhow::Result<RecordBatch> {
-    // Nullability is declared, not inferred from the rows: every batch of
-    // the file must have the schema of the first.
-    let columns: Vec<(&str, ArrayRef, bool)> = vec![
-        (
-            "path",
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.path))),
-            false,
-        ),
-        (
-            "source",
-            Arc::new(StringArray::from(rows.iter().map(|r| r.source).collect::<Vec<_>>())),
-            true,
-        ),
-        (
-            "text",
-            Arc::new(StringArray::from(rows.iter().map(|r| r.text.clone()).collect::<Vec<_>>())),
-            true,
-        ),
-        (
-            "url",
-            Arc::new(StringArray::from(rows.iter().map(|r| r.url.clone()).collect::<Vec<_>>())),
-            true,
-        ),
-    ];
-    Ok(RecordBatch::try_from_iter_with_nullable(columns)?)
 }
 
 /// The Wikipedia source's state: the client, this run's journal and what an
@@ -257,7 +218,7 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
     // texts, not the whole table.
     let mut describer = Describer::new(&params, &labels, &user, &ctx.scratch, &ctx.memo)?;
     let out = ctx.out("dir")?;
-    let mut sink = TableSink::create(&out.join("texts.parquet"), texts_batch(&[])?.schema())?;
+    let mut sink = TableSink::create(&out.join(texts::FILE), texts_batch(&[])?.schema())?;
     let mut heldout = TableSink::create(
         &out.join("captions.parquet"),
         heldout::heldout_batch(&[])?.schema(),

@@ -7,22 +7,12 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{Context, anyhow};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tch::{Device, Kind, Tensor};
 use tokenizers::{Encoding, Tokenizer, TruncationParams};
 
 use super::bert::Bert;
-
-/// How token states become one vector.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Pooling {
-    /// The mean over real tokens (sentence-transformers' default).
-    #[default]
-    Mean,
-    /// The `[CLS]` token's state, as the original system used.
-    Cls,
-}
+use super::vectors::Pooling;
 
 /// What encoding a list of texts produced.
 #[derive(Debug)]

@@ -3,20 +3,19 @@
 
 pub mod bert;
 pub mod encode;
+pub mod vectors;
 
 use std::collections::HashMap;
-use std::path::Path;
-use std::sync::Arc;
 
 use anyhow::Context;
-use arrow::array::{Array, ArrayRef, FixedSizeListArray, Float32Array, StringArray};
-use arrow::datatypes::{DataType, Field};
-use arrow::record_batch::RecordBatch;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-pub use encode::{Encoder, Pooling};
+pub use encode::Encoder;
+pub use vectors::{EmbedInfo, Pooling, read_embeddings};
+use vectors::embeddings_batch;
 
-use crate::table::{TableSink, column};
+use crate::describe::texts::for_each_text;
+use crate::table::TableSink;
 
 /// `[params] embed.*`.
 #[derive(Clone, Debug, Deserialize)]
@@ -59,58 +58,6 @@ impl Default for EmbedParams {
             device: auto(),
         }
     }
-}
-
-/// What `embed.json` records about a run.
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
-pub struct EmbedInfo {
-    pub model: String,
-    pub dim: usize,
-    pub pooling: Pooling,
-    pub normalize: bool,
-    pub texts: usize,
-    pub unique_texts: usize,
-    pub truncated_texts: usize,
-    pub pieces_without_text: usize,
-}
-
-/// Rows of `embeddings.parquet` as one record batch: path, text digest,
-/// and the vector as FixedSizeList<f32>.
-pub fn embeddings_batch(rows: &[(String, String, &[f32])], dim: usize) -> anyhow::Result<RecordBatch> {
-    let values = Float32Array::from_iter_values(rows.iter().flat_map(|r| r.2.iter().copied()));
-    let item = Arc::new(Field::new("item", DataType::Float32, false));
-    let vectors = FixedSizeListArray::try_new(item, dim as i32, Arc::new(values), None)?;
-    let columns: Vec<(&str, ArrayRef)> = vec![
-        (
-            "path",
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.0))),
-        ),
-        (
-            "text_digest",
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.1))),
-        ),
-        ("embedding", Arc::new(vectors)),
-    ];
-    Ok(RecordBatch::try_from_iter(columns)?)
-}
-
-/// Reads `embeddings.parquet` back as (path, vector) pairs.
-pub fn read_embeddings(path: &Path) -> anyhow::Result<Vec<(String, Vec<f32>)>> {
-    let mut out = Vec::new();
-    crate::table::for_each_batch(path, |batch| {
-        let paths = column::<StringArray>(&batch, "path", path)?;
-        let vectors = column::<FixedSizeListArray>(&batch, "embedding", path)?;
-        for i in 0..batch.num_rows() {
-            let v = vectors.value(i);
-            let v = v
-                .as_any()
-                .downcast_ref::<Float32Array>()
-                .context("embedding values are not f32")?;
-            out.push((paths.value(i).to_owned(), v.values().to_vec()));
-        }
-        Ok(())
-    })?;
-    Ok(out)
 }
 
 /// The stage: `deps = { texts = ".../texts.parquet", model = "models/…" }`, `outs = { dir = "…" }`.
@@ -156,7 +103,7 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
 
     let out = ctx.out("dir")?;
     let dim = encoder.dim();
-    let mut sink = TableSink::create(&out.join("embeddings.parquet"), embeddings_batch(&[], dim)?.schema())?;
+    let mut sink = TableSink::create(&out.join(vectors::FILE), embeddings_batch(&[], dim)?.schema())?;
     let mut rows: Vec<(String, String, &[f32])> = Vec::new();
     for_each_text(&texts_path, |path, text| {
         if let Some(t) = text {
@@ -190,7 +137,7 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
     };
     let mut json = serde_json::to_vec_pretty(&info)?;
     json.push(b'\n');
-    std::fs::write(out.join("embed.json"), json)?;
+    std::fs::write(out.join(vectors::INFO), json)?;
     println!(
         "embed: {} texts ({} distinct, {} truncated at {} tokens, {} pieces without text) with {} on {:?} in {:.2}s",
         info.texts,
@@ -208,17 +155,3 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
 /// Rows of `embeddings.parquet` encoded at a time.
 const ROWS_PER_WRITE: usize = 4096;
 
-/// Hands each row of `texts.parquet` to `f` as (path, text), a batch at a time.
-fn for_each_text(
-    path: &Path,
-    mut f: impl FnMut(&str, Option<&str>) -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
-    crate::table::for_each_batch(path, |batch| {
-        let paths = column::<StringArray>(&batch, "path", path)?;
-        let texts = column::<StringArray>(&batch, "text", path)?;
-        for i in 0..batch.num_rows() {
-            f(paths.value(i), (!texts.is_null(i)).then(|| texts.value(i)))?;
-        }
-        Ok(())
-    })
-}

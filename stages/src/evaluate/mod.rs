@@ -27,7 +27,9 @@ use crate::generate::{GeneratedFile, Generator, SampleOptions, prompt};
 use crate::midi::key::Key;
 use crate::model::Conditioning as ModelConditioning;
 use crate::midi::{self, Features, Score};
-use crate::train::{Evaluation, Windows, evaluate, prefix_len};
+use crate::tokenizer::prefix_len;
+use crate::train::data::Windows;
+use crate::train::eval::{Evaluation, evaluate};
 pub use adherence::{Adherence, Request, adherence};
 pub use original::{OriginalFeatures, OriginalScores, compare, quality_level};
 pub use quality::{Quality, quality};
@@ -235,7 +237,7 @@ fn read_test_pieces(
     test: &Windows,
     embeddings: &HashMap<String, Vec<f32>>,
 ) -> anyhow::Result<Vec<TestPiece>> {
-    let semantic = crate::prepare::read_semantic(&ctx.dep("tokens")?)?;
+    let semantic = crate::cluster::tokens::read(&ctx.dep("tokens")?)?;
     let corpus = ctx.dep("corpus")?;
     let mut paths: Vec<&String> = test.paths.iter().collect();
     paths.sort();
@@ -305,7 +307,7 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
     anyhow::ensure!(!generations.is_empty(), "generations.json lists no pieces");
     let test_windows = Windows::read(&ctx.dep("data")?.join("test.parquet"))?;
     let embeddings: HashMap<String, Vec<f32>> =
-        crate::embed::read_embeddings(&ctx.dep("embeddings")?)?
+        crate::embed::vectors::read_embeddings(&ctx.dep("embeddings")?)?
             .into_iter()
             .collect();
     let test = read_test_pieces(ctx, &test_windows, &embeddings)?;

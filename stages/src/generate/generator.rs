@@ -14,7 +14,7 @@ use super::prompt;
 use super::sample::{SampleOptions, sample};
 use super::strict::Strict;
 use crate::bundle;
-use crate::cluster::Centroids;
+use crate::cluster::centroids::Centroids;
 use crate::embed::Encoder;
 use crate::model::{Conditioning as ModelConditioning, Gpt, KvCache};
 use crate::tokenizer::{Conditioning, Header, Token, Tokenizer};
@@ -114,7 +114,7 @@ impl Generator {
             bundle::MODEL
         );
         let model = Gpt::load(&dir.join(bundle::MODEL), device)?;
-        let tokenizer = crate::train::read_vocab(dir, "this build cannot read the model; retrain it")?;
+        let tokenizer = Tokenizer::read(dir, "this build cannot read the model; retrain it")?;
         anyhow::ensure!(
             model.config.vocab_size == tokenizer.vocab.len(),
             "{}: the model's vocabulary does not match vocab.json",
@@ -143,14 +143,8 @@ impl Generator {
         let grammar = Grammar::new(&tokenizer);
         // A bundle without a summary (one a caller assembled), or with one
         // from before the share was recorded, is trusted.
-        let summary = dir.join(bundle::SUMMARY);
-        let guidable = !summary.exists() || {
-            let s: crate::train::Summary = serde_json::from_slice(
-                &std::fs::read(&summary).with_context(|| format!("reading {}", summary.display()))?,
-            )
-            .with_context(|| format!("parsing {}", summary.display()))?;
-            s.uncondition.is_none_or(|u| u > 0.0)
-        };
+        let guidable =
+            bundle::Summary::read(dir)?.is_none_or(|s| s.uncondition.is_none_or(|u| u > 0.0));
         Ok(Self {
             model,
             tokenizer,

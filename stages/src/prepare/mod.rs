@@ -10,24 +10,19 @@
 //! instrument, which rewrites the instrument tokens.
 
 pub mod augment;
+pub mod shard;
 pub mod split;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Component, Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::Context;
-use arrow::array::{
-    ArrayRef, Float32Array, Int8Array, ListBuilder, StringArray, UInt8Array, UInt16Builder,
-    UInt32Array,
-};
-use arrow::record_batch::RecordBatch;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::midi::{self, features};
-use crate::table::{TableSink, column, read_parquet, write_parquet};
 use crate::tokenizer::{Conditioning, Config, Header, Token, Tokenizer, Vocab};
+pub use shard::Window;
 pub use split::{Split, split_of};
 
 /// `[params] prepare.*`.
@@ -67,18 +62,6 @@ impl Default for PrepareParams {
     fn default() -> Self {
         serde_json::from_value(serde_json::json!({})).expect("all fields have defaults")
     }
-}
-
-/// One training window.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Window {
-    pub path: String,
-    pub index: u32,
-    pub transpose: i8,
-    pub tempo_scale: f32,
-    /// The program every pitched note was moved to, if any.
-    pub program: Option<u8>,
-    pub tokens: Vec<u16>,
 }
 
 /// Cuts `prefix + music + EOS` into windows of `context` tokens, each
@@ -261,35 +244,6 @@ fn piece_windows(
     Ok((split, out))
 }
 
-/// Writes one shard: path, window, transpose, tempo_scale, program, tokens (List<UInt16>).
-pub fn write_shard(path: &Path, windows: &[Window]) -> anyhow::Result<()> {
-    write_parquet(path, shard_batch(windows)?)
-}
-
-/// Windows as rows of a shard.
-fn shard_batch(windows: &[Window]) -> anyhow::Result<RecordBatch> {
-    let mut tokens = ListBuilder::new(UInt16Builder::new());
-    for w in windows {
-        tokens.values().append_slice(&w.tokens);
-        tokens.append(true);
-    }
-    // Nullability is declared, not inferred from the rows: every batch of a
-    // shard must have the schema of the first.
-    let columns: Vec<(&str, ArrayRef, bool)> = vec![
-        ("path", Arc::new(StringArray::from_iter_values(windows.iter().map(|w| &w.path))), false),
-        ("window", Arc::new(UInt32Array::from_iter_values(windows.iter().map(|w| w.index))), false),
-        ("transpose", Arc::new(Int8Array::from_iter_values(windows.iter().map(|w| w.transpose))), false),
-        (
-            "tempo_scale",
-            Arc::new(Float32Array::from_iter_values(windows.iter().map(|w| w.tempo_scale))),
-            false,
-        ),
-        ("program", Arc::new(UInt8Array::from(windows.iter().map(|w| w.program).collect::<Vec<_>>())), true),
-        ("tokens", Arc::new(tokens.finish()), false),
-    ];
-    Ok(RecordBatch::try_from_iter_with_nullable(columns)?)
-}
-
 /// Each piece's source group, by path: its `collection` in the corpus
 /// manifest when the manifest names one (an MMA groove file, a music21
 /// score, an ABC book), else its artist and title as collect read them
@@ -310,19 +264,6 @@ pub fn groups(
         .collect()
 }
 
-/// Reads cluster's `tokens.parquet`: each piece's semantic token by path.
-pub fn read_semantic(path: &Path) -> anyhow::Result<HashMap<String, u32>> {
-    let mut out = HashMap::new();
-    for batch in read_parquet(path)? {
-        let paths = column::<StringArray>(&batch, "path", path)?;
-        let tokens = column::<UInt32Array>(&batch, "token", path)?;
-        for i in 0..batch.num_rows() {
-            out.insert(paths.value(i).to_owned(), tokens.value(i));
-        }
-    }
-    Ok(out)
-}
-
 /// The stage: `deps = { pieces = "<collect's midi.parquet>", corpus = "…",
 /// tokens = ".../tokens.parquet", manifest = "…" (optional) }`, `outs = { dir = "…" }`. The pieces are
 /// those collect kept (its filters and rejects decide what is trained on);
@@ -340,7 +281,7 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
         "[params] prepare.context is {}; a window needs at least {least} tokens (the prefix and some music)",
         params.context
     );
-    let semantic = read_semantic(&ctx.dep("tokens")?)?;
+    let semantic = crate::cluster::tokens::read(&ctx.dep("tokens")?)?;
     let corpus = ctx.dep("corpus")?;
     let manifest = match ctx.optional_dep("manifest")? {
         Some(m) => crate::manifest::read_manifest(&m)?,
@@ -364,17 +305,16 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
     })?;
     let started = std::time::Instant::now();
     let out = ctx.out("dir")?;
-    let schema = shard_batch(&[])?.schema();
-    let mut sinks: BTreeMap<Split, TableSink> = [Split::Train, Split::Val, Split::Test]
+    let mut sinks: BTreeMap<Split, shard::Sink> = [Split::Train, Split::Val, Split::Test]
         .into_iter()
         .map(|split| {
             let path = out.join(format!("{}.parquet", split.name()));
-            Ok((split, TableSink::create(&path, schema.clone())?))
+            Ok((split, shard::Sink::create(&path)?))
         })
         .collect::<anyhow::Result<_>>()?;
     let summary = prepare_each(&files, &semantic, &group, &params, &tok, PIECES_PER_ROUND, &mut |split, windows| {
         let sink = sinks.get_mut(&split).expect("all splits present");
-        sink.write(&shard_batch(&windows)?)
+        sink.write(&windows)
     })?;
     anyhow::ensure!(
         files.is_empty() || summary.skipped.len() < files.len(),
@@ -389,7 +329,7 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
         bytes.push(b'\n');
         std::fs::write(out.join(name), bytes).with_context(|| format!("writing {name}"))
     };
-    write_json("vocab.json", serde_json::to_value(tok.vocab.file())?)?;
+    write_json(crate::tokenizer::vocab::FILE, serde_json::to_value(tok.vocab.file())?)?;
     write_json("prepare.json", serde_json::to_value(&summary)?)?;
     println!(
         "prepare: {:?} pieces, {:?} windows of {} tokens, {} skipped, in {:.2}s",

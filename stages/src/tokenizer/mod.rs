@@ -14,8 +14,12 @@ pub mod vocab;
 
 pub use decode::Decoded;
 pub use header::Header;
-pub use prefix::Conditioning;
+pub use prefix::{Conditioning, prefix_len};
 pub use vocab::{Config, Token, Vocab};
+
+use std::path::Path;
+
+use anyhow::Context;
 
 use crate::midi::Score;
 
@@ -31,6 +35,31 @@ impl Tokenizer {
         Self {
             vocab: Vocab::new(config),
         }
+    }
+
+    /// Reads `vocab.json` from a directory (prepare's output or a model
+    /// bundle) and checks that it is this build's vocabulary; `remedy` says
+    /// what to rerun if not.
+    pub fn read(dir: &Path, remedy: &str) -> anyhow::Result<Self> {
+        let path = dir.join(vocab::FILE);
+        let file: vocab::VocabFile = serde_json::from_slice(
+            &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+        )
+        .with_context(|| format!("parsing {}", path.display()))?;
+        let tok = Self::new(Config::default());
+        let ours = tok.vocab.file();
+        let differs = if file.version != ours.version {
+            format!(
+                "is vocabulary version {}, this build's is {}",
+                file.version, ours.version
+            )
+        } else if file.config != ours.config {
+            "has another tokenizer configuration than this build".to_owned()
+        } else {
+            "lists other tokens than this build".to_owned()
+        };
+        anyhow::ensure!(file == ours, "{} {differs}: {remedy}", path.display());
+        Ok(tok)
     }
 
     /// `prefix + music + EOS` for a score.

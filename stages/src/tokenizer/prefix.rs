@@ -45,6 +45,11 @@ pub fn typical_bpm(class: u32) -> f64 {
     }
 }
 
+/// The length of every conditioning prefix (BOS … SEP).
+pub fn prefix_len(vocab: &Vocab) -> usize {
+    Conditioning::default().tokens(vocab).len()
+}
+
 impl Conditioning {
     /// The attributes of a piece from its features.
     pub fn from_features(f: &Features, semantic: Option<u32>, instruments: usize) -> Self {

@@ -166,6 +166,9 @@ pub struct Vocab {
     ids: HashMap<Token, u16>,
 }
 
+/// The vocabulary's file name, in prepare's output and in a model bundle.
+pub const FILE: &str = "vocab.json";
+
 /// `vocab.json`.
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 pub struct VocabFile {

@@ -4,17 +4,58 @@
 //! A checkpoint is a directory `step-NNNNNNNN` built under a temporary name
 //! and renamed into place; `latest` (itself replaced atomically) names the
 //! newest. A checkpoint records the fingerprint of what it was trained on, so
-//! a run with other data or params starts over instead of resuming the wrong one.
+//! a run with other data or params starts over instead of resuming the wrong one
+//! ([`fingerprint`]).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
+use tch::Device;
 
 use super::log::LogRow;
 use super::optim::AdamW;
+use super::{TrainData, TrainParams};
 use crate::atomic::write_json;
-use crate::model::{Gpt, weights};
+use crate::model::{Gpt, GptConfig, weights};
+
+/// A digest of everything that determines the weights, so a checkpoint is
+/// resumed only by the run that wrote it: the config, the params, the data,
+/// the device it trains on (CUDA trains in bf16) and the code that trains.
+/// The engine's scratch directory is already per action; this guards the
+/// library's own callers too.
+pub fn fingerprint(
+    config: &GptConfig,
+    params: &TrainParams,
+    data: &TrainData,
+    device: Device,
+) -> String {
+    let mut h = blake3::Hasher::new();
+    let mut p = params.clone();
+    // The device param is replaced by the device it resolved to.
+    p.device = format!("{device:?}");
+    // Only the effective batch shapes an update (micro-batches see the same
+    // windows), so a run that halved its micro-batch after running out of
+    // memory resumes the same checkpoints.
+    (p.batch_size, p.grad_accum) = (params.batch_size * params.grad_accum, 1);
+    h.update(&serde_json::to_vec(&(config, &p)).expect("plain data serializes"));
+    let code = crate::builtin("train").map_or("", |b| b.version);
+    h.update(code.as_bytes());
+    for w in [&data.train, &data.val] {
+        h.update(&(w.width as u64).to_le_bytes());
+        w.tokens.iter().for_each(|t| _ = h.update(&t.to_le_bytes()));
+    }
+    if let Some((table, dim)) = &data.embeddings {
+        let mut keys: Vec<&String> = table.keys().collect();
+        keys.sort();
+        h.update(&(*dim as u64).to_le_bytes());
+        for k in keys {
+            h.update(k.as_bytes());
+            table[k].iter().for_each(|v| _ = h.update(&v.to_le_bytes()));
+        }
+    }
+    h.finalize().to_hex().to_string()
+}
 
 /// What a checkpoint holds besides tensors.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

@@ -5,14 +5,12 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use anyhow::{Context, bail};
-use arrow::array::{Array, ListArray, StringArray, UInt16Array};
 use rand::{Rng, SeedableRng};
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use tch::{Device, Kind, Tensor};
 
-use crate::table::{column, for_each_batch};
+use crate::prepare::shard;
 use crate::tokenizer::{Conditioning, Token, Vocab};
 
 /// Targets that take no part in the loss (the prefix and padding).
@@ -122,37 +120,16 @@ pub struct Windows {
 impl Windows {
     /// Reads a shard written by prepare; every window must have the same length.
     pub fn read(path: &Path) -> anyhow::Result<Self> {
-        let mut out = Windows {
-            tokens: Vec::new(),
-            width: 0,
-            paths: Vec::new(),
-        };
-        for_each_batch(path, |batch| {
-            let paths = column::<StringArray>(&batch, "path", path)?;
-            let lists = column::<ListArray>(&batch, "tokens", path)?;
-            for i in 0..batch.num_rows() {
-                let list = lists.value(i);
-                let ids = list
-                    .as_any()
-                    .downcast_ref::<UInt16Array>()
-                    .with_context(|| format!("{}: tokens are not u16", path.display()))?;
-                if out.width == 0 {
-                    out.width = ids.len();
-                } else if ids.len() != out.width {
-                    bail!(
-                        "{}: window {} has {} tokens, the others {}",
-                        path.display(),
-                        out.paths.len(),
-                        ids.len(),
-                        out.width
-                    );
-                }
-                out.tokens.extend_from_slice(ids.values());
-                out.paths.push(paths.value(i).to_owned());
-            }
-            Ok(())
-        })?;
-        Ok(out)
+        let shard::Rows {
+            tokens,
+            width,
+            paths,
+        } = shard::read(path)?;
+        Ok(Self {
+            tokens,
+            width,
+            paths,
+        })
     }
 
     /// How many windows there are.

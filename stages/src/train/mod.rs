@@ -11,6 +11,7 @@ pub mod checkpoint;
 pub mod data;
 pub mod eval;
 pub mod log;
+pub mod oom;
 pub mod optim;
 
 use std::collections::HashMap;
@@ -24,9 +25,9 @@ use tch::{Device, Kind};
 
 use crate::atomic::write_json;
 use crate::bundle;
-use crate::cluster::Centroids;
+use crate::cluster::centroids::Centroids;
 use crate::model::{Conditioning, Gpt, GptConfig, ModelParams};
-use crate::tokenizer::{Config, Token, Tokenizer, Vocab};
+use crate::tokenizer::{Token, Tokenizer, Vocab, prefix_len};
 pub use checkpoint::TrainState;
 pub use data::Windows;
 pub use eval::{Evaluation, evaluate};
@@ -123,79 +124,6 @@ pub struct Trained {
     pub stopped_early: bool,
 }
 
-/// The length of the conditioning prefix (BOS … SEP).
-pub fn prefix_len(vocab: &Vocab) -> usize {
-    crate::tokenizer::Conditioning::default()
-        .tokens(vocab)
-        .len()
-}
-
-/// A digest of everything that determines the weights, so a checkpoint is
-/// resumed only by the run that wrote it: the config, the params, the data,
-/// the device it trains on (CUDA trains in bf16) and the code that trains.
-/// The engine's scratch directory is already per action; this guards the
-/// library's own callers too.
-pub fn fingerprint(
-    config: &GptConfig,
-    params: &TrainParams,
-    data: &TrainData,
-    device: Device,
-) -> String {
-    let mut h = blake3::Hasher::new();
-    let mut p = params.clone();
-    // The device param is replaced by the device it resolved to.
-    p.device = format!("{device:?}");
-    // Only the effective batch shapes an update (micro-batches see the same
-    // windows), so a run that halved its micro-batch after running out of
-    // memory resumes the same checkpoints.
-    (p.batch_size, p.grad_accum) = (params.batch_size * params.grad_accum, 1);
-    h.update(&serde_json::to_vec(&(config, &p)).expect("plain data serializes"));
-    let code = crate::builtin("train").map_or("", |b| b.version);
-    h.update(code.as_bytes());
-    for w in [&data.train, &data.val] {
-        h.update(&(w.width as u64).to_le_bytes());
-        w.tokens.iter().for_each(|t| _ = h.update(&t.to_le_bytes()));
-    }
-    if let Some((table, dim)) = &data.embeddings {
-        let mut keys: Vec<&String> = table.keys().collect();
-        keys.sort();
-        h.update(&(*dim as u64).to_le_bytes());
-        for k in keys {
-            h.update(k.as_bytes());
-            table[k].iter().for_each(|v| _ = h.update(&v.to_le_bytes()));
-        }
-    }
-    h.finalize().to_hex().to_string()
-}
-
-thread_local! {
-    /// True while a training step runs, where an out-of-memory panic is
-    /// caught and recovered from, so the panic hook need not print it.
-    static RECOVERABLE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// A training step ran out of memory (CUDA's or, under a memory limit, the CPU's).
-#[derive(Debug, thiserror::Error)]
-#[error("out of memory at step {step} with a micro-batch of {micro_batch} windows: {detail}")]
-pub struct OutOfMemory {
-    pub step: u64,
-    pub micro_batch: usize,
-    pub detail: String,
-}
-
-/// The text of a panic's payload.
-fn panic_text(payload: &(dyn std::any::Any + Send)) -> Option<String> {
-    payload
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-}
-
-/// libtorch's messages for a failed allocation, on the CPU and on CUDA.
-fn is_out_of_memory(text: &str) -> bool {
-    text.contains("can't allocate memory") || text.contains("out of memory")
-}
-
 /// Trains (or resumes) a model. `checkpoints` holds resumable checkpoints;
 /// `on_step` sees every update's log row and may stop training early (as a
 /// kill would: the last checkpoint stays).
@@ -223,7 +151,7 @@ pub fn train(
         anyhow::ensure!((0.0..=1.0).contains(&p), "[params] train.{name} must be in [0, 1], not {p}");
     }
     let drop = data::ConditionDrop::new(vocab, params.condition_drop, params.uncondition, params.seed);
-    let fingerprint = fingerprint(&config, params, data, device);
+    let fingerprint = checkpoint::fingerprint(&config, params, data, device);
     tch::manual_seed(params.seed as i64);
     let model = Gpt::new(config, device);
     let mut optim = AdamW::new(model.named_weights(), params);
@@ -271,8 +199,7 @@ pub fn train(
         );
         // An allocation that fails inside libtorch panics in tch; out of
         // memory is caught here so the caller can retry with smaller batches.
-        RECOVERABLE.set(true);
-        let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let loss_sum = oom::catch(step, params.batch_size, || {
             let mut loss_sum = 0.0;
             for micro in 0..params.grad_accum {
                 let index = step * params.grad_accum as u64 + micro as u64;
@@ -299,24 +226,7 @@ pub fn train(
                 loss_sum += loss.double_value(&[]);
             }
             loss_sum
-        }));
-        RECOVERABLE.set(false);
-        let loss_sum = match attempt {
-            Ok(loss) => loss,
-            Err(panic) => match panic_text(panic.as_ref()) {
-                Some(text) if is_out_of_memory(&text) => {
-                    // libtorch appends a C++ backtrace; its first line says it all.
-                    let detail = text.lines().next().unwrap_or("").to_owned();
-                    return Err(OutOfMemory {
-                        step,
-                        micro_batch: params.batch_size,
-                        detail,
-                    }
-                    .into());
-                }
-                _ => std::panic::resume_unwind(panic),
-            },
-        };
+        })?;
         let grad_norm = optim.clip_grad_norm(params.grad_clip);
         let lr = learning_rate(params, step);
         optim.step(lr);
@@ -380,47 +290,6 @@ pub fn train(
     })
 }
 
-/// `train.json`: the run's summary (no timings, so the bytes are reproducible).
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Summary {
-    /// The micro-batch training ended with: smaller than configured after it
-    /// ran out of memory (the effective batch is the same).
-    pub micro_batch: usize,
-    pub parameters: i64,
-    pub config: GptConfig,
-    pub steps: u64,
-    pub stopped_early: bool,
-    pub train_windows: usize,
-    pub tokens_seen: u64,
-    pub final_train_loss: f64,
-    pub val: Evaluation,
-    /// `train.uncondition`: the share of windows trained with nothing asked,
-    /// which guidance needs (`None` in summaries from before it was recorded).
-    #[serde(default)]
-    pub uncondition: Option<f64>,
-}
-
-/// Reads `vocab.json` from a directory (prepare's output or a model bundle)
-/// and checks it is this build's vocabulary; `remedy` says what to rerun if not.
-pub fn read_vocab(dir: &Path, remedy: &str) -> anyhow::Result<Tokenizer> {
-    let path = dir.join("vocab.json");
-    let file: crate::tokenizer::vocab::VocabFile = serde_json::from_slice(
-        &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
-    )
-    .with_context(|| format!("parsing {}", path.display()))?;
-    let tok = Tokenizer::new(Config::default());
-    let ours = tok.vocab.file();
-    let differs = if file.version != ours.version {
-        format!("is vocabulary version {}, this build's is {}", file.version, ours.version)
-    } else if file.config != ours.config {
-        "has another tokenizer configuration than this build".to_owned()
-    } else {
-        "lists other tokens than this build".to_owned()
-    };
-    anyhow::ensure!(file == ours, "{} {differs}: {remedy}", path.display());
-    Ok(tok)
-}
-
 /// The stage: `deps = { data = "<prepare's dir>", centroids = "…/centroids.json",
 /// encoder = "models/…", embeddings = "…/embeddings.parquet" (for tokens+embedding) }`,
 /// `outs = { dir = "…" }`.
@@ -428,14 +297,14 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
     let model_params: ModelParams = ctx.params("model")?;
     let params: TrainParams = ctx.params("train")?;
     let data_dir = ctx.dep("data")?;
-    let tok = read_vocab(&data_dir, "rerun prepare")?;
+    let tok = Tokenizer::read(&data_dir, "rerun prepare")?;
     let centroids_path = ctx.dep("centroids")?;
     let centroids = Centroids::load(&centroids_path)?;
     let config = model_params.resolve(tok.vocab.len(), centroids.dim)?;
     let embeddings = match (config.conditioning, ctx.optional_dep("embeddings")?) {
         (Conditioning::Tokens, _) => None,
         (Conditioning::TokensAndEmbedding, Some(p)) => Some((
-            crate::embed::read_embeddings(&p)?.into_iter().collect(),
+            crate::embed::vectors::read_embeddings(&p)?.into_iter().collect(),
             centroids.dim,
         )),
         (Conditioning::TokensAndEmbedding, None) => {
@@ -465,14 +334,7 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
     // Out of memory: halve the micro-batch, double the accumulation (the
     // effective batch stays), and resume from the last checkpoint. The panic
     // tch raises for it is expected, so it is not printed.
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let quiet = RECOVERABLE.get()
-            && panic_text(info.payload()).is_some_and(|t| is_out_of_memory(&t));
-        if !quiet {
-            hook(info);
-        }
-    }));
+    oom::quiet_when_caught();
     let mut run_params = params.clone();
     let mut recoveries = Vec::new();
     let trained = loop {
@@ -497,24 +359,18 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
         match attempt {
             Ok(t) => break t,
             Err(e) => {
-                let Some(oom) = e.downcast_ref::<OutOfMemory>() else {
+                let Some(oom) = e.downcast_ref::<oom::OutOfMemory>() else {
                     return Err(e);
                 };
-                let effective = run_params.batch_size * run_params.grad_accum;
-                // The largest micro-batch below this one that divides the
-                // effective batch (half of it, when it is even): every update
-                // then still sees the same windows, and the checkpoint resumes.
-                let Some(smaller) = (1..=run_params.batch_size / 2)
-                    .rev()
-                    .find(|b| effective % b == 0)
+                let Some((batch, accum)) =
+                    oom::smaller(run_params.batch_size, run_params.grad_accum)
                 else {
                     anyhow::bail!(
                         "{oom}; even one window per micro-batch does not fit: give the stage more \
                          memory (stages.train.mem), or shrink the model or prepare.context"
                     );
                 };
-                run_params.batch_size = smaller;
-                run_params.grad_accum = effective / smaller;
+                (run_params.batch_size, run_params.grad_accum) = (batch, accum);
                 println!(
                     "train: out of memory at step {} with micro-batches of {}: resuming from the \
                      last checkpoint with micro-batches of {} × {} accumulated (the same effective batch)",
@@ -549,7 +405,7 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
     log::write_csv(&out.join("loss.csv"), &trained.state.log)?;
     log::plot(&out.join("loss.png"), &trained.state.log)?;
     let per_update = (params.batch_size * params.grad_accum * (data.train.width - 1)) as u64;
-    let summary = Summary {
+    let summary = bundle::Summary {
         micro_batch: run_params.batch_size,
         parameters: trained.model.parameters(),
         config: trained.model.config.clone(),
@@ -561,7 +417,7 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
         val: trained.val,
         uncondition: Some(params.uncondition),
     };
-    write_json(&out.join("train.json"), &summary)?;
+    write_json(&out.join(bundle::SUMMARY), &summary)?;
     // The ledger records the metrics, so a recovery shows there too.
     ctx.write_metrics(&serde_json::json!({
         "steps": summary.steps,
