@@ -106,16 +106,32 @@ pub fn holder(path: &Path) -> std::io::Result<Option<Holder>> {
         Err(e) => return Err(e),
     };
     let ino = file.metadata()?.ino();
-    let table = match std::fs::read_to_string("/proc/locks") {
-        Ok(t) => t,
-        Err(e) => {
-            tracing::debug!("reading /proc/locks: {e}");
-            return Ok(None);
-        }
-    };
     let holder = read_holder(&mut file);
     let pid = holder.0.strip_prefix("pid ").and_then(|p| p.parse::<u32>().ok());
-    Ok(flock_held(&table, ino, pid).then_some(holder))
+    // The kernel writes the table a page at a time, and a line can be
+    // skipped when locks come and go between two reads: a lock found in any
+    // of three readings is held.
+    for _ in 0..3 {
+        let table = match proc_locks() {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::debug!("reading /proc/locks: {e}");
+                return Ok(None);
+            }
+        };
+        if flock_held(&table, ino, pid) {
+            return Ok(Some(holder));
+        }
+    }
+    Ok(None)
+}
+
+/// `/proc/locks`, read in as few reads as its size allows (a small first
+/// read, as `read_to_string` makes into an empty buffer, splits the table).
+fn proc_locks() -> std::io::Result<String> {
+    let mut bytes = Vec::with_capacity(1 << 16);
+    File::open("/proc/locks")?.read_to_end(&mut bytes)?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// Whether `/proc/locks` lists a granted `flock` on inode `ino`, taken by
