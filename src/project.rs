@@ -50,10 +50,10 @@ impl Project {
         let manifest = root.join(MANIFEST);
         let mut pipeline = config::load(&manifest, builtins)?;
         if let Some(name) = profile {
-            pipeline = pipeline.with_profile(name).map_err(|message| ConfigError {
+            pipeline = pipeline.with_profile(name).map_err(|e| ConfigError {
                 file: manifest.clone(),
                 at: None,
-                message,
+                message: e.to_string(),
             })?;
         }
         let dag = Dag::build(&pipeline, root).map_err(|e| dag_error(&manifest, e))?;

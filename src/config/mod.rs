@@ -16,7 +16,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::names::{ProjectPath, StageName};
-use crate::params::{ParamKey, Params};
+use crate::params::{ParamError, ParamKey, Params};
 
 pub use error::{ConfigError, suggest};
 use validate::parse_in;
@@ -140,6 +140,17 @@ pub struct Pipeline {
     pub sweeps: BTreeMap<String, SweepConfig>,
 }
 
+/// A profile that cannot be applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProfileError {
+    /// No `[profiles.NAME]` has this name; `hint` names the nearest or the choices.
+    #[error("no profile is called `{name}`{hint}")]
+    Unknown { name: String, hint: String },
+    /// Its params do not fit `[params]`.
+    #[error("profiles.{name}: {source}")]
+    Params { name: String, source: ParamError },
+}
+
 /// A stage's identity within one loaded pipeline: its position in
 /// [`Pipeline::stages`], which are sorted by name, so ids sort as names do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -201,21 +212,26 @@ impl Pipeline {
     }
 
     /// The same pipeline with `[profiles.NAME]` applied to its params.
-    pub fn with_profile(mut self, name: &str) -> Result<Self, String> {
+    pub fn with_profile(mut self, name: &str) -> Result<Self, ProfileError> {
         let Some(overlay) = self.profiles.get(name) else {
             let names: Vec<&str> = self.profiles.keys().map(String::as_str).collect();
-            let mut m = format!("no profile is called `{name}`");
-            match suggest(name, names.iter().copied()) {
-                Some(s) => m.push_str(&format!("; did you mean `{s}`?")),
-                None if names.is_empty() => m.push_str(" (amt.toml defines no [profiles.NAME])"),
-                None => m.push_str(&format!("; profiles: {}", names.join(", "))),
-            }
-            return Err(m);
+            let hint = match suggest(name, names.iter().copied()) {
+                Some(s) => format!("; did you mean `{s}`?"),
+                None if names.is_empty() => " (amt.toml defines no [profiles.NAME])".to_owned(),
+                None => format!("; profiles: {}", names.join(", ")),
+            };
+            return Err(ProfileError::Unknown {
+                name: name.to_owned(),
+                hint,
+            });
         };
         // Checked when the manifest was parsed.
         self.params
             .overlay(&overlay.params)
-            .map_err(|e| format!("profiles.{name}: {e}"))?;
+            .map_err(|source| ProfileError::Params {
+                name: name.to_owned(),
+                source,
+            })?;
         if let Some(kind) = overlay.executor {
             self.executor.kind = kind;
         }

@@ -111,7 +111,7 @@ fn profiles_override_params_and_name_their_mistakes() {
         (Some(20), Some("dev"))
     );
     assert_eq!(
-        p.clone().with_profile("deb").unwrap_err(),
+        p.clone().with_profile("deb").unwrap_err().to_string(),
         "no profile is called `deb`; did you mean `dev`?"
     );
     let e = err("[params]\ntrain.steps = 1\n[profiles.dev]\ntrain.stepz = 2\n");

@@ -85,12 +85,6 @@ pub fn unread(text: &str, read: &[Range<usize>]) -> Vec<String> {
     out
 }
 
-/// The Italian terms as the lowercased text is searched for them.
-const TERMS_LOWER: [&str; TEMPO_TERMS.len()] = [
-    "grave", "largo", "larghetto", "adagio", "andante", "moderato", "allegro", "vivace", "presto",
-    "prestissimo",
-];
-
 /// Plain tempo words and a BPM typical of each: the middle of a tempo
 /// class (MidiCaps bin) inside the range the captions use the word for.
 const TEMPO_WORDS: &[(&str, f64)] = &[
@@ -182,29 +176,35 @@ fn tempo(text: &str) -> (Option<Found<f64>>, Vec<Range<usize>>) {
     // The tempo named first wins, an Italian term or a plain word ("a fast
     // reel with a slow intro" is fast); at one place the longer phrase
     // ("very slow" over "slow"); a negated one does not count ("not too fast").
-    let terms = TERMS_LOWER
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (*t, typical_bpm(i)));
-    let named = terms
-        .chain(TEMPO_WORDS.iter().copied())
-        .flat_map(|(w, bpm)| find_words(text, w).into_iter().map(move |at| (at, w.len(), bpm)))
+    let named = tempo_words()
+        .flat_map(|(w, bpm)| {
+            let len = w.len();
+            find_words(text, &w).into_iter().map(move |at| (at, len, bpm))
+        })
         .filter(|&(at, _, _)| negation(text, at).is_none())
         .min_by_key(|&(at, len, _)| (at, usize::MAX - len))
         .map(|(at, len, bpm)| (bpm, at..at + len));
     (named, negated_tempo_words(text))
 }
 
+/// Every tempo word the lowercased text is searched for, with a BPM typical
+/// of it: the Italian terms of [`TEMPO_TERMS`], then the plain words.
+fn tempo_words() -> impl Iterator<Item = (String, f64)> {
+    let terms = TEMPO_TERMS
+        .iter()
+        .enumerate()
+        .map(|(i, (term, _))| (term.to_lowercase(), typical_bpm(i)));
+    terms.chain(TEMPO_WORDS.iter().map(|&(w, bpm)| (w.to_owned(), bpm)))
+}
+
 /// Each negated tempo term or word, from its negation to its end ("not too fast").
 fn negated_tempo_words(text: &str) -> Vec<Range<usize>> {
-    TERMS_LOWER
-        .iter()
-        .copied()
-        .chain(TEMPO_WORDS.iter().map(|(w, _)| *w))
-        .flat_map(|w| {
-            find_words(text, w)
+    tempo_words()
+        .flat_map(|(w, _)| {
+            let len = w.len();
+            find_words(text, &w)
                 .into_iter()
-                .filter_map(move |at| negation(text, at).map(|from| from..at + w.len()))
+                .filter_map(move |at| negation(text, at).map(|from| from..at + len))
         })
         .collect()
 }
