@@ -14,9 +14,11 @@ export AMT_MOTO_SERVER="$AMT_HOME/venv-moto/bin/moto_server"
 cd "$AMT_REPO"
 # The tests run amt as users do, and amt runs its sibling binaries
 # (amt-stage, amt-generate, amt-studio) from beside itself: `cargo test`
-# builds only the binaries of packages with integration tests, so build all.
+# builds only the binaries of packages with integration tests, so build all
+# (with the tests, so that dev-dependencies' features are the same and
+# nothing is compiled twice).
 log "building the workspace"
-cargo build --workspace --locked --bins
+cargo build --workspace --locked --bins --tests
 log "running the tests"
 cargo test --workspace --locked --no-fail-fast "$@"
 # The same parity tests on the larger shared corpus, when it is beside the clone.

@@ -8,7 +8,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use crate::model::GptConfig;
-use crate::train::eval::Evaluation;
+use crate::train::scores::Evaluation;
 
 /// The weights and optimizer state (`model::checkpoint`).
 pub const MODEL: &str = "model";

@@ -53,13 +53,18 @@ impl StageContext {
     }
 
     /// A context built directly, for tests and library callers: `deps` and
-    /// `outs` are JSON as amt passes them (`{"role": "path"}`, or a list).
+    /// `outs` are JSON as amt passes them (`{"role": "path"}`, or a list), or
+    /// null for none.
     ///
     /// # Panics
-    /// When `deps` or `outs` is neither.
+    /// When `deps` or `outs` is none of those.
     pub fn new(root: PathBuf, scratch: PathBuf, params: Value, deps: Value, outs: Value) -> Self {
         let bindings = |v: Value| -> Bindings {
-            serde_json::from_value(v).expect("bindings are a map of roles to paths, or a list")
+            match v {
+                Value::Null => Bindings::Paths(Vec::new()),
+                v => serde_json::from_value(v)
+                    .expect("bindings are a map of roles to paths, or a list"),
+            }
         };
         Self {
             root,

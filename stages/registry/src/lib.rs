@@ -120,8 +120,17 @@ mod tests {
         for f in ["src/embed/mod.rs", "src/embed/encode.rs", "src/embed/bert.rs"] {
             assert!(!cluster.contains(f), "cluster reaches {f}");
         }
+        for stage in ["describe", "prepare"] {
+            assert!(!sources(stage).contains("src/collect/mod.rs"), "{stage} reaches collect's code");
+        }
         let generate = sources("generate");
-        for f in ["src/train/mod.rs", "src/train/optim.rs", "src/cluster/kmeans.rs"] {
+        for f in [
+            "src/train/mod.rs",
+            "src/train/eval.rs",
+            "src/train/data.rs",
+            "src/train/optim.rs",
+            "src/cluster/kmeans.rs",
+        ] {
             assert!(!generate.contains(f), "generate reaches {f}");
         }
         let evaluate = sources("evaluate");

@@ -76,7 +76,7 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
             // Nor under machine facts that are not this machine's. A stage
-            // keyed with none (collect, describe, prepare) skips the probe,
+            // keyed with none (collect, describe, cluster, prepare) skips the probe,
             // which asks libtorch for its GPUs.
             if let Ok(keyed) = std::env::var(var::FACTS) {
                 let keyed: BTreeMap<String, String> = match serde_json::from_str(&keyed) {

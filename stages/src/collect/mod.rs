@@ -4,13 +4,15 @@
 pub mod table;
 pub mod title;
 
+pub use table::{Piece, Reject};
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use rayon::prelude::*;
 use serde::Deserialize;
 
-use crate::midi::{self, Features};
+use crate::midi;
 use crate::table::TableSink;
 
 /// `[params] collect.*`.
@@ -32,38 +34,6 @@ impl Default for Params {
             max_file_mib: default_max_file_mib(),
         }
     }
-}
-
-/// One parsed file.
-#[derive(Clone, Debug)]
-pub struct Piece {
-    /// Path relative to the corpus root, `/`-separated.
-    pub path: String,
-    /// blake3 of the file's bytes, in hex.
-    pub digest: String,
-    /// The folder name, if the file is not at the root.
-    pub artist: Option<String>,
-    /// The cleaned file name.
-    pub title: String,
-    /// Size in bytes.
-    pub file_bytes: u64,
-    /// The musical features.
-    pub features: Features,
-    /// What the reader let pass (see [`midi::Leniency`]), one line each.
-    pub warnings: Vec<String>,
-}
-
-/// A file that was not used, and exactly why.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Reject {
-    /// Path relative to the corpus root.
-    pub path: String,
-    /// Size in bytes (0 if unknown).
-    pub file_bytes: u64,
-    /// `unreadable`, `oversize`, `not-midi`, `truncated`, `corrupt` or `no-notes`.
-    pub kind: String,
-    /// A precise human-readable reason.
-    pub reason: String,
 }
 
 /// What a scan found, both sorted by path.

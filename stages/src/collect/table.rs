@@ -1,4 +1,6 @@
-//! `midi.parquet` and `rejects.parquet`: the collect stage's tables.
+//! `midi.parquet` and `rejects.parquet`: the collect stage's tables, their
+//! rows ([`Piece`], [`Reject`]) and one schema for writing them and reading
+//! them back (describe and prepare read `midi.parquet` as [`PieceRow`]s).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -9,8 +11,40 @@ use arrow::array::{
 };
 use arrow::record_batch::RecordBatch;
 
-use super::{Piece, Reject};
+use crate::midi::Features;
 use crate::table::write_parquet;
+
+/// One parsed file.
+#[derive(Clone, Debug)]
+pub struct Piece {
+    /// Path relative to the corpus root, `/`-separated.
+    pub path: String,
+    /// blake3 of the file's bytes, in hex.
+    pub digest: String,
+    /// The folder name, if the file is not at the root.
+    pub artist: Option<String>,
+    /// The cleaned file name.
+    pub title: String,
+    /// Size in bytes.
+    pub file_bytes: u64,
+    /// The musical features.
+    pub features: Features,
+    /// What the reader let pass (see [`crate::midi::Leniency`]), one line each.
+    pub warnings: Vec<String>,
+}
+
+/// A file that was not used, and exactly why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reject {
+    /// Path relative to the corpus root.
+    pub path: String,
+    /// Size in bytes (0 if unknown).
+    pub file_bytes: u64,
+    /// `unreadable`, `oversize`, `not-midi`, `truncated`, `corrupt` or `no-notes`.
+    pub kind: String,
+    /// A precise human-readable reason.
+    pub reason: String,
+}
 
 fn strings<'a>(values: impl Iterator<Item = &'a Vec<String>>) -> ArrayRef {
     let mut b = ListBuilder::new(StringBuilder::new());

@@ -1,6 +1,6 @@
 //! `embeddings.parquet` and `embed.json`, embed's outputs: each piece's
 //! sentence vector, and how the vectors were made. embed writes them;
-//! cluster and train read them, through this one schema.
+//! cluster, train and evaluate read them, through this one schema.
 
 use std::path::Path;
 use std::sync::Arc;

@@ -17,7 +17,7 @@ use super::heldout::HeldOut;
 use super::{Headline, PieceReport, TestPiece, quality_level};
 use crate::generate::GeneratedFile;
 use crate::plot::{RollNote, histograms, piano_roll};
-use crate::train::eval::Evaluation;
+use crate::train::scores::Evaluation;
 
 /// Rounds every number to six decimals; NaN and infinities become null.
 fn rounded(v: Value) -> Value {

@@ -1,5 +1,10 @@
 //! Distances between metric distributions: the 1-D Wasserstein (earth
-//! mover's) distance between two samples, scaled by the reference's spread.
+//! mover's) distance between two samples, scaled by the reference's spread;
+//! and means with their bootstrap intervals.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 
 use super::quality::{NAMES, Quality};
 
@@ -82,6 +87,56 @@ pub fn quality_distance<'a>(
     }
 }
 
+/// Bootstrap resamples per interval.
+const RESAMPLES: usize = 2000;
+
+/// A mean over prompts with its 95 % percentile-bootstrap interval.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Interval {
+    pub mean: f64,
+    pub low: f64,
+    pub high: f64,
+    /// Prompts that asked for the attribute.
+    pub n: usize,
+}
+
+/// The mean of `values` (each with its group: the piece a caption
+/// describes) and its 95 % bootstrap interval. Groups are resampled whole,
+/// since one piece's captions are not independent of each other. Seeded,
+/// so reruns agree.
+pub fn bootstrap(values: &[(usize, f64)], seed: u64) -> Option<Interval> {
+    let n = values.len();
+    if n == 0 {
+        return None;
+    }
+    let mut groups: std::collections::BTreeMap<usize, (f64, usize)> = Default::default();
+    for &(g, v) in values {
+        let e = groups.entry(g).or_default();
+        e.0 += v;
+        e.1 += 1;
+    }
+    let groups: Vec<(f64, usize)> = groups.into_values().collect();
+    let mean = values.iter().map(|v| v.1).sum::<f64>() / n as f64;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut means: Vec<f64> = (0..RESAMPLES)
+        .map(|_| {
+            let (sum, count) = (0..groups.len())
+                .map(|_| groups[rng.random_range(0..groups.len())])
+                .fold((0.0, 0), |(s, c), (gs, gc)| (s + gs, c + gc));
+            sum / count as f64
+        })
+        .collect();
+    means.sort_by(f64::total_cmp);
+    // The q-quantile of the resampled means: the ⌈qR⌉-th smallest.
+    let at = |q: f64| means[((q * RESAMPLES as f64).ceil() as usize).clamp(1, RESAMPLES) - 1];
+    Some(Interval {
+        mean,
+        low: at(0.025),
+        high: at(0.975),
+        n,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,6 +158,38 @@ mod tests {
             wasserstein(&[f64::NAN, 1.0], &[1.0]),
             0.0,
             "NaNs are left out"
+        );
+    }
+
+    #[test]
+    fn the_bootstrap_interval_holds_the_mean_and_narrows_with_more_prompts() {
+        // Every prompt its own group: the plain bootstrap.
+        let own = |n: usize| -> Vec<(usize, f64)> {
+            (0..n)
+                .map(|i| (i, f64::from(u8::from(i % 4 == 0))))
+                .collect()
+        };
+        let a = bootstrap(&own(20), 1).unwrap();
+        let b = bootstrap(&own(400), 1).unwrap();
+        assert_eq!((a.mean, b.mean, a.n, b.n), (0.25, 0.25, 20, 400));
+        assert!(a.low < 0.25 && 0.25 < a.high, "{a:?}");
+        assert!(b.low < 0.25 && 0.25 < b.high, "{b:?}");
+        assert!(b.high - b.low < (a.high - a.low) / 2.0, "{a:?} {b:?}");
+        // The binomial standard error at n = 400 is 0.0217: the interval is about ±0.042.
+        assert!(((b.high - b.low) / 2.0 - 0.042).abs() < 0.01, "{b:?}");
+        assert_eq!(bootstrap(&[], 1), None);
+        assert_eq!(bootstrap(&own(400), 1), Some(b), "seeded");
+        // The same 400 values as 20 pieces of 20 captions that agree within
+        // a piece: only 20 independent draws, so the interval is as wide as
+        // 20 prompts' rather than 400's.
+        let grouped: Vec<(usize, f64)> = (0..400)
+            .map(|i| (i / 20, f64::from(u8::from(i / 20 % 4 == 0))))
+            .collect();
+        let c = bootstrap(&grouped, 1).unwrap();
+        assert_eq!((c.mean, c.n), (0.25, 400));
+        assert!(
+            c.high - c.low > 3.0 * (b.high - b.low),
+            "{c:?} against {b:?}"
         );
     }
 }

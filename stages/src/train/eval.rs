@@ -3,28 +3,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use serde::{Deserialize, Serialize};
 use tch::Kind;
 
 use super::data::{IGNORE, Windows};
+use super::scores::{Evaluation, Perplexity};
 use crate::model::Gpt;
 use crate::tokenizer::Vocab;
-
-/// Loss and perplexity over some tokens.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-pub struct Perplexity {
-    pub tokens: u64,
-    /// Mean negative log-likelihood in nats.
-    pub loss: f64,
-    pub perplexity: f64,
-}
-
-/// A split's evaluation: overall, and per token type.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-pub struct Evaluation {
-    pub overall: Perplexity,
-    pub by_type: BTreeMap<String, Perplexity>,
-}
 
 /// Evaluates the model (no dropout, no gradients) on every window in batches of `batch`.
 pub fn evaluate(

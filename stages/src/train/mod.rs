@@ -13,6 +13,7 @@ pub mod eval;
 pub mod log;
 pub mod oom;
 pub mod optim;
+pub mod scores;
 
 use std::collections::HashMap;
 use std::ops::ControlFlow;
@@ -30,7 +31,8 @@ use crate::model::{Conditioning, Gpt, GptConfig, ModelParams};
 use crate::tokenizer::{Token, Tokenizer, Vocab, prefix_len};
 pub use checkpoint::TrainState;
 pub use data::Windows;
-pub use eval::{Evaluation, evaluate};
+pub use eval::evaluate;
+pub use scores::Evaluation;
 pub use log::LogRow;
 use optim::{AdamW, learning_rate};
 

@@ -6,76 +6,24 @@
 //! `amt generate --strict`), by the untrained model and as random tokens,
 //! with the same seed. The captioned pieces are scored against their
 //! own captions too: the most any system can reach where a caption and the
-//! measures disagree. Every rate comes with a 95 % bootstrap interval over prompts.
+//! measures disagree. Every rate comes with a 95 % bootstrap interval over
+//! prompts. `section.rs` writes the report's held-out section.
+
+mod section;
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::path::Path;
 
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-
-use serde_json::Value;
 use tch::Device;
 
 use super::adherence::{Adherence, Request, adherence};
-use super::report::pct;
+use super::stats::{Interval, bootstrap};
 use super::{EvaluateParams, TestPiece};
 use crate::describe::heldout::{HeldOutCaption, read_heldout};
 use crate::generate::{Generator, SampleOptions, prompt};
 use crate::midi::{self, Features};
-use crate::plot::lines;
-
-/// Bootstrap resamples per interval.
-const RESAMPLES: usize = 2000;
-
-/// A mean over prompts with its 95 % percentile-bootstrap interval.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Interval {
-    pub mean: f64,
-    pub low: f64,
-    pub high: f64,
-    /// Prompts that asked for the attribute.
-    pub n: usize,
-}
-
-/// The mean of `values` (each with its group: the piece a caption
-/// describes) and its 95 % bootstrap interval. Groups are resampled whole,
-/// since one piece's captions are not independent of each other. Seeded,
-/// so reruns agree.
-pub fn bootstrap(values: &[(usize, f64)], seed: u64) -> Option<Interval> {
-    let n = values.len();
-    if n == 0 {
-        return None;
-    }
-    let mut groups: std::collections::BTreeMap<usize, (f64, usize)> = Default::default();
-    for &(g, v) in values {
-        let e = groups.entry(g).or_default();
-        e.0 += v;
-        e.1 += 1;
-    }
-    let groups: Vec<(f64, usize)> = groups.into_values().collect();
-    let mean = values.iter().map(|v| v.1).sum::<f64>() / n as f64;
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut means: Vec<f64> = (0..RESAMPLES)
-        .map(|_| {
-            let (sum, count) = (0..groups.len())
-                .map(|_| groups[rng.random_range(0..groups.len())])
-                .fold((0.0, 0), |(s, c), (gs, gc)| (s + gs, c + gc));
-            sum / count as f64
-        })
-        .collect();
-    means.sort_by(f64::total_cmp);
-    // The q-quantile of the resampled means: the ⌈qR⌉-th smallest.
-    let at = |q: f64| means[((q * RESAMPLES as f64).ceil() as usize).clamp(1, RESAMPLES) - 1];
-    Some(Interval {
-        mean,
-        low: at(0.025),
-        high: at(0.975),
-        n,
-    })
-}
+pub use section::write_section;
 
 /// One system's held-out adherence: text2midi's measures where the prompt asked.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -410,149 +358,9 @@ pub fn choose(mut captions: Vec<HeldOutCaption>, most: usize) -> Vec<HeldOutCapt
     captions
 }
 
-/// The report's held-out section, from `metrics.json`'s `heldout`: the
-/// table and the guidance plot (`guidance.png`, when more than one scale was measured).
-pub fn write_section(md: &mut String, out: &Path, h: &Value) -> anyhow::Result<()> {
-    let Some(systems) = h["systems"].as_array() else {
-        return Ok(());
-    };
-    let _ = writeln!(md, "\n## Held-out captions\n");
-    let _ = writeln!(
-        md,
-        "{} MidiCaps-style captions of the {} test-split pieces (describe's `captions.parquet`; none is a training text), {} music tokens each, the same seed for every system. Mean [95 % bootstrap interval] over the prompts that asked for the attribute (n). text2midi reports TB 39.7 %, TBT 65.8 %, CK 33.6 %, CKD 35.5 % on MidiCaps' own test captions, not these. *Strict* writes what the caption names (see `amt generate --strict`): its tempo-bin and meter rates, and the instrument precision of every piece with notes, are met by construction and are never the model's free numbers. *Captioned pieces* scores each test piece against its own captions: the ceiling where a caption and the measures disagree.\n",
-        h["prompts"], h["pieces"], h["tokens"]
-    );
-    let measures = [
-        ("TB", "tempo_bin_match"),
-        ("TBT", "tempo_bin_within_one"),
-        ("CK", "key_match"),
-        ("CKD", "key_match_relaxed"),
-        ("meter", "time_signature_match"),
-        ("instr. P", "instrument_precision"),
-        ("instr. R", "instrument_recall"),
-        ("instr. F1", "instrument_f1"),
-        ("all asked", "attributes_satisfied"),
-    ];
-    let names: Vec<&str> = measures.iter().map(|m| m.0).collect();
-    let _ = writeln!(md, "| system | {} |", names.join(" | "));
-    let _ = writeln!(md, "|---|{}", "---:|".repeat(measures.len()));
-    for s in systems {
-        let cells: Vec<String> = measures
-            .iter()
-            .map(|(_, key)| {
-                let v = &s["scores"][key];
-                if v.is_null() {
-                    "n/a".to_owned()
-                } else {
-                    format!(
-                        "{} [{}, {}] ({})",
-                        pct(&v["mean"]),
-                        pct(&v["low"]),
-                        pct(&v["high"]),
-                        v["n"]
-                    )
-                }
-            })
-            .collect();
-        let _ = writeln!(
-            md,
-            "| {} | {} |",
-            s["system"].as_str().unwrap_or("?"),
-            cells.join(" | ")
-        );
-    }
-    let series = guidance_curves(systems);
-    if series.iter().any(|(_, points)| points.len() > 1) {
-        let refs: Vec<(&str, &[(f64, f64)])> =
-            series.iter().map(|(n, p)| (*n, p.as_slice())).collect();
-        lines(
-            &out.join("guidance.png"),
-            "held-out adherence by guidance scale",
-            "guidance scale",
-            "%",
-            &refs,
-        )?;
-        let _ = writeln!(md, "\n![adherence by guidance scale](guidance.png)");
-    }
-    Ok(())
-}
-
-/// Each rate of the free model's rows against their guidance scale, in
-/// percent (strict and the baselines are other systems, not points on it).
-fn guidance_curves(systems: &[Value]) -> Vec<(&'static str, Vec<(f64, f64)>)> {
-    let free: Vec<&Value> = systems.iter().filter(|s| s["kind"] == "model").collect();
-    [
-        ("tempo bin", "tempo_bin_match"),
-        ("key", "key_match"),
-        ("meter", "time_signature_match"),
-        ("instrument F1", "instrument_f1"),
-    ]
-    .into_iter()
-    .map(|(name, key)| {
-        let points = free
-            .iter()
-            .filter_map(|s| {
-                Some((
-                    s["guidance"].as_f64()?,
-                    s["scores"][key]["mean"].as_f64()? * 100.0,
-                ))
-            })
-            .collect();
-        (name, points)
-    })
-    .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_bootstrap_interval_holds_the_mean_and_narrows_with_more_prompts() {
-        // Every prompt its own group: the plain bootstrap.
-        let own = |n: usize| -> Vec<(usize, f64)> {
-            (0..n)
-                .map(|i| (i, f64::from(u8::from(i % 4 == 0))))
-                .collect()
-        };
-        let a = bootstrap(&own(20), 1).unwrap();
-        let b = bootstrap(&own(400), 1).unwrap();
-        assert_eq!((a.mean, b.mean, a.n, b.n), (0.25, 0.25, 20, 400));
-        assert!(a.low < 0.25 && 0.25 < a.high, "{a:?}");
-        assert!(b.low < 0.25 && 0.25 < b.high, "{b:?}");
-        assert!(b.high - b.low < (a.high - a.low) / 2.0, "{a:?} {b:?}");
-        // The binomial standard error at n = 400 is 0.0217: the interval is about ±0.042.
-        assert!(((b.high - b.low) / 2.0 - 0.042).abs() < 0.01, "{b:?}");
-        assert_eq!(bootstrap(&[], 1), None);
-        assert_eq!(bootstrap(&own(400), 1), Some(b), "seeded");
-        // The same 400 values as 20 pieces of 20 captions that agree within
-        // a piece: only 20 independent draws, so the interval is as wide as
-        // 20 prompts' rather than 400's.
-        let grouped: Vec<(usize, f64)> = (0..400)
-            .map(|i| (i / 20, f64::from(u8::from(i / 20 % 4 == 0))))
-            .collect();
-        let c = bootstrap(&grouped, 1).unwrap();
-        assert_eq!((c.mean, c.n), (0.25, 400));
-        assert!(
-            c.high - c.low > 3.0 * (b.high - b.low),
-            "{c:?} against {b:?}"
-        );
-    }
-
-    #[test]
-    fn the_guidance_plot_shows_the_free_model_only() {
-        let row = |kind: &str, g: Option<f64>, tb: f64| serde_json::json!({"kind": kind, "guidance": g, "scores": {"tempo_bin_match": {"mean": tb}}});
-        let rows = [
-            row("model", Some(1.0), 0.3),
-            row("model", Some(2.0), 0.4),
-            row("strict", Some(2.0), 1.0),
-            row("untrained", Some(1.0), 0.1),
-            row("random", None, 0.1),
-        ];
-        let curves = guidance_curves(&rows);
-        assert_eq!(curves[0], ("tempo bin", vec![(1.0, 30.0), (2.0, 40.0)]));
-        assert!(curves[1].1.is_empty(), "no key rates given");
-    }
 
     #[test]
     fn captions_are_chosen_across_pieces_first() {
