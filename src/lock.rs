@@ -106,8 +106,6 @@ pub fn holder(path: &Path) -> std::io::Result<Option<Holder>> {
         Err(e) => return Err(e),
     };
     let ino = file.metadata()?.ino();
-    let holder = read_holder(&mut file);
-    let pid = holder.0.strip_prefix("pid ").and_then(|p| p.parse::<u32>().ok());
     // The kernel writes the table a page at a time, and a line can be
     // skipped when locks come and go between two reads: a lock found in any
     // of three readings is held.
@@ -119,6 +117,8 @@ pub fn holder(path: &Path) -> std::io::Result<Option<Holder>> {
                 return Ok(None);
             }
         };
+        let holder = read_holder(&mut file);
+        let pid = holder.0.strip_prefix("pid ").and_then(|p| p.parse::<u32>().ok());
         if flock_held(&table, ino, pid) {
             return Ok(Some(holder));
         }
@@ -126,8 +126,9 @@ pub fn holder(path: &Path) -> std::io::Result<Option<Holder>> {
     Ok(None)
 }
 
-/// `/proc/locks`, read in as few reads as its size allows (a small first
-/// read, as `read_to_string` makes into an empty buffer, splits the table).
+/// `/proc/locks`, read in page-sized reads into a buffer that has room
+/// (`read_to_string` into an empty one starts with a 32-byte read, which
+/// splits the table into many more reads).
 fn proc_locks() -> std::io::Result<String> {
     let mut bytes = Vec::with_capacity(1 << 16);
     File::open("/proc/locks")?.read_to_end(&mut bytes)?;

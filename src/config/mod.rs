@@ -146,9 +146,10 @@ pub enum ProfileError {
     /// No `[profiles.NAME]` has this name; `hint` names the nearest or the choices.
     #[error("no profile is called `{name}`{hint}")]
     Unknown { name: String, hint: String },
-    /// Its params do not fit `[params]`.
-    #[error("profiles.{name}: {source}")]
-    Params { name: String, source: ParamError },
+    /// Its params do not fit `[params]` (the message says why, so it is not
+    /// also given as the error's source).
+    #[error("profiles.{name}: {problem}")]
+    Params { name: String, problem: ParamError },
 }
 
 /// A stage's identity within one loaded pipeline: its position in
@@ -228,9 +229,9 @@ impl Pipeline {
         // Checked when the manifest was parsed.
         self.params
             .overlay(&overlay.params)
-            .map_err(|source| ProfileError::Params {
+            .map_err(|problem| ProfileError::Params {
                 name: name.to_owned(),
-                source,
+                problem,
             })?;
         if let Some(kind) = overlay.executor {
             self.executor.kind = kind;

@@ -28,10 +28,8 @@ pub(super) fn write(records: &Path, record: &Record) -> io::Result<()> {
     )
 }
 
-/// Cancels every job recorded under `records` (by an earlier, killed amt,
-/// or one that lost track of a job) and waits until Slurm confirms each
-/// is gone; errors, and runs nothing, when it cannot confirm. Every run
-/// calls this, whatever its executor.
+/// [`super::Slurm::settle_leftovers`]: cancel the recorded jobs and wait
+/// until Slurm confirms each is gone.
 pub fn settle(records: &Path) -> io::Result<()> {
     let Ok(dir) = std::fs::read_dir(records) else {
         return Ok(());
