@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use crate::midi::Features;
 use crate::midi::key::Key;
 use crate::tokenizer::Conditioning;
-use crate::tokenizer::prefix::tempo_class;
 use crate::tokenizer::grid::nearest_time_signature;
+use crate::tokenizer::prefix::tempo_class;
 
 /// The MidiCaps tempo bin of a BPM (the prefix's tempo classes are MidiCaps' bins).
 pub fn tempo_bin(bpm: f64) -> i32 {
@@ -53,6 +53,27 @@ pub struct Adherence {
     pub instrument_f1: Option<f64>,
     /// Satisfied requested attributes (tempo bin, key, meter, each instrument) over requested ones.
     pub attributes_satisfied: Option<f64>,
+}
+
+impl Adherence {
+    /// Every measure by name, in field order: a match as 1 or 0, a rate as
+    /// itself, `None` where the prompt did not ask. `metrics.json`'s
+    /// adherence block, `pieces.parquet`'s columns and the held-out scores
+    /// are derived from this list.
+    pub fn measures(&self) -> [(&'static str, Option<f64>); 9] {
+        let flag = |b: Option<bool>| b.map(|b| f64::from(u8::from(b)));
+        [
+            ("tempo_bin_match", flag(self.tempo_bin_match)),
+            ("tempo_bin_within_one", flag(self.tempo_bin_within_one)),
+            ("key_match", flag(self.key_match)),
+            ("key_match_relaxed", flag(self.key_match_relaxed)),
+            ("time_signature_match", flag(self.time_signature_match)),
+            ("instrument_precision", self.instrument_precision),
+            ("instrument_recall", self.instrument_recall),
+            ("instrument_f1", self.instrument_f1),
+            ("attributes_satisfied", self.attributes_satisfied),
+        ]
+    }
 }
 
 /// The instrument families a piece plays.
@@ -126,6 +147,47 @@ pub fn adherence(req: &Request, f: &Features) -> Adherence {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_measures_are_the_fields_in_order_each_reading_its_own() {
+        let names: Vec<&str> = Adherence::default().measures().map(|(n, _)| n).to_vec();
+        let fields = serde_json::to_value(Adherence::default()).unwrap();
+        assert_eq!(
+            fields.as_object().unwrap().len(),
+            names.len(),
+            "a field is not measured"
+        );
+        // Field order, as serde writes a struct: it seeds the intervals and
+        // orders pieces.parquet's columns.
+        let text = serde_json::to_string(&Adherence::default()).unwrap();
+        let at: Vec<usize> = names
+            .iter()
+            .map(|n| {
+                text.find(&format!("\"{n}\":"))
+                    .unwrap_or_else(|| panic!("{n} is no field"))
+            })
+            .collect();
+        assert!(
+            at.windows(2).all(|w| w[0] < w[1]),
+            "not in field order: {names:?}"
+        );
+        // Each name reads its own field: with only that field set, only it is measured.
+        for name in &names {
+            let only = |v: serde_json::Value| {
+                serde_json::from_value::<Adherence>(serde_json::Value::Object(
+                    [(name.to_string(), v)].into_iter().collect(),
+                ))
+            };
+            let one = only(true.into()).or_else(|_| only(0.5.into())).unwrap();
+            let set: Vec<&str> = one
+                .measures()
+                .iter()
+                .filter(|(_, v)| v.is_some())
+                .map(|(n, _)| *n)
+                .collect();
+            assert_eq!(set, [*name]);
+        }
+    }
 
     #[test]
     fn midicaps_bins() {

@@ -84,6 +84,21 @@ pub struct OriginalScores {
     pub overall_score: f64,
 }
 
+impl OriginalScores {
+    /// Every score by name, in field order: `metrics.json` and
+    /// `pieces.parquet` derive theirs from this one list.
+    pub fn named(&self) -> [(&'static str, f64); 6] {
+        [
+            ("note_density_ratio", self.note_density_ratio),
+            ("velocity_similarity", self.velocity_similarity),
+            ("note_range_similarity", self.note_range_similarity),
+            ("time_signature_match", self.time_signature_match),
+            ("tempo_similarity", self.tempo_similarity),
+            ("overall_score", self.overall_score),
+        ]
+    }
+}
+
 /// The original weights, in the field order above.
 pub const WEIGHTS: [f64; 5] = [0.30, 0.20, 0.20, 0.15, 0.15];
 
@@ -161,6 +176,34 @@ pub fn quality_level(overall: f64) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_named_scores_are_the_fields_in_order() {
+        let names: Vec<&str> = OriginalScores::default().named().map(|(n, _)| n).to_vec();
+        // Every field its own value, so a name read from the wrong field shows.
+        let distinct: serde_json::Map<String, serde_json::Value> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.to_string(), (i as f64 + 1.0).into()))
+            .collect();
+        let s: OriginalScores = serde_json::from_value(distinct.into()).unwrap();
+        let expected: Vec<(&str, f64)> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (*n, i as f64 + 1.0))
+            .collect();
+        assert_eq!(s.named().to_vec(), expected);
+        // And in field order, as serde writes the struct.
+        let text = serde_json::to_string(&s).unwrap();
+        let at: Vec<usize> = names
+            .iter()
+            .map(|n| text.find(&format!("\"{n}\":")).unwrap())
+            .collect();
+        assert!(
+            at.windows(2).all(|w| w[0] < w[1]),
+            "not in field order: {names:?}"
+        );
+    }
 
     fn f(
         density: f64,

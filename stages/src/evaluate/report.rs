@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use super::quality::NAMES;
 use super::stats::{columns, kolmogorov_smirnov, mean_std, quality_distance, wasserstein};
 use super::heldout::HeldOut;
-use super::{Headline, PieceReport, TestPiece, quality_level};
+use super::{Adherence, Headline, OriginalScores, PieceReport, TestPiece, quality_level};
 use crate::generate::GeneratedFile;
 use crate::plot::{RollNote, histograms, piano_roll};
 use crate::train::scores::Evaluation;
@@ -42,10 +42,6 @@ fn rate(values: impl Iterator<Item = Option<f64>>) -> Value {
     json!({ "mean": mean, "pieces": v.len() })
 }
 
-fn flag(b: Option<bool>) -> Option<f64> {
-    b.map(|b| f64::from(u8::from(b)))
-}
-
 /// The contents of `metrics.json`.
 pub fn metrics(
     pieces: &[PieceReport],
@@ -57,16 +53,12 @@ pub fn metrics(
     let mean = |f: &dyn Fn(&PieceReport) -> f64| {
         pieces.iter().map(f).sum::<f64>() / pieces.len().max(1) as f64
     };
+    let mut original = serde_json::Map::new();
+    for (i, (name, _)) in OriginalScores::default().named().into_iter().enumerate() {
+        original.insert(name.into(), json!(mean(&|p| p.original.named()[i].1)));
+    }
     let overall = mean(&|p| p.original.overall_score);
-    let original = json!({
-        "note_density_ratio": mean(&|p| p.original.note_density_ratio),
-        "velocity_similarity": mean(&|p| p.original.velocity_similarity),
-        "note_range_similarity": mean(&|p| p.original.note_range_similarity),
-        "time_signature_match": mean(&|p| p.original.time_signature_match),
-        "tempo_similarity": mean(&|p| p.original.tempo_similarity),
-        "overall_score": overall,
-        "quality_level": quality_level(overall),
-    });
+    original.insert("quality_level".into(), json!(quality_level(overall)));
     let (g, t) = (
         columns(pieces.iter().map(|p| &p.quality)),
         columns(test.iter().map(|t| &t.quality)),
@@ -85,18 +77,11 @@ pub fn metrics(
             }),
         );
     }
-    let a = |f: &dyn Fn(&PieceReport) -> Option<f64>| rate(pieces.iter().map(f));
-    let adherence = json!({
-        "tempo_bin_match": a(&|p| flag(p.adherence.tempo_bin_match)),
-        "tempo_bin_within_one": a(&|p| flag(p.adherence.tempo_bin_within_one)),
-        "key_match": a(&|p| flag(p.adherence.key_match)),
-        "key_match_relaxed": a(&|p| flag(p.adherence.key_match_relaxed)),
-        "time_signature_match": a(&|p| flag(p.adherence.time_signature_match)),
-        "instrument_precision": a(&|p| p.adherence.instrument_precision),
-        "instrument_recall": a(&|p| p.adherence.instrument_recall),
-        "instrument_f1": a(&|p| p.adherence.instrument_f1),
-        "attributes_satisfied": a(&|p| p.adherence.attributes_satisfied),
-    });
+    let mut adherence = serde_json::Map::new();
+    for (i, (name, _)) in Adherence::default().measures().into_iter().enumerate() {
+        let values = pieces.iter().map(|p| p.adherence.measures()[i].1);
+        adherence.insert(name.into(), rate(values));
+    }
     let mut rules: BTreeMap<&str, usize> = BTreeMap::new();
     pieces
         .iter()
@@ -164,75 +149,24 @@ pub fn write_pieces(path: &Path, pieces: &[PieceReport]) -> anyhow::Result<()> {
         ),
         ("reference".into(), text(&|p| &p.reference)),
         ("reference_rule".into(), text(&|p| &p.reference_rule)),
-        (
-            "note_density_ratio".into(),
-            num(&|p| Some(p.original.note_density_ratio)),
-        ),
-        (
-            "velocity_similarity".into(),
-            num(&|p| Some(p.original.velocity_similarity)),
-        ),
-        (
-            "note_range_similarity".into(),
-            num(&|p| Some(p.original.note_range_similarity)),
-        ),
-        (
-            "time_signature_match".into(),
-            num(&|p| Some(p.original.time_signature_match)),
-        ),
-        (
-            "tempo_similarity".into(),
-            num(&|p| Some(p.original.tempo_similarity)),
-        ),
-        (
-            "overall_score".into(),
-            num(&|p| Some(p.original.overall_score)),
-        ),
     ];
+    for (i, (name, _)) in OriginalScores::default().named().into_iter().enumerate() {
+        columns.push((name.into(), num(&|p| Some(p.original.named()[i].1))));
+    }
     for (i, name) in NAMES.iter().enumerate() {
         columns.push((
             format!("quality_{name}"),
             num(&|p| Some(p.quality.values()[i])),
         ));
     }
-    columns.extend([
-        (
-            "tempo_bin_match".to_owned(),
-            num(&|p| flag(p.adherence.tempo_bin_match)),
-        ),
-        (
-            "tempo_bin_within_one".to_owned(),
-            num(&|p| flag(p.adherence.tempo_bin_within_one)),
-        ),
-        (
-            "key_match".to_owned(),
-            num(&|p| flag(p.adherence.key_match)),
-        ),
-        (
-            "key_match_relaxed".to_owned(),
-            num(&|p| flag(p.adherence.key_match_relaxed)),
-        ),
-        (
-            "time_signature_match_requested".to_owned(),
-            num(&|p| flag(p.adherence.time_signature_match)),
-        ),
-        (
-            "instrument_precision".to_owned(),
-            num(&|p| p.adherence.instrument_precision),
-        ),
-        (
-            "instrument_recall".to_owned(),
-            num(&|p| p.adherence.instrument_recall),
-        ),
-        (
-            "instrument_f1".to_owned(),
-            num(&|p| p.adherence.instrument_f1),
-        ),
-        (
-            "attributes_satisfied".to_owned(),
-            num(&|p| p.adherence.attributes_satisfied),
-        ),
-    ]);
+    // What was asked, beside how the piece compares with its reference: a
+    // measure named like an original score (`time_signature_match`) ends in
+    // `_requested`.
+    for (i, (name, _)) in Adherence::default().measures().into_iter().enumerate() {
+        let taken = columns.iter().any(|(c, _)| c == name);
+        let column = if taken { format!("{name}_requested") } else { name.to_owned() };
+        columns.push((column, num(&|p| p.adherence.measures()[i].1)));
+    }
     crate::table::write_parquet(path, RecordBatch::try_from_iter(columns)?)
 }
 

@@ -8,15 +8,17 @@ use anyhow::Context;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
+use super::grammar::Grammar;
 use super::prompt;
 use super::sample::{SampleOptions, sample};
+use super::stream::Stream;
 use super::strict::Strict;
 use crate::bundle;
 use crate::cluster::centroids::Centroids;
 use crate::embed::Encoder;
-use crate::model::{Conditioning as ModelConditioning, Gpt, KvCache};
+use crate::model::{Conditioning as ModelConditioning, Gpt};
 use crate::tokenizer::{Conditioning, Header, Token, Tokenizer};
 
 /// A trained model ready to write music: the train stage's output directory, loaded.
@@ -31,37 +33,6 @@ pub struct Generator {
     /// False when the bundle says the model never trained unconditioned,
     /// so guidance would compare against a prefix it never saw.
     guidable: bool,
-}
-
-/// Which tokens may come next. A piece opens with `Bar TimeSig Tempo`;
-/// constraining the first three steps to those token types (the model still
-/// picks the values) makes every piece state its meter and tempo.
-struct Grammar {
-    header: [Vec<bool>; 3],
-    music: Vec<bool>,
-}
-
-impl Grammar {
-    fn new(tok: &Tokenizer) -> Self {
-        let mask = |keep: &dyn Fn(&str) -> bool| -> Vec<bool> {
-            (0..tok.vocab.len() as u16)
-                .map(|id| tok.vocab.token(id).is_some_and(|t| keep(t.kind())))
-                .collect()
-        };
-        Self {
-            header: [
-                mask(&|k| k == "Bar"),
-                mask(&|k| k == "TimeSig"),
-                mask(&|k| k == "Tempo"),
-            ],
-            music: mask(&|k| !matches!(k, "special" | "conditioning")),
-        }
-    }
-
-    /// The tokens allowed as the `step`-th music token.
-    fn at(&self, step: usize) -> &[bool] {
-        self.header.get(step).unwrap_or(&self.music)
-    }
 }
 
 /// What a text asks for: its sentence embedding, the prefix (semantic token
@@ -343,7 +314,7 @@ impl Generator {
         let finished = tch::no_grad(|| {
             let refill = |streams: &mut Vec<Stream>, header: &[u16], music: &[u16]| {
                 let window: Vec<u16> = header.iter().chain(music).copied().collect();
-                mix(streams.iter_mut().map(|s| s.refill(self, &window, cached)).collect())
+                mix(streams.iter_mut().map(|s| s.refill(&self.model, &window, cached)).collect())
             };
             let mut logits = refill(&mut streams, &header, &music);
             while music.len() < opts.max_tokens {
@@ -368,7 +339,7 @@ impl Generator {
                     header = Header::after(vocab, &music[..start]).tokens();
                     logits = refill(&mut streams, &header, &music[start..]);
                 } else if cached {
-                    logits = mix(streams.iter_mut().map(|s| s.step(self, next)).collect());
+                    logits = mix(streams.iter_mut().map(|s| s.step(&self.model, next)).collect());
                 } else {
                     logits = refill(&mut streams, &header, &music[start..]);
                 }
@@ -380,46 +351,4 @@ impl Generator {
         tokens.extend(music);
         Some((tokens, ended))
     }
-
-    fn ids(&self, t: &[u16]) -> Tensor {
-        Tensor::from_slice(&t.iter().map(|&i| i64::from(i)).collect::<Vec<_>>())
-            .view([1, -1])
-            .to_device(self.model.device())
-    }
-}
-
-/// One conditioning's view of the music being written: its prefix, its
-/// sentence embedding and its KV cache.
-struct Stream<'a> {
-    prefix: &'a [u16],
-    embedding: Option<&'a Tensor>,
-    cache: Option<KvCache>,
-}
-
-impl<'a> Stream<'a> {
-    fn new(prefix: &'a [u16], embedding: Option<&'a Tensor>) -> Self {
-        Self { prefix, embedding, cache: None }
-    }
-
-    /// The next token's logits after the prefix and `music`, refilling the cache if `cached`.
-    fn refill(&mut self, g: &Generator, music: &[u16], cached: bool) -> Vec<f32> {
-        let mut w = self.prefix.to_vec();
-        w.extend_from_slice(music);
-        self.cache = cached.then(|| g.model.cache(1));
-        last_row(&g.model.forward(&g.ids(&w), self.embedding, false, self.cache.as_mut()))
-    }
-
-    /// The next token's logits after one more token, from the cache.
-    fn step(&mut self, g: &Generator, next: u16) -> Vec<f32> {
-        last_row(&g.model.forward(&g.ids(&[next]), None, false, self.cache.as_mut()))
-    }
-}
-
-fn last_row(logits: &Tensor) -> Vec<f32> {
-    let v = logits
-        .get(0)
-        .get(-1)
-        .to_kind(Kind::Float)
-        .to_device(Device::Cpu);
-    Vec::<f32>::try_from(v).expect("a CPU f32 tensor converts")
 }

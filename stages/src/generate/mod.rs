@@ -3,8 +3,10 @@
 //! behind `amt generate`.
 
 pub mod generator;
+mod grammar;
 pub mod prompt;
 pub mod sample;
+mod stream;
 pub mod strict;
 
 use std::path::Path;

@@ -11,7 +11,7 @@
 
 mod section;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -25,53 +25,29 @@ use crate::generate::{Generator, SampleOptions, prompt};
 use crate::midi::{self, Features};
 pub use section::write_section;
 
-/// One system's held-out adherence: text2midi's measures where the prompt asked.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Scores {
-    /// TB: the MidiCaps tempo bin asked for.
-    pub tempo_bin_match: Option<Interval>,
-    /// TBT: within one bin.
-    pub tempo_bin_within_one: Option<Interval>,
-    /// CK: the key asked for (Krumhansl–Schmuckler estimate).
-    pub key_match: Option<Interval>,
-    /// CKD: that key or its relative.
-    pub key_match_relaxed: Option<Interval>,
-    pub time_signature_match: Option<Interval>,
-    pub instrument_precision: Option<Interval>,
-    pub instrument_recall: Option<Interval>,
-    pub instrument_f1: Option<Interval>,
-    pub attributes_satisfied: Option<Interval>,
-}
+/// One system's held-out adherence: text2midi's measures where the prompt
+/// asked (TB `tempo_bin_match`, TBT `tempo_bin_within_one`, CK `key_match`,
+/// CKD `key_match_relaxed`, meter, instrument P/R/F1, attributes met), each named as
+/// [`Adherence::measures`] names it, with its interval (none where no
+/// prompt asked).
+pub type Scores = BTreeMap<String, Option<Interval>>;
 
-impl Scores {
-    /// The scores of a system's pieces: one [`Adherence`] per prompt, with
-    /// the group (test piece) its caption describes.
-    pub fn of(pieces: &[(usize, Adherence)]) -> Self {
-        let rate = |f: fn(&Adherence) -> Option<bool>| {
-            pieces
+/// The scores of a system's pieces: one [`Adherence`] per prompt, with the
+/// group (test piece) its caption describes.
+pub fn scores(pieces: &[(usize, Adherence)]) -> Scores {
+    let names = Adherence::default().measures().map(|(name, _)| name);
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let values: Vec<(usize, f64)> = pieces
                 .iter()
-                .filter_map(|(g, a)| f(a).map(|b| (*g, f64::from(u8::from(b)))))
-                .collect::<Vec<_>>()
-        };
-        let real = |f: fn(&Adherence) -> Option<f64>| {
-            pieces
-                .iter()
-                .filter_map(|(g, a)| f(a).map(|v| (*g, v)))
-                .collect::<Vec<_>>()
-        };
-        // One seed per measure, the same for every system: intervals are comparable.
-        Self {
-            tempo_bin_match: bootstrap(&rate(|a| a.tempo_bin_match), 1),
-            tempo_bin_within_one: bootstrap(&rate(|a| a.tempo_bin_within_one), 2),
-            key_match: bootstrap(&rate(|a| a.key_match), 3),
-            key_match_relaxed: bootstrap(&rate(|a| a.key_match_relaxed), 4),
-            time_signature_match: bootstrap(&rate(|a| a.time_signature_match), 5),
-            instrument_precision: bootstrap(&real(|a| a.instrument_precision), 6),
-            instrument_recall: bootstrap(&real(|a| a.instrument_recall), 7),
-            instrument_f1: bootstrap(&real(|a| a.instrument_f1), 8),
-            attributes_satisfied: bootstrap(&real(|a| a.attributes_satisfied), 9),
-        }
-    }
+                .filter_map(|(g, a)| a.measures()[i].1.map(|v| (*g, v)))
+                .collect();
+            // One seed per measure, the same for every system: intervals are comparable.
+            ((*name).to_owned(), bootstrap(&values, i as u64 + 1))
+        })
+        .collect()
 }
 
 /// What a row of the held-out table samples.
@@ -191,7 +167,7 @@ pub fn evaluate(
                 system: r.system,
                 kind: r.kind,
                 guidance: r.guidance,
-                scores: Scores::of(&all),
+                scores: scores(&all),
             })
             .collect(),
     })
