@@ -58,10 +58,14 @@ impl<'a> Tracker<'a> {
         }
     }
 
-    fn update(&self, f: impl FnOnce(&mut BTreeSet<String>)) {
+    /// Applies `f`, and writes the file when `f` says it changed the set: a
+    /// stage that was fresh or restored never started, and finishing it
+    /// writes nothing (a no-op run of 200 stages wrote the file 200 times).
+    fn update(&self, f: impl FnOnce(&mut BTreeSet<String>) -> bool) {
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        f(&mut running);
-        self.save(&running);
+        if f(&mut running) {
+            self.save(&running);
+        }
     }
 }
 
@@ -73,16 +77,12 @@ impl Drop for Tracker<'_> {
 
 impl Reporter for Tracker<'_> {
     fn started(&self, stage: &Stage, changes: &[Change]) {
-        self.update(|r| {
-            r.insert(stage.name.as_str().to_owned());
-        });
+        self.update(|r| r.insert(stage.name.as_str().to_owned()));
         self.inner.started(stage, changes);
     }
 
     fn finished(&self, stage: &Stage, outcome: &Outcome) {
-        self.update(|r| {
-            r.remove(stage.name.as_str());
-        });
+        self.update(|r| r.remove(stage.name.as_str()));
         self.inner.finished(stage, outcome);
     }
 
@@ -124,5 +124,40 @@ mod tests {
         assert!(read(dir.path(), &Holder("pid 42".into())).is_empty());
         std::fs::write(dir.path().join(FILE), b"{not json").unwrap();
         assert!(read(dir.path(), &Holder("pid 41".into())).is_empty());
+    }
+
+    /// Passes nothing on.
+    struct Quiet;
+
+    impl Reporter for Quiet {
+        fn started(&self, _: &Stage, _: &[Change]) {}
+        fn finished(&self, _: &Stage, _: &Outcome) {}
+        fn warning(&self, _: &Warning) {}
+    }
+
+    #[test]
+    fn only_a_stage_that_started_rewrites_the_board() {
+        let dir = tempfile::tempdir().unwrap();
+        let pipeline = crate::config::parse(
+            Path::new("amt.toml"),
+            "[stages.a]\ncmd = \"true\"\nouts = [\"a\"]\n",
+            &crate::config::NoBuiltins,
+        )
+        .unwrap();
+        let stage = &pipeline.stages[0];
+        let tracker = Tracker::new(dir.path(), &Quiet);
+        let file = dir.path().join(FILE);
+        // A fresh stage finishes without starting: the board is not written
+        // (a no-op run of 200 stages wrote it 200 times).
+        std::fs::remove_file(&file).unwrap();
+        tracker.finished(stage, &Outcome::Fresh);
+        assert!(!file.exists());
+        tracker.started(stage, &[]);
+        let me = crate::lock::me();
+        assert_eq!(read(dir.path(), &me), BTreeSet::from(["a".to_owned()]));
+        tracker.finished(stage, &Outcome::Fresh);
+        assert!(read(dir.path(), &me).is_empty());
+        drop(tracker);
+        assert!(!file.exists(), "the board goes with its run");
     }
 }
