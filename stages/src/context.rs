@@ -115,7 +115,7 @@ impl StageContext {
     ) -> anyhow::Result<Option<PathBuf>> {
         match bindings.role(role) {
             Ok(path) => Ok(path.map(|p| self.root.join(p))),
-            Err(_) if bindings.paths().is_empty() => Ok(None),
+            Err(_) if bindings.is_empty() => Ok(None),
             Err(_) => bail!(
                 "this built-in stage needs named {what}, like `{what} = {{ {role} = \"path\" }}`"
             ),

@@ -59,11 +59,11 @@ impl Bindings {
         }
     }
 
-    /// Every bound path, in role or declared order.
-    pub fn paths(&self) -> Vec<&str> {
+    /// True when nothing is bound.
+    pub fn is_empty(&self) -> bool {
         match self {
-            Bindings::Roles(map) => map.values().map(String::as_str).collect(),
-            Bindings::Paths(paths) => paths.iter().map(String::as_str).collect(),
+            Bindings::Roles(map) => map.is_empty(),
+            Bindings::Paths(paths) => paths.is_empty(),
         }
     }
 }
