@@ -19,7 +19,7 @@ pub enum InputsError {
     Tree(#[from] TreeError),
     /// The program behind a built-in stage cannot vouch for its facts.
     #[error("{0}")]
-    Builtin(String),
+    Builtin(Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// A stage's current inputs, with the listings of its directory deps (by digest).

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use amt::config::Builtins;
 use amt::fsutil::write_atomic;
@@ -27,6 +27,50 @@ pub struct Probe {
     pub facts: BTreeMap<String, String>,
     /// Files whose change can change a fact.
     pub watch: Vec<PathBuf>,
+}
+
+/// `amt-stage --probe` gave no answer.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error(
+        "cannot run {}: {error}; it is built with the workspace (cargo build --release --bins)",
+        binary.display()
+    )]
+    Spawn {
+        binary: PathBuf,
+        error: Arc<std::io::Error>,
+    },
+    #[error("{} --probe failed: {stderr}", binary.display())]
+    Failed { binary: PathBuf, stderr: String },
+    #[error("{} --probe printed no probe: {error}", binary.display())]
+    Unreadable {
+        binary: PathBuf,
+        error: Arc<serde_json::Error>,
+    },
+}
+
+/// Why the facts of a built-in stage cannot be vouched for.
+#[derive(Debug, thiserror::Error)]
+pub enum FactsError {
+    #[error(transparent)]
+    Probe(#[from] ProbeError),
+    #[error("no built-in stage `{0}`")]
+    Unknown(String),
+    #[error(
+        "{} was built from other sources than this amt: stage {stage} has code version {ours} \
+         in amt and {} in amt-stage. Running it would store the old code's output under the new \
+         code's key; rebuild both: cargo build --release --bins (or scripts/demo.sh)",
+        binary.display(),
+        theirs.as_deref().unwrap_or("none")
+    )]
+    Stale {
+        binary: PathBuf,
+        stage: String,
+        ours: String,
+        theirs: Option<String>,
+    },
+    #[error("amt-stage --probe did not report the fact `{0}`")]
+    MissingFact(String),
 }
 
 #[derive(Serialize, Deserialize)]
@@ -96,7 +140,7 @@ fn host() -> String {
 }
 
 /// The probe, from the cache when its stamp still holds.
-fn probe(cache: &Path) -> Result<Probe, String> {
+fn probe(cache: &Path) -> Result<Probe, ProbeError> {
     let binary = stage_binary();
     let file = cache.join("probe").join(format!("{}.json", host()));
     if let Some(cached) = std::fs::read(&file)
@@ -119,26 +163,27 @@ fn probe(cache: &Path) -> Result<Probe, String> {
 }
 
 /// Runs `amt-stage --probe` now.
-pub fn probe_now() -> Result<Probe, String> {
+pub fn probe_now() -> Result<Probe, ProbeError> {
     let binary = stage_binary();
-    let out = std::process::Command::new(&binary)
-        .arg("--probe")
-        .output()
-        .map_err(|e| {
-            format!(
-                "cannot run {}: {e}; it is built with the workspace (cargo build --release --bins)",
-                binary.display()
-            )
-        })?;
+    let out = match std::process::Command::new(&binary).arg("--probe").output() {
+        Ok(out) => out,
+        Err(e) => {
+            return Err(ProbeError::Spawn {
+                binary,
+                error: Arc::new(e),
+            });
+        }
+    };
     if !out.status.success() {
-        return Err(format!(
-            "{} --probe failed: {}",
-            binary.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
+        return Err(ProbeError::Failed {
+            binary,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
     }
-    serde_json::from_slice(&out.stdout)
-        .map_err(|e| format!("{} --probe printed no probe: {e}", binary.display()))
+    serde_json::from_slice(&out.stdout).map_err(|e| ProbeError::Unreadable {
+        binary,
+        error: Arc::new(e),
+    })
 }
 
 /// The registry of built-in stages that `amt` runs through `amt-stage`.
@@ -161,33 +206,38 @@ impl Builtins for StageRegistry {
         format!("'{}' {name}", exe.replace('\'', "'\\''"))
     }
 
-    fn facts(&self, name: &str, cache: &Path) -> Result<BTreeMap<String, String>, String> {
-        static PROBE: OnceLock<Result<Probe, String>> = OnceLock::new();
-        let probe = PROBE.get_or_init(|| probe(cache)).as_ref().map_err(Clone::clone)?;
-        let info = amt_registry::builtin(name).ok_or_else(|| format!("no built-in stage `{name}`"))?;
-        match probe.versions.get(name) {
-            Some(v) if v == info.version => {}
-            other => {
-                return Err(format!(
-                    "{} was built from other sources than this amt: stage {name} has code \
-                     version {} in amt and {} in amt-stage. Running it would store the old \
-                     code's output under the new code's key; rebuild both: cargo build \
-                     --release --bins (or scripts/demo.sh)",
-                    stage_binary().display(),
-                    info.version,
-                    other.map_or("none", String::as_str)
-                ));
+    fn facts(
+        &self,
+        name: &str,
+        cache: &Path,
+    ) -> Result<BTreeMap<String, String>, Box<dyn std::error::Error + Send + Sync>> {
+        static PROBE: OnceLock<Result<Probe, ProbeError>> = OnceLock::new();
+        let probe = PROBE
+            .get_or_init(|| probe(cache))
+            .as_ref()
+            .map_err(|e| FactsError::from(e.clone()))?;
+        let info =
+            amt_registry::builtin(name).ok_or_else(|| FactsError::Unknown(name.to_owned()))?;
+        let theirs = probe.versions.get(name);
+        if theirs.map(String::as_str) != Some(info.version) {
+            return Err(FactsError::Stale {
+                binary: stage_binary(),
+                stage: name.to_owned(),
+                ours: info.version.to_owned(),
+                theirs: theirs.cloned(),
             }
+            .into());
         }
-        info.facts
+        Ok(info
+            .facts
             .iter()
             .map(|f| {
                 probe
                     .facts
                     .get(*f)
                     .map(|v| (f.to_string(), v.clone()))
-                    .ok_or_else(|| format!("amt-stage --probe did not report the fact `{f}`"))
+                    .ok_or_else(|| FactsError::MissingFact(f.to_string()))
             })
-            .collect()
+            .collect::<Result<_, _>>()?)
     }
 }

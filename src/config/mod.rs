@@ -254,8 +254,14 @@ pub trait Builtins: Sync {
     /// The facts about this machine that the stage's bytes depend on
     /// (entered into its action key), after checking that the program that
     /// runs the stage was built from the same code. `cache` is the project's
-    /// cache directory, where a probe may keep its answer.
-    fn facts(&self, name: &str, cache: &Path) -> Result<BTreeMap<String, String>, String> {
+    /// cache directory, where a probe may keep its answer. The error says
+    /// why the facts cannot be vouched for (the program is missing, or was
+    /// built from other sources).
+    fn facts(
+        &self,
+        name: &str,
+        cache: &Path,
+    ) -> Result<BTreeMap<String, String>, Box<dyn std::error::Error + Send + Sync>> {
         let _ = (name, cache);
         Ok(BTreeMap::new())
     }

@@ -228,10 +228,10 @@ impl Engine<'_> {
                 _ => v.clone(),
             };
             if plain.contains('\0') {
-                return Err(StageError::Builtin(format!(
-                    "param {k} holds a NUL byte, which no environment variable ({}) can carry",
-                    k.env_var()
-                )));
+                return Err(StageError::NulInParam {
+                    key: k.to_string(),
+                    var: k.env_var(),
+                });
             }
             env.push((k.env_var(), plain));
         }

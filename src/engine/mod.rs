@@ -88,8 +88,8 @@ pub enum StageError {
     Store(#[from] StoreError),
     #[error("cannot start the command: {0}")]
     Spawn(std::io::Error),
-    #[error("{0}")]
-    Builtin(String),
+    #[error("param {key} holds a NUL byte, which no environment variable ({var}) can carry")]
+    NulInParam { key: String, var: String },
     #[error("{0}")]
     Inputs(#[from] crate::inputs::InputsError),
     #[error(

@@ -15,7 +15,7 @@ use amt_stages::audio::{self, Synth};
 use amt_stages::generate::Generator;
 use amt_studio::access::Access;
 use amt_studio::pipeline::Pipeline;
-use amt_studio::server::{self, MAX_AUDIO_SECONDS, Settings, Studio};
+use amt_studio::server::{self, MAX_AUDIO_SECONDS, Off, Settings, Studio};
 
 #[derive(Parser)]
 #[command(name = "amt", bin_name = "amt", max_term_width = 100)]
@@ -169,10 +169,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let device = amt_stages::device::pick(&args.device, 1)?;
     let generator = Generator::load_on(&model, device)
-        .map_err(|e| format!("no model to generate with: {e:#} (run `amt run train` first)"));
+        .map_err(Off::Model);
     let synth = load_synth(args.soundfont.as_deref())
         .map(|s| s.with_max_seconds(MAX_AUDIO_SECONDS))
-        .map_err(|e| format!("no audio: {e:#}"));
+        .map_err(Off::Audio);
     let amt = match args.amt {
         Some(a) => a,
         None => std::env::current_exe()

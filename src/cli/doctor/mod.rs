@@ -13,7 +13,7 @@ use amt::project::Project;
 use amt::remote::Remote;
 use serde::Serialize;
 
-use super::builtins::{Probe, probe_now};
+use super::builtins::{Probe, ProbeError, probe_now};
 use super::stage::stage_binary;
 use super::{Failure, Ui};
 
@@ -143,12 +143,12 @@ pub fn run(project: Result<Project, Failure>, args: Args, ui: Ui) -> Result<(), 
 /// amt-stage runs, matches amt, loads libtorch; and the GPU, if any.
 fn stage_binary_checks(needed: bool, gpus_needed: u32) -> Vec<Check> {
     let rebuild = "cargo build --release --bins (or scripts/demo.sh); scripts/setup.sh installs libtorch";
-    let probe: Result<Probe, String> = probe_now();
+    let probe: Result<Probe, ProbeError> = probe_now();
     let mut out = Vec::new();
     match &probe {
         Err(e) => {
             let status = if needed { Status::Fail } else { Status::Warn };
-            out.push(check("amt-stage", status, e.clone()).fix(rebuild));
+            out.push(check("amt-stage", status, e.to_string()).fix(rebuild));
             out.push(check("libtorch", Status::Skip, "amt-stage did not run"));
         }
         Ok(p) => {

@@ -42,6 +42,21 @@ pub enum Event {
     Other,
 }
 
+/// Why a track's events cannot be read; offsets are in bytes from the file's start.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EventError {
+    #[error("the track ends inside an event at byte {0}")]
+    Ends(usize),
+    #[error("an event's data at byte {at} is declared as {len} bytes but the track has {left} left")]
+    Overlong { at: usize, len: usize, left: usize },
+    #[error("data byte 0x{byte:02X} at byte {at} has its top bit set")]
+    NotData { at: usize, byte: u8 },
+    #[error("a data byte at byte {0} where a status byte must be (no running status)")]
+    NoRunningStatus(usize),
+    #[error("undefined status byte 0x{status:02X} at byte {at}")]
+    UndefinedStatus { at: usize, status: u8 },
+}
+
 /// Reads the events of a track chunk's body, in order, with their delta ticks.
 pub struct TrackReader<'a> {
     raw: &'a [u8],
@@ -67,18 +82,18 @@ impl<'a> TrackReader<'a> {
         self.base + self.pos
     }
 
-    fn byte(&mut self) -> Result<u8, String> {
+    fn byte(&mut self) -> Result<u8, EventError> {
         let b = *self
             .raw
             .get(self.pos)
-            .ok_or_else(|| format!("the track ends inside an event at byte {}", self.offset()))?;
+            .ok_or(EventError::Ends(self.offset()))?;
         self.pos += 1;
         Ok(b)
     }
 
     /// A variable-length quantity; longer than four bytes is accepted, as
     /// mido does, and saturates.
-    fn varlen(&mut self) -> Result<u64, String> {
+    fn varlen(&mut self) -> Result<u64, EventError> {
         let mut value = 0u64;
         loop {
             let b = self.byte()?;
@@ -91,38 +106,34 @@ impl<'a> TrackReader<'a> {
         }
     }
 
-    fn bytes(&mut self, len: u64) -> Result<&'a [u8], String> {
+    fn bytes(&mut self, len: u64) -> Result<&'a [u8], EventError> {
         let len = usize::try_from(len).unwrap_or(usize::MAX);
         if len > self.raw.len() - self.pos {
-            return Err(format!(
-                "an event's data at byte {} is declared as {len} bytes but the track has {} left",
-                self.offset(),
-                self.raw.len() - self.pos
-            ));
+            return Err(EventError::Overlong {
+                at: self.offset(),
+                len,
+                left: self.raw.len() - self.pos,
+            });
         }
         let data = &self.raw[self.pos..self.pos + len];
         self.pos += len;
         Ok(data)
     }
 
-    fn data_byte(&mut self) -> Result<u8, String> {
+    fn data_byte(&mut self) -> Result<u8, EventError> {
         let at = self.offset();
         match self.byte()? {
             b if b < 0x80 => Ok(b),
-            b => Err(format!(
-                "data byte 0x{b:02X} at byte {at} has its top bit set"
-            )),
+            byte => Err(EventError::NotData { at, byte }),
         }
     }
 
-    fn event(&mut self) -> Result<(u64, Event), String> {
+    fn event(&mut self) -> Result<(u64, Event), EventError> {
         let delta = self.varlen()?;
         let at = self.offset();
         let first = self.byte()?;
         let (status, mut pending) = if first < 0x80 {
-            let status = self.running.ok_or_else(|| {
-                format!("a data byte at byte {at} where a status byte must be (no running status)")
-            })?;
+            let status = self.running.ok_or(EventError::NoRunningStatus(at))?;
             (status, Some(first))
         } else {
             (first, None)
@@ -185,7 +196,7 @@ impl<'a> TrackReader<'a> {
                 Event::Other
             }
             0xF6 | 0xF8 | 0xFA | 0xFB | 0xFC | 0xFE => Event::Other,
-            _ => return Err(format!("undefined status byte 0x{status:02X} at byte {at}")),
+            _ => return Err(EventError::UndefinedStatus { at, status }),
         };
         Ok((delta, event))
     }
@@ -209,7 +220,7 @@ fn meta(kind: u8, data: &[u8]) -> Event {
 }
 
 impl Iterator for TrackReader<'_> {
-    type Item = Result<(u64, Event), String>;
+    type Item = Result<(u64, Event), EventError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.pos >= self.raw.len() {
@@ -227,7 +238,7 @@ impl Iterator for TrackReader<'_> {
 mod tests {
     use super::*;
 
-    fn events(raw: &[u8]) -> Result<Vec<(u64, Event)>, String> {
+    fn events(raw: &[u8]) -> Result<Vec<(u64, Event)>, EventError> {
         TrackReader::new(raw, 0).collect()
     }
 
@@ -298,23 +309,23 @@ mod tests {
     #[test]
     fn broken_events_are_errors_with_their_position() {
         assert_eq!(
-            events(&[0x00, 0x3C, 0x40]).unwrap_err(),
+            events(&[0x00, 0x3C, 0x40]).unwrap_err().to_string(),
             "a data byte at byte 1 where a status byte must be (no running status)"
         );
         assert_eq!(
-            events(&[0x00, 0x90, 0x3C, 0xC0]).unwrap_err(),
+            events(&[0x00, 0x90, 0x3C, 0xC0]).unwrap_err().to_string(),
             "data byte 0xC0 at byte 3 has its top bit set"
         );
         assert_eq!(
-            events(&[0x00, 0xFF, 0x01, 0x05, b'a']).unwrap_err(),
+            events(&[0x00, 0xFF, 0x01, 0x05, b'a']).unwrap_err().to_string(),
             "an event's data at byte 4 is declared as 5 bytes but the track has 1 left"
         );
         assert_eq!(
-            events(&[0x00, 0xF4]).unwrap_err(),
+            events(&[0x00, 0xF4]).unwrap_err().to_string(),
             "undefined status byte 0xF4 at byte 1"
         );
         assert_eq!(
-            events(&[0x00, 0x90, 0x3C]).unwrap_err(),
+            events(&[0x00, 0x90, 0x3C]).unwrap_err().to_string(),
             "the track ends inside an event at byte 3"
         );
     }

@@ -50,10 +50,19 @@ pub struct Settings {
     pub results_cap: usize,
 }
 
+/// Why a part of the studio is off; each request that needs it is told.
+#[derive(Debug, thiserror::Error)]
+pub enum Off {
+    #[error("no model to generate with: {0:#} (run `amt run train` first)")]
+    Model(anyhow::Error),
+    #[error("no audio: {0:#}")]
+    Audio(anyhow::Error),
+}
+
 /// What the handlers share.
 pub struct Studio {
-    generator: Result<Arc<SharedGenerator>, String>,
-    synth: Result<Synth, String>,
+    generator: Result<Arc<SharedGenerator>, Off>,
+    synth: Result<Synth, Off>,
     pipeline: Pipeline,
     pool: Pool,
     results: Results,
@@ -64,8 +73,8 @@ impl Studio {
     /// Puts the parts together; a missing model or SoundFont disables only
     /// what needs it, with the reason given on each request that does.
     pub fn new(
-        generator: Result<Generator, String>,
-        synth: Result<Synth, String>,
+        generator: Result<Generator, Off>,
+        synth: Result<Synth, Off>,
         pipeline: Pipeline,
         settings: &Settings,
     ) -> std::io::Result<Self> {

@@ -33,7 +33,7 @@ pub(super) async fn generate(
     let request: GenerateRequest = parse_json(&body(raw)?)?;
     let generator = match &studio.generator {
         Ok(g) => Arc::clone(g),
-        Err(why) => return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, why.clone())),
+        Err(why) => return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, why.to_string())),
     };
     let options = request.validate(generator.vocab_len(), generator.guidable())?;
     let deadline = Instant::now() + studio.deadline;
@@ -143,7 +143,7 @@ async fn render_on_pool(
 ) -> Result<Bytes, ApiError> {
     let synth = match &studio.synth {
         Ok(s) => s.clone(),
-        Err(why) => return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, why.clone())),
+        Err(why) => return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, why.to_string())),
     };
     let deadline = Instant::now() + studio.deadline;
     let job = move |ticket: &crate::pool::Ticket| {

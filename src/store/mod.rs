@@ -10,6 +10,8 @@
 //! written only after every object it names is stored, so a crash at any
 //! instant leaves either a complete entry or none.
 
+mod materialize;
+
 use std::collections::HashMap;
 use std::fs;
 use std::io;
@@ -22,6 +24,8 @@ use crate::digest::{ALGORITHM, ActionKey, Digest};
 use crate::fsutil::{remove_path, write_atomic};
 use crate::names::{ProjectPath, StageName};
 use crate::tree::{Entry, Kind, Manifest};
+pub use materialize::LinkMethod;
+use materialize::{clone_or_copy, materialize};
 
 /// The most entries (files and directories) one restored tree may have.
 pub const MAX_TREE_FILES: u64 = 10_000_000;
@@ -47,17 +51,6 @@ pub struct ActionResult {
     pub stage: StageName,
     /// The outputs, in declaration order.
     pub outs: Vec<OutRecord>,
-}
-
-/// How a cached file was put back into the workspace.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LinkMethod {
-    /// A copy-on-write clone (`FICLONE`).
-    Reflink,
-    /// A plain copy. Never a hard link: a file that shares the object's inode
-    /// would let an edit in the workspace (by root, whom read-only bits do
-    /// not stop) rewrite the cached object itself.
-    Copy,
 }
 
 /// A store failure, naming the object or path involved.
@@ -376,58 +369,6 @@ fn fanout(base: &Path) -> Vec<(String, PathBuf)> {
             Some((dir + &name, entry.into_path()))
         })
         .collect()
-}
-
-/// `ioctl(FICLONE)`: share the source's blocks copy-on-write (btrfs, XFS, …).
-fn reflink(src: &Path, dst: &Path) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    const FICLONE: libc::c_ulong = 0x4004_9409;
-    let from = fs::File::open(src)?;
-    let to = fs::File::create(dst)?;
-    // SAFETY: both descriptors are open for the duration of the call.
-    let rc = unsafe { libc::ioctl(to.as_raw_fd(), FICLONE as _, from.as_raw_fd()) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        let err = io::Error::last_os_error();
-        drop(to);
-        let _ = fs::remove_file(dst);
-        Err(err)
-    }
-}
-
-fn clone_or_copy(src: &Path, dst: &Path) -> io::Result<LinkMethod> {
-    if reflink(src, dst).is_ok() {
-        return Ok(LinkMethod::Reflink);
-    }
-    fs::copy(src, dst)?;
-    Ok(LinkMethod::Copy)
-}
-
-/// Puts an object at `dst`: a copy-on-write clone if the filesystem can, else
-/// a copy, writable like any output.
-fn materialize(object: &Path, dst: &Path, executable: bool) -> io::Result<LinkMethod> {
-    let method = clone_or_copy(object, dst)?;
-    let mode = if executable { 0o755 } else { 0o644 };
-    fs::set_permissions(dst, fs::Permissions::from_mode(mode))?;
-    Ok(method)
-}
-
-impl PartialOrd for LinkMethod {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for LinkMethod {
-    /// Orders by cost, so a directory reports the slowest method any file used.
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        let rank = |m: &LinkMethod| match m {
-            LinkMethod::Reflink => 0,
-            LinkMethod::Copy => 1,
-        };
-        rank(self).cmp(&rank(other))
-    }
 }
 
 #[cfg(test)]
