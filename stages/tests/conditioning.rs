@@ -1,7 +1,7 @@
 //! Conditioning matters. A small model, trained briefly on augmented corpus
 //! windows (each piece also in other keys, at other tempi and on other
 //! instruments), follows its prefix: with one seed, changing only the
-//! requested tempo, instrument or key moves the music that way.
+//! requested tempo, instrument or mode moves the music that way.
 
 mod common;
 
@@ -175,28 +175,27 @@ fn the_instrument_asked_is_the_instrument_played() {
 }
 
 #[test]
-fn the_key_asked_is_the_scale_written() {
-    // C major and F# major share only two pitch classes (F and B ~ E#, B).
-    let (c, fs) = (
-        Key::parse("C major").unwrap(),
-        Key::parse("F# major").unwrap(),
-    );
-    let in_scale = |score: &midi::Score, k: Key| {
-        let pitched: Vec<_> = score.notes.iter().filter(|n| !n.is_drum()).collect();
-        pitched.iter().filter(|n| k.contains(n.pitch % 12)).count() as f64
-            / pitched.len().max(1) as f64
+fn the_mode_asked_is_the_mode_written() {
+    // Pitches are written in the key's frame, so the tonic asked for is
+    // where the decoder puts the music by construction (the tokenizer's
+    // tests hold that); the mode is the model's to follow. C major and C
+    // minor (natural) differ in three pitch classes: E, A, B against Eb, Ab, Bb.
+    let lean_to_major = |score: &midi::Score| {
+        let pitched: Vec<u8> = score.notes.iter().filter(|n| !n.is_drum()).map(|n| n.pitch % 12).collect();
+        let count = |pcs: [u8; 3]| pitched.iter().filter(|p| pcs.contains(p)).count() as f64;
+        (count([4, 9, 11]) - count([3, 8, 10])) / pitched.len().max(1) as f64
     };
+    let (major, minor) = (Key::parse("C major").unwrap(), Key::parse("C minor").unwrap());
     let g = generator();
     let mut right = 0;
     for seed in SEEDS {
-        let in_c = piece(&g, &asking(|x| x.key = Some(c)), seed);
-        let in_fs = piece(&g, &asking(|x| x.key = Some(fs)), seed);
-        right += usize::from(in_scale(&in_c, c) > in_scale(&in_fs, c));
-        right += usize::from(in_scale(&in_fs, fs) > in_scale(&in_c, fs));
+        let in_major = piece(&g, &asking(|x| x.key = Some(major)), seed);
+        let in_minor = piece(&g, &asking(|x| x.key = Some(minor)), seed);
+        right += usize::from(lean_to_major(&in_major) > lean_to_major(&in_minor));
     }
-    let n = 2 * SEEDS.count();
+    let n = SEEDS.count();
     assert!(
-        right >= n - 2,
-        "the asked key's scale held more of the notes in {right} of {n} comparisons"
+        right >= n - 1,
+        "the major request leaned more to the major scale in {right} of {n} seeds"
     );
 }

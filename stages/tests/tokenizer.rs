@@ -6,10 +6,11 @@ mod common;
 use std::collections::HashMap;
 
 use amt_stages::collect::find_midi_files;
+use amt_stages::midi::key::Key;
 use amt_stages::midi::{self, features};
 use amt_stages::tokenizer::decode::{Decoded, to_midi};
 use amt_stages::tokenizer::grid::{GridNote, quantize};
-use amt_stages::tokenizer::{Conditioning, Config, Tokenizer};
+use amt_stages::tokenizer::{Conditioning, Config, Token, Tokenizer};
 use proptest::prelude::*;
 
 /// Notes as a multiset, for order-free comparison.
@@ -99,11 +100,31 @@ proptest! {
     fn random_notes_survive_midi_and_tokens(notes in notes()) {
         let tok = Tokenizer::new(Config::default());
         let cfg = &tok.vocab.config;
-        let decoded = Decoded { notes: notes.clone(), tempos: vec![(0, 10)], time_signatures: vec![(0, (4, 4))], skipped: 0 };
+        let decoded = Decoded { notes: notes.clone(), tempos: vec![(0, 10)], time_signatures: vec![(0, (4, 4))], ..Decoded::default() };
         let score = midi::parse(&to_midi(&tok.vocab, &decoded)).unwrap();
         prop_assert_eq!(&quantize(cfg, &score), &notes);
         let ids = tok.encode(&score, &Conditioning::default());
         prop_assert_eq!(&tok.decode(&ids).notes, &notes);
+    }
+
+    #[test]
+    fn a_keyed_prefix_moves_pitches_into_its_frame_and_decoding_moves_them_back(
+        notes in notes(),
+        key in 0u32..24,
+    ) {
+        // A pitched note within six semitones of the MIDI range's ends may fold by an octave.
+        let notes: Vec<GridNote> = notes
+            .into_iter()
+            .filter(|n| n.program.is_none() || (6..=122).contains(&n.pitch))
+            .collect();
+        let tok = Tokenizer::new(Config::default());
+        let decoded = Decoded { notes: notes.clone(), tempos: vec![(0, 10)], time_signatures: vec![(0, (4, 4))], ..Decoded::default() };
+        let score = midi::parse(&to_midi(&tok.vocab, &decoded)).unwrap();
+        let key = Key::from_index(key);
+        let ids = tok.encode(&score, &Conditioning { key, ..Conditioning::default() });
+        let back = tok.decode(&ids);
+        prop_assert_eq!(&back.notes, &notes);
+        prop_assert_eq!(back.key, key);
     }
 
     #[test]
@@ -113,6 +134,32 @@ proptest! {
         let score = midi::parse(&bytes);
         prop_assert!(score.is_ok(), "{:?}", score.err());
     }
+}
+
+#[test]
+fn pitches_are_written_with_the_tonic_on_c() {
+    let tok = Tokenizer::new(Config::default());
+    let note = |onset, program, pitch| GridNote { onset, program, pitch, duration: 8, velocity: 20 };
+    // D major's scale on a violin, and a kick drum (36) that must not move.
+    let d_major = [62u8, 64, 66, 67, 69, 71, 73, 74];
+    let mut notes: Vec<GridNote> = d_major.iter().zip(0..).map(|(&p, i)| note(i * 8, Some(40), p)).collect();
+    notes.push(note(0, None, 36));
+    let decoded = Decoded { notes, tempos: vec![(0, 10)], time_signatures: vec![(0, (4, 4))], ..Decoded::default() };
+    let score = midi::parse(&to_midi(&tok.vocab, &decoded)).unwrap();
+    let ids = tok.encode(&score, &Conditioning { key: Key::parse("D major"), ..Conditioning::default() });
+    let pitches: Vec<String> = tok.texts(&ids).into_iter().filter(|t| t.starts_with("Pitch_")).collect();
+    assert_eq!(pitches, ["Pitch_36", "Pitch_60", "Pitch_62", "Pitch_64", "Pitch_65", "Pitch_67", "Pitch_69", "Pitch_71", "Pitch_72"]);
+    let pitches_of = |d: &Decoded| d.notes.iter().map(|n| n.pitch).collect::<Vec<u8>>();
+    let mut back = tok.decode(&ids);
+    assert_eq!(pitches_of(&back), [36, 62, 64, 66, 67, 69, 71, 73, 74], "decoded in D again");
+    // Only the prefix sets the frame: a key token among the music does not fit.
+    let sep = ids.iter().position(|&id| tok.vocab.token(id) == Some(Token::Sep)).unwrap();
+    let mut stray = ids.clone();
+    stray.insert(sep + 3, tok.vocab.id(Token::CondKey(Some(0))));
+    let strayed = tok.decode(&stray);
+    assert_eq!((strayed.notes.as_slice(), strayed.skipped), (back.notes.as_slice(), back.skipped + 1));
+    back.transpose(3);
+    assert_eq!(pitches_of(&back), [36, 65, 67, 69, 70, 72, 74, 76, 77], "drums stay where they are");
 }
 
 #[test]

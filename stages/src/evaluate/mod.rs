@@ -255,7 +255,7 @@ fn baseline_pieces(
             };
             Ok((
                 file.clone(),
-                generator.tokenizer().to_midi(&tokens),
+                generator.midi(&tokens, g.seed),
                 g.clone(),
             ))
         })

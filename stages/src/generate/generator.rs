@@ -18,8 +18,22 @@ use super::strict::Strict;
 use crate::bundle;
 use crate::cluster::centroids::Centroids;
 use crate::embed::Encoder;
+use crate::midi::key::Key;
 use crate::model::{Conditioning as ModelConditioning, Gpt};
-use crate::tokenizer::{Conditioning, Header, Token, Tokenizer};
+use crate::tokenizer::{Conditioning, Header, Token, Tokenizer, decode};
+
+/// Music whose prefix names no key comes out of the key frame with its
+/// tonic on C; it is moved by these semitones (−6..=5, drawn from `seed`),
+/// so that pieces that ask for no key are not all in C (or C minor). 0 when
+/// the prefix names a key: the decoder has put the music in it already.
+pub fn tonic_shift(key: Option<Key>, seed: u64) -> i8 {
+    if key.is_some() {
+        return 0;
+    }
+    // Salted, so the tonic is not a function of the sampler's first draws.
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x746f_6e69_63);
+    rand::Rng::random_range(&mut rng, -6..=5)
+}
 
 /// A trained model ready to write music: the train stage's output directory, loaded.
 pub struct Generator {
@@ -66,6 +80,11 @@ pub struct Generation {
     pub tokens: Vec<u16>,
     /// True if the model ended the piece itself (rather than `max_tokens`).
     pub ended: bool,
+    /// Semitones the music was moved from the key frame's C because the
+    /// text named no key ([`tonic_shift`]; 0 when it named one): the MIDI is
+    /// the tokens decoded, then moved by this.
+    #[serde(default)]
+    pub transposed: i8,
     #[serde(skip)]
     pub midi: Vec<u8>,
 }
@@ -164,6 +183,14 @@ impl Generator {
         self.grammar.music.iter().filter(|&&a| a).count()
     }
 
+    /// The MIDI file of sampled `tokens` (prefix included), moved by
+    /// [`tonic_shift`] when the prefix names no key.
+    pub fn midi(&self, tokens: &[u16], seed: u64) -> Vec<u8> {
+        let mut decoded = self.tokenizer.decode(tokens);
+        decoded.transpose(tonic_shift(decoded.key, seed));
+        decode::to_midi(&self.tokenizer.vocab, &decoded)
+    }
+
     /// The tokenizer the model speaks.
     pub fn tokenizer(&self) -> &Tokenizer {
         &self.tokenizer
@@ -247,8 +274,9 @@ impl Generator {
         let (tokens, ended) = self
             .sample_unless(&prefix, embedding.as_ref(), strict.as_ref(), opts, true, stop)
             .ok_or(Stopped)?;
-        let midi = self.tokenizer.to_midi(&tokens);
+        let midi = self.midi(&tokens, opts.seed);
         Ok(Generation {
+            transposed: tonic_shift(conditioning.key, opts.seed),
             text: text.to_owned(),
             conditioning,
             semantic_distance,
@@ -350,5 +378,24 @@ impl Generator {
         let mut tokens = prefix.to_vec();
         tokens.extend(music);
         Some((tokens, ended))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_keyless_music_is_moved_and_the_seed_decides_where() {
+        for seed in 0..64 {
+            assert_eq!(tonic_shift(Key::parse("E minor"), seed), 0, "a key was asked");
+        }
+        let shifts: Vec<i8> = (0..64).map(|seed| tonic_shift(None, seed)).collect();
+        assert!(shifts.iter().all(|s| (-6..=5).contains(s)), "{shifts:?}");
+        let mut distinct = shifts.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 12, "every tonic is drawn: {distinct:?}");
+        assert_eq!(shifts, (0..64).map(|seed| tonic_shift(None, seed)).collect::<Vec<_>>(), "by the seed alone");
     }
 }

@@ -14,7 +14,7 @@ use std::path::Path;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-pub use generator::{Generation, Generator, Stopped};
+pub use generator::{Generation, Generator, Stopped, tonic_shift};
 pub use sample::SampleOptions;
 
 use crate::atomic::write_json;

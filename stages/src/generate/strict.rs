@@ -7,9 +7,11 @@
 //! pitch outside it, as on a leading tone). Within the scale, each pitch's
 //! probability is weighted by its degree's Krumhansl–Kessler rating, so the
 //! tonic and dominant stand out as they do in music in that key (a scale
-//! alone is shared by seven modes).
+//! alone is shared by seven modes). Pitch tokens are in the key frame
+//! ([`crate::tokenizer::frame`]): what is kept is the pitch a token sounds as.
 
 use crate::midi::key::{KRUMHANSL_KESSLER, Key};
+use crate::tokenizer::frame;
 use crate::tokenizer::grid::{bin_tempo, tempo_bin};
 use crate::tokenizer::prefix::tempo_class;
 use crate::tokenizer::{Conditioning, Token, Vocab};
@@ -65,9 +67,12 @@ impl Strict {
                 _ => true,
             })
             .collect();
+        // The pitch each pitch token sounds as, once decoded out of the key frame.
+        let back = -frame::to_c(asked.key);
+        let sounding = |token: u8| frame::moved(token, back);
         let out_of_key = asked.key.map(|k: Key| {
             (0..128u8)
-                .filter(|p| !k.contains(p % 12))
+                .filter(|&p| !k.contains(sounding(p) % 12))
                 .map(|p| vocab.id(Token::Pitch(p)))
                 .collect()
         });
@@ -80,7 +85,7 @@ impl Strict {
             let mean = profile.iter().sum::<f64>() / 12.0;
             (0..128u8)
                 .map(|p| {
-                    let degree = usize::from((p % 12 + 12 - k.tonic % 12) % 12);
+                    let degree = usize::from((sounding(p) % 12 + 12 - k.tonic % 12) % 12);
                     (
                         vocab.id(Token::Pitch(p)),
                         (profile[degree] / mean).ln() as f32,
@@ -192,6 +197,11 @@ mod tests {
     use super::*;
     use crate::tokenizer::Config;
 
+    /// The token of a sounding pitch in D major's key frame, where D is written as C.
+    fn in_d(pitch: u8) -> Token {
+        Token::Pitch(pitch - 2)
+    }
+
     fn asked() -> Conditioning {
         Conditioning {
             semantic: None,
@@ -222,7 +232,7 @@ mod tests {
         );
         assert!(!ok(Token::Program(Some(0))) && !ok(Token::Program(Some(48))));
         assert!(
-            ok(Token::Pitch(62)) && ok(Token::Pitch(66)) && !ok(Token::Pitch(65)),
+            ok(in_d(62)) && ok(in_d(66)) && !ok(in_d(65)),
             "D major has F#, not F"
         );
         let tempi: Vec<u32> = (0..v.config.tempo_bins)
@@ -238,11 +248,11 @@ mod tests {
         assert!(ok(Token::Bar) && ok(Token::Eos));
         let logit = |t| logits[usize::from(v.id(t))];
         assert!(
-            logit(Token::Pitch(62)) > logit(Token::Pitch(64)),
+            logit(in_d(62)) > logit(in_d(64)),
             "the tonic D over E"
         );
         assert!(
-            logit(Token::Pitch(69)) > logit(Token::Pitch(71)),
+            logit(in_d(69)) > logit(in_d(71)),
             "the dominant A over B"
         );
         assert_eq!(logit(Token::Bar), 0.0, "only pitches lean");
@@ -252,7 +262,7 @@ mod tests {
     fn a_confident_model_keeps_its_out_of_key_pitch_and_drums_are_free() {
         let v = Vocab::new(Config::default());
         let s = Strict::new(&v, &asked(), None).unwrap();
-        let f = usize::from(v.id(Token::Pitch(65)));
+        let f = usize::from(v.id(in_d(65)));
         let mut logits = vec![-10.0f32; v.len()];
         logits[f] = 10.0;
         let mut allowed = vec![true; v.len()];
@@ -364,7 +374,7 @@ mod tests {
         // A model sure of the tonic, and one sure of the leading tone.
         for sure in [62u8, 73] {
             let mut logits = vec![0.0f32; v.len()];
-            logits[usize::from(v.id(Token::Pitch(sure)))] = 4.0;
+            logits[usize::from(v.id(in_d(sure)))] = 4.0;
             let mut allowed = vec![true; v.len()];
             let mut leaned = logits.clone();
             s.narrow(

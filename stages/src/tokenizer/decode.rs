@@ -5,6 +5,9 @@
 use midly::num::{u4, u7, u15, u24, u28};
 use midly::{Format, Header, MetaMessage, MidiMessage, Smf, Timing, TrackEvent, TrackEventKind};
 
+use crate::midi::key::Key;
+
+use super::frame;
 use super::grid::{GridNote, bar_positions, bin_tempo, bin_velocity};
 use super::vocab::{Token, Vocab};
 
@@ -21,6 +24,18 @@ pub struct Decoded {
     pub time_signatures: Vec<(u64, (u8, u32))>,
     /// Tokens skipped because they did not fit.
     pub skipped: usize,
+    /// The key the prefix named; the notes are already moved back from its frame.
+    pub key: Option<Key>,
+}
+
+impl Decoded {
+    /// Moves every pitched note by `semitones` (folded into 0–127).
+    pub fn transpose(&mut self, semitones: i8) {
+        for n in self.notes.iter_mut().filter(|n| n.program.is_some()) {
+            n.pitch = frame::moved(n.pitch, semitones);
+        }
+        self.notes.sort_unstable();
+    }
 }
 
 /// Reads notes from token ids, skipping whatever does not fit.
@@ -34,6 +49,7 @@ pub fn decode_tokens(vocab: &Vocab, ids: &[u16]) -> Decoded {
     let mut program: Option<u8> = Some(0);
     let mut pitch: Option<u8> = None;
     let mut velocity: Option<u32> = None;
+    let mut in_music = false;
     for &id in ids {
         let Some(token) = vocab.token(id) else {
             d.skipped += 1;
@@ -42,10 +58,18 @@ pub fn decode_tokens(vocab: &Vocab, ids: &[u16]) -> Decoded {
         let fits = match token {
             Token::Eos => break,
             // The conditioning prefix and padding carry no music.
-            Token::Pad | Token::Bos | Token::Sep => true,
+            Token::Pad | Token::Bos => true,
+            Token::Sep => {
+                in_music = true;
+                true
+            }
+            // The key frame is the prefix's: a key token among the music does not fit.
+            Token::CondKey(k) if !in_music => {
+                d.key = k.and_then(Key::from_index);
+                true
+            }
             Token::Semantic(_)
             | Token::CondTempo(_)
-            | Token::CondKey(_)
             | Token::CondTimeSig(_)
             | Token::CondInstrument(_) => true,
             Token::Bar => {
@@ -87,7 +111,10 @@ pub fn decode_tokens(vocab: &Vocab, ids: &[u16]) -> Decoded {
                     d.notes.push(GridNote {
                         onset,
                         program,
-                        pitch: p,
+                        pitch: match program {
+                            Some(_) => frame::moved(p, -frame::to_c(d.key)),
+                            None => p,
+                        },
                         duration: dur,
                         velocity: v,
                     });

@@ -2,15 +2,18 @@
 //!
 //! Per bar: `Bar`, then `TimeSig` and `Tempo` where they change, then for each
 //! note `Position` (when it moves), `Program` (when it changes), `Pitch`,
-//! `Velocity` and `Duration`.
+//! `Velocity` and `Duration`. Pitched notes are moved by `shift` semitones
+//! (the key frame, see [`super::frame`]).
 
 use crate::midi::Score;
 
+use super::frame;
 use super::grid::{bar_positions, quantize, tempos, time_signatures};
 use super::vocab::{Token, Vocab};
 
-/// The music tokens of a score (no prefix, no BOS/EOS).
-pub fn encode_music(vocab: &Vocab, score: &Score) -> Vec<u16> {
+/// The music tokens of a score (no prefix, no BOS/EOS), its pitched notes
+/// moved by `shift` semitones.
+pub fn encode_music(vocab: &Vocab, score: &Score, shift: i8) -> Vec<u16> {
     let cfg = &vocab.config;
     let notes = quantize(cfg, score);
     let signatures = time_signatures(cfg, score);
@@ -62,7 +65,10 @@ pub fn encode_music(vocab: &Vocab, score: &Score) -> Vec<u16> {
                 push(Token::Program(n.program));
                 program = Some(n.program);
             }
-            push(Token::Pitch(n.pitch));
+            push(Token::Pitch(match n.program {
+                Some(_) => frame::moved(n.pitch, shift),
+                None => n.pitch,
+            }));
             push(Token::Velocity(n.velocity));
             push(Token::Duration(n.duration));
             note += 1;

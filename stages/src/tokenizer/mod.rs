@@ -3,10 +3,12 @@
 //!
 //! A sequence is `prefix (BOS … SEP) + music + EOS`. Music tokens are
 //! `Bar`, `Position`, `Program` (drums included), `Pitch`, `Velocity` (binned),
-//! `Duration` (on the grid), `Tempo` (binned) and `TimeSig`.
+//! `Duration` (on the grid), `Tempo` (binned) and `TimeSig`. Pitches are
+//! written in the prefix's key frame ([`frame`]).
 
 pub mod decode;
 pub mod encode;
+pub mod frame;
 pub mod grid;
 pub mod header;
 pub mod prefix;
@@ -62,15 +64,21 @@ impl Tokenizer {
         Ok(tok)
     }
 
-    /// `prefix + music + EOS` for a score.
+    /// `prefix + music + EOS` for a score, its pitches in the frame of
+    /// the conditioning's key.
     pub fn encode(&self, score: &Score, conditioning: &Conditioning) -> Vec<u16> {
         let mut ids = conditioning.tokens(&self.vocab);
-        ids.extend(encode::encode_music(&self.vocab, score));
+        ids.extend(encode::encode_music(
+            &self.vocab,
+            score,
+            frame::to_c(conditioning.key),
+        ));
         ids.push(self.vocab.id(Token::Eos));
         ids
     }
 
-    /// The notes, tempi and meters in any token sequence.
+    /// The notes, tempi and meters in any token sequence, pitches moved
+    /// back from the frame of the key its prefix names.
     pub fn decode(&self, ids: &[u16]) -> Decoded {
         decode::decode_tokens(&self.vocab, ids)
     }

@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 /// Bumped whenever the token layout, what a token means or the windows'
 /// shape changes (2: MidiCaps tempo bins in the prefix, and every window
 /// restates the meter, tempo and program it starts in; 3: tempo tokens from
-/// 30 BPM, so MidiCaps' lowest bin has some).
-pub const VERSION: u32 = 3;
+/// 30 BPM, so MidiCaps' lowest bin has some; 4: pitches in the key frame of
+/// the prefix's key, see [`super::frame`]).
+pub const VERSION: u32 = 4;
 
 /// Time signatures with their own token; others are written as the nearest in bar length.
 pub const TIME_SIGNATURES: &[(u8, u32)] = &[

@@ -38,8 +38,9 @@ pub fn read_csv(path: &Path) -> anyhow::Result<Vec<LogRow>> {
         .collect()
 }
 
-/// Draws the training and validation loss against the step.
-pub fn plot(path: &Path, rows: &[LogRow]) -> anyhow::Result<()> {
+/// Draws the training and validation loss against the step; `weighted`
+/// says the training loss weighs some tokens more (`train.condition_weight`).
+pub fn plot(path: &Path, rows: &[LogRow], weighted: bool) -> anyhow::Result<()> {
     let train: Vec<(f64, f64)> = rows.iter().map(|r| (r.step as f64, r.train_loss)).collect();
     let val: Vec<(f64, f64)> = rows
         .iter()
@@ -50,7 +51,10 @@ pub fn plot(path: &Path, rows: &[LogRow]) -> anyhow::Result<()> {
         "Loss",
         "step",
         "loss (nats/token)",
-        &[("train", &train), ("validation", &val)],
+        &[
+            (if weighted { "train (weighted)" } else { "train" }, &train),
+            ("validation", &val),
+        ],
     )
 }
 

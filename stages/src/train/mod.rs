@@ -58,6 +58,17 @@ pub struct Trained {
     pub stopped_early: bool,
 }
 
+/// Each token's weight in the training loss: `condition_weight` for the
+/// music tokens a prompt names (`Tempo`, `TimeSig`, `Program`), 1 for the rest.
+fn loss_weights(vocab: &Vocab, condition_weight: f64) -> Vec<f32> {
+    (0..vocab.len() as u16)
+        .map(|id| match vocab.token(id) {
+            Some(Token::Tempo(_) | Token::TimeSig(..) | Token::Program(_)) => condition_weight as f32,
+            _ => 1.0,
+        })
+        .collect()
+}
+
 /// Trains (or resumes) a model. `checkpoints` holds resumable checkpoints;
 /// `on_step` sees every update's log row and may stop training early (as a
 /// kill would: the last checkpoint stays).
@@ -84,6 +95,11 @@ pub fn train(
     for (name, p) in [("condition_drop", params.condition_drop), ("uncondition", params.uncondition)] {
         anyhow::ensure!((0.0..=1.0).contains(&p), "[params] train.{name} must be in [0, 1], not {p}");
     }
+    anyhow::ensure!(
+        params.condition_weight.is_finite() && params.condition_weight > 0.0,
+        "[params] train.condition_weight must be a positive number, not {}",
+        params.condition_weight
+    );
     let drop = data::ConditionDrop::new(vocab, params.condition_drop, params.uncondition, params.seed);
     let fingerprint = checkpoint::fingerprint(&config, params, data, device);
     tch::manual_seed(params.seed as i64);
@@ -117,6 +133,8 @@ pub fn train(
             data.embeddings.as_ref(),
         )
     };
+    let weights = (params.condition_weight != 1.0)
+        .then(|| tch::Tensor::from_slice(&loss_weights(vocab, params.condition_weight)).to_device(device));
     let started = Instant::now();
     let start_step = state.step;
     let mut order = data::BatchOrder::new(data.train.len(), params.batch_size, params.seed);
@@ -150,7 +168,7 @@ pub fn train(
                     .view([-1, model.config.vocab_size as i64])
                     .cross_entropy_loss::<tch::Tensor>(
                         &y.view(-1),
-                        None,
+                        weights.as_ref().map(tch::Tensor::shallow_clone),
                         tch::Reduction::Mean,
                         data::IGNORE,
                         0.0,
@@ -337,7 +355,7 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
         .context("copying centroids.json")?;
     bundle::copy_encoder(&ctx.dep("encoder")?, &out)?;
     log::write_csv(&out.join("loss.csv"), &trained.state.log)?;
-    log::plot(&out.join("loss.png"), &trained.state.log)?;
+    log::plot(&out.join("loss.png"), &trained.state.log, params.condition_weight != 1.0)?;
     let per_update = (params.batch_size * params.grad_accum * (data.train.width - 1)) as u64;
     let summary = bundle::Summary {
         micro_batch: run_params.batch_size,
@@ -366,4 +384,24 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
         summary.parameters, summary.steps, summary.val.overall.loss
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tokenizer::Config;
+
+    #[test]
+    fn only_the_tokens_a_prompt_names_weigh_more() {
+        let v = Tokenizer::new(Config::default()).vocab;
+        let w = loss_weights(&v, 4.0);
+        assert_eq!(w.len(), v.len());
+        let at = |t| w[usize::from(v.id(t))];
+        for named in [Token::Tempo(3), Token::TimeSig(3, 4), Token::Program(Some(40)), Token::Program(None)] {
+            assert_eq!(at(named), 4.0, "{named:?}");
+        }
+        for other in [Token::Pitch(60), Token::Bar, Token::Duration(8), Token::CondTempo(Some(3)), Token::Eos] {
+            assert_eq!(at(other), 1.0, "{other:?}");
+        }
+    }
 }

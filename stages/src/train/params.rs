@@ -40,6 +40,14 @@ pub struct TrainParams {
     /// prefix N/A and its sentence embedding zero, so that sampling can
     /// guide by the difference (classifier-free guidance, `generate.guidance`).
     pub uncondition: f64,
+    /// The loss weight of the music tokens a prompt asks for by name
+    /// (`Tempo`, `TimeSig`, `Program`); every other token weighs 1. A window
+    /// holds one `Tempo` and one `TimeSig` among hundreds of note tokens
+    /// (and a `Program` at each change of instrument), so a short run learns
+    /// to follow the prefix's tempo and instruments last; a weight above 1
+    /// makes it learn them sooner. The training loss (`loss.csv`) is the
+    /// weighted one; validation loss and perplexity stay unweighted.
+    pub condition_weight: f64,
     /// Torch threads on CPU (0: the stage's CPU share, `cpus` in amt.toml).
     pub threads: usize,
     /// `auto` (CUDA when present), `cpu` or `cuda`.
@@ -66,6 +74,7 @@ impl Default for TrainParams {
             patience: 0,
             condition_drop: 0.15,
             uncondition: 0.1,
+            condition_weight: 1.0,
             threads: 0,
             device: "auto".into(),
         }

@@ -242,11 +242,11 @@ fn sample_one(
     let prefix = written.conditioning.tokens(vocab);
     if let Some(u) = &w.untrained {
         let (tokens, _) = u.sample(&prefix, None, &base, true);
-        let a = score(&u.tokenizer().to_midi(&tokens), &req)?;
+        let a = score(&u.midi(&tokens, base.seed), &req)?;
         row("untrained model".to_owned(), Kind::Untrained, Some(1.0), a);
     }
     let (tokens, _) = generator.sample_uniform(&prefix, &base);
-    let a = score(&generator.tokenizer().to_midi(&tokens), &req)?;
+    let a = score(&generator.midi(&tokens, base.seed), &req)?;
     row("random tokens".to_owned(), Kind::Random, None, a);
     if let Some(f) = test.get(&c.path) {
         row(
