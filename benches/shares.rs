@@ -31,6 +31,7 @@ const CORES: usize = 2;
 /// outputs), each with `cpus` as given, all with `train.threads` as given.
 fn manifest(repo: &Path, cpus: u32, threads: u32) -> String {
     let base = std::fs::read_to_string(repo.join("amt.toml")).unwrap();
+    assert!(base.contains("train.steps = 600"), "the demo's train.steps changed; update this bench");
     let train = base
         .split("[stages.train]")
         .nth(1)
@@ -38,7 +39,7 @@ fn manifest(repo: &Path, cpus: u32, threads: u32) -> String {
         .expect("the demo has a train stage")
         .to_owned();
     let mut m = base
-        .replacen("train.steps = 400", &format!("train.steps = {STEPS}"), 1)
+        .replacen("train.steps = 600", &format!("train.steps = {STEPS}"), 1)
         .replacen("[params]\n", &format!("[params]\ntrain.threads = {threads}\n"), 1);
     for name in ["train_a", "train_b"] {
         let stage = train

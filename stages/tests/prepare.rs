@@ -153,7 +153,7 @@ fn the_stage_writes_shards_and_a_versioned_vocabulary() {
     amt_stages::prepare::run(&ctx).unwrap();
     let vocab: serde_json::Value =
         serde_json::from_slice(&std::fs::read(root.join("out/vocab.json")).unwrap()).unwrap();
-    assert_eq!(vocab["version"], 3);
+    assert_eq!(vocab["version"], 4);
     assert_eq!(vocab["tokens"].as_array().unwrap().len(), 698);
     let mut rows = 0;
     let mut pieces = HashSet::new();

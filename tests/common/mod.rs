@@ -163,7 +163,7 @@ pub fn demo_project(edits: &[(&str, &str)]) -> TestProject {
     let manifest = std::fs::read_to_string(repo.join("amt.toml")).unwrap();
     let mut short = manifest.clone();
     for (from, to) in [
-        ("train.steps = 400", "train.steps = 20"),
+        ("train.steps = 600", "train.steps = 20"),
         ("generate.num = 4", "generate.num = 1"),
         ("generate.max_tokens = 512", "generate.max_tokens = 96"),
         ("evaluate.heldout_prompts = 0", "evaluate.heldout_prompts = 6"),
