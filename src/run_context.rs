@@ -1,23 +1,28 @@
 //! What every command that runs stages sets up once, `amt run` and `amt
 //! sweep` alike: the project lock, a clean staging directory, the remote
 //! cache, the cluster executor (after settling jobs an earlier, killed run
-//! left behind), and the registry of running processes that Ctrl-C cancels.
+//! left behind), the registry of running processes that Ctrl-C cancels, and
+//! the run ledger, which observes each scheduler run through [`Recorder`].
 //! Each engine the command opens (one per sweep point) shares all of it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use amt_registry::progress::Progress;
+
 use crate::action_cache::RemoteCache;
-use crate::config::ExecutorKind;
-use crate::engine::Engine;
+use crate::config::{ExecutorKind, Stage};
+use crate::engine::{Change, Engine};
 use crate::exec::Processes;
 use crate::executor::Executor;
-use crate::ledger::now_ms;
+use crate::ledger::{Ledger, LedgerError, PipelineRun, RunRow, now_ms};
 use crate::lock::{self, Holder, LockError, ProjectLock};
 use crate::project::Project;
 use crate::remote::{Remote, RemoteError};
+use crate::scheduler::{Outcome, Reporter};
 use crate::slurm::Slurm;
 use crate::store::{Store, StoreError};
+use crate::warning::Warning;
 
 /// Which remote cache to read and write through.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -74,6 +79,7 @@ pub struct RunContext {
     remote: Option<Arc<RemoteCache>>,
     cluster: Option<(Arc<Slurm>, ExecutorKind)>,
     processes: Arc<Processes>,
+    ledger: Ledger,
     /// Declared last, so it is released after everything above is dropped.
     _lock: Option<ProjectLock>,
 }
@@ -111,6 +117,7 @@ impl RunContext {
             remote,
             cluster,
             processes: Arc::new(Processes::default()),
+            ledger: Ledger::new(&cache),
             _lock: lock,
         })
     }
@@ -132,6 +139,19 @@ impl RunContext {
             engine = engine.with_executor(Arc::clone(slurm) as Arc<dyn Executor>, *kind);
         }
         engine
+    }
+
+    /// `reporter`, with every execution it hears of also kept in the ledger.
+    pub fn recorder<'a>(&'a self, reporter: &'a dyn Reporter) -> Recorder<'a> {
+        Recorder {
+            ledger: &self.ledger,
+            inner: reporter,
+        }
+    }
+
+    /// Appends a pipeline run (or sweep point) to the ledger.
+    pub fn record_run(&self, run: &PipelineRun) -> Result<(), LedgerError> {
+        self.ledger.record_run(run)
     }
 
     /// The running processes of every engine of this context; cancel them on Ctrl-C.
@@ -201,4 +221,122 @@ fn cluster(
         slurm
     };
     Ok(Some(Arc::new(slurm)))
+}
+
+/// A reporter that keeps each execution in the run ledger, then passes
+/// everything on. A ledger that cannot be written warns; it never fails a stage.
+pub struct Recorder<'a> {
+    ledger: &'a Ledger,
+    inner: &'a dyn Reporter,
+}
+
+impl Reporter for Recorder<'_> {
+    fn started(&self, stage: &Stage, changes: &[Change]) {
+        self.inner.started(stage, changes);
+    }
+    fn finished(&self, stage: &Stage, outcome: &Outcome) {
+        self.inner.finished(stage, outcome);
+    }
+    fn progress(&self, stage: &Stage, progress: &Progress) {
+        self.inner.progress(stage, progress);
+    }
+    fn warning(&self, warning: &Warning) {
+        self.inner.warning(warning);
+    }
+    fn executed(&self, row: &RunRow) {
+        if let Err(e) = self.ledger.record(row) {
+            self.inner.warning(&e.into());
+        }
+        self.inner.executed(row);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::ledger::ExecutionStatus;
+
+    /// A reporter that remembers what it heard.
+    #[derive(Default)]
+    struct Heard(Mutex<Vec<String>>);
+
+    impl Reporter for Heard {
+        fn started(&self, stage: &Stage, _: &[Change]) {
+            self.0.lock().unwrap().push(format!("started {}", stage.name));
+        }
+        fn finished(&self, stage: &Stage, outcome: &Outcome) {
+            self.0.lock().unwrap().push(format!("{} {}", outcome.label(), stage.name));
+        }
+        fn progress(&self, stage: &Stage, _: &Progress) {
+            self.0.lock().unwrap().push(format!("progress {}", stage.name));
+        }
+        fn warning(&self, warning: &Warning) {
+            self.0.lock().unwrap().push(format!("warning: {warning}"));
+        }
+        fn executed(&self, row: &RunRow) {
+            self.0.lock().unwrap().push(format!("executed {}", row.stage));
+        }
+    }
+
+    fn row(stage: &str) -> RunRow {
+        RunRow {
+            invocation: "i".into(),
+            stage: stage.into(),
+            action_key: "k".into(),
+            params: "{}".into(),
+            started_at_ms: 1,
+            duration_ms: 2,
+            peak_rss_kb: None,
+            status: ExecutionStatus::Ran,
+            exit_code: Some(0),
+            cache_hit: false,
+            metrics: None,
+            executor: "local".into(),
+            job_id: None,
+        }
+    }
+
+    #[test]
+    fn the_recorder_keeps_each_execution_and_passes_it_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::new(dir.path());
+        let heard = Heard::default();
+        let recorder = Recorder { ledger: &ledger, inner: &heard };
+        let pipeline = crate::config::parse(
+            std::path::Path::new("amt.toml"),
+            "[stages.a]\ncmd = \"true\"\nouts = [\"a\"]\n",
+            &crate::config::NoBuiltins,
+        )
+        .unwrap();
+        let stage = &pipeline.stages[0];
+        recorder.started(stage, &[]);
+        recorder.progress(stage, &serde_json::from_str(r#"{"done": 1, "unit": "steps"}"#).unwrap());
+        recorder.executed(&row("a"));
+        recorder.finished(stage, &Outcome::Ran { duration_ms: 2, job: None });
+        recorder.executed(&row("b"));
+        let kept: Vec<String> = ledger.rows(None, None).unwrap().into_iter().map(|r| r.stage).collect();
+        assert_eq!(kept, ["a", "b"]);
+        assert_eq!(
+            *heard.0.lock().unwrap(),
+            ["started a", "progress a", "executed a", "ran a", "executed b"],
+            "everything is passed on, in order"
+        );
+    }
+
+    #[test]
+    fn a_ledger_that_cannot_be_written_warns_and_the_run_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        // The cache directory is a file: the ledger cannot be created in it.
+        let cache = dir.path().join("cache");
+        std::fs::write(&cache, b"not a directory").unwrap();
+        let ledger = Ledger::new(&cache);
+        let heard = Heard::default();
+        Recorder { ledger: &ledger, inner: &heard }.executed(&row("a"));
+        let heard = heard.0.lock().unwrap();
+        assert_eq!(heard.len(), 2, "{heard:?}");
+        assert!(heard[0].starts_with("warning: ") && heard[0].contains("ledger.sqlite"), "{heard:?}");
+        assert_eq!(heard[1], "executed a");
+    }
 }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::change::Change;
 use crate::config::Stage;
+use crate::ledger::RunRow;
 use crate::scheduler::{Outcome, Reporter};
 use crate::warning::Warning;
 use amt_registry::progress::Progress;
@@ -93,6 +94,10 @@ impl Reporter for Tracker<'_> {
     fn warning(&self, warning: &Warning) {
         self.inner.warning(warning);
     }
+
+    fn executed(&self, row: &RunRow) {
+        self.inner.executed(row);
+    }
 }
 
 /// The stages the process named `holder` (the lock's holder) is executing;
@@ -133,6 +138,7 @@ mod tests {
         fn started(&self, _: &Stage, _: &[Change]) {}
         fn finished(&self, _: &Stage, _: &Outcome) {}
         fn warning(&self, _: &Warning) {}
+        fn executed(&self, _: &RunRow) {}
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! What goes wrong without failing a stage: the engine keeps these for its
-//! caller (the scheduler hands them to its reporter), and never prints.
+//! caller (the scheduler hands them to its reporter), and never prints; a
+//! reporter (the ledger's recorder) may raise them too.
+//! [`Kept`] holds them, and the executions the ledger records, until taken.
 
 use std::sync::Mutex;
 
@@ -25,18 +27,28 @@ pub enum Warning {
     Ledger(#[from] LedgerError),
 }
 
-/// Warnings not yet taken by the caller.
-#[derive(Debug, Default)]
-pub struct Warnings(Mutex<Vec<Warning>>);
+/// Events the engine keeps for its caller until taken: warnings, and the
+/// executions the ledger records.
+#[derive(Debug)]
+pub struct Kept<T>(Mutex<Vec<T>>);
 
-impl Warnings {
-    /// Keeps a warning for the caller.
-    pub fn push(&self, warning: Warning) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(warning);
+impl<T> Default for Kept<T> {
+    fn default() -> Self {
+        Self(Mutex::new(Vec::new()))
+    }
+}
+
+impl<T> Kept<T> {
+    /// Keeps an event for the caller.
+    pub fn push(&self, event: T) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(event);
     }
 
-    /// The warnings kept since the last call, oldest first.
-    pub fn take(&self) -> Vec<Warning> {
+    /// The events kept since the last call, oldest first.
+    pub fn take(&self) -> Vec<T> {
         std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
+
+/// Warnings not yet taken by the caller.
+pub type Warnings = Kept<Warning>;

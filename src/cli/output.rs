@@ -77,6 +77,9 @@ impl Printer {
 }
 
 impl Reporter for Printer {
+    /// The ledger keeps executions; the outcome line already says what happened.
+    fn executed(&self, _: &amt::ledger::RunRow) {}
+
     /// Warnings go to stderr whatever the mode: `--json` keeps stdout for events
     /// a program reads, and `--quiet` silences progress, not trouble.
     fn warning(&self, warning: &amt::warning::Warning) {

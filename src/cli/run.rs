@@ -144,7 +144,7 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
     } else {
         // Tells `amt status` and the studio which stages are executing.
         let tracker = amt::running::Tracker::new(&project.cache_dir(), &printer);
-        scheduler::run(&engine, &selection, &opts, &tracker)
+        scheduler::run(&engine, &selection, &opts, &context.recorder(&tracker))
     };
     let files_hashed = engine.hash_stats.files();
     printer.summary(&summary, files_hashed);
@@ -163,7 +163,7 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
             engine.invocation().to_owned(),
             None,
         );
-        if let Err(e) = engine.ledger.record_run(&run) {
+        if let Err(e) = context.record_run(&run) {
             eprintln!("warning: {e}");
         }
     }

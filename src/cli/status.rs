@@ -24,6 +24,7 @@ impl Reporter for Silent {
     fn started(&self, _: &amt::config::Stage, _: &[Change]) {}
     fn finished(&self, _: &amt::config::Stage, _: &Outcome) {}
     fn warning(&self, _: &amt::warning::Warning) {}
+    fn executed(&self, _: &amt::ledger::RunRow) {}
 }
 
 /// Checks stages without changing anything (a dry run over the selection).

@@ -163,7 +163,7 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
                 jobs: args.jobs.unwrap_or_else(super::run::default_jobs),
                 ..opts()
             },
-            &Printer::new(quiet, engine.log_dir()),
+            &context.recorder(&Printer::new(quiet, engine.log_dir())),
         );
         let _ = engine.stat.save();
         if summary.failed() {
@@ -200,7 +200,7 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
                         &engine,
                         &selection,
                         &opts(),
-                        &Printer::new(quiet, engine.log_dir()),
+                        &context.recorder(&Printer::new(quiet, engine.log_dir())),
                     );
                     let row = super::run::pipeline_run(
                         &engine,
@@ -213,7 +213,7 @@ pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {
                     if row.status != amt::ledger::RunStatus::Ok {
                         failed.fetch_add(1, Ordering::SeqCst);
                     }
-                    if let Err(e) = engine.ledger.record_run(&row) {
+                    if let Err(e) = context.record_run(&row) {
                         eprintln!("warning: {e}");
                     }
                     let _ = engine.stat.save();

@@ -134,12 +134,12 @@ impl Engine<'_> {
         row.job_id = finished.job_id.clone();
         if self.processes.is_cancelled() {
             row.status = ExecutionStatus::Cancelled;
-            self.log_run(&row);
+            self.log_run(row);
             return Err(StageError::Cancelled);
         }
         if !finished.success() {
             row.status = ExecutionStatus::Failed;
-            self.log_run(&row);
+            self.log_run(row);
             return Err(StageError::Failed {
                 status: finished.describe(),
                 log: log.display().to_string(),
@@ -151,7 +151,7 @@ impl Engine<'_> {
             Ok(outs) => {
                 row.status = ExecutionStatus::Ran;
                 row.metrics = self.read_metrics(stage);
-                self.log_run(&row);
+                self.log_run(row);
                 Ok(Executed {
                     duration_ms,
                     outs,
@@ -160,7 +160,7 @@ impl Engine<'_> {
             }
             Err(e) => {
                 row.status = ExecutionStatus::Failed;
-                self.log_run(&row);
+                self.log_run(row);
                 Err(e)
             }
         }

@@ -1,7 +1,8 @@
 //! Deciding what each stage needs, and doing it: leave it (fresh), restore its
 //! outputs from the cache, or execute it and record the result. Checking and
 //! restoring are here; `execute.rs` runs a stage's command and keeps what it
-//! wrote, `record.rs` writes the stage's record and its ledger row.
+//! wrote, `record.rs` writes the stage's record and makes its ledger row
+//! (kept in `executions` for the caller: the ledger observes the scheduler).
 
 mod execute;
 mod record;
@@ -18,14 +19,14 @@ use crate::digest::{ActionKey, Digest};
 use crate::exec::{Job, Processes};
 use crate::executor::{Executor, Local};
 use crate::fingerprint::Inputs;
-use crate::ledger::{ExecutionStatus, Ledger, now_ms};
+use crate::ledger::{ExecutionStatus, RunRow, now_ms};
 use crate::names::ProjectPath;
 use crate::project::Project;
 use crate::statcache::StatCache;
 use crate::state::{Origin, StateDir};
 use crate::store::{ActionResult, LinkMethod, OutRecord, Store, StoreError};
 use crate::tree::{HashStats, TreeError, TreeHasher};
-use crate::warning::Warnings;
+use crate::warning::{Kept, Warnings};
 
 /// What a stage needs, as found by [`Engine::check`].
 #[derive(Debug)]
@@ -125,19 +126,20 @@ pub struct Engine<'p> {
     pub processes: Arc<Processes>,
     /// The cluster stages can run on, and whether they do unless they say otherwise.
     cluster: Option<(Arc<dyn Executor>, ExecutorKind)>,
-    /// Where every execution is recorded.
-    pub ledger: Ledger,
     /// This invocation's id in the ledger.
     invocation: String,
     /// The action cache: the local store, and a remote one when set.
     cache: ActionCache,
     /// What went wrong without failing a stage, until the caller takes it.
     pub warnings: Warnings,
+    /// Each execution and restore as the ledger records it, until the
+    /// caller takes it (the scheduler hands them to its reporter).
+    pub executions: Kept<RunRow>,
 }
 
 impl<'p> Engine<'p> {
-    /// Opens the engine's cache and state for a project. The cache (objects,
-    /// action results, ledger) may be shared; state, logs, scratch and the stat
+    /// Opens the engine's cache and state for a project. The cache (objects
+    /// and action results) may be shared; state, logs, scratch and the stat
     /// cache belong to the project's workspace.
     pub fn open(project: &'p Project) -> Self {
         let (cache, local) = (project.cache_dir(), project.local_dir());
@@ -149,10 +151,10 @@ impl<'p> Engine<'p> {
             hash_stats: HashStats::default(),
             processes: Arc::new(Processes::default()),
             cluster: None,
-            ledger: Ledger::new(&cache),
             invocation: format!("{}-{}", now_ms(), std::process::id()),
             cache: ActionCache::new(Store::new(&cache)),
             warnings: Warnings::default(),
+            executions: Kept::default(),
         }
     }
 
@@ -329,7 +331,7 @@ impl<'p> Engine<'p> {
         row.status = ExecutionStatus::Restored;
         row.cache_hit = true;
         row.metrics = self.read_metrics(stage);
-        self.log_run(&row);
+        self.log_run(row);
         Ok(method)
     }
 

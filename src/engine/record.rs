@@ -1,5 +1,6 @@
 //! What the engine records of a stage: its state (the record `amt status`
-//! and `why` read) and its row in the run ledger.
+//! and `why` read), and its row for the run ledger, which it keeps for its
+//! caller to take (see `run_context::Recorder`).
 
 use super::{Check, Engine, StageError};
 use crate::config::Stage;
@@ -41,11 +42,9 @@ impl Engine<'_> {
         }
     }
 
-    /// Appends to the ledger; a ledger that cannot be written warns but never fails a stage.
-    pub(super) fn log_run(&self, row: &RunRow) {
-        if let Err(e) = self.ledger.record(row) {
-            self.warnings.push(e.into());
-        }
+    /// Keeps an execution's finished row for the caller.
+    pub(super) fn log_run(&self, row: RunRow) {
+        self.executions.push(row);
     }
 
     /// The stage's metrics files as one JSON object by path (text where a file is not JSON).

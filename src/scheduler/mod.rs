@@ -21,6 +21,7 @@ use amt_registry::progress::Progress;
 
 use crate::config::{Stage, StageId};
 use crate::engine::{Change, Check, Engine, StageError};
+use crate::ledger::RunRow;
 use crate::names::{ProjectPath, StageName};
 use crate::store::{LinkMethod, OutRecord};
 use crate::tree::Entry;
@@ -126,8 +127,21 @@ pub trait Reporter: Sync {
     fn finished(&self, stage: &Stage, outcome: &Outcome);
     /// A running stage reported how far it is.
     fn progress(&self, _stage: &Stage, _progress: &Progress) {}
-    /// Something went wrong without failing a stage (the remote cache, the ledger).
+    /// Something went wrong without failing a stage (the remote cache, say).
     fn warning(&self, warning: &Warning);
+    /// A stage executed or was restored, as the run ledger records it. No
+    /// default: a reporter that wraps another must pass it on.
+    fn executed(&self, row: &RunRow);
+}
+
+/// Gives the reporter what the engine kept: warnings, then executions.
+fn hand_over(engine: &Engine, reporter: &dyn Reporter) {
+    for w in engine.warnings.take() {
+        reporter.warning(&w);
+    }
+    for row in engine.executions.take() {
+        reporter.executed(&row);
+    }
 }
 
 /// The result of a scheduler run.
@@ -238,9 +252,7 @@ pub fn run(
                 break;
             }
             let Ok(msg) = rx.recv() else { break };
-            for w in engine.warnings.take() {
-                reporter.warning(&w);
-            }
+            hand_over(engine, reporter);
             let (i, outcome) = match msg {
                 Msg::Checked(i, result) => {
                     let recorded = || {
@@ -273,9 +285,7 @@ pub fn run(
         }
     });
 
-    for w in engine.warnings.take() {
-        reporter.warning(&w);
-    }
+    hand_over(engine, reporter);
     Summary {
         outcomes: plan.outcomes(),
         elapsed: started.elapsed(),
