@@ -111,24 +111,35 @@ fn cuda() -> String {
     format!("cuda [{}]", models.join(", "))
 }
 
+/// This machine lacks a fact amt keyed the run with.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "amt keyed this run for {name} = {keyed}, but this machine has {}; amt's probe \
+     (cache/probe/) is stale: delete it and run again",
+    here.as_deref().unwrap_or("nothing")
+)]
+pub struct FactMismatch {
+    pub name: String,
+    pub keyed: String,
+    pub here: Option<String>,
+}
+
 /// Checks, before a stage runs, that this machine has the facts amt keyed
 /// the run with (`AMT_FACTS`): a stale probe must never file one machine's
 /// result under another's facts.
-pub fn check_keyed(keyed: &BTreeMap<String, String>) -> Result<(), String> {
+pub fn check_keyed(keyed: &BTreeMap<String, String>) -> Result<(), FactMismatch> {
     if keyed.is_empty() {
         return Ok(());
     }
     let here = probe().facts;
     for (name, value) in keyed {
-        match here.get(name.as_str()) {
-            Some(v) if v == value => {}
-            other => {
-                return Err(format!(
-                    "amt keyed this run for {name} = {value}, but this machine has {}; \
-                     amt's probe (cache/probe/) is stale: delete it and run again",
-                    other.map_or("nothing", String::as_str)
-                ));
-            }
+        let found = here.get(name.as_str());
+        if found != Some(value) {
+            return Err(FactMismatch {
+                name: name.clone(),
+                keyed: value.clone(),
+                here: found.cloned(),
+            });
         }
     }
     Ok(())
