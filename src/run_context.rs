@@ -264,19 +264,31 @@ mod tests {
 
     impl Reporter for Heard {
         fn started(&self, stage: &Stage, _: &[Change]) {
-            self.0.lock().unwrap().push(format!("started {}", stage.name));
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("started {}", stage.name));
         }
         fn finished(&self, stage: &Stage, outcome: &Outcome) {
-            self.0.lock().unwrap().push(format!("{} {}", outcome.label(), stage.name));
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("{} {}", outcome.label(), stage.name));
         }
         fn progress(&self, stage: &Stage, _: &Progress) {
-            self.0.lock().unwrap().push(format!("progress {}", stage.name));
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("progress {}", stage.name));
         }
         fn warning(&self, warning: &Warning) {
             self.0.lock().unwrap().push(format!("warning: {warning}"));
         }
         fn executed(&self, row: &RunRow) {
-            self.0.lock().unwrap().push(format!("executed {}", row.stage));
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("executed {}", row.stage));
         }
     }
 
@@ -303,7 +315,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ledger = Ledger::new(dir.path());
         let heard = Heard::default();
-        let recorder = Recorder { ledger: &ledger, inner: &heard };
+        let recorder = Recorder {
+            ledger: &ledger,
+            inner: &heard,
+        };
         let pipeline = crate::config::parse(
             std::path::Path::new("amt.toml"),
             "[stages.a]\ncmd = \"true\"\nouts = [\"a\"]\n",
@@ -312,15 +327,35 @@ mod tests {
         .unwrap();
         let stage = &pipeline.stages[0];
         recorder.started(stage, &[]);
-        recorder.progress(stage, &serde_json::from_str(r#"{"done": 1, "unit": "steps"}"#).unwrap());
+        recorder.progress(
+            stage,
+            &serde_json::from_str(r#"{"done": 1, "unit": "steps"}"#).unwrap(),
+        );
         recorder.executed(&row("a"));
-        recorder.finished(stage, &Outcome::Ran { duration_ms: 2, job: None });
+        recorder.finished(
+            stage,
+            &Outcome::Ran {
+                duration_ms: 2,
+                job: None,
+            },
+        );
         recorder.executed(&row("b"));
-        let kept: Vec<String> = ledger.rows(None, None).unwrap().into_iter().map(|r| r.stage).collect();
+        let kept: Vec<String> = ledger
+            .rows(None, None)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.stage)
+            .collect();
         assert_eq!(kept, ["a", "b"]);
         assert_eq!(
             *heard.0.lock().unwrap(),
-            ["started a", "progress a", "executed a", "ran a", "executed b"],
+            [
+                "started a",
+                "progress a",
+                "executed a",
+                "ran a",
+                "executed b"
+            ],
             "everything is passed on, in order"
         );
     }
@@ -333,10 +368,17 @@ mod tests {
         std::fs::write(&cache, b"not a directory").unwrap();
         let ledger = Ledger::new(&cache);
         let heard = Heard::default();
-        Recorder { ledger: &ledger, inner: &heard }.executed(&row("a"));
+        Recorder {
+            ledger: &ledger,
+            inner: &heard,
+        }
+        .executed(&row("a"));
         let heard = heard.0.lock().unwrap();
         assert_eq!(heard.len(), 2, "{heard:?}");
-        assert!(heard[0].starts_with("warning: ") && heard[0].contains("ledger.sqlite"), "{heard:?}");
+        assert!(
+            heard[0].starts_with("warning: ") && heard[0].contains("ledger.sqlite"),
+            "{heard:?}"
+        );
         assert_eq!(heard[1], "executed a");
     }
 }

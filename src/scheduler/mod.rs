@@ -144,6 +144,27 @@ fn hand_over(engine: &Engine, reporter: &dyn Reporter) {
     }
 }
 
+/// Hands over what is left when a run ends, however it ends: if the
+/// dispatch loop panics, the stages that finished while it waited for the
+/// running ones still reach the ledger (only the executions then: a
+/// warning would go to a reporter that may be what panicked).
+struct FinalHandOver<'a, 'p> {
+    engine: &'a Engine<'p>,
+    reporter: &'a dyn Reporter,
+}
+
+impl Drop for FinalHandOver<'_, '_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for row in self.engine.executions.take() {
+                self.reporter.executed(&row);
+            }
+        } else {
+            hand_over(self.engine, self.reporter);
+        }
+    }
+}
+
 /// The result of a scheduler run.
 #[derive(Debug)]
 pub struct Summary {
@@ -195,6 +216,7 @@ pub fn run(
 ) -> Summary {
     let started = Instant::now();
     let stages = &engine.project.pipeline.stages;
+    let _last = FinalHandOver { engine, reporter };
     let mut plan = Plan::new(engine.project, selection, opts);
     let (tx, rx) = mpsc::channel::<Msg>();
 
@@ -285,7 +307,6 @@ pub fn run(
         }
     });
 
-    hand_over(engine, reporter);
     Summary {
         outcomes: plan.outcomes(),
         elapsed: started.elapsed(),
@@ -309,5 +330,63 @@ fn compare(want: &[OutRecord], got: &[OutRecord], duration_ms: u64) -> Outcome {
         Outcome::Verified { duration_ms }
     } else {
         Outcome::Nondeterministic(diffs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::config::NoBuiltins;
+    use crate::project::Project;
+
+    /// Breaks when stage `quick` finishes; remembers the executions it heard.
+    #[derive(Default)]
+    struct Fragile(Mutex<Vec<String>>);
+
+    impl Reporter for Fragile {
+        fn started(&self, _: &Stage, _: &[Change]) {}
+        fn finished(&self, stage: &Stage, _: &Outcome) {
+            assert!(stage.name.as_str() != "quick", "the reporter broke");
+        }
+        fn warning(&self, _: &Warning) {}
+        fn executed(&self, row: &RunRow) {
+            self.0.lock().unwrap_or_else(|e| e.into_inner()).push(row.stage.clone());
+        }
+    }
+
+    #[test]
+    fn a_stage_that_finishes_while_a_run_panics_still_reaches_the_ledger() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("amt.toml"),
+            "[stages.quick]\ncmd = \"echo > q\"\nouts = [\"q\"]\n\
+             [stages.slow]\ncmd = \"sleep 1; echo > s\"\nouts = [\"s\"]\n",
+        )
+        .unwrap();
+        let project = Project::load(dir.path(), &NoBuiltins, None).unwrap();
+        let engine = Engine::open(&project);
+        let selection: BTreeSet<StageId> =
+            ["quick", "slow"].iter().map(|n| project.pipeline.id(n).unwrap()).collect();
+        let opts = Options {
+            jobs: 2,
+            force: BTreeSet::new(),
+            dry_run: false,
+            keep_going: false,
+            gpus: 0,
+            mem: 0,
+            verify: false,
+        };
+        let reporter = Fragile::default();
+        // `quick` finishes and the reporter panics while `slow` still runs;
+        // the run waits for `slow`, whose row is handed over as it unwinds.
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run(&engine, &selection, &opts, &reporter)
+        }));
+        assert!(ran.is_err(), "the reporter's panic goes on up");
+        let mut heard = reporter.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        heard.sort();
+        assert_eq!(heard, ["quick", "slow"]);
     }
 }

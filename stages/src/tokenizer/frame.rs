@@ -41,7 +41,11 @@ mod tests {
             for minor in [false, true] {
                 let m = to_c(Some(Key { tonic, minor }));
                 assert!((-6..=5).contains(&m), "{tonic}: {m}");
-                assert_eq!((i16::from(tonic) + i16::from(m)).rem_euclid(12), 0, "{tonic}");
+                assert_eq!(
+                    (i16::from(tonic) + i16::from(m)).rem_euclid(12),
+                    0,
+                    "{tonic}"
+                );
             }
         }
         assert_eq!(to_c(Key::parse("D major")), -2);
