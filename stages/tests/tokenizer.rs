@@ -181,7 +181,7 @@ fn tokens_of_short_pieces() {
         let score = midi::parse(&std::fs::read(&files[0]).unwrap()).unwrap();
         let ids = tok.encode(
             &score,
-            &Conditioning::from_features(&features(&score), Some(3), 3),
+            &Conditioning::from_features(&features(&score), Some(3), tok.vocab.config.prefix_instruments),
         );
         let head: Vec<String> = tok.texts(&ids).into_iter().take(40).collect();
         text.push_str(&format!(

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 /// shape changes (2: MidiCaps tempo bins in the prefix, and every window
 /// restates the meter, tempo and program it starts in; 3: tempo tokens from
 /// 30 BPM, so MidiCaps' lowest bin has some; 4: pitches in the key frame of
-/// the prefix's key, see [`super::frame`]).
+/// the prefix's key, see [`super::frame`], and six instrument slots).
 pub const VERSION: u32 = 4;
 
 /// Time signatures with their own token; others are written as the nearest in bar length.
@@ -68,7 +68,9 @@ impl Default for Config {
             tempo_min: 30.0,
             tempo_max: 250.0,
             semantic_tokens: 128,
-            prefix_instruments: 3,
+            // Enough for nearly every piece's whole band, so that a slot
+            // left N/A means "no more instruments", as a prompt means it.
+            prefix_instruments: 6,
         }
     }
 }
