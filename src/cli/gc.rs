@@ -13,7 +13,7 @@ use super::{Failure, Ui};
 #[derive(clap::Args)]
 pub struct Args {
     /// Keep the newest unused results too, while the cache stays under SIZE (e.g. 10G).
-    #[arg(long, value_name = "SIZE", value_parser = size)]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     max_size: Option<u64>,
     /// Report what would be removed without removing it.
     #[arg(short = 'n', long)]
@@ -25,10 +25,6 @@ pub struct Args {
     /// action results that need them (what `amt doctor --deep` reports).
     #[arg(long, conflicts_with = "max_size")]
     repair: bool,
-}
-
-fn size(s: &str) -> Result<u64, String> {
-    parse_size(s).ok_or_else(|| format!("`{s}` is not a size like 512M or 10G"))
 }
 
 pub fn run(project: &Project, args: Args, ui: Ui) -> Result<(), Failure> {

@@ -51,12 +51,8 @@ pub struct Args {
     verify: bool,
     /// Where stages run: `local`, or `slurm` (as jobs; `[executor.slurm]`
     /// configures them) [default: `[executor] kind`, else local].
-    #[arg(long, value_name = "KIND", value_parser = executor_kind)]
+    #[arg(long, value_name = "KIND")]
     executor: Option<ExecutorKind>,
-}
-
-pub(super) fn executor_kind(s: &str) -> Result<ExecutorKind, String> {
-    ExecutorKind::parse(s).ok_or_else(|| format!("`{s}` is not local or slurm"))
 }
 
 /// Sets up an invocation's runs, saying what it waits for or goes without.

@@ -38,7 +38,7 @@ pub struct Args {
     lock_timeout: f64,
     /// Where stages run: `local`, or `slurm`, each point's stages as jobs
     /// (`--jobs` then counts points, hence jobs, in flight).
-    #[arg(long, value_name = "KIND", value_parser = super::run::executor_kind)]
+    #[arg(long, value_name = "KIND")]
     executor: Option<amt::config::ExecutorKind>,
     /// Read and write through this remote cache (s3://bucket/prefix or a
     /// directory) instead of the one `[remote]` names.

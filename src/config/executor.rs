@@ -19,13 +19,19 @@ pub enum ExecutorKind {
     Slurm,
 }
 
-impl ExecutorKind {
+/// A name that is not an executor kind.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not local or slurm")]
+pub struct UnknownExecutor(pub String);
+
+impl std::str::FromStr for ExecutorKind {
+    type Err = UnknownExecutor;
     /// Parses `local` or `slurm`.
-    pub fn parse(s: &str) -> Option<Self> {
+    fn from_str(s: &str) -> Result<Self, UnknownExecutor> {
         match s {
-            "local" => Some(Self::Local),
-            "slurm" => Some(Self::Slurm),
-            _ => None,
+            "local" => Ok(Self::Local),
+            "slurm" => Ok(Self::Slurm),
+            _ => Err(UnknownExecutor(s.to_owned())),
         }
     }
 }

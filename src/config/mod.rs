@@ -21,7 +21,7 @@ use crate::params::{ParamError, ParamKey, Params};
 pub use error::{ConfigError, suggest};
 use validate::parse_in;
 
-pub use executor::{ExecutorConfig, ExecutorKind, SlurmConfig, SlurmOptions, parse_duration};
+pub use executor::{ExecutorConfig, ExecutorKind, SlurmConfig, SlurmOptions, UnknownExecutor, parse_duration};
 
 /// The manifest's file name.
 pub const MANIFEST: &str = "amt.toml";
@@ -299,12 +299,18 @@ pub fn parse(file: &Path, text: &str, builtins: &dyn Builtins) -> Result<Pipelin
     parse_in(file, text, builtins, None)
 }
 
+/// Text that is not a size.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a size like 512M or 10G")]
+pub struct NotASize(pub String);
+
 /// Parses `512M`, `4G`, `1.5GiB` or plain bytes.
-pub fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim();
+pub fn parse_size(text: &str) -> Result<u64, NotASize> {
+    let bad = || NotASize(text.to_owned());
+    let s = text.trim();
     let split = s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let num: f64 = num.trim().parse().ok()?;
+    let num: f64 = num.trim().parse().map_err(|_| bad())?;
     let scale: u64 = match unit
         .trim()
         .to_ascii_uppercase()
@@ -316,7 +322,11 @@ pub fn parse_size(s: &str) -> Option<u64> {
         "M" => 1 << 20,
         "G" => 1 << 30,
         "T" => 1 << 40,
-        _ => return None,
+        _ => return Err(bad()),
     };
-    (num >= 0.0).then(|| (num * scale as f64) as u64)
+    if num >= 0.0 {
+        Ok((num * scale as f64) as u64)
+    } else {
+        Err(bad())
+    }
 }

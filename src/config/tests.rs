@@ -197,8 +197,18 @@ fn a_profile_may_choose_the_executor() {
 
 #[test]
 fn sizes_parse() {
-    assert_eq!(parse_size("512M"), Some(512 << 20));
-    assert_eq!(parse_size("1.5GiB"), Some(3 << 29));
-    assert_eq!(parse_size("12"), Some(12));
-    assert_eq!(parse_size("lots"), None);
+    assert_eq!(parse_size("512M"), Ok(512 << 20));
+    assert_eq!(parse_size("1.5GiB"), Ok(3 << 29));
+    assert_eq!(parse_size("12"), Ok(12));
+    assert_eq!(parse_size("lots"), Err(NotASize("lots".into())));
+    assert!(parse_size("-1G").is_err());
+    assert!(parse_size("3 parsecs").is_err());
+}
+
+#[test]
+fn executor_kinds_parse_and_others_are_named() {
+    assert_eq!("local".parse(), Ok(ExecutorKind::Local));
+    assert_eq!("slurm".parse(), Ok(ExecutorKind::Slurm));
+    let e = "Slurm".parse::<ExecutorKind>().unwrap_err();
+    assert_eq!(e.to_string(), "`Slurm` is not local or slurm");
 }

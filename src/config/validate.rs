@@ -32,12 +32,15 @@ pub(super) fn parse_in(
         // `executor` in a profile chooses where stages run, unless it is a param.
         let executor = match table.get("executor") {
             Some(v) if params.require("executor").is_err() => {
-                let kind = v.as_str().and_then(ExecutorKind::parse).ok_or_else(|| {
-                    src.error(
-                        Some(span.start),
-                        format!("profiles.{name}.executor: `{v}` is not \"local\" or \"slurm\""),
-                    )
-                })?;
+                let kind: ExecutorKind =
+                    v.as_str().and_then(|s| s.parse().ok()).ok_or_else(|| {
+                        src.error(
+                            Some(span.start),
+                            format!(
+                                "profiles.{name}.executor: `{v}` is not \"local\" or \"slurm\""
+                            ),
+                        )
+                    })?;
                 table.remove("executor");
                 Some(kind)
             }
@@ -275,15 +278,8 @@ impl Source<'_> {
             return Err(self.error(at, format!("stages.{n}.cpus: must be at least 1")));
         }
         let mem = match &raw.mem {
-            Some(m) => parse_size(m.get_ref()).ok_or_else(|| {
-                self.error(
-                    Some(m.span().start),
-                    format!(
-                        "stages.{n}.mem: `{}` is not a size like 512M or 4G",
-                        m.get_ref()
-                    ),
-                )
-            })?,
+            Some(m) => parse_size(m.get_ref())
+                .map_err(|e| self.error(Some(m.span().start), format!("stages.{n}.mem: {e}")))?,
             None => 0,
         };
         let resources = Resources {

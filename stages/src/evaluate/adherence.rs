@@ -55,6 +55,15 @@ pub struct Adherence {
     pub attributes_satisfied: Option<f64>,
 }
 
+/// The held-out measures the run ledger tracks, by [`Adherence::measures`]
+/// name, with the shorter name `amt runs` shows.
+pub const TRACKED: [(&str, &str); 4] = [
+    ("tempo_bin_match", "tempo_bin"),
+    ("key_match", "key"),
+    ("time_signature_match", "meter"),
+    ("instrument_f1", "instrument_f1"),
+];
+
 impl Adherence {
     /// Every measure by name, in field order: a match as 1 or 0, a rate as
     /// itself, `None` where the prompt did not ask. `metrics.json`'s

@@ -346,7 +346,7 @@ pub fn run(ctx: &crate::StageContext) -> anyhow::Result<()> {
     let metrics = report::metrics(&pieces, &test, &perplexity, &systems, held_out.as_ref());
     crate::atomic::write(&out.join("metrics.json"), &report::to_json_bytes(&metrics))?;
     report::write_pieces(&out.join("pieces.parquet"), &pieces)?;
-    ctx.write_metrics(&report::tracked(&metrics))?;
+    ctx.write_metrics(&report::tracked(&systems["model"], held_out.as_ref()))?;
     let loss = model_dir.join("loss.png");
     if loss.exists() {
         std::fs::copy(&loss, out.join("loss.png")).context("copying loss.png")?;

@@ -13,7 +13,8 @@ use serde_json::{Value, json};
 
 use super::quality::NAMES;
 use super::stats::{columns, kolmogorov_smirnov, mean_std, quality_distance, wasserstein};
-use super::heldout::HeldOut;
+use super::adherence::TRACKED;
+use super::heldout::{HeldOut, Kind};
 use super::{Adherence, Headline, OriginalScores, PieceReport, TestPiece, quality_level};
 use crate::generate::GeneratedFile;
 use crate::plot::{RollNote, histograms, piano_roll};
@@ -101,28 +102,23 @@ pub fn metrics(
 }
 
 /// The metrics the ledger tracks (`amt runs`): the model's headline, and its
-/// held-out tempo-bin, key, meter and instrument-F1 rates, as trained
-/// (`heldout_*`) and strict (`heldout_strict_*`).
-pub fn tracked(metrics: &Value) -> Value {
-    let mut t = metrics["systems"]["model"].clone();
-    let rows = metrics["heldout"]["systems"].as_array();
-    if let (Some(obj), Some(rows)) = (t.as_object_mut(), rows) {
-        let as_trained = |s: &&Value| s["kind"] == "model" && s["guidance"] == 1.0;
-        let strict = |s: &&Value| s["kind"] == "strict";
-        let found = [(rows.iter().find(as_trained), "heldout"), (rows.iter().find(strict), "heldout_strict")];
-        for (row, prefix) in found {
-            let Some(row) = row else { continue };
-            for (key, name) in [
-                ("tempo_bin_match", "tempo_bin"),
-                ("key_match", "key"),
-                ("time_signature_match", "meter"),
-                ("instrument_f1", "instrument_f1"),
-            ] {
-                obj.insert(format!("{prefix}_{name}"), row["scores"][key]["mean"].clone());
+/// held-out [`TRACKED`] rates, as trained (`heldout_*`, guidance 1) and
+/// strict (`heldout_strict_*`), rounded as in `metrics.json`.
+pub fn tracked(model: &Headline, heldout: Option<&HeldOut>) -> Value {
+    let mut t = serde_json::to_value(model).expect("a headline serializes");
+    let systems = heldout.map_or(&[][..], |h| &h.systems[..]);
+    let as_trained = systems.iter().find(|s| s.kind == Kind::Model && s.guidance == Some(1.0));
+    let strict = systems.iter().find(|s| s.kind == Kind::Strict);
+    if let Some(obj) = t.as_object_mut() {
+        for (system, prefix) in [(as_trained, "heldout"), (strict, "heldout_strict")] {
+            let Some(system) = system else { continue };
+            for (measure, name) in TRACKED {
+                let mean = system.scores.get(measure).and_then(|s| s.as_ref()).map(|i| i.mean);
+                obj.insert(format!("{prefix}_{name}"), json!(mean));
             }
         }
     }
-    t
+    rounded(t)
 }
 
 /// Pretty JSON with a trailing newline.
@@ -378,25 +374,57 @@ mod tests {
 
     #[test]
     fn the_ledger_tracks_the_free_and_the_strict_held_out_rates() {
-        let rate = |mean: f64| json!({"mean": mean, "low": 0.0, "high": 1.0, "n": 9});
-        let scores = |tb: f64| {
-            json!({"tempo_bin_match": rate(tb), "key_match": rate(0.2), "time_signature_match": rate(0.9), "instrument_f1": rate(0.5)})
+        use super::super::heldout::System;
+        use super::super::stats::Interval;
+        let system = |name: &str, kind, guidance, tb: f64| System {
+            system: name.into(),
+            kind,
+            guidance,
+            scores: TRACKED
+                .iter()
+                .map(|(m, _)| {
+                    let mean = if *m == "tempo_bin_match" { tb } else { 0.2 };
+                    (m.to_string(), Some(Interval { mean, low: 0.0, high: 1.0, n: 9 }))
+                })
+                .chain([("attributes_satisfied".to_string(), None)])
+                .collect(),
         };
-        let metrics = json!({
-            "systems": {"model": {"overall_score": 0.7}},
-            "heldout": {"systems": [
-                {"system": "model, guidance 2", "kind": "model", "guidance": 2.0, "scores": scores(0.45)},
-                {"system": "model", "kind": "model", "guidance": 1.0, "scores": scores(0.37)},
-                {"system": "model, strict, guidance 2", "kind": "strict", "guidance": 2.0, "scores": scores(1.0)},
-                {"system": "untrained model", "kind": "untrained", "guidance": 1.0, "scores": scores(0.1)},
-            ]},
-        });
-        let t = tracked(&metrics);
+        let heldout = HeldOut {
+            prompts: 9,
+            pieces: 3,
+            tokens: 16,
+            systems: vec![
+                system("model, guidance 2", Kind::Model, Some(2.0), 0.45),
+                system("model", Kind::Model, Some(1.0), 0.37),
+                system("model, strict, guidance 2", Kind::Strict, Some(2.0), 1.0),
+                system("untrained model", Kind::Untrained, Some(1.0), 0.1),
+            ],
+        };
+        let model = Headline {
+            overall_score: 0.7,
+            test_perplexity: 12.345_678_9,
+            ..Headline::default()
+        };
+        let t = tracked(&model, Some(&heldout));
         assert_eq!(t["overall_score"], 0.7);
+        assert_eq!(t["test_perplexity"], 12.345679, "rounded as in metrics.json");
         assert_eq!(t["heldout_tempo_bin"], 0.37, "the model as trained, not guided");
         assert_eq!(t["heldout_strict_tempo_bin"], 1.0);
         assert_eq!(t["heldout_strict_key"], 0.2);
-        let without = tracked(&json!({"systems": {"model": {"overall_score": 0.7}}}));
-        assert_eq!(without, json!({"overall_score": 0.7}), "no held-out captions, no held-out rates");
+        assert_eq!(t["heldout_meter"], 0.2);
+        assert_eq!(t["heldout_instrument_f1"], 0.2);
+        let without = tracked(&model, None);
+        assert!(
+            without.as_object().unwrap().keys().all(|k| !k.starts_with("heldout")),
+            "no held-out captions, no held-out rates: {without}"
+        );
+    }
+
+    #[test]
+    fn every_tracked_measure_is_a_measure() {
+        let names = Adherence::default().measures().map(|(name, _)| name);
+        for (measure, _) in TRACKED {
+            assert!(names.contains(&measure), "{measure} is not among {names:?}");
+        }
     }
 }

@@ -176,10 +176,15 @@ impl From<Key> for String {
     }
 }
 
+/// Text that is not a key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a key such as `D major`")]
+pub struct NotAKey(pub String);
+
 impl TryFrom<String> for Key {
-    type Error = String;
-    fn try_from(text: String) -> Result<Self, String> {
-        Key::parse(&text).ok_or_else(|| format!("`{text}` is not a key such as `D major`"))
+    type Error = NotAKey;
+    fn try_from(text: String) -> Result<Self, NotAKey> {
+        Key::parse(&text).ok_or(NotAKey(text))
     }
 }
 
@@ -254,7 +259,8 @@ mod tests {
         assert_eq!(Key::from_index(24), None);
         assert_eq!(Key::parse("A# major"), Key::parse("Bb major"));
         assert_eq!(Key::parse("H major"), None);
-        assert!(serde_json::from_str::<Key>("\"D dorian\"").is_err());
+        let e = serde_json::from_str::<Key>("\"D dorian\"").unwrap_err();
+        assert!(e.to_string().contains("`D dorian` is not a key such as `D major`"), "{e}");
     }
 
     #[test]
