@@ -38,7 +38,11 @@ fn main() {
         let mut tokens = 0usize;
         for (_, path) in &files {
             let score = midi::parse(&std::fs::read(path).expect("read")).expect("parse");
-            let cond = Conditioning::from_features(&features(&score), None, 3);
+            let cond = Conditioning::from_features(
+                &features(&score),
+                None,
+                tok.vocab.config.prefix_instruments,
+            );
             tokens += tok.encode(&score, &cond).len();
         }
         tokens

@@ -21,7 +21,7 @@ use tch::Device;
 
 /// The trained bundle (built once per test run), loaded. A minute of CPU
 /// training: 1600 steps of a 2-layer, width-128 model on 80 pieces, in
-/// windows of 96 tokens. With six instrument slots the prefix takes 13 of
+/// windows of 96 tokens. With six instrument slots the prefix takes 12 of
 /// them; in windows of 64 the instrument test passed for two of four
 /// training seeds, in windows of 96 (and 1600 steps) all three tests pass
 /// for each of the four tried.

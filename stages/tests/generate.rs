@@ -40,7 +40,11 @@ fn model_dir() -> &'static Path {
             .step_by(211)
         {
             let score = midi::parse(&std::fs::read(abs).unwrap()).unwrap();
-            let cond = tokenizer::Conditioning::from_features(&midi::features(&score), Some(1), 3);
+            let cond = tokenizer::Conditioning::from_features(
+                &midi::features(&score),
+                Some(1),
+                tok.vocab.config.prefix_instruments,
+            );
             for win in windows(&tok.vocab, &tok.encode(&score, &cond), prefix, 64)
                 .into_iter()
                 .take(2)

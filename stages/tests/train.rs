@@ -38,7 +38,7 @@ fn real_windows(n: usize, width: usize) -> (Windows, Tokenizer) {
     {
         let score = midi::parse(&std::fs::read(abs).unwrap()).unwrap();
         let f = midi::features(&score);
-        let cond = tokenizer::Conditioning::from_features(&f, Some(3), 3);
+        let cond = tokenizer::Conditioning::from_features(&f, Some(3), tok.vocab.config.prefix_instruments);
         for w in windows(&tok.vocab, &tok.encode(&score, &cond), prefix, width)
             .into_iter()
             .take(2)

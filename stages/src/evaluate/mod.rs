@@ -141,7 +141,7 @@ pub fn evaluate_pieces(
         let semantic = g.conditioning.semantic;
         let (reference, rule) = pick_reference(test, semantic, &vector)
             .context("the test split has no pieces to compare with")?;
-        let bpm = prompt::parse(&g.prompt, 3).bpm;
+        let bpm = prompt::parse(&g.prompt, generator.tokenizer().vocab.config.prefix_instruments).bpm;
         out.push(PieceReport {
             file: file.clone(),
             prompt: g.prompt.clone(),

@@ -380,15 +380,15 @@ mod tests {
             system: name.into(),
             kind,
             guidance,
-            scores: TRACKED
-                .iter()
-                .map(|(m, _)| {
-                    let mean = if *m == "tempo_bin_match" { tb } else { 0.2 };
-                    (m.to_string(), Some(Interval { mean, low: 0.0, high: 1.0, n: 9 }))
-                })
+            scores: [("tempo_bin_match", tb), ("key_match", 0.2), ("time_signature_match", 0.9), ("instrument_f1", 0.5)]
+                .into_iter()
+                .map(|(m, mean)| (m.to_string(), Some(Interval { mean, low: 0.0, high: 1.0, n: 9 })))
                 .chain([("attributes_satisfied".to_string(), None)])
                 .collect(),
         };
+        let mut strict = system("model, strict, guidance 2", Kind::Strict, Some(2.0), 1.0);
+        // No prompt asked for an instrument: no interval, so a null rate.
+        strict.scores.insert("instrument_f1".into(), None);
         let heldout = HeldOut {
             prompts: 9,
             pieces: 3,
@@ -396,7 +396,7 @@ mod tests {
             systems: vec![
                 system("model, guidance 2", Kind::Model, Some(2.0), 0.45),
                 system("model", Kind::Model, Some(1.0), 0.37),
-                system("model, strict, guidance 2", Kind::Strict, Some(2.0), 1.0),
+                strict,
                 system("untrained model", Kind::Untrained, Some(1.0), 0.1),
             ],
         };
@@ -409,10 +409,16 @@ mod tests {
         assert_eq!(t["overall_score"], 0.7);
         assert_eq!(t["test_perplexity"], 12.345679, "rounded as in metrics.json");
         assert_eq!(t["heldout_tempo_bin"], 0.37, "the model as trained, not guided");
+        assert_eq!(t["heldout_key"], 0.2);
+        assert_eq!(t["heldout_meter"], 0.9);
+        assert_eq!(t["heldout_instrument_f1"], 0.5);
         assert_eq!(t["heldout_strict_tempo_bin"], 1.0);
         assert_eq!(t["heldout_strict_key"], 0.2);
-        assert_eq!(t["heldout_meter"], 0.2);
-        assert_eq!(t["heldout_instrument_f1"], 0.2);
+        assert_eq!(
+            t.get("heldout_strict_instrument_f1"),
+            Some(&Value::Null),
+            "a rate no prompt asked for is written, as null"
+        );
         let without = tracked(&model, None);
         assert!(
             without.as_object().unwrap().keys().all(|k| !k.starts_with("heldout")),

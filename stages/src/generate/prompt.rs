@@ -465,4 +465,16 @@ mod tests {
         assert_eq!(parse("synth strings with a synth solo", 3).instruments, vec![6, 10]);
         assert!(parse("a cheerful tune", 3).instruments.is_empty());
     }
+
+    #[test]
+    fn reads_at_most_the_instruments_asked_for() {
+        let band = "for violin, piano, drums, flute, trumpet, organ and guitar";
+        assert_eq!(parse(band, 6).instruments, vec![5, 0, 16, 9, 7, 2]);
+        assert_eq!(parse(band, 3).instruments, vec![5, 0, 16]);
+        let read = parse(band, 6).read;
+        assert!(
+            !read.iter().any(|r| band[r.clone()].contains("guitar")),
+            "a seventh family is not read, so the prompt says it was not understood"
+        );
+    }
 }
