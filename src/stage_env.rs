@@ -19,25 +19,15 @@ pub fn watch_progress<T>(
     on_progress: &(dyn Fn(&Progress) + Sync),
     work: impl FnOnce() -> T,
 ) -> T {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    /// Stops the reader however `work` ends, a panic included.
-    struct Stop<'a>(&'a AtomicBool);
-    impl Drop for Stop<'_> {
-        fn drop(&mut self) {
-            self.0.store(true, Ordering::Relaxed);
-        }
-    }
-    let done = AtomicBool::new(false);
+    use std::sync::mpsc::{RecvTimeoutError, channel};
+    let (stop, stopped) = channel::<()>();
     std::thread::scope(|scope| {
-        scope.spawn(|| {
+        scope.spawn(move || {
             let mut last: Option<Progress> = None;
-            let mut ticks = 0u32;
-            while !done.load(Ordering::Relaxed) {
-                std::thread::sleep(std::time::Duration::from_millis(50));
-                ticks += 1;
-                if ticks % 5 != 0 {
-                    continue;
-                }
+            // The reader wakes as soon as `work` ends (its sender is dropped
+            // then, a panic included), not at its next tick: a stage takes
+            // no longer than its command.
+            while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(PROGRESS_EVERY) {
                 if let Some(p) = Progress::read(path)
                     && last.as_ref() != Some(&p)
                 {
@@ -46,10 +36,13 @@ pub fn watch_progress<T>(
                 }
             }
         });
-        let _stop = Stop(&done);
+        let _stop = stop;
         work()
     })
 }
+
+/// How often a running stage's progress file is read.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// The variables amt gives a stage's command besides its params and where it
 /// runs (see [`Given`]), with the thread-pool variables set to its CPU share.
