@@ -13,7 +13,9 @@ use crate::config::{Run, Stage};
 use crate::names::ProjectPath;
 
 /// Runs `work` while a second thread reads the progress file every quarter
-/// second and passes on each report that differs from the last.
+/// second and passes on each report that differs from the last, and once
+/// more when `work` ends (so the stage's last report, often "all done", is
+/// not lost).
 pub fn watch_progress<T>(
     path: &Path,
     on_progress: &(dyn Fn(&Progress) + Sync),
@@ -27,12 +29,16 @@ pub fn watch_progress<T>(
             // The reader wakes as soon as `work` ends (its sender is dropped
             // then, a panic included), not at its next tick: a stage takes
             // no longer than its command.
-            while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(PROGRESS_EVERY) {
+            loop {
+                let ended = stopped.recv_timeout(PROGRESS_EVERY) != Err(RecvTimeoutError::Timeout);
                 if let Some(p) = Progress::read(path)
                     && last.as_ref() != Some(&p)
                 {
                     on_progress(&p);
                     last = Some(p);
+                }
+                if ended {
+                    return;
                 }
             }
         });
@@ -128,6 +134,31 @@ pub fn thread_vars(cpus: u32, user_set: impl Fn(&str) -> bool) -> Vec<(String, S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_last_report_is_passed_on_when_the_work_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("progress.json");
+        let heard = std::sync::Mutex::new(Vec::new());
+        let report = |done| Progress {
+            done,
+            total: Some(3),
+            unit: "steps".into(),
+            message: String::new(),
+        };
+        let answer = watch_progress(&path, &|p| heard.lock().unwrap().push(p.done), || {
+            // The work ends long before the reader's first tick: the report
+            // is read only because the end of the work is a reason to look.
+            report(3).write(&path).unwrap();
+            42
+        });
+        assert_eq!(answer, 42);
+        assert_eq!(*heard.lock().unwrap(), [3]);
+        // Nothing new at the end, nothing passed on twice.
+        let again = std::sync::Mutex::new(0);
+        watch_progress(&path, &|_| *again.lock().unwrap() += 1, || ());
+        assert_eq!(*again.lock().unwrap(), 1, "read once, at the end");
+    }
 
     #[test]
     fn a_stage_learns_its_share_and_the_users_own_settings_stay() {
