@@ -28,8 +28,17 @@ pub struct Printer {
     log_dir: std::path::PathBuf,
     bars: Option<MultiProgress>,
     running: Mutex<Vec<(String, ProgressBar)>>,
-    /// When each running stage started and when its progress was last printed.
-    clocks: Mutex<std::collections::HashMap<String, (Instant, Option<Instant>)>>,
+    /// Each running stage's progress clock.
+    clocks: Mutex<std::collections::HashMap<String, Clock>>,
+}
+
+/// When a stage started, when its progress was last printed, and the report
+/// held back since by the rationing (printed when the stage finishes, so its
+/// last word is not lost).
+struct Clock {
+    started: Instant,
+    printed: Option<Instant>,
+    held: Option<Progress>,
 }
 
 impl Printer {
@@ -52,6 +61,30 @@ impl Printer {
                 let _ = m.println(text);
             }
             None => eprintln!("{text}"),
+        }
+    }
+
+    /// One progress report, `elapsed` after the stage started.
+    fn show_progress(&self, stage: &Stage, p: &Progress, elapsed: Duration) {
+        let name = stage.name.as_str();
+        let eta = eta(elapsed, p);
+        if self.ui.json {
+            let ev = json!({"event": "progress", "stage": name, "done": p.done, "total": p.total,
+                            "unit": p.unit, "message": p.message,
+                            "eta_s": eta.map(|d| d.as_secs())});
+            println!("{ev}");
+            return;
+        }
+        let eta_text = eta.map(|d| format!(", ETA {}", human_duration(d))).unwrap_or_default();
+        let text = format!("{name} {}{eta_text}", p.summary());
+        match &self.bars {
+            Some(_) => {
+                let running = self.running.lock().expect("printer lock poisoned");
+                if let Some((_, bar)) = running.iter().find(|(n, _)| n == name) {
+                    bar.set_message(text);
+                }
+            }
+            None => eprintln!("  {text}"),
         }
     }
 
@@ -87,45 +120,40 @@ impl Reporter for Printer {
     }
 
     fn progress(&self, stage: &Stage, p: &Progress) {
-        let name = stage.name.to_string();
-        let now = Instant::now();
-        let eta = {
-            let mut clocks = self.clocks.lock().expect("printer lock poisoned");
-            let (started, last) = clocks.entry(name.clone()).or_insert((now, None));
-            // A terminal spinner updates always; printed lines are rationed.
-            let throttled = self.bars.is_none()
-                && last.is_some_and(|t| now.duration_since(t) < PROGRESS_EVERY);
-            if throttled || self.ui.quiet {
-                return;
-            }
-            *last = Some(now);
-            eta(now.duration_since(*started), p)
-        };
-        let eta_text = eta.map(|d| format!(", ETA {}", human_duration(d))).unwrap_or_default();
-        if self.ui.json {
-            let ev = json!({"event": "progress", "stage": name, "done": p.done, "total": p.total,
-                            "unit": p.unit, "message": p.message,
-                            "eta_s": eta.map(|d| d.as_secs())});
-            println!("{ev}");
+        if self.ui.quiet {
             return;
         }
-        let text = format!("{} {}{eta_text}", stage.name, p.summary());
-        match &self.bars {
-            Some(_) => {
-                let running = self.running.lock().expect("printer lock poisoned");
-                if let Some((_, bar)) = running.iter().find(|(n, _)| *n == name) {
-                    bar.set_message(text);
-                }
+        let now = Instant::now();
+        let started = {
+            let mut clocks = self.clocks.lock().expect("printer lock poisoned");
+            let clock = clocks.entry(stage.name.to_string()).or_insert(Clock {
+                started: now,
+                printed: None,
+                held: None,
+            });
+            // A terminal spinner updates always; printed lines are rationed.
+            let throttled = self.bars.is_none()
+                && clock.printed.is_some_and(|t| now.duration_since(t) < PROGRESS_EVERY);
+            if throttled {
+                clock.held = Some(p.clone());
+                return;
             }
-            None => eprintln!("  {text}"),
-        }
+            clock.printed = Some(now);
+            clock.held = None;
+            clock.started
+        };
+        self.show_progress(stage, p, now.duration_since(started));
     }
 
     fn started(&self, stage: &Stage, changes: &[Change]) {
-        self.clocks
-            .lock()
-            .expect("printer lock poisoned")
-            .insert(stage.name.to_string(), (Instant::now(), None));
+        self.clocks.lock().expect("printer lock poisoned").insert(
+            stage.name.to_string(),
+            Clock {
+                started: Instant::now(),
+                printed: None,
+                held: None,
+            },
+        );
         let why = changes.first().map(Change::summary).unwrap_or_default();
         if self.ui.json {
             println!(
@@ -156,6 +184,12 @@ impl Reporter for Printer {
     }
 
     fn finished(&self, stage: &Stage, outcome: &Outcome) {
+        let clock = self.clocks.lock().expect("printer lock poisoned").remove(stage.name.as_str());
+        if let Some(Clock { started, held: Some(p), .. }) = clock
+            && self.bars.is_none()
+        {
+            self.show_progress(stage, &p, started.elapsed());
+        }
         {
             let mut running = self.running.lock().expect("printer lock poisoned");
             if let Some(pos) = running.iter().position(|(n, _)| n == stage.name.as_str()) {

@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 /// The variable naming the progress file.
 pub const PROGRESS_VAR: &str = "AMT_PROGRESS";
 
+/// The most of a progress file amt reads; a report is a few hundred bytes.
+pub const MAX_BYTES: u64 = 64 * 1024;
+
 /// How far a stage is.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -28,8 +31,21 @@ pub struct Progress {
 
 impl Progress {
     /// Reads a progress file; `None` when there is none yet or it is not one.
+    /// Only a plain file is opened, and only its first [`MAX_BYTES`] read:
+    /// the command controls this path, and a pipe or a link to `/dev/zero`
+    /// must not hang or exhaust amt.
     pub fn read(path: &std::path::Path) -> Option<Self> {
-        serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+        use std::io::Read;
+        if !std::fs::symlink_metadata(path).ok()?.is_file() {
+            return None;
+        }
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .ok()?
+            .take(MAX_BYTES)
+            .read_to_end(&mut bytes)
+            .ok()?;
+        serde_json::from_slice(&bytes).ok()
     }
 
     /// Writes a progress file atomically (a temp file, then a rename).
@@ -73,5 +89,21 @@ mod tests {
         assert_eq!(p.summary(), "120/400 steps, loss 2.31");
         std::fs::write(&path, "{\"done\": \"x\"}").unwrap();
         assert_eq!(Progress::read(&path), None, "a torn or foreign file is ignored");
+    }
+
+    #[test]
+    fn only_a_plain_file_of_bounded_size_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.json");
+        std::os::unix::fs::symlink("/dev/zero", &path).unwrap();
+        assert_eq!(Progress::read(&path), None, "a link is not followed");
+        std::fs::remove_file(&path).unwrap();
+        let fifo = std::process::Command::new("mkfifo").arg(&path).status().unwrap();
+        assert!(fifo.success());
+        assert_eq!(Progress::read(&path), None, "a pipe is not opened (opening it would block)");
+        std::fs::remove_file(&path).unwrap();
+        let big = format!("{{\"done\":1,\"unit\":\"steps\",\"message\":\"{}\"}}", "x".repeat(MAX_BYTES as usize));
+        std::fs::write(&path, big).unwrap();
+        assert_eq!(Progress::read(&path), None, "only the first MAX_BYTES are read");
     }
 }
