@@ -19,7 +19,8 @@ use super::Ui;
 const LOG_TAIL: usize = 30;
 
 /// Without a terminal (or with `--json`), a stage's progress is printed at
-/// most this often.
+/// most this often while it runs; the last report held back is printed when
+/// it finishes.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 /// Prints scheduler events according to the output settings.
@@ -64,10 +65,9 @@ impl Printer {
         }
     }
 
-    /// One progress report, `elapsed` after the stage started.
-    fn show_progress(&self, stage: &Stage, p: &Progress, elapsed: Duration) {
+    /// One progress report, with the time left when it is known.
+    fn show_progress(&self, stage: &Stage, p: &Progress, eta: Option<Duration>) {
         let name = stage.name.as_str();
-        let eta = eta(elapsed, p);
         if self.ui.json {
             let ev = json!({"event": "progress", "stage": name, "done": p.done, "total": p.total,
                             "unit": p.unit, "message": p.message,
@@ -142,7 +142,7 @@ impl Reporter for Printer {
             clock.held = None;
             clock.started
         };
-        self.show_progress(stage, p, now.duration_since(started));
+        self.show_progress(stage, p, eta(now.duration_since(started), p));
     }
 
     fn started(&self, stage: &Stage, changes: &[Change]) {
@@ -185,10 +185,11 @@ impl Reporter for Printer {
 
     fn finished(&self, stage: &Stage, outcome: &Outcome) {
         let clock = self.clocks.lock().expect("printer lock poisoned").remove(stage.name.as_str());
-        if let Some(Clock { started, held: Some(p), .. }) = clock
+        // Without an ETA: the stage has ended, whatever its report says.
+        if let Some(Clock { held: Some(p), .. }) = clock
             && self.bars.is_none()
         {
-            self.show_progress(stage, &p, started.elapsed());
+            self.show_progress(stage, &p, None);
         }
         {
             let mut running = self.running.lock().expect("printer lock poisoned");

@@ -31,20 +31,24 @@ pub struct Progress {
 
 impl Progress {
     /// Reads a progress file; `None` when there is none yet or it is not one.
-    /// Only a plain file is opened, and only its first [`MAX_BYTES`] read:
-    /// the command controls this path, and a pipe or a link to `/dev/zero`
-    /// must not hang or exhaust amt.
+    /// Only a plain file is read, and only its first [`MAX_BYTES`]: the
+    /// command controls this path, and a pipe or a link to `/dev/zero` must
+    /// not hang or exhaust amt. The file is opened without following a link
+    /// and without blocking, then checked, so swapping one in between a check
+    /// and the open gains nothing.
     pub fn read(path: &std::path::Path) -> Option<Self> {
         use std::io::Read;
-        if !std::fs::symlink_metadata(path).ok()?.is_file() {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(path)
+            .ok()?;
+        if !file.metadata().ok()?.is_file() {
             return None;
         }
         let mut bytes = Vec::new();
-        std::fs::File::open(path)
-            .ok()?
-            .take(MAX_BYTES)
-            .read_to_end(&mut bytes)
-            .ok()?;
+        file.take(MAX_BYTES).read_to_end(&mut bytes).ok()?;
         serde_json::from_slice(&bytes).ok()
     }
 
